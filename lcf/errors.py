@@ -1,0 +1,82 @@
+"""Typed errors of lcf.
+
+Every error a user can cause is an :class:`LcfError`. Each subclass maps to one exit code of the ``lcf`` command
+(see the README), and each message says what is wrong, where (chunk type and byte offset when there is a file), and,
+where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class LcfError(Exception):
+    """Root of every error lcf raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, chunk: str | None = None, offset: int | None = None) -> None:
+        self.message = message
+        self.chunk = chunk
+        self.offset = offset
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.chunk is not None:
+            where.append(f"chunk {self.chunk}")
+        if self.offset is not None:
+            where.append(f"offset {self.offset}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class UsageError(LcfError):
+    """Bad arguments or options."""
+
+    exit_code = 2
+
+
+class FormatError(LcfError):
+    """The data is not a valid .lcf file: signature, version, chunk order, unknown critical chunk, bad field."""
+
+    exit_code = 3
+
+
+class CorruptDataError(LcfError):
+    """The file has the right shape but its bytes are damaged: CRC mismatch, truncation, a stream that does not decode."""
+
+    exit_code = 4
+
+
+class LimitError(LcfError):
+    """A size exceeds a limit that guards memory (decompression-bomb guard); the limit can be raised explicitly."""
+
+    exit_code = 5
+
+
+class ModelMismatchError(LcfError):
+    """The file was encoded with other weights than the ones loaded."""
+
+    exit_code = 6
+
+
+class UnsupportedImageError(LcfError):
+    """An input image that lcf cannot encode (unreadable, animated, zero-sized, ...)."""
+
+    exit_code = 7
+
+
+class LcfIOError(LcfError):
+    """A file-system error: missing file, permission denied, disk full."""
+
+    exit_code = 8
+
+
+__all__ = [
+    "LcfError",
+    "UsageError",
+    "FormatError",
+    "CorruptDataError",
+    "LimitError",
+    "ModelMismatchError",
+    "UnsupportedImageError",
+    "LcfIOError",
+]
