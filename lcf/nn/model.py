@@ -1,0 +1,154 @@
+"""LcfModel: the network of Fu et al. 2023 (Fig. 3) with variable-rate gains, as fixed in docs/DESIGN.md.
+
+    x ─ g_a ─ ·gain(q) ─ y ─ h_a ─ z ─ round ─ ẑ ─ h_s ─ T1 ─┬─ PEN1 ─────────────── GLLMM θ1 (anchors)
+                         │                                   └─ PEN2 ◄─ ctx(ŷ₁) ──── GMM θ2 (non-anchors)
+                         └ round ─ ŷ ─ ·inv_gain(q) ─ g_s ─ x̂
+
+Training (``forward``): the rate of y uses y + U(−½, ½) under (θ1, θ2); the rate of z uses z + U(−½, ½) under the
+factorized density; g_s, h_s and ctx read straight-through rounded values (round(v) in value, identity in gradient),
+so θ1 comes from h_s(ẑ) alone and θ2 from h_s(ẑ) and ctx over the rounded anchors, exactly as the two-pass decoder
+computes them. In eval mode the rates use the rounded values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lcf.errors import UsageError
+
+from .context import CheckerboardContext, anchor_mask, split
+from .exact import EntropyParamNet
+from .gain import QualityGain
+from .hyper import FactorizedDensity, hyper_analysis, hyper_synthesis
+from .likelihood import mixture_likelihood
+from .pen import AnchorPEN, MixtureTensors, NonAnchorPEN
+from .transforms import analysis_transform, synthesis_transform
+
+MSE_LAMBDAS = (0.0016, 0.0032, 0.0075, 0.015, 0.03, 0.045, 0.06)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Channel widths: N (g_a/g_s/h_a/h_s), M (latent y), Mz (hyper latent z); one λ per quality level."""
+
+    N: int = 128
+    M: int = 192
+    Mz: int = 128
+    levels: tuple = field(default=MSE_LAMBDAS)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
+        for name in ("N", "M", "Mz"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2 or value % 2:
+                raise UsageError(f"ModelConfig.{name} must be an even integer >= 2, got {value!r}")
+        if not self.levels or any(not v > 0 for v in self.levels):
+            raise UsageError(f"ModelConfig.levels must be a non-empty tuple of positive λ, got {self.levels!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["levels"] = list(self.levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        unknown = set(d) - {"N", "M", "Mz", "levels"}
+        if unknown:
+            raise UsageError(f"unknown ModelConfig keys {sorted(unknown)}; expected N, M, Mz, levels")
+        return cls(**{k: tuple(v) if k == "levels" else v for k, v in d.items()})
+
+
+def ste_round(v: Tensor) -> Tensor:
+    """round(v) in value, identity in gradient (straight-through estimator)."""
+    return v + (torch.round(v) - v).detach()
+
+
+def _with_noise(v: Tensor) -> Tensor:
+    return v + torch.empty_like(v).uniform_(-0.5, 0.5)
+
+
+class LcfModel(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        N, M, Mz = config.N, config.M, config.Mz
+        self.g_a = analysis_transform(N, M)
+        self.h_a = hyper_analysis(M, N, Mz)
+        self.h_s = hyper_synthesis(M, N, Mz)
+        self.ctx = CheckerboardContext(M, 2 * M)
+        self.pen_anchor = AnchorPEN(M)
+        self.pen_nonanchor = NonAnchorPEN(M)
+        self.z_density = FactorizedDensity(Mz)
+        self.gain = QualityGain(len(config.levels), M)
+        self.decoders = nn.ModuleDict({"teacher": synthesis_transform(N, M)})
+        self._f64_cache: tuple[tuple, EntropyParamNet] | None = None
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, quality: Tensor, decoder: str = "teacher") -> dict[str, Any]:
+        """x (B, 3, H, W) in [0, 1], H and W multiples of 64; quality (B,) in [1, L].
+
+        Returns x_hat (not clamped, for the loss), y_hat (rounded gained latent, straight-through; for the λ2·|ŷ|
+        term), likelihoods {"y": (B, M, H/16, W/16), "z": (B, Mz, H/64, W/64)} and params {"anchor": θ1 (GLLMM),
+        "nonanchor": θ2 (GMM)} as MixtureTensors at all positions (for distillation).
+        """
+        y = self.analyse(x, quality)
+        z = self.h_a(y)
+        z_lik = self.z_density.likelihood(_with_noise(z) if self.training else torch.round(z))
+        t1 = self.h_s(ste_round(z))
+        y_hat = ste_round(y)
+        anchors, _ = split(y_hat)
+        theta1 = self.pen_anchor(t1)
+        theta2 = self.pen_nonanchor(t1, self.ctx(anchors))
+        y_rate = _with_noise(y) if self.training else torch.round(y)
+        lik_anchor = mixture_likelihood(y_rate, theta1.weights, theta1.means, theta1.scales, theta1.families)
+        lik_nonanchor = mixture_likelihood(y_rate, theta2.weights, theta2.means, theta2.scales, theta2.families)
+        is_anchor = anchor_mask(y.shape[-2], y.shape[-1], device=y.device)
+        y_lik = torch.where(is_anchor, lik_anchor, lik_nonanchor)
+        x_hat = self._decoder(decoder)(y_hat * self.gain.inv_gain(quality))
+        return {
+            "x_hat": x_hat,
+            "y_hat": y_hat,
+            "likelihoods": {"y": y_lik, "z": z_lik},
+            "params": {"anchor": theta1, "nonanchor": theta2},
+        }
+
+    # -- inference pieces ---------------------------------------------------------------------------------------
+    def analyse(self, x: Tensor, quality: Tensor) -> Tensor:
+        """y = g_a(x) · gain(q), float; the coded symbols are round(y)."""
+        return self.g_a(x) * self.gain.gain(quality)
+
+    def hyper_analyse(self, y: Tensor) -> Tensor:
+        """z = h_a(y), float; the coded symbols are round(z)."""
+        return self.h_a(y)
+
+    def anchor_params(self, z_hat: Tensor) -> MixtureTensors:
+        """θ1 at all positions, float64 on the CPU under exact_mode."""
+        net = self.entropy_model_float64()
+        return net.anchor(net.hyper(z_hat))
+
+    def nonanchor_params(self, z_hat: Tensor, y_anchor_hat: Tensor) -> MixtureTensors:
+        """θ2 at all positions, float64 on the CPU under exact_mode; y_anchor_hat: ŷ with non-anchors zeroed."""
+        net = self.entropy_model_float64()
+        return net.nonanchor(net.hyper(z_hat), y_anchor_hat)
+
+    def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher") -> Tensor:
+        """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]."""
+        return torch.clamp(self._decoder(decoder)(y_hat * self.gain.inv_gain(quality)), 0.0, 1.0)
+
+    def entropy_model_float64(self) -> EntropyParamNet:
+        """Float64 CPU copy of h_s, ctx, pen_anchor, pen_nonanchor; rebuilt when any of their parameters changed."""
+        params = [p for m in (self.h_s, self.ctx, self.pen_anchor, self.pen_nonanchor) for p in m.parameters()]
+        key = tuple((p.data_ptr(), p._version, str(p.device), p.dtype) for p in params)
+        if self._f64_cache is None or self._f64_cache[0] != key:
+            net = EntropyParamNet(self.h_s, self.ctx, self.pen_anchor, self.pen_nonanchor)
+            self.__dict__["_f64_cache"] = (key, net)  # a cache, not a submodule: kept out of state_dict
+        return self._f64_cache[1]
+
+    def _decoder(self, name: str) -> nn.Module:
+        if name not in self.decoders:
+            raise UsageError(f"unknown decoder {name!r}; this model has {sorted(self.decoders)}")
+        return self.decoders[name]
