@@ -1,0 +1,132 @@
+"""Integer mixtures: per-element coding windows and coder PMFs (spec/entropy.md, sections 4 and 5).
+
+Everything here is exact integer arithmetic on IntParams and FamilyTables; encoder and decoder call the same code.
+
+Window of element i: centre c = floor(sum_k w_k m_k / 2**18) (the weighted mean, floored), half-width H = the
+smallest bucket >= max over components with reach >= 0 of (|q_k - c| + reach[f_k, s_k, bitlen(w_k)]), capped at
+the largest bucket (q_k = floor(m_k / 16)). Symbols c - H .. c + H are coded as 0 .. 2H; anything else as the escape symbol 2H + 1.
+
+    mixture CDF at window edge y:  M(y) = sum_k w_k * cdf_k(y)            (<= 2**30, int32)
+    in-window mass of symbol j:    P_j = M(c - H + j + 1) - M(c - H + j)
+    coder PMF:                     f_j = 1 + floor(P_j * (2**24 - A) / 2**30),  f_esc = 2**24 - sum_j f_j
+with A = 2H + 2 symbols. Every f >= 1 and the row sums to exactly 2**24.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .params import MEAN_FRAC_BITS, MEAN_SCALE, SCALE_LEVELS, WEIGHT_BITS, WEIGHT_TOTAL, IntParams, family_codes
+from .tables import CODER_TOTAL, MAX_WINDOW, TABLE_BITS, FamilyTables
+
+# Half-widths H of the coding windows; each bucket is coded as one array (one row width).
+BUCKETS = np.array(
+    [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256],
+    dtype=np.int64,
+)
+MIX_BITS = WEIGHT_BITS + TABLE_BITS  # M(y) <= 2**30
+# Rows of a chunk times symbols per row: bounds the memory of every intermediate array (and keeps them in cache).
+CHUNK_ENTRIES = 1 << 15
+_BIT_LENGTH = np.array([int(w).bit_length() for w in range(WEIGHT_TOTAL + 1)], dtype=np.int64)  # of a weight
+
+
+@dataclass(frozen=True, eq=False)
+class MixturePlan:
+    """Everything a mixture stream needs, in stream order (spec sections 4, 5 and 8).
+
+    ``order``: element indices in stream order (bucket ascending, then index); ``centre``, ``half``: c and H per
+    element (element order); ``segments``: (start, stop, H) slices of the stream order in decode order; per stream
+    position and component: ``weights`` (int32), ``offset`` = D_k - q_k, ``limit`` = 2 D_k + 1, ``row`` = index of
+    the component's cdf row in ``tables.cdf``.
+    """
+
+    order: np.ndarray
+    centre: np.ndarray
+    half: np.ndarray
+    segments: list[tuple[int, int, int]]
+    weights: np.ndarray
+    offset: np.ndarray
+    limit: np.ndarray
+    row: np.ndarray
+    cdf: np.ndarray
+
+    @classmethod
+    def build(cls, p: IntParams, tables: FamilyTables) -> MixturePlan:
+        codes = family_codes(p.families)[None, :] * SCALE_LEVELS
+        m = p.means.astype(np.int64)
+        centre = np.einsum("nk,nk->n", p.weights.astype(np.int64), m) >> (WEIGHT_BITS + MEAN_FRAC_BITS)
+        reach_index = (codes + p.scale_idx) * (WEIGHT_BITS + 2) + np.take(_BIT_LENGTH, p.weights)
+        reach = np.take(tables.reach.reshape(-1), reach_index)
+        extent = np.abs((m >> MEAN_FRAC_BITS) - centre[:, None])
+        extent += reach
+        extent[reach < 0] = 0
+        bucket = np.minimum(np.searchsorted(BUCKETS, extent.max(axis=1, initial=0)), len(BUCKETS) - 1)
+        order = np.argsort(bucket, kind="stable")
+        # per stream position from here on
+        fs = codes + np.take(p.scale_idx, order, axis=0)
+        m = np.take(p.means, order, axis=0)
+        d = np.take(tables.half_width.reshape(-1), fs)
+        row = np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (m & (MEAN_SCALE - 1)))
+        return cls(
+            order=order,
+            centre=centre,
+            half=BUCKETS[bucket],
+            segments=list(_segments(bucket[order])),
+            weights=np.take(p.weights, order, axis=0),
+            offset=d - (m >> MEAN_FRAC_BITS),
+            limit=2 * d + 1,
+            row=row,
+            cdf=tables.cdf,
+        )
+
+    def pmf(self, start: int, stop: int, h: int) -> np.ndarray:
+        """Coder PMFs (stop - start, 2h + 2) int64 of stream positions start..stop-1 (half-width h); last = escape.
+
+        Component k's cdf at the window edges y = c - h + j (j = 0..2h+1) is cdf_k[clip(c - h - q_k + D_k + j, 0,
+        2D_k + 1)]; clamping the first index to [-(2h + 1), 2D_k + 1] and reading the padded row (PAD >= 2h + 1
+        zeros before, totals after) gives the same values as one contiguous slice.
+        """
+        width = 2 * h + 1
+        view = sliding_window_view(self.cdf, width + 1)
+        lo = self.centre[self.order[start:stop]] - h
+        first = np.clip(lo[:, None] + self.offset[start:stop], -width, self.limit[start:stop])
+        first += self.row[start:stop]
+        w = self.weights[start:stop]
+        mix = view[first[:, 0]] * w[:, 0:1]
+        for k in range(1, w.shape[1]):
+            rows = view[first[:, k]]
+            rows *= w[:, k : k + 1]
+            mix += rows
+        inside = np.diff(mix, axis=1).astype(np.int64)  # (n, width), each <= 2**30
+        alphabet = width + 1
+        out = np.empty((stop - start, alphabet), dtype=np.int64)
+        inside *= CODER_TOTAL - alphabet
+        inside >>= MIX_BITS
+        inside += 1
+        out[:, :width] = inside
+        out[:, width] = CODER_TOTAL - inside.sum(axis=1)
+        return out
+
+
+def _segments(bucket_sorted: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """(start, stop, H) runs of the stream order, split so that rows * (2H + 2) <= CHUNK_ENTRIES, in decode order."""
+    if bucket_sorted.size == 0:
+        return
+    edges = np.flatnonzero(np.diff(bucket_sorted)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [bucket_sorted.size]])
+    for start, stop in zip(starts.tolist(), stops.tolist()):
+        h = int(BUCKETS[bucket_sorted[start]])
+        rows = max(1, CHUNK_ENTRIES // (2 * h + 2))
+        for a in range(start, stop, rows):
+            yield a, min(a + rows, stop), h
+
+
+if 2 * int(BUCKETS[-1]) + 1 > MAX_WINDOW:
+    raise ImportError("lcf.entropy: the widest bucket exceeds the padding of the cdf rows")
+
+__all__ = ["BUCKETS", "CHUNK_ENTRIES", "MixturePlan"]
