@@ -1,0 +1,45 @@
+"""lcf encode: image -> .lcf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcf import api
+from lcf_cli.common import Device, Weights, err_console, report_errors
+
+
+@report_errors
+def encode(
+    src: Annotated[Path, typer.Argument(metavar="SRC", show_default=False,
+                                        help="Image to encode (PNG, JPEG, PPM, ... anything Pillow reads).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DST", help="The .lcf file to write.",
+                                         show_default=False)],
+    quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
+                                           help="1 (smallest) .. 7 (best); any value in between.")] = 4.0,
+    device: Device = "cpu",
+    decoder: Annotated[str | None, typer.Option(
+        "--decoder", metavar="NAME", help="Decoder to record as recommended in the file; default from the weights.",
+    )] = None,
+    weights: Weights = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print size, rate (bpp), PSNR and time.")] = False,
+) -> None:
+    """Encode an image into an .lcf file.
+
+    The output is written to a temporary file next to DST and renamed into place when complete.
+    Alpha, ICC profile, EXIF and XMP are kept.
+
+    [bold]Examples[/]
+      lcf encode photo.png -o photo.lcf
+      lcf encode photo.jpg -o photo.lcf --quality 5.5 -v
+      lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
+    """
+    report = api.encode_file(src, output, quality=quality, device=device, decoder=decoder, weights=weights)
+    if verbose:
+        psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
+        err_console.print(f"{report.dst}: {report.width}x{report.height}, {report.bytes} bytes, "
+                          f"{report.bpp:.4f} bpp{psnr}, {report.seconds:.2f} s")
+
+

@@ -1,0 +1,71 @@
+"""lcf validate: check .lcf files (signature, structure, CRCs, limits; --deep also decodes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcf import api
+from lcf.errors import LcfError, UsageError
+from lcf_cli.common import DEFAULT_PIXELS, Json, MaxPixels, Weights, error_dict, limits, print_json, report_errors
+
+
+@report_errors
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Files, or folders whose *.lcf files are checked.",
+                                                show_default=False, metavar="FILE_OR_DIR")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
+    deep: Annotated[bool, typer.Option("--deep", help="Also decode the streams (needs the weights).")] = False,
+    weights: Weights = None,
+    json: Json = False,
+    max_pixels: MaxPixels = DEFAULT_PIXELS,
+) -> None:
+    """Check .lcf files: signature, chunk structure and order, CRCs, header fields and size limits.
+
+    Prints one line per file, "ok" or "FAIL" with the reason, to stdout. The exit code is 0 when every file is
+    valid, else that of the first failure (3 format, 4 corrupt, 5 limit, ...; see lcf --help).
+
+    [bold]Examples[/]
+      lcf validate photo.lcf
+      lcf validate archive/ --recursive
+      lcf validate a.lcf b.lcf --deep --json
+    """
+    files = _expand(paths, recursive)
+    lim = limits(max_pixels)
+    results: list[tuple[Path, LcfError | None]] = []
+    for path in files:
+        try:
+            api.validate_file(path, limits=lim, deep=deep, weights=weights)
+            error = None
+        except LcfError as exc:
+            error = exc
+        results.append((path, error))
+        if not json:
+            typer.echo(f"ok    {path}" if error is None else f"FAIL  {path}: {error}")
+    failures = [e for _, e in results if e is not None]
+    if json:
+        print_json({
+            "valid": not failures,
+            "files": [{"path": str(p), "valid": e is None, "error": None if e is None else error_dict(e)}
+                      for p, e in results],
+        })
+    if failures:
+        raise typer.Exit(failures[0].exit_code)
+
+
+def _expand(paths: list[Path], recursive: bool) -> list[Path]:
+    """Files as given; folders replaced by their *.lcf files (sorted). A missing path stays, to be reported."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                           if p.is_file() and p.suffix.lower() == ".lcf")
+            if not found:
+                hint = "" if recursive else " (use --recursive to look in sub-folders)"
+                raise UsageError(f"{path}: no .lcf files in this folder{hint}")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files

@@ -1,0 +1,80 @@
+"""What every command shares: the consoles, error -> exit code handling, and common options."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from lcf.api import Limits, io_error
+from lcf.container.limits import DEFAULT_MAX_PIXELS
+from lcf.errors import LcfError
+
+#: Messages, warnings and progress go to stderr; data and --json go to stdout.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def report_errors(command: F) -> F:
+    """Run ``command``; print an LcfError (or OSError) as one line on stderr and exit with its code, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LcfError as exc:
+            fail(exc)
+        except OSError as exc:
+            fail(io_error(exc))
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(exc: LcfError) -> None:
+    """Print ``exc`` and exit with its code."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+    raise typer.Exit(exc.exit_code)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def error_dict(exc: LcfError) -> dict[str, Any]:
+    return {"type": type(exc).__name__, "message": exc.message, "chunk": exc.chunk, "offset": exc.offset,
+            "exit_code": exc.exit_code}
+
+
+def limits(max_pixels: int) -> Limits:
+    """Default limits with ``--max-pixels`` applied (0 = no pixel limit)."""
+    return Limits(max_pixels=max_pixels or None)
+
+
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", min=0, metavar="N",
+    help="Refuse images with more pixels than this (decompression-bomb guard; 0 = no limit).",
+)]
+DEFAULT_PIXELS = DEFAULT_MAX_PIXELS
+Device = Annotated[str, typer.Option(
+    "--device", metavar="cpu|cuda", help="Where to run the transforms: cpu, cuda or cuda:N.",
+)]
+Decoder = Annotated[str | None, typer.Option(
+    "--decoder", metavar="NAME", help="Decoder (synthesis network) to use, e.g. teacher; default from the weights.",
+)]
+Weights = Annotated[Path | None, typer.Option(
+    "--weights", metavar="DIR", help="Folder with manifest.json and safetensors files; default: bundled weights.",
+)]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

@@ -1,0 +1,319 @@
+"""File-level API of lcf: what the ``lcf`` command and the Pillow plugin call.
+
+Every function raises only :class:`lcf.errors.LcfError` subclasses for problems a user can cause (file-system errors
+become :class:`LcfIOError`). Outputs are written atomically: to a temporary file in the destination's folder, renamed
+into place only when complete.
+
+The codec-dependent functions (:func:`encode_file`, :func:`decode_file`, :func:`validate_deep`, :func:`batch`) check
+their arguments and then raise until the neural codec is integrated; their signatures and reports are final.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
+from lcf.errors import LcfError, LcfIOError, UsageError
+
+PathLike = str | os.PathLike[str]
+
+MIN_QUALITY, MAX_QUALITY = 1.0, 7.0
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """What :func:`encode_file` did. ``bytes`` is the size of the .lcf file; ``bpp`` = bytes * 8 / pixels."""
+
+    src: Path
+    dst: Path
+    width: int
+    height: int
+    bytes: int
+    bpp: float
+    psnr: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DecodeReport:
+    """What :func:`decode_file` did; ``decoder`` is the name of the decoder (g_s variant) that was used."""
+
+    src: Path
+    dst: Path
+    width: int
+    height: int
+    decoder: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file of a batch: ``status`` is "ok", "skipped" (output exists) or "failed" (see ``error``)."""
+
+    src: Path
+    dst: Path
+    status: str
+    error: str | None = None
+    exit_code: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    items: tuple[BatchItem, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> tuple[BatchItem, ...]:
+        return tuple(item for item in self.items if item.status == "failed")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What ``lcf info`` shows: the header, the chunks that could be framed, and the first problem, if any."""
+
+    path: Path
+    size: int
+    header: Header
+    chunks: tuple[ChunkInfo, ...]
+    error: LcfError | None = field(default=None, compare=False)
+
+
+def _codec_not_built() -> LcfError:
+    return LcfError("the neural codec is not built into this version yet")
+
+
+# -- codec-dependent (bodies replaced when the codec is integrated) ----------------------------------------------
+
+
+def encode_file(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    quality: float = 4.0,
+    device: str = "cpu",
+    decoder: str | None = None,
+    weights: PathLike | None = None,
+) -> EncodeReport:
+    """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists).
+
+    ``quality`` in [1, 7] (continuous; higher = better and larger; stored to 1/256), ``device`` "cpu" or "cuda[:N]"
+    for the analysis and synthesis transforms, ``decoder`` the decoder recorded as recommended in the header
+    (default: the weights' default), ``weights`` a folder with a ``manifest.json`` (default: the bundled weights).
+    Raises UsageError, UnsupportedImageError, LcfIOError.
+    """
+    check_quality(quality)
+    check_device(device)
+    _require_file(src)
+    _require_parent(dst)
+    raise _codec_not_built()
+
+
+def decode_file(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: PathLike | None = None,
+    limits: Limits | None = None,
+) -> DecodeReport:
+    """Decode the .lcf file ``src`` into the image ``dst``; its suffix picks the format (.png, .ppm, ...).
+
+    ``decoder`` overrides the header's recommended decoder; ``limits`` guards memory (default :class:`Limits`).
+    Raises FormatError, CorruptDataError, LimitError, ModelMismatchError, LcfIOError.
+    """
+    check_device(device)
+    limits = limits or Limits()
+    read_container(read_bytes(src, limits), limits)
+    _require_parent(dst)
+    raise _codec_not_built()
+
+
+def validate_deep(data: bytes, weights: PathLike | None = None) -> None:
+    """Check ``data`` like :func:`lcf.container.read_container`, then decode every stream and check that each is
+    consumed exactly and the model identifier matches ``weights``. Raises an LcfError subclass on any problem."""
+    read_container(data)
+    raise _codec_not_built()
+
+
+def batch(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    quality: float = 4.0,
+    to: str = "lcf",
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    workers: int = 1,
+    overwrite: bool = False,
+    device: str = "cpu",
+    decoder: str | None = None,
+    weights: PathLike | None = None,
+    limits: Limits | None = None,
+    progress: Callable[[BatchItem], None] | None = None,
+) -> BatchReport:
+    """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
+
+    ``to="lcf"`` encodes images into .lcf files; any other ``to`` (an image format such as "png") decodes .lcf files
+    into that format. ``include``/``exclude`` are glob patterns on paths relative to ``src``; existing outputs are
+    skipped unless ``overwrite``; ``workers`` files run at once; ``progress`` is called after each file. A failing
+    file does not stop the batch: it is reported in the result.
+    """
+    check_quality(quality)
+    check_device(device)
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be at least 1, got {workers!r}")
+    if not re.fullmatch(r"[a-z0-9]+", to):
+        raise UsageError(f"--to must be 'lcf' or an image format such as 'png', got {to!r}")
+    if not Path(src).is_dir():
+        raise LcfIOError(f"{src}: not a folder")
+    raise _codec_not_built()
+
+
+# -- container-level (final) ---------------------------------------------------------------------------------------
+
+
+def inspect_file(path: PathLike, limits: Limits | None = None) -> FileInfo:
+    """Header and chunk table of ``path``. Raises when not even the header can be read; any later problem (a CRC
+    mismatch, a bad chunk order, truncation) is returned in ``FileInfo.error`` with the chunks listed up to it."""
+    limits = limits or Limits()
+    data = read_bytes(path, limits)
+    header = read_header_only(data, limits)
+    chunks: list[ChunkInfo] = []
+    error: LcfError | None = None
+    try:
+        for info in walk_chunks(data, limits):
+            chunks.append(info)
+        read_container(data, limits)
+    except LcfError as exc:
+        error = exc
+    return FileInfo(Path(path), len(data), header, tuple(chunks), error)
+
+
+def validate_file(
+    path: PathLike, *, limits: Limits | None = None, deep: bool = False, weights: PathLike | None = None
+) -> Container:
+    """Check the signature, structure, CRCs and limits of ``path`` (and decode its streams when ``deep``)."""
+    limits = limits or Limits()
+    data = read_bytes(path, limits)
+    container = read_container(data, limits)
+    if deep:
+        validate_deep(data, weights)
+    return container
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def check_quality(quality: float) -> float:
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not math.isfinite(quality) \
+            or not MIN_QUALITY <= quality <= MAX_QUALITY:
+        raise UsageError(f"quality must be a number in {MIN_QUALITY:g}..{MAX_QUALITY:g}, got {quality!r}")
+    return float(quality)
+
+
+def check_device(device: str) -> str:
+    if not isinstance(device, str) or _DEVICE.fullmatch(device) is None:
+        raise UsageError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
+
+
+def _require_file(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise LcfIOError(f"{p}: {'not a file' if p.exists() else 'no such file'}")
+    return p
+
+
+def _require_parent(path: PathLike) -> Path:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise LcfIOError(f"{path}: the folder {parent} does not exist")
+    return parent
+
+
+def read_bytes(path: PathLike, limits: Limits | None = None) -> bytes:
+    """The contents of ``path``, refusing (LimitError) a file larger than ``limits.max_file_size`` before reading."""
+    limits = limits or Limits()
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            limits.check_file_size(size)
+            data = f.read() if limits.max_file_size is None else f.read(limits.max_file_size + 1)
+    except IsADirectoryError:
+        raise LcfIOError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise io_error(exc, path) from None
+    limits.check_file_size(len(data))  # the file grew while we read it
+    return data
+
+
+def atomic_write(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place when complete.
+
+    A reader of ``path`` sees the old file or the new one, never a partial one; on any error nothing is left behind.
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise io_error(exc, path) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise io_error(exc, path) from None
+        raise
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def io_error(exc: OSError, path: PathLike | None = None) -> LcfIOError:
+    """An LcfIOError for ``exc`` naming the file: "PATH: No such file or directory"."""
+    where = exc.filename if exc.filename is not None else path
+    reason = exc.strerror or str(exc)
+    return LcfIOError(f"{where}: {reason}" if where is not None else reason)
+
+
+__all__ = [
+    "BatchItem",
+    "BatchReport",
+    "DecodeReport",
+    "EncodeReport",
+    "FileInfo",
+    "Limits",
+    "atomic_write",
+    "batch",
+    "check_device",
+    "check_quality",
+    "decode_file",
+    "encode_file",
+    "inspect_file",
+    "io_error",
+    "read_bytes",
+    "validate_deep",
+    "validate_file",
+]
