@@ -8,8 +8,9 @@ coder's model is precisely the integer table of the spec. tests/test_entropy_cod
 
 A stream is constriction's compressed words, each stored as 4 bytes little-endian. ANS is a stack: segments are
 pushed in the reverse of the order in which they are pulled. Each stream starts (is pushed first, pulled last) with
-a sentinel symbol 1 under the PMF [1, 2**24 - 1]; it puts the coder's state at 1, so a decoder that has consumed all
-data reads it back and is left with an empty coder, while an exhausted (truncated) stream reads symbol 0.
+a sentinel: symbol 1 under the PMF [2**24 - 1, 1]. It puts the empty coder's state at 2**24 - 1 (24 bits), which
+every later symbol strictly increases (no f reaches 2**24); the decoder must read the sentinel back (state exactly
+2**24 - 1) and be left with an empty coder. A missing, surplus, exhausted or truncated stream fails that test.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import constriction
 from ..errors import CorruptDataError
 from .tables import CODER_TOTAL
 
-SENTINEL_PMF = np.array([1, CODER_TOTAL - 1], dtype=np.int64)
+SENTINEL_PMF = np.array([CODER_TOTAL - 1, 1], dtype=np.int64)
 MAX_ROWS_FIXED = 1 << 14  # rows materialised at a time when one PMF row is repeated
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)

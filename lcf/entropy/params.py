@@ -197,8 +197,22 @@ def quantize_means(mu: np.ndarray) -> np.ndarray:
 
 
 def quantize_scales(sc: np.ndarray) -> np.ndarray:
-    """s = number of SCALE_THRESHOLDS <= scale (scales below 0.11 / above 64 land on the end levels)."""
-    return np.searchsorted(SCALE_THRESHOLDS, sc, side="right").astype(np.int32)
+    """s = number of SCALE_THRESHOLDS <= scale (scales below 0.11 / above 64 land on the end levels).
+
+    A logarithm gives a first guess (off by at most one level even if the platform's log is a few ulp off); the
+    comparisons with the pinned thresholds that follow decide, so the result does not depend on log's rounding.
+    """
+    guess = np.rint((np.log(np.clip(sc, SCALE_MIN, SCALE_MAX)) - _LOG_SCALE_MIN) / _LOG_STEP).astype(np.int64)
+    guess += sc >= _BOUNDS[guess + 1]
+    guess -= sc < _BOUNDS[guess]
+    if np.any(sc < _BOUNDS[guess]) or np.any(sc >= _BOUNDS[guess + 1]):  # cannot happen; exactness first
+        return np.searchsorted(SCALE_THRESHOLDS, sc, side="right").astype(np.int32)
+    return guess.astype(np.int32)
+
+
+_LOG_SCALE_MIN = float(np.log(SCALE_MIN))
+_LOG_STEP = float(np.log(SCALE_MAX / SCALE_MIN)) / (SCALE_LEVELS - 1)
+_BOUNDS = np.concatenate([[-np.inf], SCALE_THRESHOLDS, [np.inf]])  # level s covers [_BOUNDS[s], _BOUNDS[s + 1])
 
 
 __all__ = [

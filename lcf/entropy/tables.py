@@ -26,7 +26,7 @@ CODER_TOTAL = 1 << CODER_BITS
 TAIL_SPAN = {"G": 6.0, "L": 12.5, "S": 12.5}
 # Window reach (spec section 4): a component of weight w may leave about REACH_TAIL * 2**14 / w counts of its row
 # outside the window (into the escape symbol).
-REACH_TAIL = 64
+REACH_TAIL = 128
 MAX_HALF_WIDTH = 1023
 MAX_WINDOW = 513  # widest coding window (2 * 256 + 1 symbols), see mixture.BUCKETS
 PAD = MAX_WINDOW  # cdf rows are padded so that any window of up to PAD symbols reads a contiguous slice
