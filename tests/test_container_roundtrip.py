@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -127,12 +129,15 @@ def test_head_byte_layout_is_pinned() -> None:
     )
 
 
-def test_sample_file_bytes_are_pinned() -> None:
-    """The worked example of spec/lcf.md, "Example"."""
+def test_spec_example_is_what_the_writer_writes() -> None:
+    """The hex dump in spec/lcf.md, "Example", is byte for byte the writer's output for the sample file."""
+    spec = (Path(__file__).parents[1] / "spec" / "lcf.md").read_text(encoding="utf-8")
+    dump = re.search(r"```hexdump\n(.*?)```", spec, re.S)
+    assert dump is not None
+    documented = bytes.fromhex("".join(line[6:] for line in dump.group(1).splitlines()))
     data = sample_file()
-    assert len(data) == 174
-    assert data[:10].hex() == "8b4c43460d0a1a0a0001"
-    assert data[-12:].hex() == "000000004c454e44" "999c90b0"  # LEND and its CRC
+    assert documented == data
+    assert len(data) == 174 and data[-12:].hex() == "000000004c454e44" "999c90b0"  # LEND and its CRC
 
 
 @pytest.mark.parametrize(
