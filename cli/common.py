@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from lcf.api import Limits, io_error
-from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.errors import LcfError
 
 #: Messages, warnings and progress go to stderr; data and --json go to stdout.
@@ -67,12 +66,11 @@ MaxPixels = Annotated[int, typer.Option(
     "--max-pixels", min=0, metavar="N",
     help="Refuse images with more pixels than this (decompression-bomb guard; 0 = no limit).",
 )]
-DEFAULT_PIXELS = DEFAULT_MAX_PIXELS
 Device = Annotated[str, typer.Option(
     "--device", metavar="cpu|cuda", help="Where to run the transforms: cpu, cuda or cuda:N.",
 )]
 Decoder = Annotated[str | None, typer.Option(
-    "--decoder", metavar="NAME", help="Decoder (synthesis network) to use, e.g. teacher; default from the weights.",
+    "--decoder", metavar="NAME", help="Decoder (synthesis network) to use instead of the one the file recommends.",
 )]
 Weights = Annotated[Path | None, typer.Option(
     "--weights", metavar="DIR", help="Folder with manifest.json and safetensors files; default: bundled weights.",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
+from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.errors import LcfError, LcfIOError, UsageError
 
 PathLike = str | os.PathLike[str]
@@ -138,10 +139,10 @@ def decode_file(
     raise _codec_not_built()
 
 
-def validate_deep(data: bytes, weights: PathLike | None = None) -> None:
+def validate_deep(data: bytes, weights: PathLike | None = None, *, limits: Limits | None = None) -> None:
     """Check ``data`` like :func:`lcf.container.read_container`, then decode every stream and check that each is
     consumed exactly and the model identifier matches ``weights``. Raises an LcfError subclass on any problem."""
-    read_container(data)
+    read_container(data, limits or Limits())
     raise _codec_not_built()
 
 
@@ -207,7 +208,7 @@ def validate_file(
     data = read_bytes(path, limits)
     container = read_container(data, limits)
     if deep:
-        validate_deep(data, weights)
+        validate_deep(data, weights, limits=limits)
     return container
 
 
@@ -299,6 +300,7 @@ def io_error(exc: OSError, path: PathLike | None = None) -> LcfIOError:
 
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "BatchItem",
     "BatchReport",
     "DecodeReport",

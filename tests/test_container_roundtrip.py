@@ -132,7 +132,7 @@ def test_head_byte_layout_is_pinned() -> None:
 def test_spec_example_is_what_the_writer_writes() -> None:
     """The hex dump in spec/lcf.md, "Example", is byte for byte the writer's output for the sample file."""
     spec = (Path(__file__).parents[1] / "spec" / "lcf.md").read_text(encoding="utf-8")
-    dump = re.search(r"```hexdump\n(.*?)```", spec, re.S)
+    dump = re.search(r"```hexdump\n(.*?)```", spec, re.DOTALL)
     assert dump is not None
     documented = bytes.fromhex("".join(line[6:] for line in dump.group(1).splitlines()))
     data = sample_file()

@@ -8,8 +8,16 @@ from typing import Annotated
 import typer
 
 from lcf import api
-from lcf_cli.common import DEFAULT_PIXELS, Decoder, Device, Json, MaxPixels, Weights, err_console, limits, \
-    print_json, report_errors
+from lcf_cli.common import (
+    Device,
+    Json,
+    MaxPixels,
+    Weights,
+    err_console,
+    limits,
+    print_json,
+    report_errors,
+)
 
 
 @report_errors
@@ -31,10 +39,13 @@ def batch(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip).")]
         = False,
     device: Device = "cpu",
-    decoder: Decoder = None,
+    decoder: Annotated[str | None, typer.Option(
+        "--decoder", metavar="NAME",
+        help="Encoding: the decoder to recommend in the files; decoding: the decoder to use instead.",
+    )] = None,
     weights: Weights = None,
     json: Json = False,
-    max_pixels: MaxPixels = DEFAULT_PIXELS,
+    max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
 ) -> None:
     """Encode every image of a folder tree into .lcf files, or decode every .lcf file (--to png).
 

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from lcf import api
-from lcf_cli.common import DEFAULT_PIXELS, Decoder, Device, MaxPixels, Weights, err_console, limits, report_errors
+from lcf_cli.common import (
+    Decoder,
+    Device,
+    MaxPixels,
+    Weights,
+    err_console,
+    limits,
+    report_errors,
+)
 
 
 @report_errors
@@ -20,7 +28,7 @@ def decode(
     decoder: Decoder = None,
     device: Device = "cpu",
     weights: Weights = None,
-    max_pixels: MaxPixels = DEFAULT_PIXELS,
+    max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print size, decoder and time.")] = False,
 ) -> None:
     """Decode an .lcf file into an image.

@@ -9,15 +9,23 @@ import typer
 from rich.table import Table
 
 from lcf import api
-from lcf_cli.common import DEFAULT_PIXELS, Json, MaxPixels, error_dict, fail, limits, out_console, print_json, \
-    report_errors
+from lcf_cli.common import (
+    Json,
+    MaxPixels,
+    error_dict,
+    fail,
+    limits,
+    out_console,
+    print_json,
+    report_errors,
+)
 
 
 @report_errors
 def info(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="The .lcf file to describe.", show_default=False)],
     json: Json = False,
-    max_pixels: MaxPixels = DEFAULT_PIXELS,
+    max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
 ) -> None:
     """Show the header and the chunks of an .lcf file (without decoding it).
 

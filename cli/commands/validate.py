@@ -9,7 +9,15 @@ import typer
 
 from lcf import api
 from lcf.errors import LcfError, UsageError
-from lcf_cli.common import DEFAULT_PIXELS, Json, MaxPixels, Weights, error_dict, limits, print_json, report_errors
+from lcf_cli.common import (
+    Json,
+    MaxPixels,
+    Weights,
+    error_dict,
+    limits,
+    print_json,
+    report_errors,
+)
 
 
 @report_errors
@@ -20,7 +28,7 @@ def validate(
     deep: Annotated[bool, typer.Option("--deep", help="Also decode the streams (needs the weights).")] = False,
     weights: Weights = None,
     json: Json = False,
-    max_pixels: MaxPixels = DEFAULT_PIXELS,
+    max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
 ) -> None:
     """Check .lcf files: signature, chunk structure and order, CRCs, header fields and size limits.
 
