@@ -29,7 +29,9 @@ _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
 def _probabilities(pmf: np.ndarray) -> np.ndarray:
-    return (pmf - 1).astype(np.float32)
+    out = np.empty(pmf.shape, dtype=np.float32)
+    np.subtract(pmf, 1, out=out, casting="unsafe")  # integers < 2**24: exact in float32
+    return out
 
 
 class StreamEncoder:

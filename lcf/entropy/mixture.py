@@ -30,7 +30,7 @@ BUCKETS = np.array(
 )
 MIX_BITS = WEIGHT_BITS + TABLE_BITS  # M(y) <= 2**30
 # Rows of a chunk times symbols per row: bounds the memory of every intermediate array (and keeps them in cache).
-CHUNK_ENTRIES = 1 << 15
+CHUNK_ENTRIES = 1 << 17
 _BIT_LENGTH = np.array([int(w).bit_length() for w in range(WEIGHT_TOTAL + 1)], dtype=np.int64)  # of a weight
 
 
@@ -40,8 +40,8 @@ class MixturePlan:
 
     ``order``: element indices in stream order (bucket ascending, then index); ``centre``, ``half``: c and H per
     element (element order); ``segments``: (start, stop, H) slices of the stream order in decode order; per stream
-    position and component: ``weights`` (int32), ``offset`` = D_k - q_k, ``limit`` = 2 D_k + 1, ``row`` = index of
-    the component's cdf row in ``tables.cdf``.
+    position and component: ``weights`` (int32) and ``first``, the index in ``tables.cdf`` of the component's cdf
+    at the element's first window edge (see ``pmf``).
     """
 
     order: np.ndarray
@@ -49,9 +49,7 @@ class MixturePlan:
     half: np.ndarray
     segments: list[tuple[int, int, int]]
     weights: np.ndarray
-    offset: np.ndarray
-    limit: np.ndarray
-    row: np.ndarray
+    first: np.ndarray
     cdf: np.ndarray
 
     @classmethod
@@ -71,44 +69,37 @@ class MixturePlan:
         m = np.take(p.means, order, axis=0)
         d = np.take(tables.half_width.reshape(-1), fs)
         row = np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (m & (MEAN_SCALE - 1)))
+        half = BUCKETS[bucket]
+        h = half[order][:, None]
+        first = np.clip((centre[order][:, None] - h) - (m >> MEAN_FRAC_BITS) + d, -(2 * h + 1), 2 * d + 1)
+        first += row
         return cls(
             order=order,
             centre=centre,
-            half=BUCKETS[bucket],
+            half=half,
             segments=list(_segments(bucket[order])),
             weights=np.take(p.weights, order, axis=0),
-            offset=d - (m >> MEAN_FRAC_BITS),
-            limit=2 * d + 1,
-            row=row,
+            first=first,
             cdf=tables.cdf,
         )
 
     def pmf(self, start: int, stop: int, h: int) -> np.ndarray:
-        """Coder PMFs (stop - start, 2h + 2) int64 of stream positions start..stop-1 (half-width h); last = escape.
+        """Coder PMFs (stop - start, 2h + 2) int32 of stream positions start..stop-1 (half-width h); last = escape.
 
         Component k's cdf at the window edges y = c - h + j (j = 0..2h+1) is cdf_k[clip(c - h - q_k + D_k + j, 0,
-        2D_k + 1)]; clamping the first index to [-(2h + 1), 2D_k + 1] and reading the padded row (PAD >= 2h + 1
-        zeros before, totals after) gives the same values as one contiguous slice.
+        2D_k + 1)]. Clamping the first index to [-(2h + 1), 2D_k + 1] and reading the padded row (PAD >= 2h + 1
+        zeros before, totals after) gives the same values as one contiguous slice of ``cdf``.
         """
         width = 2 * h + 1
-        view = sliding_window_view(self.cdf, width + 1)
-        lo = self.centre[self.order[start:stop]] - h
-        first = np.clip(lo[:, None] + self.offset[start:stop], -width, self.limit[start:stop])
-        first += self.row[start:stop]
-        w = self.weights[start:stop]
-        mix = view[first[:, 0]] * w[:, 0:1]
-        for k in range(1, w.shape[1]):
-            rows = view[first[:, k]]
-            rows *= w[:, k : k + 1]
-            mix += rows
-        inside = np.diff(mix, axis=1).astype(np.int64)  # (n, width), each <= 2**30
+        rows = sliding_window_view(self.cdf, width + 1)[self.first[start:stop]]  # (n, K, width + 1) int32
+        mix = np.einsum("nk,nkj->nj", self.weights[start:stop], rows)  # M at the window edges, <= 2**30
         alphabet = width + 1
-        out = np.empty((stop - start, alphabet), dtype=np.int64)
-        inside *= CODER_TOTAL - alphabet
-        inside >>= MIX_BITS
-        inside += 1
-        out[:, :width] = inside
-        out[:, width] = CODER_TOTAL - inside.sum(axis=1)
+        scaled = np.multiply(np.diff(mix, axis=1), CODER_TOTAL - alphabet, dtype=np.int64)
+        scaled >>= MIX_BITS
+        out = np.empty((stop - start, alphabet), dtype=np.int32)
+        out[:, width] = CODER_TOTAL - width - scaled.sum(axis=1)
+        out[:, :width] = scaled
+        out[:, :width] += 1
         return out
 
 
