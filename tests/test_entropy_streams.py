@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lcf.entropy import (
@@ -113,8 +113,10 @@ def test_mixture_stream_is_deterministic(tables):
 def test_empty_mixture_stream(tables):
     p = random_int_params(0, 0, ANCHOR_FAMILIES)
     data = encode_mixture_stream(np.zeros(0, np.int32), p, tables)
-    assert len(data) == 4
+    assert data == b""
     assert decode_mixture_stream(data, p, tables).shape == (0,)
+    with pytest.raises(CorruptDataError):
+        decode_mixture_stream(b"\xff\xff\xff\x00", p, tables)
 
 
 def test_mixture_encoder_rejects_bad_symbols(tables):
@@ -154,6 +156,7 @@ def test_stream_for_other_params_is_corrupt_or_decodes(tables, coded):
 
 @given(st.binary(max_size=600), st.integers(0, 300))
 def test_random_bytes_are_corrupt(tables, blob, n):
+    assume(n or blob)  # zero elements in zero bytes is the one valid case
     p = random_int_params(n, n, NONANCHOR_FAMILIES)
     with pytest.raises(CorruptDataError):
         decode_mixture_stream(blob, p, tables)
@@ -201,6 +204,10 @@ def test_z_damage_and_shape(ztables):
     for bad in (data[:-4], data[4:], data + data[:4], b"", data[:-2]):
         with pytest.raises(CorruptDataError):
             decode_z_stream(bad, (16, 4, 4), ztables)
+    assert encode_z_stream(np.zeros((16, 0, 3), int), ztables) == b""
+    assert decode_z_stream(b"", (16, 0, 3), ztables).shape == (16, 0, 3)
+    with pytest.raises(CorruptDataError):
+        decode_z_stream(data, (16, 3, 0), ztables)
     with pytest.raises(ValueError):
         encode_z_stream(np.zeros((15, 4, 4), int), ztables)
     with pytest.raises(ValueError):

@@ -38,6 +38,13 @@ def _check_symbols(symbols: np.ndarray, n: int) -> np.ndarray:
     return s
 
 
+def _empty(data: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A stream of zero elements is the empty byte string (spec section 8)."""
+    if len(data):
+        raise CorruptDataError(f"{what}: {len(data)} bytes for a stream of zero elements (must be empty)")
+    return np.zeros(shape, dtype=np.int32)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # escapes (shared by the mixture and z streams)
 
@@ -80,6 +87,8 @@ def _window_symbols(y: np.ndarray, plan: MixturePlan, escaped: np.ndarray, start
 def encode_mixture_stream(symbols: np.ndarray, p: IntParams, tables: FamilyTables) -> bytes:
     """Code ``symbols`` (n,) int (int32 range) with the mixtures ``p`` (spec/entropy.md, section 8)."""
     y = _check_symbols(symbols, p.n)
+    if p.n == 0:
+        return b""
     plan = MixturePlan.build(p, tables)
     escaped = np.abs(y - plan.centre) > plan.half
     enc = StreamEncoder()
@@ -92,6 +101,8 @@ def encode_mixture_stream(symbols: np.ndarray, p: IntParams, tables: FamilyTable
 
 def decode_mixture_stream(data: bytes, p: IntParams, tables: FamilyTables, what: str = "mixture stream") -> np.ndarray:
     """Inverse of ``encode_mixture_stream``: (n,) int32. Damaged data raises CorruptDataError."""
+    if p.n == 0:
+        return _empty(data, what, (0,))
     plan = MixturePlan.build(p, tables)
     dec = StreamDecoder(data, what)
     y = np.zeros(p.n, dtype=np.int64)
@@ -142,6 +153,8 @@ def encode_z_stream(symbols: np.ndarray, tables: ZTables) -> bytes:
     shape = _check_z_shape(z.shape, tables)
     flat = _check_symbols(z.reshape(-1), z.size).reshape(shape[0], -1)
     lz = tables.lz
+    if flat.size == 0:
+        return b""
     escaped = np.abs(flat) > lz
     enc = StreamEncoder()
     esc = flat[escaped]
@@ -156,6 +169,8 @@ def decode_z_stream(data: bytes, shape: tuple[int, int, int], tables: ZTables, w
     """Inverse of ``encode_z_stream``: (C, h, w) int32."""
     shape = _check_z_shape(tuple(shape), tables)
     lz = tables.lz
+    if shape[0] * shape[1] * shape[2] == 0:
+        return _empty(data, what, shape)
     dec = StreamDecoder(data, what)
     flat = np.zeros((shape[0], shape[1] * shape[2]), dtype=np.int64)
     for ch, a, b in _z_chunks(shape):
