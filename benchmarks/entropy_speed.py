@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -46,9 +47,7 @@ def synthetic_mixtures(n: int, families: tuple[str, ...], max_scale: float, rng:
     comp = (w.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
     rows = np.arange(n)
     fam = np.array(families)[comp]
-    noise = np.where(
-        fam == "G", rng.normal(size=n), np.where(fam == "L", rng.laplace(size=n), rng.logistic(size=n))
-    )
+    noise = np.where(fam == "G", rng.normal(size=n), np.where(fam == "L", rng.laplace(size=n), rng.logistic(size=n)))
     y = np.rint(means[rows, comp] + scales[rows, comp] * noise).astype(np.int32)
     return MixtureParams(w, means, scales, families), y
 
@@ -91,21 +90,25 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
 
     t, tables = best_of(1, FamilyTables.build)
-    print(f"family tables: built and loaded in {t:.2f} s; stored {tables.pmf.nbytes} bytes, in memory "
-          f"{tables.cdf.nbytes + tables.pmf.nbytes} bytes")
+    print(
+        f"family tables: built and loaded in {t:.2f} s; stored {tables.pmf.nbytes} bytes, in memory "
+        f"{tables.cdf.nbytes + tables.pmf.nbytes} bytes"
+    )
     total_enc = total_dec = total_q = 0.0
     for name, n, fams in (("anchors", N_ANCHOR, ANCHOR_FAMILIES), ("non-anchors", N_NONANCHOR, NONANCHOR_FAMILIES)):
         mp, y = synthetic_mixtures(n, fams, args.max_scale, rng)
-        tq, p = best_of(args.repeat, lambda: quantize(mp))
-        te, data = best_of(args.repeat, lambda: encode_mixture_stream(y, p, tables))
-        td, out = best_of(args.repeat, lambda: decode_mixture_stream(data, p, tables))
+        tq, p = best_of(args.repeat, partial(quantize, mp))
+        te, data = best_of(args.repeat, partial(encode_mixture_stream, y, p, tables))
+        td, out = best_of(args.repeat, partial(decode_mixture_stream, data, p, tables))
         if not np.array_equal(out, y):
             raise SystemExit(f"{name}: round trip failed")
         est = estimate_bits(y, p, tables)
         total_enc, total_dec, total_q = total_enc + te, total_dec + td, total_q + tq
-        print(f"{name:12s} n={n} K={len(fams)}: quantize {tq * 1e3:6.1f} ms  encode {te * 1e3:6.1f} ms  "
-              f"decode {td * 1e3:6.1f} ms  {len(data)} bytes ({8 * len(data) / n:.3f} bits/symbol, "
-              f"{8 * len(data) / est - 1:+.4%} vs estimate)")
+        print(
+            f"{name:12s} n={n} K={len(fams)}: quantize {tq * 1e3:6.1f} ms  encode {te * 1e3:6.1f} ms  "
+            f"decode {td * 1e3:6.1f} ms  {len(data)} bytes ({8 * len(data) / n:.3f} bits/symbol, "
+            f"{8 * len(data) / est - 1:+.4%} vs estimate)"
+        )
     zt, z = synthetic_z(rng)
     te, data = best_of(args.repeat, lambda: encode_z_stream(z, zt))
     td, out = best_of(args.repeat, lambda: decode_z_stream(data, Z_SHAPE, zt))
@@ -113,10 +116,14 @@ def main() -> None:
         raise SystemExit("z: round trip failed")
     total_enc, total_dec = total_enc + te, total_dec + td
     est = estimate_z_bits(z, zt)
-    print(f"{'z':12s} {Z_SHAPE}: encode {te * 1e3:6.1f} ms  decode {td * 1e3:6.1f} ms  {len(data)} bytes "
-          f"({8 * len(data) / est - 1:+.4%} vs estimate)")
-    print(f"total: encode {total_enc * 1e3:.0f} ms + decode {total_dec * 1e3:.0f} ms = "
-          f"{(total_enc + total_dec) * 1e3:.0f} ms (quantize, once per side: {total_q * 1e3:.0f} ms)")
+    print(
+        f"{'z':12s} {Z_SHAPE}: encode {te * 1e3:6.1f} ms  decode {td * 1e3:6.1f} ms  {len(data)} bytes "
+        f"({8 * len(data) / est - 1:+.4%} vs estimate)"
+    )
+    print(
+        f"total: encode {total_enc * 1e3:.0f} ms + decode {total_dec * 1e3:.0f} ms = "
+        f"{(total_enc + total_dec) * 1e3:.0f} ms (quantize, once per side: {total_q * 1e3:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ def test_words_are_little_endian():
     ans = constriction.stream.stack.AnsCoder()
     model = constriction.stream.model.Categorical(perfect=False)
     ans.encode_reverse(np.array([1], dtype=np.int32), model, coder._probabilities(coder.SENTINEL_PMF[None, :]))
-    ans.encode_reverse(np.array([5], dtype=np.int32), model, coder._probabilities(np.array([[1] * 5 + [CODER_TOTAL - 5]])))
+    ans.encode_reverse(
+        np.array([5], dtype=np.int32), model, coder._probabilities(np.array([[1] * 5 + [CODER_TOTAL - 5]]))
+    )
     words = ans.get_compressed()
     assert data == b"".join(int(w).to_bytes(4, "little") for w in words)
 
@@ -128,7 +130,7 @@ def decode_all(data: bytes, f: np.ndarray) -> np.ndarray:
 
 
 def test_length_not_multiple_of_four(good_stream):
-    data, f, _ = good_stream
+    data = good_stream[0]
     for cut in (1, 2, 3):
         with pytest.raises(CorruptDataError, match="multiple of 4"):
             StreamDecoder(data[:-cut])

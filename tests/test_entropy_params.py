@@ -120,12 +120,12 @@ def test_quantize_rejects_unknown_family():
 
 
 def test_intparams_validates():
-    ok = dict(
-        weights=np.array([[WEIGHT_TOTAL, 0, 0]]),
-        means=np.zeros((1, 3), int),
-        scale_idx=np.zeros((1, 3), int),
-        families=NONANCHOR_FAMILIES,
-    )
+    ok = {
+        "weights": np.array([[WEIGHT_TOTAL, 0, 0]]),
+        "means": np.zeros((1, 3), int),
+        "scale_idx": np.zeros((1, 3), int),
+        "families": NONANCHOR_FAMILIES,
+    }
     IntParams(**ok)
     for key, bad in (
         ("weights", np.array([[WEIGHT_TOTAL, 1, 0]])),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from test_entropy_tables import random_int_params
 
 from lcf.entropy import (
     FamilyTables,
@@ -11,20 +12,21 @@ from lcf.entropy import (
     MixtureParams,
     ZTables,
     build_z_tables,
+    coder,
     decode_mixture_stream,
     decode_z_stream,
     encode_mixture_stream,
     encode_z_stream,
     estimate_bits,
     estimate_z_bits,
+    mixture,
     pack_bitmap,
     quantize,
+    streams,
     unpack_bitmap,
 )
-from lcf.entropy import coder, mixture, streams
 from lcf.entropy.params import ANCHOR_FAMILIES, NONANCHOR_FAMILIES, WEIGHT_TOTAL
 from lcf.errors import CorruptDataError
-from test_entropy_tables import random_int_params
 
 HUGE = [2**31 - 1, -(2**31), 2**30, -(2**30), 100_000, -100_000, 100_001, -99_999, 1 << 20]
 

@@ -58,9 +58,12 @@ def random_int_params(seed: int, n: int, families, spread: int = 6) -> IntParams
 
 
 def test_family_table_arrays(arrays, tables):
-    assert set(arrays) == {"family_pmf", "family_half_width", "family_format"}
-    assert arrays["family_pmf"].dtype == np.int32 and arrays["family_half_width"].shape == (3, SCALE_LEVELS)
-    assert arrays["family_pmf"].min() >= 0
+    assert set(arrays) == {"tables.family.pmf", "tables.family.half_width", "tables.family.format"}
+    assert arrays["tables.family.pmf"].dtype == np.int32 and arrays["tables.family.half_width"].shape == (
+        3,
+        SCALE_LEVELS,
+    )
+    assert arrays["tables.family.pmf"].min() >= 0
     # every row sums to at most TABLE_TOTAL; its tail mass is tiny for the table's support
     for f in range(3):
         for s in (0, 20, SCALE_LEVELS - 1):
@@ -75,8 +78,17 @@ def test_family_table_arrays(arrays, tables):
     assert np.all(tables.reach[:, :, -1] >= 1)  # a single component always does
     # reach grows with the weight and with the scale
     assert np.all(np.diff(tables.reach, axis=2) >= 0) and np.all(np.diff(tables.reach[:, :, -1], axis=1) >= 0)
-    again = FamilyTables.from_arrays(tables.to_arrays())
+    again = FamilyTables.from_arrays({**tables.to_arrays(), "h_s.weight": np.zeros(3)})  # other keys are ignored
     assert np.array_equal(again.cdf, tables.cdf) and np.array_equal(again.reach, tables.reach)
+
+
+def test_tables_survive_safetensors(arrays, tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    z = build_z_tables(np.full((2, 5), 0.2), np.zeros(2))
+    safetensors_numpy.save_file({**arrays, **z}, str(tmp_path / "t.safetensors"))
+    loaded = safetensors_numpy.load_file(str(tmp_path / "t.safetensors"))
+    family, ztab = FamilyTables.from_arrays(loaded), ZTables.from_arrays(loaded)
+    assert np.array_equal(family.pmf, arrays["tables.family.pmf"]) and np.array_equal(ztab.pmf, z["tables.z.pmf"])
 
 
 def test_family_tables_are_deterministic(arrays):
@@ -101,13 +113,13 @@ def test_family_table_shapes_match_the_scale_means(tables):
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda a: a.pop("family_pmf"),
-        lambda a: a.__setitem__("family_pmf", a["family_pmf"].astype(np.int64)),
-        lambda a: a.__setitem__("family_pmf", a["family_pmf"][:-1]),
-        lambda a: a.__setitem__("family_half_width", a["family_half_width"][:, :10]),
-        lambda a: a.__setitem__("family_format", np.array([2, 16, 64, 16], np.int32)),
-        lambda a: a["family_pmf"].__setitem__(0, TABLE_TOTAL),
-        lambda a: a["family_pmf"].__setitem__(0, -1),
+        lambda a: a.pop("tables.family.pmf"),
+        lambda a: a.__setitem__("tables.family.pmf", a["tables.family.pmf"].astype(np.int64)),
+        lambda a: a.__setitem__("tables.family.pmf", a["tables.family.pmf"][:-1]),
+        lambda a: a.__setitem__("tables.family.half_width", a["tables.family.half_width"][:, :10]),
+        lambda a: a.__setitem__("tables.family.format", np.array([2, 16, 64, 16], np.int32)),
+        lambda a: a["tables.family.pmf"].__setitem__(0, TABLE_TOTAL),
+        lambda a: a["tables.family.pmf"].__setitem__(0, -1),
     ],
 )
 def test_family_tables_reject_bad_arrays(arrays, mutate):
@@ -117,7 +129,11 @@ def test_family_tables_reject_bad_arrays(arrays, mutate):
         FamilyTables.from_arrays(bad)
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(1, 120), st.sampled_from([ANCHOR_FAMILIES, ("G", "G", "G"), ("L",), ("S", "L")]))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 120),
+    st.sampled_from([ANCHOR_FAMILIES, ("G", "G", "G"), ("L",), ("S", "L")]),
+)
 def test_coder_pmfs_are_valid(tables, seed, n, families):
     p = random_int_params(seed, n, families)
     plan = MixturePlan.build(p, tables)
@@ -197,9 +213,9 @@ def test_z_tables():
     assert zt.pmf[0, :-1].max() == 1  # all mass in the escape
     assert zt.pmf[1, 3] >= CODER_TOTAL - 8
     for bad in (
-        {"z_pmf": arrays["z_pmf"].astype(np.int64)},
-        {"z_pmf": arrays["z_pmf"][:, :7]},
-        {"z_pmf": arrays["z_pmf"] + 1},
+        {"tables.z.pmf": arrays["tables.z.pmf"].astype(np.int64)},
+        {"tables.z.pmf": arrays["tables.z.pmf"][:, :7]},
+        {"tables.z.pmf": arrays["tables.z.pmf"] + 1},
         {},
     ):
         with pytest.raises(ValueError):

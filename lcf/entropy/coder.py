@@ -15,9 +15,8 @@ every later symbol strictly increases (no f reaches 2**24); the decoder must rea
 
 from __future__ import annotations
 
-import numpy as np
-
 import constriction
+import numpy as np
 
 from ..errors import CorruptDataError
 from .tables import CODER_TOTAL

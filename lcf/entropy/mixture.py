@@ -31,7 +31,7 @@ BUCKETS = np.array(
 MIX_BITS = WEIGHT_BITS + TABLE_BITS  # M(y) <= 2**30
 # Rows of a chunk times symbols per row: bounds the memory of every intermediate array (and keeps them in cache).
 CHUNK_ENTRIES = 1 << 17
-_BIT_LENGTH = np.array([int(w).bit_length() for w in range(WEIGHT_TOTAL + 1)], dtype=np.int64)  # of a weight
+_BIT_LENGTH = np.array([int(w).bit_length() for w in range(WEIGHT_TOTAL + 1)], dtype=np.int32)  # of a weight
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,32 +54,28 @@ class MixturePlan:
 
     @classmethod
     def build(cls, p: IntParams, tables: FamilyTables) -> MixturePlan:
-        codes = family_codes(p.families)[None, :] * SCALE_LEVELS
-        m = p.means.astype(np.int64)
-        centre = np.einsum("nk,nk->n", p.weights.astype(np.int64), m) >> (WEIGHT_BITS + MEAN_FRAC_BITS)
-        reach_index = (codes + p.scale_idx) * (WEIGHT_BITS + 2) + np.take(_BIT_LENGTH, p.weights)
-        reach = np.take(tables.reach.reshape(-1), reach_index)
-        extent = np.abs((m >> MEAN_FRAC_BITS) - centre[:, None])
+        fs = family_codes(p.families)[None, :] * SCALE_LEVELS + p.scale_idx  # (family, scale) as one index
+        q = p.means >> MEAN_FRAC_BITS
+        centre = np.einsum("nk,nk->n", p.weights.astype(np.int64), p.means.astype(np.int64))
+        centre = (centre >> (WEIGHT_BITS + MEAN_FRAC_BITS)).astype(np.int32)
+        reach = np.take(tables.reach.reshape(-1), fs * (WEIGHT_BITS + 2) + np.take(_BIT_LENGTH, p.weights))
+        extent = np.abs(q - centre[:, None])
         extent += reach
         extent[reach < 0] = 0
         bucket = np.minimum(np.searchsorted(BUCKETS, extent.max(axis=1, initial=0)), len(BUCKETS) - 1)
-        order = np.argsort(bucket, kind="stable")
-        # per stream position from here on
-        fs = codes + np.take(p.scale_idx, order, axis=0)
-        m = np.take(p.means, order, axis=0)
-        d = np.take(tables.half_width.reshape(-1), fs)
-        row = np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (m & (MEAN_SCALE - 1)))
         half = BUCKETS[bucket]
-        h = half[order][:, None]
-        first = np.clip((centre[order][:, None] - h) - (m >> MEAN_FRAC_BITS) + d, -(2 * h + 1), 2 * d + 1)
-        first += row
+        h = half.astype(np.int32)[:, None]
+        d = np.take(tables.half_width.reshape(-1), fs)
+        first = np.clip((centre[:, None] - h) - q + d, -(2 * h + 1), 2 * d + 1)
+        first += np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (p.means & (MEAN_SCALE - 1)))
+        order = np.argsort(bucket, kind="stable")
         return cls(
             order=order,
-            centre=centre,
+            centre=centre.astype(np.int64),
             half=half,
             segments=list(_segments(bucket[order])),
             weights=np.take(p.weights, order, axis=0),
-            first=first,
+            first=np.take(first, order, axis=0),
             cdf=tables.cdf,
         )
 

@@ -37,6 +37,7 @@ NONANCHOR_FAMILIES = ("G", "G", "G")  # GMM, K = 3
 # SCALE_THRESHOLDS[i] = SCALE_MIN * (SCALE_MAX / SCALE_MIN) ** ((2 * i + 1) / (2 * (SCALE_LEVELS - 1))), i = 0..62:
 # the geometric midpoint between levels i and i + 1. Pinned as float64 literals so that no platform's log/exp can
 # move a boundary; scale index = number of thresholds <= scale.
+# fmt: off
 SCALE_THRESHOLDS = np.array(
     [
         0.1157005547894786, 0.12800323745109557, 0.14161409016382295, 0.15667221339295687,
@@ -55,9 +56,10 @@ SCALE_THRESHOLDS = np.array(
         22.150426482648786, 24.505727788950622, 27.11147322317081, 29.994293034713603,
         33.183649123256615, 36.712136134063904, 40.61581456939445, 44.93457932034603,
         49.71256738546244, 54.99860894291579, 60.84672638613998,
-    ],  # fmt: skip
+    ],
     dtype=np.float64,
 )
+# fmt: on
 
 
 def scale_level(index: int) -> float:
@@ -110,7 +112,9 @@ class IntParams:
         for name in ("weights", "means", "scale_idx"):
             a = np.ascontiguousarray(getattr(self, name))
             if a.ndim != 2 or a.shape[1] != k or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"IntParams.{name} must be an integer array of shape (n, {k}), got {a.dtype} {a.shape}")
+                raise ValueError(
+                    f"IntParams.{name} must be an integer array of shape (n, {k}), got {a.dtype} {a.shape}"
+                )
             object.__setattr__(self, name, a.astype(np.int32, copy=False))
         if not self.weights.shape == self.means.shape == self.scale_idx.shape:
             raise ValueError("IntParams arrays must have the same shape")
@@ -173,22 +177,18 @@ def quantize_weights(w: np.ndarray) -> np.ndarray:
         raise ValueError("MixtureParams.weights of an element sum to zero")
     x = w / total * WEIGHT_TOTAL
     base = np.floor(x)
-    frac = x - base
-    base = base.astype(np.int64)
-    missing = WEIGHT_TOTAL - base.sum(axis=1)  # in [0, K] (rounding of the float sum can make it K)
-    order = np.argsort(-frac, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(k)[None, :].repeat(n, axis=0), axis=1)
-    base += rank < missing[:, None]
-    # Pathological float sums (missing outside [0, K]) cannot occur for normalised rows; guard exactly anyway.
-    err = WEIGHT_TOTAL - base.sum(axis=1)
-    if np.any(err != 0):
-        rows = np.flatnonzero(err)
-        top = order[rows, 0]
-        base[rows, top] += err[rows]
-        if np.any(base < 0):
-            raise ValueError("MixtureParams.weights cannot be rounded (degenerate row)")
-    return base.astype(np.int32)
+    frac = np.ascontiguousarray((x - base).T)  # (K, n)
+    base = base.astype(np.int32)
+    missing = WEIGHT_TOTAL - base.sum(axis=1, dtype=np.int64)  # in [0, K] (the float sum may round down to K)
+    # rank of each component in (fraction descending, index ascending) order, by pairwise comparison
+    rank = np.zeros((k, n), dtype=np.int32)
+    for i in range(k):
+        for j in range(i + 1, k):
+            i_first = frac[i] >= frac[j]
+            rank[j] += i_first
+            rank[i] += ~i_first
+    base += (rank < missing[None, :]).T
+    return base
 
 
 def quantize_means(mu: np.ndarray) -> np.ndarray:
@@ -218,12 +218,10 @@ _BOUNDS = np.concatenate([[-np.inf], SCALE_THRESHOLDS, [np.inf]])  # level s cov
 __all__ = [
     "ANCHOR_FAMILIES",
     "FAMILIES",
-    "IntParams",
     "MEAN_FRAC_BITS",
     "MEAN_MAX",
     "MEAN_MIN",
     "MEAN_SCALE",
-    "MixtureParams",
     "NONANCHOR_FAMILIES",
     "SCALE_LEVELS",
     "SCALE_MAX",
@@ -231,6 +229,8 @@ __all__ = [
     "SCALE_THRESHOLDS",
     "WEIGHT_BITS",
     "WEIGHT_TOTAL",
+    "IntParams",
+    "MixtureParams",
     "quantize",
     "scale_level",
 ]

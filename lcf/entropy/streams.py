@@ -165,7 +165,9 @@ def encode_z_stream(symbols: np.ndarray, tables: ZTables) -> bytes:
     return enc.finish()
 
 
-def decode_z_stream(data: bytes, shape: tuple[int, int, int], tables: ZTables, what: str = "hyper stream") -> np.ndarray:
+def decode_z_stream(
+    data: bytes, shape: tuple[int, int, int], tables: ZTables, what: str = "hyper stream"
+) -> np.ndarray:
     """Inverse of ``encode_z_stream``: (C, h, w) int32."""
     shape = _check_z_shape(tuple(shape), tables)
     lz = tables.lz

@@ -32,10 +32,11 @@ MAX_WINDOW = 513  # widest coding window (2 * 256 + 1 symbols), see mixture.BUCK
 PAD = MAX_WINDOW  # cdf rows are padded so that any window of up to PAD symbols reads a contiguous slice
 FAMILY_FORMAT = 1  # bump when the meaning of the stored arrays changes
 
-KEY_PMF = "family_pmf"
-KEY_HALF_WIDTH = "family_half_width"
-KEY_FORMAT = "family_format"
-KEY_Z_PMF = "z_pmf"
+# Keys of the stored arrays (the weights file's "tables." namespace); from_arrays ignores any other keys.
+KEY_PMF = "tables.family.pmf"
+KEY_HALF_WIDTH = "tables.family.half_width"
+KEY_FORMAT = "tables.family.format"
+KEY_Z_PMF = "tables.z.pmf"
 
 
 def largest_remainder(p: np.ndarray, total: int) -> np.ndarray:
@@ -116,7 +117,7 @@ class FamilyTables:
     ``pmf``: int32 flat rows as stored; ``half_width``: int32 (3, S), D per family and scale. Derived:
     ``cdf``: int32, one row per (family, scale, fraction) = PAD zeros, then cdf[i] = sum(pmf_row[:i]) for
     i = 0..2D+1, then PAD copies of the row total, so that a window of up to PAD + 1 edges can be read as one
-    contiguous slice; ``row_start``: int64 (3, S, 16), index of cdf[0] of each row; ``reach``: int32 (3, S, 16),
+    contiguous slice; ``row_start``: int32 (3, S, 16), index of cdf[0] of each row; ``reach``: int32 (3, S, 16),
     window reach by family, scale and bit length of the weight (-1: the component never widens a window).
     """
 
@@ -152,7 +153,9 @@ class FamilyTables:
         if np.any(row_sums > TABLE_TOTAL):
             raise ValueError(f"entropy tables: a {KEY_PMF!r} row sums to more than {TABLE_TOTAL}")
         cdf, row_start = _padded_cdf(pmf, lengths, pmf_start, row_sums)
-        tables = cls(pmf, hw, cdf, row_start.reshape(row_len.shape), np.zeros(0, np.int32))
+        if cdf.size >= 1 << 31:
+            raise ValueError("entropy tables: too large")
+        tables = cls(pmf, hw, cdf, row_start.reshape(row_len.shape).astype(np.int32), np.zeros(0, np.int32))
         object.__setattr__(tables, "reach", tables._compute_reach())
         for a in (tables.pmf, tables.half_width, tables.cdf, tables.row_start, tables.reach):
             a.setflags(write=False)
@@ -258,8 +261,8 @@ class ZTables:
 __all__ = [
     "CODER_BITS",
     "CODER_TOTAL",
-    "FamilyTables",
     "TABLE_TOTAL",
+    "FamilyTables",
     "ZTables",
     "build_family_tables",
     "build_z_tables",
