@@ -97,7 +97,9 @@ class StreamDecoder:
 
     def finish(self) -> None:
         if self.pull_fixed(1, SENTINEL_PMF)[0] != 1:
-            raise CorruptDataError(f"{self.what}: ran out of data before its last symbol (truncated or damaged)")
+            raise CorruptDataError(
+                f"{self.what}: the end-of-stream check failed (truncated, damaged, or not coded with these parameters)"
+            )
         try:  # is_empty() alone would miss words left behind a zero word pulled in by the last refill
             empty = self._coder.is_empty() and self._coder.num_words() == 0
         except Exception as exc:

@@ -4,7 +4,8 @@ Everything here is exact integer arithmetic on IntParams and FamilyTables; encod
 
 Window of element i: centre c = floor(sum_k w_k m_k / 2**18) (the weighted mean, floored), half-width H = the
 smallest bucket >= max over components with reach >= 0 of (|q_k - c| + reach[f_k, s_k, bitlen(w_k)]), capped at
-the largest bucket (q_k = floor(m_k / 16)). Symbols c - H .. c + H are coded as 0 .. 2H; anything else as the escape symbol 2H + 1.
+the largest bucket (q_k = floor(m_k / 16)). Symbols c - H .. c + H are coded as 0 .. 2H; anything else as the
+escape symbol 2H + 1.
 
     mixture CDF at window edge y:  M(y) = sum_k w_k * cdf_k(y)            (<= 2**30, int32)
     in-window mass of symbol j:    P_j = M(c - H + j + 1) - M(c - H + j)

@@ -2,8 +2,9 @@
 
 Mixture stream layout, in decode order (the encoder pushes the same segments in reverse; ANS is a stack):
 
-    1. window symbols: buckets in ascending H; within a bucket elements in ascending index, in chunks of
-       CHUNK_ENTRIES // (2H + 2) rows. Symbol j <= 2H is the value c - H + j; j = 2H + 1 is the escape.
+    1. window symbols: buckets in ascending H; within a bucket elements in ascending index (computed and coded in
+       chunks of CHUNK_ENTRIES // (2H + 2) rows, which does not change the bytes). Symbol j <= 2H is the value
+       c - H + j; j = 2H + 1 is the escape.
     2. escape heads (escaped elements in ascending index), then mantissa chunks of width 1..8 (escape.py).
     3. the sentinel (coder.py).
 
