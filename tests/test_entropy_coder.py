@@ -22,7 +22,7 @@ def random_pmf(rng: np.random.Generator, n: int, a: int) -> np.ndarray:
     return f
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(2, 300))
+@given(st.integers(0, 2**32 - 1), st.integers(2, 520))
 def test_constriction_uses_exactly_our_counts(seed, a):
     """Encoding one symbol into an empty ANS coder leaves its state = the symbol's left cumulative count, so the
     compressed word shows exactly which integer interval constriction's fast quantisation gave the symbol."""
@@ -165,3 +165,21 @@ def test_random_bytes_never_escape_as_another_error(blob):
     f = random_pmf(rng, 64, 9)
     with pytest.raises(CorruptDataError):
         decode_all(blob, f)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.booleans())
+def test_decoding_fewer_or_more_symbols_than_coded_is_corrupt(seed, n, peaked):
+    """Even when the missing symbol is the cheapest one (index 0 of a PMF that puts almost all mass on it)."""
+    rng = np.random.default_rng(seed)
+    f = random_pmf(rng, n + 1, 5)
+    if peaked:
+        f[:] = [CODER_TOTAL - 4, 1, 1, 1, 1]
+    sym = np.zeros(n, dtype=np.int64) if peaked else rng.integers(0, 5, n)
+    enc = StreamEncoder()
+    enc.push(sym, f[:n])
+    data = enc.finish()
+    for rows in (f[: n - 1], f):  # one symbol fewer, one more
+        dec = StreamDecoder(data)
+        with pytest.raises(CorruptDataError):
+            dec.pull(rows)
+            dec.finish()
