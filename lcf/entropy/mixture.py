@@ -62,12 +62,15 @@ class MixturePlan:
         reach = np.take(tables.reach.reshape(-1), fs * (WEIGHT_BITS + 2) + np.take(_BIT_LENGTH, p.weights))
         extent = np.abs(q - centre[:, None])
         extent += reach
-        extent[reach < 0] = 0
+        np.putmask(extent, reach < 0, 0)
         bucket = np.minimum(np.searchsorted(BUCKETS, extent.max(axis=1, initial=0)), len(BUCKETS) - 1)
         half = BUCKETS[bucket]
         h = half.astype(np.int32)[:, None]
         d = np.take(tables.half_width.reshape(-1), fs)
-        first = np.clip((centre[:, None] - h) - q + d, -(2 * h + 1), 2 * d + 1)
+        first = (centre[:, None] - h) - q  # + D, clipped to [-(2h + 1), 2D + 1]: see pmf()
+        first += d
+        np.maximum(first, -(2 * h + 1), out=first)
+        np.minimum(first, 2 * d + 1, out=first)
         first += np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (p.means & (MEAN_SCALE - 1)))
         order = np.argsort(bucket, kind="stable")
         return cls(
