@@ -124,3 +124,12 @@ def test_float64_copy_follows_parameter_updates(model):
     torch.testing.assert_close(second.pen_anchor.net[0].bias, model.pen_anchor.net[0].bias.double())
     with torch.no_grad():
         model.pen_anchor.net[0].bias.sub_(1.0)
+
+
+def test_channels_last_training_step():
+    torch.manual_seed(1)
+    m = LcfModel(TINY).train().to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    out = m(x, torch.tensor([2.0, 5.0]))
+    (-out["likelihoods"]["y"].log2().sum() + (out["x_hat"] - x).square().sum()).backward()
+    assert all(p.grad is not None for p in m.g_a.parameters())

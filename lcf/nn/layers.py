@@ -73,11 +73,12 @@ class ResidualBlockWithStride(nn.Module):
         self.conv1 = conv3x3(cin, cout, stride)
         self.conv2 = conv3x3(cout, cout)
         self.gdn = GDN(cout)
-        self.skip = conv1x1(cin, cout, stride)
+        self.stride = stride
+        self.skip = conv1x1(cin, cout)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.leaky_relu(self.conv1(x), 0.01)
-        return self.gdn(self.conv2(out)) + self.skip(x)
+        return self.gdn(self.conv2(out)) + self.skip(x[..., :: self.stride, :: self.stride])  # = strided 1x1 conv
 
 
 class ResidualBlockUpsample(nn.Module):
