@@ -4,14 +4,14 @@ Every function raises only :class:`lcf.errors.LcfError` subclasses for problems 
 become :class:`LcfIOError`). Outputs are written atomically: to a temporary file in the destination's folder, renamed
 into place only when complete.
 
-The codec-dependent functions (:func:`encode_file`, :func:`decode_file`, :func:`validate_deep`, :func:`batch`) check
-their arguments and then raise until the neural codec is integrated; their signatures and reports are final.
+A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import time
 import os
 import re
 import tempfile
@@ -88,11 +88,28 @@ class FileInfo:
     error: LcfError | None = field(default=None, compare=False)
 
 
-def _codec_not_built() -> LcfError:
-    return LcfError("the neural codec is not built into this version yet")
+@functools.lru_cache(maxsize=4)
+def _codec_for(weights: str | None, device: str):
+    from lcf.codec import Codec  # torch is imported only when a codec is needed
+
+    return Codec(weights, device=device)
 
 
-# -- codec-dependent (bodies replaced when the codec is integrated) ----------------------------------------------
+def get_codec(weights: PathLike | None = None, device: str = "cpu"):
+    """The :class:`lcf.codec.Codec` for a weights folder (default: the shipped ``weights/``) on ``device``."""
+    check_device(device)
+    return _codec_for(None if weights is None else str(Path(weights).resolve()), device)
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB over all pixels and channels of two uint8 arrays of the same shape (inf when equal)."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+# -- codec-dependent -----------------------------------------------------------------------------------------------
 
 
 def encode_file(
@@ -103,19 +120,30 @@ def encode_file(
     device: str = "cpu",
     decoder: str | None = None,
     weights: PathLike | None = None,
+    measure: bool = False,
 ) -> EncodeReport:
     """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists).
 
     ``quality`` in [1, 7] (continuous; higher = better and larger; stored to 1/256), ``device`` "cpu" or "cuda[:N]"
     for the analysis and synthesis transforms, ``decoder`` the decoder recorded as recommended in the header
     (default: the weights' default), ``weights`` a folder with a ``manifest.json`` (default: the bundled weights).
+    ``measure`` also decodes the result to report its PSNR against the input.
     Raises UsageError, UnsupportedImageError, LcfIOError.
     """
+    from lcf.image import load_image
+
+    start = time.perf_counter()
     check_quality(quality)
-    check_device(device)
     _require_file(src)
     _require_parent(dst)
-    raise _codec_not_built()
+    codec = get_codec(weights, device)
+    prepared = load_image(src)
+    data = codec.encode(prepared, quality, decoder)
+    atomic_write(dst, data)
+    h, w = prepared.rgb.shape[:2]
+    value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
+    return EncodeReport(Path(src), Path(dst), w, h, len(data), len(data) * 8 / (w * h), value,
+                        time.perf_counter() - start)
 
 
 def decode_file(
@@ -132,18 +160,43 @@ def decode_file(
     ``decoder`` overrides the header's recommended decoder; ``limits`` guards memory (default :class:`Limits`).
     Raises FormatError, CorruptDataError, LimitError, ModelMismatchError, LcfIOError.
     """
-    check_device(device)
+    from lcf.image import save_image
+
+    start = time.perf_counter()
     limits = limits or Limits()
-    read_container(read_bytes(src, limits), limits)
+    data = read_bytes(src, limits)
+    read_container(data, limits)
     _require_parent(dst)
-    raise _codec_not_built()
+    decoded = get_codec(weights, device).decode(data, decoder, limits)
+    save_image(decoded.to_pil(), dst)
+    h, w = decoded.rgb.shape[:2]
+    return DecodeReport(Path(src), Path(dst), w, h, decoded.decoder, time.perf_counter() - start)
+
+
+def encode_image(image, *, quality: float = 4.0, decoder: str | None = None, device: str = "cpu",
+                 weights: PathLike | None = None) -> bytes:
+    """A PIL image, numpy array, path or bytes -> the bytes of a .lcf file."""
+    check_quality(quality)
+    return get_codec(weights, device).encode(image, quality, decoder)
+
+
+def decode_bytes(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
+                 limits: Limits | None = None):
+    """The bytes of a .lcf file -> a PIL image (mode RGB, RGBA, L or LA as the file says)."""
+    return get_codec(weights, device).decode(bytes(data), decoder, limits).to_pil()
+
+
+def decode_array(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
+                 limits: Limits | None = None):
+    """The bytes of a .lcf file -> an (H, W, 3) uint8 numpy array (alpha and metadata dropped)."""
+    return get_codec(weights, device).decode(bytes(data), decoder, limits).rgb
 
 
 def validate_deep(data: bytes, weights: PathLike | None = None, *, limits: Limits | None = None) -> None:
     """Check ``data`` like :func:`lcf.container.read_container`, then decode every stream and check that each is
     consumed exactly and the model identifier matches ``weights``. Raises an LcfError subclass on any problem."""
-    read_container(data, limits or Limits())
-    raise _codec_not_built()
+    container = read_container(data, limits or Limits())
+    get_codec(weights).decode_symbols(container)
 
 
 def batch(
@@ -177,7 +230,7 @@ def batch(
         raise UsageError(f"--to must be 'lcf' or an image format such as 'png', got {to!r}")
     if not Path(src).is_dir():
         raise LcfIOError(f"{src}: not a folder")
-    raise _codec_not_built()
+    raise LcfError("lcf batch is not implemented in this version yet; convert files one by one with encode/decode")
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def encode(
       lcf encode photo.jpg -o photo.lcf --quality 5.5 -v
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
     """
-    report = api.encode_file(src, output, quality=quality, device=device, decoder=decoder, weights=weights)
+    report = api.encode_file(src, output, quality=quality, device=device, decoder=decoder, weights=weights,
+                             measure=verbose)
     if verbose:
         psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
         err_console.print(f"{report.dst}: {report.width}x{report.height}, {report.bytes} bytes, "

@@ -1,0 +1,377 @@
+"""Codec: image -> .lcf bytes and back. The only module where the network, the entropy layer and the container meet.
+
+Encode (paper Fig. 3 and Fig. 7)::
+
+    image ─ pad to 64 ─ g_a·gain(q) ─ y ─ round ─ ŷ ─────────────────────────────┐
+                                      └─ h_a ─ z ─ round ─ ẑ ── HYPR (z tables)   │
+    ẑ ─ h_s ─ T1 ─ PEN1 ─ θ1 ─ quantize ─ anchors of coded channels ──── ANCH    │
+            └──── PEN2 ◄─ ctx(ŷ anchors) ─ θ2 ─ quantize ─ non-anchors ── NANC   │
+    channel bitmap (channels with any ŷ != 0) ─────────────────────────── CMAP ◄─┘
+
+Decode runs the same path in reverse: z from HYPR, θ1, anchors from ANCH, θ2 from the decoded anchors, non-anchors
+from NANC, then the chosen synthesis transform g_s. The path ẑ -> θ1, θ2 -> integer parameters runs in float64 on the
+CPU under :func:`lcf.nn.exact_mode` at both ends, so both derive the same integer tables; g_a and g_s may run on any
+device (their floats never reach the coder).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lcf.container import Chunk, ColorFormat, Header, Limits, read_container, write_container
+from lcf.container.chunks import compress_alpha
+from lcf.container.header import snap_quality
+from lcf.entropy import (
+    FamilyTables,
+    IntParams,
+    MixtureParams,
+    ZTables,
+    decode_mixture_stream,
+    decode_z_stream,
+    encode_mixture_stream,
+    encode_z_stream,
+    estimate_bits,
+    estimate_z_bits,
+    pack_bitmap,
+    quantize,
+    unpack_bitmap,
+)
+from lcf.errors import CorruptDataError, ModelMismatchError, UsageError
+from lcf.image import PreparedImage, load_image
+from lcf.nn import LcfModel, ModelConfig, exact_mode
+from lcf.nn.pen import MixtureTensors
+from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weights
+
+PAD = 64  # g_a and h_a downsample by 64 in all
+EXIF_PREFIX = b"Exif\x00\x00"
+
+
+@dataclass(frozen=True)
+class Symbols:
+    """Everything the entropy coder sees for one image (also what the conformance vectors pin)."""
+
+    z_hat: np.ndarray       # (Mz, Hp/64, Wp/64) int32
+    y_hat: np.ndarray       # (M, Hp/16, Wp/16) int32; skipped channels are all zero
+    coded: np.ndarray       # (M,) bool: the channel bitmap
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image: pixels plus what the container carried beside them."""
+
+    rgb: np.ndarray                 # (H, W, 3) uint8
+    header: Header
+    alpha: np.ndarray | None
+    icc: bytes | None
+    exif: bytes | None              # with the "Exif\\0\\0" prefix, as Pillow wants it
+    xmp: bytes | None
+    decoder: str
+    symbols: Symbols
+
+    @property
+    def color(self) -> str:
+        return "L" if self.header.color == ColorFormat.GRAY8 else "RGB"
+
+    def to_pil(self):
+        from lcf.image import to_pil
+
+        return to_pil(self.rgb, color=self.color, alpha=self.alpha, icc=self.icc, exif=self.exif, xmp=self.xmp)
+
+
+def check_device(device: str) -> torch.device:
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device!r} was asked for, but this torch build sees no CUDA GPU; use --device cpu")
+        return torch.device(device)
+    raise UsageError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
+
+
+def _tensors(arrays: dict[str, np.ndarray], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefixes)}
+
+
+class Codec:
+    """Loads weights once; encodes and decodes any number of images.
+
+    >>> codec = Codec()                      # the shipped weights, on the CPU
+    >>> data = codec.encode("photo.png", quality=4)
+    >>> codec.decode(data).to_pil().save("back.png")
+    """
+
+    def __init__(self, weights: str | os.PathLike | Weights | None = None, device: str = "cpu") -> None:
+        self.weights = weights if isinstance(weights, Weights) else load_weights(weights)
+        self.device = check_device(device)
+        self.config = ModelConfig.from_dict(self.weights.model_config)
+        self.model = LcfModel(self.config).eval()
+        self._load(_tensors(self.weights.entropy, ENTROPY_PREFIXES[:-1]), "entropy", ENTROPY_PREFIXES[:-1])
+        self.family_tables = FamilyTables.from_arrays(
+            {k: v for k, v in self.weights.entropy.items() if k.startswith("tables.family.")}
+        )
+        self.z_tables = ZTables.from_arrays(
+            {k: v for k, v in self.weights.entropy.items() if k.startswith("tables.z.")}
+        )
+        if self.z_tables.channels != self.config.Mz:
+            raise ModelMismatchError(f"z tables have {self.z_tables.channels} channels, the model {self.config.Mz}")
+        self._encoder_loaded = False
+        self._decoders_loaded: set[str] = set()
+        self._lock = threading.Lock()
+        self.model.gain.to(self.device)
+
+    # -- weights -------------------------------------------------------------------------------------------------
+
+    def _load(self, tensors: dict[str, torch.Tensor], what: str, prefixes: tuple[str, ...]) -> None:
+        expected = {k for k in self.model.state_dict() if k.startswith(prefixes)}
+        missing, unexpected = expected - set(tensors), set(tensors) - expected
+        if missing or unexpected:
+            raise ModelMismatchError(
+                f"the {what} weights do not fit the model {self.config}: "
+                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+        self.model.load_state_dict(tensors, strict=False)
+
+    def _ensure_encoder(self) -> None:
+        with self._lock:
+            if not self._encoder_loaded:
+                self._load(_tensors(self.weights.encoder(), ENCODER_PREFIXES), "encoder", ENCODER_PREFIXES)
+                self.model.g_a.to(self.device)
+                self.model.h_a.to(self.device)
+                self._encoder_loaded = True
+
+    def _ensure_decoder(self, name: str) -> None:
+        with self._lock:
+            if name not in self._decoders_loaded:
+                arrays = self.weights.decoder(name)
+                if name not in self.model.decoders:
+                    raise ModelMismatchError(f"decoder {name!r} is listed in the weights but unknown to this lcf")
+                prefix = f"decoders.{name}."
+                self._load({prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()},
+                           f"decoder {name!r}", (prefix,))
+                self.model.decoders[name].to(self.device)
+                self._decoders_loaded.add(name)
+
+    @property
+    def decoder_names(self) -> list[str]:
+        return self.weights.decoder_names
+
+    def resolve_decoder(self, name: str | None, recommended: str | None = None) -> str:
+        """The decoder to use: the one asked for, else the file's recommendation if we have it, else the default."""
+        if name is not None:
+            if name not in self.weights.decoder_names:
+                raise UsageError(
+                    f"no decoder named {name!r} in these weights; available: {', '.join(self.weights.decoder_names)}"
+                )
+            return name
+        if recommended in self.weights.decoder_names:
+            return recommended
+        return self.weights.default_decoder
+
+    # -- the exact path --------------------------------------------------------------------------------------------
+
+    def _hyper(self, z_hat: np.ndarray) -> torch.Tensor:
+        with exact_mode():
+            net = self.model.entropy_model_float64()
+            return net.hyper(torch.from_numpy(z_hat.astype(np.float64))[None])
+
+    def _anchor_params(self, t1: torch.Tensor) -> MixtureTensors:
+        with exact_mode():
+            return self.model.entropy_model_float64().anchor(t1)
+
+    def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray) -> MixtureTensors:
+        with exact_mode():
+            net = self.model.entropy_model_float64()
+            return net.nonanchor(t1, torch.from_numpy(y_anchor.astype(np.float64))[None])
+
+    @staticmethod
+    def _int_params(theta: MixtureTensors, coded: np.ndarray, positions: np.ndarray) -> IntParams:
+        """Integer parameters of the elements of one stream, in stream order (channel, then row-major position)."""
+
+        def pick(t: torch.Tensor) -> np.ndarray:
+            a = t[0].numpy()                                   # (M, K, h, w)
+            m, k = a.shape[:2]
+            a = a.reshape(m, k, -1)[coded][:, :, positions]   # (Mc, K, n_pos)
+            return a.transpose(0, 2, 1).reshape(-1, k)
+        w, mu, s = pick(theta.weights), pick(theta.means), pick(theta.scales)
+        if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(s).all()):
+            raise CorruptDataError("the hyper stream decodes to values outside the model's range", chunk="HYPR")
+        return quantize(MixtureParams(weights=w, means=mu, scales=s, families=theta.families))
+
+    @staticmethod
+    def _positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        i, j = np.indices((h, w))
+        anchor = ((i + j) % 2 == 0).reshape(-1)
+        return np.flatnonzero(anchor), np.flatnonzero(~anchor)
+
+    # -- encode --------------------------------------------------------------------------------------------------
+
+    def analyse(self, image, quality: float) -> tuple[PreparedImage, float, Symbols]:
+        """Image -> quantized latents (no entropy coding)."""
+        prepared = image if isinstance(image, PreparedImage) else load_image(image)
+        quality = check_quality(quality)
+        self._ensure_encoder()
+        h, w = prepared.rgb.shape[:2]
+        x = torch.from_numpy(np.array(prepared.rgb)).permute(2, 0, 1)[None].contiguous()
+        x = x.to(self.device, torch.float32).div_(255.0)
+        hp, wp = -(-h // PAD) * PAD, -(-w // PAD) * PAD
+        if (hp, wp) != (h, w):
+            x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+        q = torch.tensor([quality], dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            y = self.model.analyse(x, q)
+            z = self.model.hyper_analyse(y)
+            y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
+            z_hat = torch.round(z)[0].to("cpu", torch.int32).numpy()
+        coded = (y_hat != 0).reshape(y_hat.shape[0], -1).any(axis=1)
+        return prepared, quality, Symbols(z_hat=z_hat, y_hat=y_hat, coded=coded)
+
+    def code_symbols(self, s: Symbols) -> tuple[bytes, bytes, bytes, dict[str, float]]:
+        """Symbols -> (hyper, anchor, non-anchor) streams, and the bits the integer tables predict for each."""
+        m, lh, lw = s.y_hat.shape
+        anchors, nonanchors = self._positions(lh, lw)
+        flat = s.y_hat.reshape(m, -1)[s.coded]
+        t1 = self._hyper(s.z_hat)
+        p1 = self._int_params(self._anchor_params(t1), s.coded, anchors)
+        y_anchor = s.y_hat.reshape(m, -1).copy()
+        y_anchor[:, nonanchors] = 0
+        p2 = self._int_params(self._nonanchor_params(t1, y_anchor.reshape(m, lh, lw)), s.coded, nonanchors)
+        sym1 = flat[:, anchors].reshape(-1)
+        sym2 = flat[:, nonanchors].reshape(-1)
+        streams = (
+            encode_z_stream(s.z_hat, self.z_tables),
+            encode_mixture_stream(sym1, p1, self.family_tables),
+            encode_mixture_stream(sym2, p2, self.family_tables),
+        )
+        bits = {
+            "hyper": estimate_z_bits(s.z_hat, self.z_tables),
+            "anchor": estimate_bits(sym1, p1, self.family_tables),
+            "nonanchor": estimate_bits(sym2, p2, self.family_tables),
+        }
+        return (*streams, bits)
+
+    def encode(self, image, quality: float = 4.0, decoder: str | None = None) -> bytes:
+        """Any image lcf.image.load_image accepts -> the bytes of a .lcf file."""
+        return self.encode_with_stats(image, quality, decoder)[0]
+
+    def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None) -> tuple[bytes, dict]:
+        prepared, quality, symbols = self.analyse(image, quality)
+        decoder = self.resolve_decoder(decoder)
+        hyper, anchor, nonanchor, bits = self.code_symbols(symbols)
+        h, w = prepared.rgb.shape[:2]
+        header = Header(
+            width=w,
+            height=h,
+            color=ColorFormat.GRAY8 if prepared.color == "L" else ColorFormat.RGB8,
+            model_id=self.weights.model_id,
+            quality=quality,
+            decoder=decoder,
+            latent_channels=self.config.M,
+            hyper_channels=self.config.Mz,
+        )
+        chunks = [
+            Chunk("CMAP", pack_bitmap(symbols.coded)),
+            Chunk("HYPR", hyper),
+            Chunk("ANCH", anchor),
+            Chunk("NANC", nonanchor),
+        ]
+        if prepared.alpha is not None:
+            chunks.append(Chunk("ALPH", compress_alpha(np.ascontiguousarray(prepared.alpha).tobytes(), w, h)))
+        if prepared.icc:
+            chunks.append(Chunk("iCCP", prepared.icc))
+        if prepared.exif:
+            exif = prepared.exif
+            chunks.append(Chunk("eXIf", exif[len(EXIF_PREFIX):] if exif.startswith(EXIF_PREFIX) else exif))
+        if prepared.xmp:
+            chunks.append(Chunk("xMPd", prepared.xmp))
+        data = write_container(header, chunks)
+        stats = {
+            "bits_estimated": bits,
+            "stream_bytes": {"hyper": len(hyper), "anchor": len(anchor), "nonanchor": len(nonanchor)},
+            "coded_channels": int(symbols.coded.sum()),
+            "channels": int(symbols.coded.size),
+            "notes": prepared.notes,
+        }
+        return data, stats
+
+    # -- decode --------------------------------------------------------------------------------------------------
+
+    def decode_symbols(self, container) -> Symbols:
+        """The streams of a parsed container -> the exact symbols the encoder coded."""
+        h = container.header
+        if h.model_id != self.weights.model_id:
+            raise ModelMismatchError(
+                f"this file was encoded with model {h.model_id.hex()}, but the loaded weights are model "
+                f"{self.weights.model_id.hex()}; decode it with the weights it was made with (--weights DIR)",
+                chunk="HEAD",
+            )
+        if (h.latent_channels, h.hyper_channels) != (self.config.M, self.config.Mz):
+            raise ModelMismatchError(
+                f"the file declares {h.latent_channels}/{h.hyper_channels} latent/hyper channels, the model has "
+                f"{self.config.M}/{self.config.Mz}",
+                chunk="HEAD",
+            )
+        m = self.config.M
+        lh, lw = h.padded_height // 16, h.padded_width // 16
+        coded = unpack_bitmap(container.bitmap, m)
+        z_hat = decode_z_stream(container.hyper, (self.config.Mz, lh // 4, lw // 4), self.z_tables)
+        anchors, nonanchors = self._positions(lh, lw)
+        mc = int(coded.sum())
+        t1 = self._hyper(z_hat)
+        p1 = self._int_params(self._anchor_params(t1), coded, anchors)
+        y = np.zeros((m, lh * lw), dtype=np.int32)
+        y_coded = np.zeros((mc, lh * lw), dtype=np.int32)
+        y_coded[:, anchors] = decode_mixture_stream(container.anchor, p1, self.family_tables, "anchor stream"
+                                                    ).reshape(mc, anchors.size)
+        y[coded] = y_coded
+        p2 = self._int_params(self._nonanchor_params(t1, y.reshape(m, lh, lw)), coded, nonanchors)
+        y_coded[:, nonanchors] = decode_mixture_stream(container.nonanchor, p2, self.family_tables,
+                                                       "non-anchor stream").reshape(mc, nonanchors.size)
+        y[coded] = y_coded
+        return Symbols(z_hat=z_hat, y_hat=y.reshape(m, lh, lw), coded=coded)
+
+    def synthesise(self, symbols: Symbols, header: Header, decoder: str) -> np.ndarray:
+        """Symbols -> (H, W, 3) uint8 pixels through the named synthesis transform."""
+        self._ensure_decoder(decoder)
+        q = torch.tensor([header.quality], dtype=torch.float32, device=self.device)
+        y_hat = torch.from_numpy(symbols.y_hat.astype(np.float32))[None].to(self.device)
+        with torch.inference_mode():
+            x_hat = self.model.synthesise(y_hat, q, decoder)
+        x = x_hat[0, :, : header.height, : header.width].mul(255.0).round_().to("cpu", torch.uint8)
+        return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+
+    def decode(self, data: bytes, decoder: str | None = None, limits: Limits | None = None) -> Decoded:
+        """The bytes of a .lcf file -> a :class:`Decoded` image (``.to_pil()`` for a PIL image)."""
+        container = read_container(data, limits or Limits())
+        header = container.header
+        name = self.resolve_decoder(decoder, header.decoder)
+        symbols = self.decode_symbols(container)
+        rgb = self.synthesise(symbols, header, name)
+        alpha = container.alpha
+        exif = container.exif
+        return Decoded(
+            rgb=rgb,
+            header=header,
+            alpha=None if alpha is None else np.frombuffer(alpha, np.uint8).reshape(header.height, header.width),
+            icc=container.icc,
+            exif=None if exif is None else EXIF_PREFIX + exif,
+            xmp=container.xmp,
+            decoder=name,
+            symbols=symbols,
+        )
+
+
+def check_quality(quality: float) -> float:
+    """Quality on the header's 1/256 grid, so encoder and decoder use the very same gains."""
+    try:
+        q = float(quality)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"quality must be a number from 1 to 7, got {quality!r}") from exc
+    if not 1.0 <= q <= 7.0:
+        raise UsageError(f"quality must be from 1 (smallest files) to 7 (best quality), got {q:g}")
+    return snap_quality(q)

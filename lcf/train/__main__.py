@@ -1,0 +1,44 @@
+"""``python -m lcf.train``: train (or resume) the variable-rate model; ``python -m lcf.train export``: ship weights.
+
+Examples:
+    python -m lcf.train fit --data ../shared/data/train/shard-00 --run runs/cpu --minutes 60
+    python -m lcf.train export --run runs/cpu --out weights/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lcf.train.loop import TrainConfig, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lcf.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    fit = sub.add_parser("fit", help="train or resume from <run>/checkpoint.pt")
+    fit.add_argument("--data", nargs="+", required=True, help="folders of training images")
+    fit.add_argument("--run", required=True, help="run folder (checkpoint and log.jsonl)")
+    for name, default in TrainConfig.__dataclass_fields__.items():
+        if name in ("data", "run", "extra"):
+            continue
+        value = default.default
+        fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    exp = sub.add_parser("export", help="write the shipped weights from a run's checkpoint")
+    exp.add_argument("--run", required=True)
+    exp.add_argument("--out", default="weights")
+    exp.add_argument("--notes", default="", help="free text for the model card")
+    args = parser.parse_args(argv)
+    if args.cmd == "fit":
+        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k != "cmd"})
+        train(cfg)
+    else:
+        from lcf.train.export import export_run
+
+        export_run(args.run, args.out, notes=args.notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Export a trained model to a shipped weights folder (``lcf/weights.py`` describes the layout).
+
+Besides the network tensors this computes, once, the integer tables the entropy layer codes with:
+``tables.family.*`` (the per-family PMF tables of ``lcf.entropy.build_family_tables``) and ``tables.z.*`` (the
+factorized density of z, integrated over each integer in [-Z_BOUND, Z_BOUND], with the tail mass as escape). These are
+the only place where float CDFs are evaluated; encoders and decoders only read the stored integers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lcf.entropy import build_family_tables, build_z_tables
+from lcf.nn import LcfModel, ModelConfig
+from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, save_weights
+
+Z_BOUND = 32
+
+
+def z_tables(model: LcfModel) -> dict[str, np.ndarray]:
+    pmf = model.z_density.pmf(Z_BOUND).to(torch.float64).cpu().numpy()
+    tail = np.clip(1.0 - pmf.sum(axis=1), 0.0, 1.0)
+    return build_z_tables(pmf, tail)
+
+
+def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None = None,
+                 family_tables: dict[str, np.ndarray] | None = None) -> Weights:
+    """Write ``model`` as a weights folder at ``out``; returns it loaded back."""
+    state = {k: v.detach().to("cpu", torch.float32).contiguous().numpy() for k, v in model.state_dict().items()}
+    encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
+    entropy = {k: v for k, v in state.items() if k.startswith(ENTROPY_PREFIXES[:-1])}
+    entropy.update(family_tables if family_tables is not None else build_family_tables())
+    entropy.update(z_tables(model))
+    decoders = {}
+    for name in model.decoders:
+        prefix = f"decoders.{name}."
+        tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        arch = {"kind": name, "N": model.config.N, "M": model.config.M}
+        decoders[name] = (arch, tensors)
+    return save_weights(out, model_config=model.config.to_dict(), encoder=encoder, entropy=entropy,
+                        decoders=decoders, default_decoder="teacher", info=info or {})
+
+
+def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "") -> Weights:
+    """Export the checkpoint of a training run (``<run>/checkpoint.pt``)."""
+    ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = LcfModel(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    info = {"steps": ckpt["step"], "train_config": ckpt["train_config"], "notes": notes}
+    weights = export_model(model, out, info=info)
+    print(f"exported step {ckpt['step']} to {out}: model id {weights.model_id.hex()}")
+    return weights

@@ -1,0 +1,153 @@
+"""The codec end to end (issue 3): bit-exact round trips, thread independence, size vs estimate, channel skipping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from images import make_rgb_array
+from lcf.codec import Codec
+from lcf.container import read_container
+from lcf.errors import CorruptDataError, LcfError, ModelMismatchError, UsageError
+
+
+def _image(h: int, w: int, seed: int) -> np.ndarray:
+    kind = ("gradient", "noise", "edges", "text", "mixed")[seed % 5]
+    return make_rgb_array(w, h, kind=kind, seed=seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 200),
+    w=st.integers(1, 200),
+    quality=st.one_of(st.integers(1, 7).map(float), st.floats(1.0, 7.0)),
+    seed=st.integers(0, 10_000),
+)
+def test_round_trip_symbols_are_exact(tiny_codec, h, w, quality, seed):
+    img = _image(h, w, seed)
+    prepared, q, sent = tiny_codec.analyse(img, quality)
+    data = tiny_codec.encode(img, quality)
+    got = tiny_codec.decode_symbols(read_container(data))
+    np.testing.assert_array_equal(got.z_hat, sent.z_hat)
+    np.testing.assert_array_equal(got.y_hat, sent.y_hat)
+    np.testing.assert_array_equal(got.coded, sent.coded)
+    decoded = tiny_codec.decode(data)
+    assert decoded.rgb.shape == (h, w, 3) and decoded.rgb.dtype == np.uint8
+    assert decoded.header.quality == q
+
+
+@pytest.mark.parametrize("quality", [1, 2, 3, 4, 5, 6, 7])
+def test_every_level_round_trips_and_decodes_identically_twice(tiny_codec, quality):
+    img = _image(67, 131, quality)
+    data = tiny_codec.encode(img, quality)
+    first, second = tiny_codec.decode(data), tiny_codec.decode(data)
+    np.testing.assert_array_equal(first.rgb, second.rgb)
+    _, _, sent = tiny_codec.analyse(img, quality)
+    np.testing.assert_array_equal(first.symbols.y_hat, sent.y_hat)
+
+
+def test_thread_count_does_not_change_the_bits(tiny_weights):
+    img = _image(150, 170, 3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = Codec(tiny_weights)
+        data_2 = two.encode(img, 5.0)
+        torch.set_num_threads(1)
+        one = Codec(tiny_weights)
+        data_1 = one.encode(img, 5.0)
+        assert data_1 == data_2
+        got_1 = one.decode(data_2)      # encoded with 2 threads, decoded with 1
+        torch.set_num_threads(2)
+        got_2 = two.decode(data_1)      # and the other way round
+        np.testing.assert_array_equal(got_1.symbols.y_hat, got_2.symbols.y_hat)
+        np.testing.assert_array_equal(got_1.rgb, got_2.rgb)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_coded_size_matches_the_integer_estimate(tiny_codec):
+    img = _image(256, 320, 4)
+    _, stats = tiny_codec.encode_with_stats(img, 7.0)
+    for stream, bits in stats["bits_estimated"].items():
+        size = stats["stream_bytes"][stream]
+        # 0.5 % of the estimate, plus the 24-bit end marker and the last partial 32-bit word per stream
+        assert abs(size * 8 - bits) <= 0.005 * bits + 24 + 32 + 32, (stream, size * 8, bits)
+
+
+def test_skipped_channels_cost_no_bits_and_decode_as_zero(tiny_codec):
+    img = _image(96, 96, 2)
+    _, _, sent = tiny_codec.analyse(img, 3.0)
+    assert 0 < sent.coded.sum() < sent.coded.size, "the fixture should skip some channels at quality 3"
+    data, stats = tiny_codec.encode_with_stats(img, 3.0)
+    got = tiny_codec.decode(data)
+    assert not got.symbols.y_hat[~got.symbols.coded].any()
+    np.testing.assert_array_equal(got.symbols.y_hat, sent.y_hat)
+    assert stats["coded_channels"] == int(sent.coded.sum())
+
+
+def test_no_coded_channel_means_empty_latent_streams(tiny_codec):
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    _, _, sent = tiny_codec.analyse(flat, 1.0)
+    if sent.coded.any():
+        pytest.skip("this random model codes a channel even for a flat image at quality 1")
+    container = read_container(tiny_codec.encode(flat, 1.0))
+    assert container.anchor == b"" and container.nonanchor == b""
+    assert not tiny_codec.decode(container_bytes := tiny_codec.encode(flat, 1.0)).symbols.y_hat.any()
+    assert len(container_bytes) < 200
+
+
+def test_gray_input_decodes_to_gray(tiny_codec):
+    gray = _image(40, 30, 1)[..., 0]
+    decoded = tiny_codec.decode(tiny_codec.encode(gray, 4))
+    assert decoded.color == "L" and decoded.to_pil().mode == "L"
+
+
+def test_alpha_survives_byte_for_byte(tiny_codec):
+    rgba = np.dstack([_image(33, 47, 5), np.arange(33 * 47, dtype=np.uint8).reshape(33, 47)])
+    decoded = tiny_codec.decode(tiny_codec.encode(rgba, 2))
+    np.testing.assert_array_equal(decoded.alpha, rgba[..., 3])
+    assert decoded.to_pil().mode == "RGBA"
+
+
+def test_other_weights_are_refused(tiny_codec, tmp_path):
+    from lcf.nn import LcfModel, ModelConfig
+    from lcf.train.export import export_model
+
+    torch.manual_seed(99)
+    export_model(LcfModel(ModelConfig(N=16, M=24, Mz=16)).eval(), tmp_path)
+    data = tiny_codec.encode(_image(20, 20, 0), 4)
+    with pytest.raises(ModelMismatchError, match="encoded with model"):
+        Codec(tmp_path).decode(data)
+
+
+def test_bad_quality_and_unknown_decoder(tiny_codec):
+    with pytest.raises(UsageError):
+        tiny_codec.encode(_image(8, 8, 0), 0.5)
+    with pytest.raises(UsageError, match="no decoder named"):
+        tiny_codec.encode(_image(8, 8, 0), 4, decoder="nope")
+
+
+def test_damaged_streams_raise_lcf_errors_only(tiny_codec):
+    from lcf.container import Chunk, write_container
+
+    img = _image(64, 64, 7)
+    container = read_container(tiny_codec.encode(img, 6))
+    rng = np.random.default_rng(0)
+    for target in ("HYPR", "ANCH", "NANC"):
+        for trial in range(15):
+            chunks = []
+            for c in container.chunks:
+                payload = bytearray(c.payload)
+                if c.type == target and payload:
+                    payload[rng.integers(len(payload))] ^= 1 << rng.integers(8)
+                    if trial % 3 == 0:
+                        payload = payload[: rng.integers(len(payload))]
+                chunks.append(Chunk(c.type, bytes(payload)))
+            try:
+                tiny_codec.decode(write_container(container.header, chunks))
+            except LcfError as exc:
+                assert isinstance(exc, (CorruptDataError, LcfError))
