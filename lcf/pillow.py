@@ -129,6 +129,8 @@ def _ancillaries(container: Any) -> tuple[Any, bytes | None, bytes | None, bytes
     alpha = getattr(container, "alpha", chunks.get("ALPH"))
     icc = getattr(container, "icc", chunks.get("iCCP"))
     exif = getattr(container, "exif", chunks.get("eXIf"))
+    if exif is not None and not exif.startswith(b"Exif\x00\x00"):
+        exif = b"Exif\x00\x00" + exif  # the eXIf chunk holds bare TIFF; Pillow's info["exif"] carries the prefix
     xmp = getattr(container, "xmp", chunks.get("xMPd"))
     return alpha, icc, exif, xmp
 
@@ -153,7 +155,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         im = im.copy()
         im.info.update(overrides)
     api = _require("lcf.api", "encode_image")
-    fp.write(api.encode_image(im, quality=float(quality), decoder=info.get("decoder")))
+    kwargs: dict[str, Any] = {"decoder": info.get("decoder"), "device": _options["device"]}
+    if _options["weights"] is not None:
+        kwargs["weights"] = _options["weights"]
+    fp.write(api.encode_image(im, quality=float(quality), **kwargs))
 
 
 def _require(module_name: str, attribute: str) -> Any:

@@ -258,7 +258,7 @@ def test_open_a_real_container_file() -> None:
     with Image.open(io.BytesIO(data)) as im:
         assert (im.format, im.size, im.mode) == ("LCF", (100, 50), "RGBA")
         assert im.info["icc_profile"] == b"icc profile" and im.info["xmp"] == b"<x:xmpmeta/>"
-        assert im.info["exif"] == b"MM\x00*exif"
+        assert im.info["exif"] == b"Exif\x00\x00MM\x00*exif"  # Pillow convention: prefixed
         assert (im.info["lcf_quality"], im.info["lcf_decoder"]) == (2.5, "student")
     gray = samples.sample_file(color=lcf.container.ColorFormat.GRAY8)
     with Image.open(io.BytesIO(gray)) as im:
