@@ -10,6 +10,7 @@ import typer
 
 from lcf import __version__
 from lcf_cli.commands.batch import batch
+from lcf_cli.commands.bench import bench
 from lcf_cli.commands.decode import decode
 from lcf_cli.commands.encode import encode
 from lcf_cli.commands.info import info
@@ -66,7 +67,7 @@ def reflow(doc: str) -> str:
                        for p in paragraphs)
 
 
-for command in (encode, decode, info, validate, batch):
+for command in (encode, decode, info, validate, batch, bench):
     app.command(help=reflow(command.__doc__ or ""))(command)
 
 

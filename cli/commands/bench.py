@@ -1,0 +1,70 @@
+"""lcf bench: rate-distortion and speed of lcf against the classical codecs, on a folder of images."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcf_cli.common import Device, Weights, err_console, report_errors
+
+
+def lcf_hook(weights: Path | None, device: str, decoder: str | None):
+    """The runner's hook for lcf: (rgb, quality) -> (bytes, reconstruction, encode s, decode s)."""
+    from lcf import api
+
+    codec = api.get_codec(weights, device)
+
+    def encode_decode(rgb, quality):
+        t0 = time.perf_counter()
+        data = codec.encode(rgb, quality, decoder)
+        t1 = time.perf_counter()
+        rec = codec.decode(data, decoder).rgb
+        return len(data), rec, t1 - t0, time.perf_counter() - t1
+
+    return encode_decode
+
+
+@report_errors
+def bench(
+    images: Annotated[Path, typer.Argument(metavar="DIR", show_default=False,
+                                           help="Folder of lossless test images (PNG/PPM/TIFF), e.g. the Kodak set.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Where CSV, PNG and markdown go.")] = Path(
+        "bench-results"),
+    codecs: Annotated[str, typer.Option(
+        "--codecs", help="Comma-separated codecs to measure besides lcf: jpeg420, jpeg444, webp, jpeg2000, avif; "
+                         "'none' for lcf alone.")] = "jpeg420,jpeg444,webp,jpeg2000,avif",
+    published: Annotated[Path | None, typer.Option(
+        "--published", metavar="CSV", help="Published R-D points to plot and compare with (marked 'published'), "
+                                           "e.g. ../shared/reference/kodak_published.csv.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="3 settings per codec on the first 4 images.")] = False,
+    max_images: Annotated[int | None, typer.Option("--max-images", help="Use only the first N images.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse rows already in the output CSV.")] = False,
+    device: Device = "cpu",
+    decoder: Annotated[str | None, typer.Option("--decoder", metavar="NAME", help="lcf decoder to measure.")] = None,
+    weights: Weights = None,
+) -> None:
+    """Measure lcf at every quality level and the classical codecs in the same run.
+
+    Per codec and setting: mean bpp, mean PSNR (RGB, per image then averaged), mean MS-SSIM, encode and decode
+    time. Prints a table, writes CSV, draws the R-D curves to a PNG and computes BD-rates of lcf against every
+    other curve (published ones included when --published is given).
+
+    [bold]Examples[/]
+      lcf bench ../shared/data/kodak --out results --published ../shared/reference/kodak_published.csv
+      lcf bench photos/ --codecs webp,avif --quick
+    """
+    from lcf.bench import report
+    from lcf.bench.runner import run_benchmark
+
+    names = [] if codecs.strip() == "none" else [c.strip() for c in codecs.split(",") if c.strip()]
+    result = run_benchmark(
+        images, names, lcf_hook(weights, device, decoder), out, quick=quick, max_images=max_images,
+        published_csv=published, resume=resume, name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False),
+    )
+    report.print_curves(result.curves)
+    report.print_bd(list(result.bd_anchor), title="BD-rate of lcf (negative = lcf needs fewer bits)")
+    for kind, path in result.files.items():
+        err_console.print(f"{kind}: {path}")
