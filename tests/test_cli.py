@@ -16,7 +16,6 @@ from lcf.container.writer import encode_chunk
 from lcf_cli.main import app
 
 runner = CliRunner()
-NOT_BUILT = "the neural codec is not built into this version yet"
 
 
 def lcf_cli(*args: str | Path):
@@ -54,8 +53,10 @@ def huge(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
+    from images import make_rgb
+
     path = tmp_path / "in.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # the codec is not there to read it yet
+    make_rgb(70, 45, "mixed").save(path)
     return path
 
 
@@ -182,9 +183,24 @@ def test_validate_empty_folder_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no .lcf files" in result.stderr and "--recursive" in result.stderr
 
 
-def test_validate_deep_reaches_the_codec(good: Path) -> None:
-    result = lcf_cli("validate", good, "--deep")
-    assert result.exit_code == 1 and NOT_BUILT in result.stdout
+def test_validate_deep_decodes_the_streams(tmp_path: Path, image: Path, tiny_weights: Path) -> None:
+    real = tmp_path / "real.lcf"
+    assert lcf_cli("encode", image, "-o", real, "-q", "7", "--weights", tiny_weights).exit_code == 0
+    assert lcf_cli("validate", real, "--deep", "--weights", tiny_weights).exit_code == 0
+    # a damaged anchor stream with a repaired CRC passes the structural checks but not --deep
+    from lcf.container import Chunk, read_container, write_container
+
+    container = read_container(real.read_bytes())
+    chunks = [Chunk(c.type, c.payload[:-4] if c.type == "ANCH" else c.payload) for c in container.chunks]
+    damaged = tmp_path / "damaged.lcf"
+    damaged.write_bytes(write_container(container.header, chunks))
+    assert lcf_cli("validate", damaged).exit_code == 0
+    result = lcf_cli("validate", damaged, "--deep", "--weights", tiny_weights)
+    assert result.exit_code == 4 and "FAIL" in result.stdout
+    # the container-only sample was not made with these weights: --deep says so
+    sample = tmp_path / "sample.lcf"
+    sample.write_bytes(sample_file())
+    assert lcf_cli("validate", sample, "--deep", "--weights", tiny_weights).exit_code == 6
 
 
 def test_validate_every_bit_flip_and_truncation(tmp_path: Path) -> None:
@@ -211,11 +227,19 @@ def no_outputs(folder: Path, *expected: str) -> bool:
     return sorted(p.name for p in folder.iterdir()) == sorted(expected)
 
 
-def test_encode_fails_cleanly_without_output(image: Path) -> None:
+def test_encode_then_decode(image: Path, tiny_weights: Path) -> None:
     folder = image.parent
-    result = lcf_cli("encode", image, "-o", folder / "out.lcf", "--quality", "5.5")
-    assert result.exit_code == 1 and NOT_BUILT in result.stderr
-    assert no_outputs(folder, "in.png")
+    result = lcf_cli("encode", image, "-o", folder / "out.lcf", "--quality", "5.5", "-v", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.stderr
+    assert "bpp" in result.stderr and "PSNR" in result.stderr
+    assert (folder / "out.lcf").read_bytes().startswith(lcf.container.SIGNATURE)
+    result = lcf_cli("decode", folder / "out.lcf", "-o", folder / "back.png", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.stderr
+    from PIL import Image
+
+    with Image.open(folder / "back.png") as back, Image.open(image) as src:
+        assert back.size == src.size
+    assert sorted(p.name for p in folder.iterdir()) == ["back.png", "in.png", "out.lcf"]
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -237,9 +261,12 @@ def test_encode_io_errors(tmp_path: Path, image: Path) -> None:
     assert lcf_cli("encode", image).exit_code == 2  # -o is required
 
 
-def test_decode_fails_cleanly_without_output(good: Path) -> None:
-    result = lcf_cli("decode", good, "-o", good.parent / "out.png", "--decoder", "teacher")
-    assert result.exit_code == 1 and NOT_BUILT in result.stderr
+def test_decode_with_other_weights_fails_cleanly_without_output(good: Path, tiny_weights: Path) -> None:
+    result = lcf_cli("decode", good, "-o", good.parent / "out.png", "--decoder", "teacher", "--weights", tiny_weights)
+    assert result.exit_code == 6 and "encoded with model" in result.stderr
+    assert no_outputs(good.parent, "good.lcf")
+    result = lcf_cli("decode", good, "-o", good.parent / "out.png", "--decoder", "nope", "--weights", tiny_weights)
+    assert result.exit_code == 2 and "no decoder named" in result.stderr
     assert no_outputs(good.parent, "good.lcf")
 
 
@@ -253,10 +280,11 @@ def test_decode_failures(tmp_path: Path, corrupt: Path, huge: Path, image: Path)
     assert not out.exists()
 
 
-def test_batch_is_routed_to_the_api(tmp_path: Path, good: Path) -> None:
-    result = lcf_cli("batch", good.parent, tmp_path / "out", "--to", "png", "--include", "*.lcf", "--workers", "2")
-    assert result.exit_code == 1 and NOT_BUILT in result.stderr
-    assert not (tmp_path / "out").exists()
+def test_batch_lists_a_file_of_other_weights_as_failed(tmp_path: Path, good: Path, tiny_weights: Path) -> None:
+    result = lcf_cli("batch", good.parent, tmp_path / "out", "--to", "png", "--include", "*.lcf",
+                     "--weights", tiny_weights, "--json")
+    assert result.exit_code == 6
+    assert not list((tmp_path / "out").rglob("*.png")) if (tmp_path / "out").exists() else True
 
 
 def test_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
