@@ -56,8 +56,14 @@ def test_run_benchmark_with_lcf_hook(tmp_path):
     for i in range(2):
         Image.fromarray(gradient_noise(seed=i)).save(images / f"img{i}.png")
     (images / "notes.txt").write_text("ignored")
-    result = run_benchmark(images, codecs=["jpeg420", "webp"], lcf_encode_decode=_fake_lcf, out_dir=tmp_path / "out",
-                           quick=True, log=lambda _: None)
+    result = run_benchmark(
+        images,
+        codecs=["jpeg420", "webp"],
+        lcf_encode_decode=_fake_lcf,
+        out_dir=tmp_path / "out",
+        quick=True,
+        log=lambda _: None,
+    )
     assert {c.id for c in result.curves} == {"lcf", "jpeg420", "webp"}
     assert len(result.measurements) == 2 * (3 + 3 + 3)
     lcf = next(c for c in result.curves if c.id == "lcf")
@@ -71,8 +77,15 @@ def test_run_benchmark_with_lcf_hook(tmp_path):
 
     # resume: nothing is measured again
     calls = []
-    again = run_benchmark(images, codecs=["jpeg420", "webp"], lcf_encode_decode=lambda x, q: calls.append(q),
-                          out_dir=tmp_path / "out", quick=True, resume=True, log=lambda _: None)
+    again = run_benchmark(
+        images,
+        codecs=["jpeg420", "webp"],
+        lcf_encode_decode=lambda x, q: calls.append(q),
+        out_dir=tmp_path / "out",
+        quick=True,
+        resume=True,
+        log=lambda _: None,
+    )
     assert calls == [] and len(again.measurements) == len(result.measurements)
 
 
@@ -85,5 +98,6 @@ def test_run_benchmark_rejects_bad_hooks_and_names(tmp_path):
     with pytest.raises(ValueError, match="no lcf_encode_decode"):
         run_benchmark(images, codecs=["lcf"])
     with pytest.raises(ValueError, match="expected uint8"):
-        run_benchmark(images, codecs=[], lcf_encode_decode=lambda x, q: (10, x[:8], 0.0, 0.0), quick=True,
-                      log=lambda _: None)
+        run_benchmark(
+            images, codecs=[], lcf_encode_decode=lambda x, q: (10, x[:8], 0.0, 0.0), quick=True, log=lambda _: None
+        )

@@ -28,7 +28,7 @@ def _ms_ssim_torch_reference(x: np.ndarray, y: np.ndarray) -> float:
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mcs = []
     for level in range(5):
-        blur = lambda t: F.conv2d(t, win, groups=3)  # noqa: E731
+        blur = lambda t: F.conv2d(t, win, groups=3)
         mu1, mu2 = blur(X), blur(Y)
         s1 = blur(X * X) - mu1**2
         s2 = blur(Y * Y) - mu2**2
@@ -99,3 +99,13 @@ def test_metric_input_errors():
         psnr(x, x[:50])
     with pytest.raises(ValueError, match="RGB"):
         psnr(x[..., 0], x[..., 0])
+
+
+def test_ms_ssim_of_flat_images_has_a_closed_form():
+    # no variance anywhere: every contrast-structure term is 1, so MS-SSIM = luminance term ** weight of scale 5
+    a, b = 100.0, 120.0
+    x = np.full((192, 192, 3), a, np.uint8)
+    y = np.full((192, 192, 3), b, np.uint8)
+    c1 = (0.01 * 255) ** 2
+    expected = ((2 * a * b + c1) / (a * a + b * b + c1)) ** MS_SSIM_WEIGHTS[-1]
+    assert ms_ssim(x, y) == pytest.approx(expected, abs=1e-12)

@@ -27,7 +27,8 @@ quality). If the two curves do not overlap in quality the result is NaN.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, features
@@ -104,19 +105,31 @@ CODECS: dict[str, ClassicalCodec] = {
         ClassicalCodec("jpeg420", "JPEG", "quality", _JPEG_SWEEP, (10.0, 50.0, 90.0), _jpeg(2), "jpg"),
         ClassicalCodec("jpeg444", "JPEG", "quality", _JPEG_SWEEP, (10.0, 50.0, 90.0), _jpeg(0), "jpg"),
         ClassicalCodec(
-            "webp", "WEBP", "quality",
+            "webp",
+            "WEBP",
+            "quality",
             (0.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 75.0, 82.0, 88.0, 93.0),
-            (10.0, 60.0, 92.0), _webp, "webp",
+            (10.0, 60.0, 92.0),
+            _webp,
+            "webp",
         ),
         ClassicalCodec(
-            "jpeg2000", "JPEG2000", "target bpp",
+            "jpeg2000",
+            "JPEG2000",
+            "target bpp",
             (0.1, 0.15, 0.2, 0.3, 0.4, 0.55, 0.75, 1.0, 1.3, 1.65, 2.0),
-            (0.15, 0.5, 1.5), _jpeg2000, "jpg_2000",
+            (0.15, 0.5, 1.5),
+            _jpeg2000,
+            "jpg_2000",
         ),
         ClassicalCodec(
-            "avif", "AVIF", "quality",
+            "avif",
+            "AVIF",
+            "quality",
             (0.0, 8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.0, 64.0, 72.0),
-            (8.0, 32.0, 64.0), _avif, "avif",
+            (8.0, 32.0, 64.0),
+            _avif,
+            "avif",
         ),
     )
 }
@@ -127,8 +140,12 @@ def codec_versions() -> dict[str, str | None]:
     import PIL
 
     versions: dict[str, str | None] = {"Pillow": PIL.__version__}
-    for name, feature in (("libjpeg-turbo", "libjpeg_turbo"), ("libwebp", "webp"), ("OpenJPEG", "jpg_2000"),
-                          ("libavif", "avif")):
+    for name, feature in (
+        ("libjpeg-turbo", "libjpeg_turbo"),
+        ("libwebp", "webp"),
+        ("OpenJPEG", "jpg_2000"),
+        ("libavif", "avif"),
+    ):
         versions[name] = features.version(feature)
     try:
         from PIL import _avif

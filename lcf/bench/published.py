@@ -52,6 +52,11 @@ def read_published(path: str | Path) -> list[RDCurve]:
             if src and src not in sources[codec]:
                 sources[codec].append(src)
     return [
-        RDCurve(codec=codec, points=tuple(sorted(pts, key=lambda p: p.bpp)), source="published", note="; ".join(sources[codec]))
+        RDCurve(
+            codec=codec,
+            points=tuple(sorted(pts, key=lambda p: p.bpp)),
+            source="published",
+            note="; ".join(sources[codec]),
+        )
         for codec, pts in points.items()
     ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -54,7 +54,9 @@ def compare(reference: RDCurve, test: RDCurve) -> BDResult:
         bd_rate=_safe(bd_rate, r_ref, q_ref, r_t, q_t, "pchip"),
         bd_rate_cubic=_safe(bd_rate, r_ref, q_ref, r_t, q_t, "cubic"),
         bd_psnr=_safe(bd_quality, r_ref, q_ref, r_t, q_t, "pchip"),
-        bd_rate_ms_ssim=_safe(bd_rate, r_ref[ok_ref], ms_ssim_db(m_ref[ok_ref]), r_t[ok_t], ms_ssim_db(m_t[ok_t]), "pchip"),
+        bd_rate_ms_ssim=_safe(
+            bd_rate, r_ref[ok_ref], ms_ssim_db(m_ref[ok_ref]), r_t[ok_t], ms_ssim_db(m_t[ok_t]), "pchip"
+        ),
         psnr_lo=max(float(np.min(q_ref)), float(np.min(q_t))),
         psnr_hi=min(float(np.max(q_ref)), float(np.max(q_t))),
     )
@@ -63,12 +65,7 @@ def compare(reference: RDCurve, test: RDCurve) -> BDResult:
 def bd_table(curves: Sequence[RDCurve], tests: Iterable[str], references: Iterable[str]) -> list[BDResult]:
     """BD figures of every test curve against every reference curve (ids; a curve is never compared with itself)."""
     refs = list(references)
-    return [
-        compare(find_curve(curves, r), find_curve(curves, t))
-        for t in tests
-        for r in refs
-        if r != t
-    ]
+    return [compare(find_curve(curves, r), find_curve(curves, t)) for t in tests for r in refs if r != t]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -100,10 +97,16 @@ def read_measurements_csv(path: str | Path) -> list[Measurement]:
         for row in csv.DictReader(f):
             out.append(
                 Measurement(
-                    image=row["image"], codec=row["codec"], param=float(row["param"]),
-                    width=int(row["width"]), height=int(row["height"]), n_bytes=int(row["n_bytes"]),
-                    psnr=float(row["psnr"]), ms_ssim=float(row["ms_ssim"]),
-                    enc_s=float(row["enc_s"]), dec_s=float(row["dec_s"]),
+                    image=row["image"],
+                    codec=row["codec"],
+                    param=float(row["param"]),
+                    width=int(row["width"]),
+                    height=int(row["height"]),
+                    n_bytes=int(row["n_bytes"]),
+                    psnr=float(row["psnr"]),
+                    ms_ssim=float(row["ms_ssim"]),
+                    enc_s=float(row["enc_s"]),
+                    dec_s=float(row["dec_s"]),
                 )
             )
     return out
@@ -154,14 +157,26 @@ def print_curves(curves: Sequence[RDCurve], console=None) -> None:
     from rich.table import Table
 
     table = Table(title="R-D points (mean over images)")
-    for name, justify in (("curve", "left"), ("setting", "right"), ("bpp", "right"), ("PSNR dB", "right"),
-                          ("MS-SSIM", "right"), ("enc ms", "right"), ("dec ms", "right")):
+    for name, justify in (
+        ("curve", "left"),
+        ("setting", "right"),
+        ("bpp", "right"),
+        ("PSNR dB", "right"),
+        ("MS-SSIM", "right"),
+        ("enc ms", "right"),
+        ("dec ms", "right"),
+    ):
         table.add_column(name, justify=justify)
     for c in curves:
         for i, p in enumerate(c.points):
             table.add_row(
-                c.label if i == 0 else "", p.param, _fmt(p.bpp, ".4f"), _fmt(p.psnr, ".3f"), _fmt(p.ms_ssim, ".5f"),
-                _fmt(p.enc_s * 1e3, ".1f"), _fmt(p.dec_s * 1e3, ".1f"),
+                c.label if i == 0 else "",
+                p.param,
+                _fmt(p.bpp, ".4f"),
+                _fmt(p.psnr, ".3f"),
+                _fmt(p.ms_ssim, ".5f"),
+                _fmt(p.enc_s * 1e3, ".1f"),
+                _fmt(p.dec_s * 1e3, ".1f"),
                 end_section=i == len(c.points) - 1,
             )
     _console(console).print(table)
@@ -171,13 +186,26 @@ def print_bd(results: Sequence[BDResult], title: str = "BD-rate (test vs referen
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("test", "reference", "BD-rate % (pchip)", "BD-rate % (cubic)", "BD-PSNR dB", "BD-rate % MS-SSIM",
-                 "PSNR range dB"):
+    for name in (
+        "test",
+        "reference",
+        "BD-rate % (pchip)",
+        "BD-rate % (cubic)",
+        "BD-PSNR dB",
+        "BD-rate % MS-SSIM",
+        "PSNR range dB",
+    ):
         table.add_column(name, justify="left" if name in ("test", "reference") else "right")
     for r in results:
-        table.add_row(r.test, r.reference, _fmt(r.bd_rate, "+.1f"), _fmt(r.bd_rate_cubic, "+.1f"),
-                      _fmt(r.bd_psnr, "+.2f"), _fmt(r.bd_rate_ms_ssim, "+.1f"),
-                      f"{_fmt(r.psnr_lo, '.1f')}-{_fmt(r.psnr_hi, '.1f')}")
+        table.add_row(
+            r.test,
+            r.reference,
+            _fmt(r.bd_rate, "+.1f"),
+            _fmt(r.bd_rate_cubic, "+.1f"),
+            _fmt(r.bd_psnr, "+.2f"),
+            _fmt(r.bd_rate_ms_ssim, "+.1f"),
+            f"{_fmt(r.psnr_lo, '.1f')}-{_fmt(r.psnr_hi, '.1f')}",
+        )
     _console(console).print(table)
 
 
@@ -210,8 +238,11 @@ def plot_rd(curves: Sequence[RDCurve], path: str | Path, title: str = "Kodak", m
         bpp = c.column("bpp")
         inside = bpp <= (max_bpp or np.inf)
         shown[0].extend(c.column("psnr")[inside & np.isfinite(c.column("psnr"))])
-        style = {"linestyle": "-", "marker": "o", "markersize": 3.5, "linewidth": 1.6} if c.source == "measured" \
+        style = (
+            {"linestyle": "-", "marker": "o", "markersize": 3.5, "linewidth": 1.6}
+            if c.source == "measured"
             else {"linestyle": "--", "marker": "x", "markersize": 3.5, "linewidth": 1.1, "alpha": 0.85}
+        )
         if c.codec == "lcf" and c.source == "measured":
             style.update(linewidth=2.6, markersize=5)
         axes[0].plot(bpp, c.column("psnr"), color=colour(c), label=c.label, **style)
@@ -253,16 +284,42 @@ def markdown_curves(curves: Sequence[RDCurve]) -> str:
         if c.source != "measured":
             continue
         for p in c.points:
-            rows.append((c.id, p.param, f"{p.bpp:.4f}", f"{p.psnr:.3f}", f"{p.ms_ssim:.5f}",
-                         _fmt(p.enc_s * 1e3, ".1f"), _fmt(p.dec_s * 1e3, ".1f")))
+            rows.append(
+                (
+                    c.id,
+                    p.param,
+                    f"{p.bpp:.4f}",
+                    f"{p.psnr:.3f}",
+                    f"{p.ms_ssim:.5f}",
+                    _fmt(p.enc_s * 1e3, ".1f"),
+                    _fmt(p.dec_s * 1e3, ".1f"),
+                )
+            )
     return _md_table(("codec", "setting", "bpp", "PSNR dB", "MS-SSIM", "enc ms", "dec ms"), rows)
 
 
 def markdown_bd(results: Sequence[BDResult]) -> str:
     rows = [
-        (r.test, r.reference, _fmt(r.bd_rate, "+.1f"), _fmt(r.bd_rate_cubic, "+.1f"), _fmt(r.bd_psnr, "+.2f"),
-         _fmt(r.bd_rate_ms_ssim, "+.1f"), f"{_fmt(r.psnr_lo, '.1f')}–{_fmt(r.psnr_hi, '.1f')}")
+        (
+            r.test,
+            r.reference,
+            _fmt(r.bd_rate, "+.1f"),
+            _fmt(r.bd_rate_cubic, "+.1f"),
+            _fmt(r.bd_psnr, "+.2f"),
+            _fmt(r.bd_rate_ms_ssim, "+.1f"),
+            f"{_fmt(r.psnr_lo, '.1f')}–{_fmt(r.psnr_hi, '.1f')}",
+        )
         for r in results
     ]
-    return _md_table(("test", "reference", "BD-rate % (pchip)", "BD-rate % (cubic)", "BD-PSNR dB (pchip)",
-                      "BD-rate % MS-SSIM dB (pchip)", "PSNR range dB"), rows)
+    return _md_table(
+        (
+            "test",
+            "reference",
+            "BD-rate % (pchip)",
+            "BD-rate % (cubic)",
+            "BD-PSNR dB (pchip)",
+            "BD-rate % MS-SSIM dB (pchip)",
+            "PSNR range dB",
+        ),
+        rows,
+    )

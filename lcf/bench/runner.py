@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -79,8 +79,16 @@ def measure(image: str, rgb: np.ndarray, codec: str, param: float, hook: EncodeD
         raise ValueError(f"{codec} at {param} on {image}: the hook returned bytes_len {n_bytes}; expected > 0")
     h, w = rgb.shape[:2]
     return Measurement(
-        image=image, codec=codec, param=float(param), width=w, height=h, n_bytes=int(n_bytes),
-        psnr=psnr(rgb, recon), ms_ssim=ms_ssim(rgb, recon), enc_s=float(enc_s), dec_s=float(dec_s),
+        image=image,
+        codec=codec,
+        param=float(param),
+        width=w,
+        height=h,
+        n_bytes=int(n_bytes),
+        psnr=psnr(rgb, recon),
+        ms_ssim=ms_ssim(rgb, recon),
+        enc_s=float(enc_s),
+        dec_s=float(dec_s),
     )
 
 
@@ -182,7 +190,9 @@ def run_benchmark(
 
     result = BenchmarkResult(tuple(measurements), tuple(curves), tuple(bd_anchor), tuple(bd_refs), elapsed_s=elapsed)
     if out is not None:
-        result.files.update(write_outputs(result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/"))
+        result.files.update(
+            write_outputs(result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/")
+        )
     return result
 
 
@@ -203,11 +213,19 @@ def write_outputs(result: BenchmarkResult, out: Path, name: str, images_desc: st
     }
     md = [f"R-D points ({images_desc}, mean over images):", "", report.markdown_curves(result.curves), ""]
     if result.bd_anchor:
-        md += ["BD-rate of the anchor against every other curve (negative = anchor saves bits):", "",
-               report.markdown_bd(result.bd_anchor), ""]
+        md += [
+            "BD-rate of the anchor against every other curve (negative = anchor saves bits):",
+            "",
+            report.markdown_bd(result.bd_anchor),
+            "",
+        ]
     if result.bd_references:
-        md += ["BD-rate of each measured codec against reference curves (negative = test saves bits):", "",
-               report.markdown_bd(result.bd_references), ""]
+        md += [
+            "BD-rate of each measured codec against reference curves (negative = test saves bits):",
+            "",
+            report.markdown_bd(result.bd_references),
+            "",
+        ]
     md += [f"![R-D curves]({name}_rd.png)", ""]
     files["markdown"] = out / f"{name}.md"
     files["markdown"].write_text("\n".join(md), encoding="utf-8")
