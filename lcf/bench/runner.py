@@ -37,6 +37,7 @@ CLASSICAL = tuple(CODECS)
 DEFAULT_REFERENCES = ("webp", "jpeg2000", "published:vtm")
 DEFAULT_PUBLISHED = ("vtm", "bpg_444_x265_ycbcr", "av1", "webp", "jpeg2000", "jpeg")
 QUICK_IMAGES = 4
+MS_SSIM_MIN_SIDE = 160  # 5 scales of an 11x11 window: smaller images get NaN for MS-SSIM, PSNR still counts
 IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
 
 
@@ -86,7 +87,7 @@ def measure(image: str, rgb: np.ndarray, codec: str, param: float, hook: EncodeD
         height=h,
         n_bytes=int(n_bytes),
         psnr=psnr(rgb, recon),
-        ms_ssim=ms_ssim(rgb, recon),
+        ms_ssim=ms_ssim(rgb, recon) if min(h, w) > MS_SSIM_MIN_SIDE else float("nan"),
         enc_s=float(enc_s),
         dec_s=float(dec_s),
     )
