@@ -39,7 +39,7 @@ class BDResult:
 def _safe(fn, *args, **kwargs) -> float:
     try:
         return fn(*args, **kwargs)
-    except ValueError:  # too few points for the method, or a degenerate curve
+    except (ValueError, IndexError):  # too few points for the method (none at all: IndexError), or a degenerate curve
         return math.nan
 
 
