@@ -46,6 +46,7 @@ from lcf.errors import CorruptDataError, ModelMismatchError, UsageError
 from lcf.image import PreparedImage, load_image
 from lcf.nn import LcfModel, ModelConfig, exact_mode
 from lcf.nn.pen import MixtureTensors
+from lcf.nn.students import same_network
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weights
 
 PAD = 64  # g_a and h_a downsample by 64 in all
@@ -104,7 +105,12 @@ class Codec:
     >>> codec = Codec()                      # the shipped weights, on the CPU
     >>> data = codec.encode("photo.png", quality=4)
     >>> codec.decode(data).to_pil().save("back.png")
+
+    ``skip_zero_channels``: the first layer of g_s reads only the coded channels of ŷ (same pixels up to float
+    rounding; set False to time or check the full synthesis).
     """
+
+    skip_zero_channels = True
 
     def __init__(self, weights: str | os.PathLike | Weights | None = None, device: str = "cpu") -> None:
         self.weights = weights if isinstance(weights, Weights) else load_weights(weights)
@@ -149,8 +155,15 @@ class Codec:
         with self._lock:
             if name not in self._decoders_loaded:
                 arrays = self.weights.decoder(name)
-                if name not in self.model.decoders:
-                    raise ModelMismatchError(f"decoder {name!r} is listed in the weights but unknown to this lcf")
+                arch = self.weights.decoder_info(name).get("arch")
+                if arch is None and name not in self.model.decoders:
+                    raise ModelMismatchError(f"decoder {name!r} of the weights has no arch in manifest.json")
+                if arch is not None and (name not in self.model.decoders
+                                         or not same_network(arch, self.model.decoder_archs[name])):
+                    try:  # a student (or another teacher shape): build its g_s from the manifest's arch
+                        self.model.add_decoder(name, arch)
+                    except UsageError as exc:
+                        raise ModelMismatchError(f"decoder {name!r} cannot be built by this lcf: {exc}") from None
                 prefix = f"decoders.{name}."
                 self._load({prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()},
                            f"decoder {name!r}", (prefix,))
@@ -340,8 +353,9 @@ class Codec:
         self._ensure_decoder(decoder)
         q = torch.tensor([header.quality], dtype=torch.float32, device=self.device)
         y_hat = torch.from_numpy(symbols.y_hat.astype(np.float32))[None].to(self.device)
+        coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         with torch.inference_mode():
-            x_hat = self.model.synthesise(y_hat, q, decoder)
+            x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded)
         x = x_hat[0, :, : header.height, : header.width].mul(255.0).round_().to("cpu", torch.uint8)
         return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 

@@ -1,4 +1,4 @@
-"""lcf info: header fields and chunk table of an .lcf file."""
+"""lcf info: header fields and chunk table of an .lcf file; the decoders a weights folder offers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from lcf import api
 from lcf_cli.common import (
     Json,
     MaxPixels,
+    Weights,
     error_dict,
     fail,
     limits,
@@ -23,19 +24,31 @@ from lcf_cli.common import (
 
 @report_errors
 def info(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="The .lcf file to describe.", show_default=False)],
+    file: Annotated[Path | None, typer.Argument(metavar="[FILE]", help="The .lcf file to describe.",
+                                                show_default=False)] = None,
     json: Json = False,
     max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
+    weights: Weights = None,
 ) -> None:
-    """Show the header and the chunks of an .lcf file (without decoding it).
+    """Show the header and the chunks of an .lcf file (without decoding it), or the decoders of a weights folder.
 
     The chunk table lists each chunk's type, offset, payload length and whether its CRC matches. A damaged file
-    is listed as far as it can be, then the problem is reported and the exit code says what it is.
+    is listed as far as it can be, then the problem is reported and the exit code says what it is. Without FILE,
+    or with --weights, it lists the decoders (synthesis networks) the weights offer: any of them decodes any file
+    of the same model (lcf decode --decoder NAME).
 
     [bold]Examples[/]
       lcf info photo.lcf
       lcf info photo.lcf --json | jq .header.width
+      lcf info --weights weights/
     """
+    listing = _decoders(weights) if file is None or weights is not None else None
+    if file is None:
+        if json:
+            print_json(listing)
+        else:
+            _print_decoders(listing)
+        return
     result = api.inspect_file(file, limits(max_pixels))
     if json:
         print_json({
@@ -46,9 +59,12 @@ def info(
                        for c in result.chunks],
             "valid": result.error is None,
             "error": None if result.error is None else error_dict(result.error),
+            **({"weights": listing} if listing is not None else {}),
         })
     else:
         _print_table(result)
+        if listing is not None:
+            _print_decoders(listing)
     if result.error is not None:
         fail(result.error)
 
@@ -68,4 +84,28 @@ def _print_table(result: api.FileInfo) -> None:
     table = Table("type", "offset", "length", "crc ok", box=None, pad_edge=False)
     for c in result.chunks:
         table.add_row(c.type, str(c.offset), str(c.length), "yes" if c.crc_ok else "[red]NO[/]")
+    out_console.print(table)
+
+
+def _decoders(weights: Path | None) -> dict:
+    from lcf.weights import load_weights  # reads manifest.json and the entropy model's digest; no torch
+
+    w = load_weights(weights)
+    return {
+        "weights": str(w.root),
+        "model_id": w.model_id.hex(),
+        "default_decoder": w.default_decoder,
+        "decoders": [{"name": name, **w.decoder_info(name)} for name in w.decoder_names],
+    }
+
+
+def _print_decoders(listing: dict) -> None:
+    out_console.print(f"weights   {listing['weights']} (model id {listing['model_id']})", markup=False)
+    table = Table("decoder", "kind", "N", "attention", "residual", "parameters", "bytes", box=None, pad_edge=False)
+    for d in listing["decoders"]:
+        arch = d.get("arch", {})
+        name = d["name"] + (" (default)" if d["name"] == listing["default_decoder"] else "")
+        table.add_row(name, str(arch.get("kind", "?")), str(arch.get("N", "?")),
+                      "yes" if arch.get("attention", True) else "no", "yes" if arch.get("residual", True) else "no",
+                      f"{d.get('parameters', 0):,}", f"{d.get('bytes', 0):,}")
     out_console.print(table)

@@ -26,7 +26,8 @@ from .gain import QualityGain
 from .hyper import FactorizedDensity, hyper_analysis, hyper_synthesis
 from .likelihood import mixture_likelihood
 from .pen import AnchorPEN, MixtureTensors, NonAnchorPEN
-from .transforms import analysis_transform, synthesis_transform
+from .students import build_decoder, check_decoder_name, normalize_arch, synthesise_coded, teacher_arch
+from .transforms import analysis_transform
 
 MSE_LAMBDAS = (0.0016, 0.0032, 0.0075, 0.015, 0.03, 0.045, 0.06)
 
@@ -84,7 +85,8 @@ class LcfModel(nn.Module):
         self.pen_nonanchor = NonAnchorPEN(M)
         self.z_density = FactorizedDensity(Mz)
         self.gain = QualityGain(len(config.levels), M)
-        self.decoders = nn.ModuleDict({"teacher": synthesis_transform(N, M)})
+        self.decoder_archs: dict[str, dict[str, Any]] = {"teacher": teacher_arch(N, M)}
+        self.decoders = nn.ModuleDict({"teacher": build_decoder(self.decoder_archs["teacher"])})
         self._f64_cache: tuple[tuple, EntropyParamNet] | None = None
 
     # -- training ---------------------------------------------------------------------------------------------
@@ -135,9 +137,21 @@ class LcfModel(nn.Module):
         net = self.entropy_model_float64()
         return net.nonanchor(net.hyper(z_hat), y_anchor_hat)
 
-    def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher") -> Tensor:
-        """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]."""
-        return torch.clamp(self._decoder(decoder)(y_hat * self.gain.inv_gain(quality)), 0.0, 1.0)
+    def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher",
+                   coded: Tensor | None = None) -> Tensor:
+        """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]; ``coded`` (M,) bool: the channel bitmap, whose all-zero
+        channels the first layer of g_s then skips (same result up to float rounding, lcf.nn.students)."""
+        g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
+        return torch.clamp(g_s(y) if coded is None else synthesise_coded(g_s, y, coded), 0.0, 1.0)
+
+    def add_decoder(self, name: str, arch: dict[str, Any]) -> nn.Module:
+        """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""
+        arch = normalize_arch(arch)
+        if arch["M"] != self.config.M:
+            raise UsageError(f"decoder {name!r} reads M = {arch['M']} latent channels, the model has {self.config.M}")
+        self.decoders[check_decoder_name(name)] = build_decoder(arch)
+        self.decoder_archs[name] = arch
+        return self.decoders[name]
 
     def entropy_model_float64(self) -> EntropyParamNet:
         """Float64 CPU copy of h_s, ctx, pen_anchor, pen_nonanchor; rebuilt when any of their parameters changed."""

@@ -2,7 +2,9 @@
 
 Examples:
     python -m lcf.train fit --data ../shared/data/train/shard-00 --run runs/cpu --minutes 60
-    python -m lcf.train export --run runs/cpu --out weights/
+    python -m lcf.train distill --teacher-run runs/cpu --student cfg3 --data ../shared/data/train/shard-00 \
+        --run runs/cfg3 --minutes 60
+    python -m lcf.train export --run runs/cpu --out weights/ --student runs/cfg3
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lcf.train.distill import add_arguments as add_distill_arguments
+from lcf.train.distill import config_from_args as distill_config_from_args
+from lcf.train.distill import distill
 from lcf.train.loop import TrainConfig, train
 
 
@@ -29,14 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--run", required=True)
     exp.add_argument("--out", default="weights")
     exp.add_argument("--notes", default="", help="free text for the model card")
+    exp.add_argument("--student", action="append", default=[], metavar="RUN",
+                     help="a distillation run whose student decoder to ship too (repeatable)")
+    dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
+    add_distill_arguments(dist)
     args = parser.parse_args(argv)
     if args.cmd == "fit":
         cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k != "cmd"})
         train(cfg)
+    elif args.cmd == "distill":
+        distill(distill_config_from_args(args))
     else:
         from lcf.train.export import export_run
 
-        export_run(args.run, args.out, notes=args.notes)
+        export_run(args.run, args.out, notes=args.notes, students=args.student)
     return 0
 
 

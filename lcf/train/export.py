@@ -9,6 +9,7 @@ the only place where float CDFs are evaluated; encoders and decoders only read t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from lcf.entropy import build_family_tables, build_z_tables
 from lcf.nn import LcfModel, ModelConfig
+from lcf.train.distill import attach_students, is_distill_checkpoint
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, save_weights
 
 Z_BOUND = 32
@@ -39,19 +41,28 @@ def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None =
     for name in model.decoders:
         prefix = f"decoders.{name}."
         tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        arch = {"kind": name, "N": model.config.N, "M": model.config.M}
-        decoders[name] = (arch, tensors)
+        decoders[name] = (model.decoder_archs[name], tensors)
     return save_weights(out, model_config=model.config.to_dict(), encoder=encoder, entropy=entropy,
                         decoders=decoders, default_decoder="teacher", info=info or {})
 
 
-def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "") -> Weights:
-    """Export the checkpoint of a training run (``<run>/checkpoint.pt``)."""
+def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
+               students: Sequence[str | os.PathLike] = ()) -> Weights:
+    """Export the checkpoint of a training run (``<run>/checkpoint.pt``) with the student decoders of the
+    distillation runs ``students``. A distillation run as ``run`` exports its pinned teacher and its student."""
     ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if is_distill_checkpoint(ckpt):
+        students = [run, *students]
+        meta = ckpt["teacher_meta"]
+        ckpt = {"model": ckpt["teacher_model"], "model_config": ckpt["model_config"], "step": meta["step"],
+                "train_config": meta["train_config"]}
     model = LcfModel(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
+    student_info = attach_students(model, list(students))
     model.eval()
     info = {"steps": ckpt["step"], "train_config": ckpt["train_config"], "notes": notes}
+    if student_info:
+        info["students"] = student_info
     weights = export_model(model, out, info=info)
     print(f"exported step {ckpt['step']} to {out}: model id {weights.model_id.hex()}")
     return weights

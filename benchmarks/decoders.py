@@ -1,0 +1,268 @@
+"""Decoder benchmark: every decoder (g_s variant) of a weights folder, and the skipping of all-zero channels.
+
+    python benchmarks/decoders.py --weights DIR [--images DIR] [--qualities 1,3,5,7] [--max-images N]
+                                  [--low 1 --high 7] [--zero 0.3,0.6] [--repeats 5] [--threads N] [--out FILE]
+
+Writes a markdown fragment for docs/BENCHMARKS.md (default ``benchmarks/results/decoders.md``) with:
+
+1. per decoder: arch, parameters and size on disk;
+2. g_s with and without zero-channel skipping on a Kodak-size latent (768x512 -> M x 32 x 48) with a share of
+   all-zero channels (``--zero``): the multiply-accumulates saved (exact) and the time saved (fastest of
+   ``--repeats``, interleaved); the largest difference between the two outputs;
+3. with ``--images``: per decoder the R-D points (the bits are the same for every decoder), BD-rate against the
+   teacher (lcf.bench.bdrate, pchip and cubic), decode time per image (g_s only, and entropy decode + g_s);
+4. with ``--images``: the paper's Table II on this model: all-zero channels per image at a low and a high quality,
+   and the full decode time of the default decoder when the zero channels are skipped (the file as lcf writes it,
+   g_s skipping) vs not (the same latents re-coded with every channel marked coded, g_s reading every channel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lcf.bench.bdrate import bd_rate
+from lcf.bench.metrics import psnr
+from lcf.codec import Codec, Symbols
+from lcf.container import Chunk, read_container, write_container
+from lcf.entropy import pack_bitmap
+from lcf.image import load_image
+from lcf.nn.students import latent_reading_convs, synthesise_coded
+
+IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
+KODAK_LATENT = (32, 48)  # 512 x 768 / 16
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
+clock = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process; for a busy machine)
+
+
+def _paired_min_times(fa, fb, repeats: int) -> tuple[float, float]:
+    """Fastest of ``repeats`` runs of each, interleaved (a b a b ...) so that drifts of a busy machine hit both."""
+    fa(), fb()  # warm-up (oneDNN primitive creation, allocator)
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, times in ((fa, ta), (fb, tb)):
+            start = clock()
+            fn()
+            times.append(clock() - start)
+    return min(ta), min(tb)
+
+
+def _macs(g_s: torch.nn.Module, m: int) -> tuple[dict[torch.nn.Module, int], int]:
+    """Multiply-accumulates per Kodak-size latent of every convolution and GDN of g_s, and their total."""
+    from lcf.nn.layers import GDN
+
+    macs: dict[torch.nn.Module, int] = {}
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs[module] = output.numel() * k
+        else:  # GDN: a 1x1 convolution of x² with C x C weights
+            macs[module] = output.numel() * output.shape[1]
+
+    handles = [mod.register_forward_hook(hook) for mod in g_s.modules() if isinstance(mod, (torch.nn.Conv2d, GDN))]
+    try:
+        with torch.inference_mode():
+            g_s(torch.zeros(1, m, *KODAK_LATENT))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs, sum(macs.values())
+
+
+def decoder_table(codec: Codec) -> list[str]:
+    rows = ["| decoder | kind | N | attention | residual | parameters | size |", "|---|---|---|---|---|---:|---:|"]
+    for name in codec.decoder_names:
+        info = codec.weights.decoder_info(name)
+        arch = info["arch"]
+        default = " (default)" if name == codec.weights.default_decoder else ""
+        rows.append(f"| {name}{default} | {arch.get('kind')} | {arch.get('N')} | {arch.get('attention', True)} | "
+                    f"{arch.get('residual', True)} | {info['parameters']:,} | {info['bytes'] / 2**20:.2f} MiB |")
+    return rows
+
+
+def skip_table(codec: Codec, zero: list[float], repeats: int) -> list[str]:
+    """g_s alone on a Kodak-size latent with a share of all-zero channels: full vs skipping."""
+    m = codec.config.M
+    gen = torch.Generator().manual_seed(0)
+    rows = [("| decoder | GMAC | first layer's share | zero channels | MACs saved | g_s full | g_s skipping | "
+             "time saved | max abs diff |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in codec.decoder_names:
+        codec._ensure_decoder(name)
+        g_s = codec.model.decoders[name]
+        macs, total = _macs(g_s, m)
+        reading = sum(macs[c] for c in latent_reading_convs(g_s)) / total
+        for share in zero:
+            coded = torch.ones(m, dtype=torch.bool)
+            coded[torch.randperm(m, generator=gen)[: round(share * m)]] = False
+            y = torch.round(2 * torch.randn(1, m, *KODAK_LATENT, generator=gen)) * coded.view(1, -1, 1, 1)
+            zeros = m - int(coded.sum())
+            with torch.inference_mode():
+                full, skip = _paired_min_times(lambda g_s=g_s, y=y: g_s(y),
+                                               lambda g_s=g_s, y=y, c=coded: synthesise_coded(g_s, y, c), repeats)
+                diff = float((g_s(y) - synthesise_coded(g_s, y, coded)).abs().max())
+            rows.append(f"| {name} | {total / 1e9:.1f} | {100 * reading:.2f}% | {zeros}/{m} ({share:.0%}) | "
+                        f"{100 * reading * zeros / m:.2f}% | {full * 1e3:.0f} ms | {skip * 1e3:.0f} ms | "
+                        f"{100 * (1 - skip / full):.1f}% | {diff:.1e} |")
+    return rows
+
+
+def _all_channels_coded(codec: Codec, data: bytes) -> bytes:
+    """The same latents re-coded with every channel marked coded (what a codec without skipping would write)."""
+    container = read_container(data)
+    symbols = codec.decode_symbols(container)
+    full = Symbols(z_hat=symbols.z_hat, y_hat=symbols.y_hat, coded=np.ones_like(symbols.coded))
+    hyper, anchor, nonanchor, _ = codec.code_symbols(full)
+    replaced = {"CMAP": pack_bitmap(full.coded), "HYPR": hyper, "ANCH": anchor, "NANC": nonanchor}
+    chunks = [Chunk(c.type, replaced.get(c.type, c.payload)) for c in container.chunks
+              if c.type not in ("HEAD", "LEND")]
+    return write_container(container.header, chunks)
+
+
+def measure_images(codec: Codec, files: list[Path], qualities: list[float]) -> dict:
+    """Encode each image once per quality; decode the streams once; run every decoder's g_s on the symbols."""
+    names = codec.decoder_names
+    for name in names:
+        codec._ensure_decoder(name)
+    rows = []
+    for path in files:
+        prepared = load_image(path)
+        pixels = prepared.rgb.shape[0] * prepared.rgb.shape[1]
+        for q in qualities:
+            data = codec.encode(prepared, q)
+            start = clock()
+            container = read_container(data)
+            symbols = codec.decode_symbols(container)
+            t_entropy = clock() - start
+            for name in names:
+                start = clock()
+                rgb = codec.synthesise(symbols, container.header, name)
+                t_gs = clock() - start
+                rows.append({"image": path.name, "quality": q, "decoder": name, "bpp": len(data) * 8 / pixels,
+                             "psnr": psnr(prepared.rgb, rgb), "t_entropy": t_entropy, "t_gs": t_gs,
+                             "zero_channels": int((~symbols.coded).sum())})
+            print(f"{path.name} q{q:g}: {len(data) * 8 / pixels:.3f} bpp, entropy decode {t_entropy:.2f} s, "
+                  + ", ".join(f"{r['decoder']} {r['psnr']:.2f} dB/{r['t_gs']:.2f} s" for r in rows[-len(names):]),
+                  file=sys.stderr, flush=True)
+    return {"rows": rows}
+
+
+def rd_tables(codec: Codec, rows: list[dict], qualities: list[float]) -> list[str]:
+    names = codec.decoder_names
+    curves = {}
+    for name in names:
+        pts = [(np.mean([r["bpp"] for r in rows if r["decoder"] == name and r["quality"] == q]),
+                np.mean([r["psnr"] for r in rows if r["decoder"] == name and r["quality"] == q])) for q in qualities]
+        curves[name] = pts
+    ref = curves[codec.weights.default_decoder]
+    out = [("| decoder | " + " | ".join(f"q{q:g}: bpp / PSNR" for q in qualities)
+            + " | BD-rate vs teacher (pchip / cubic) | g_s per image | entropy decode + g_s per image |"),
+           "|---|" + "---:|" * (len(qualities) + 3)]
+    for name in names:
+        pts = curves[name]
+        mine = [r for r in rows if r["decoder"] == name]
+        t_gs = np.mean([r["t_gs"] for r in mine])
+        t_full = np.mean([r["t_gs"] + r["t_entropy"] for r in mine])
+        bd = "—"
+        if name != codec.weights.default_decoder and len(qualities) >= 2:
+            pchip = bd_rate([p[0] for p in ref], [p[1] for p in ref], [p[0] for p in pts], [p[1] for p in pts])
+            cubic = (bd_rate([p[0] for p in ref], [p[1] for p in ref], [p[0] for p in pts], [p[1] for p in pts],
+                             method="cubic") if len(qualities) >= 4 else float("nan"))
+            bd = f"{pchip:+.2f}% / {cubic:+.2f}%"
+        out.append(f"| {name} | " + " | ".join(f"{b:.3f} / {p:.2f}" for b, p in pts)
+                   + f" | {bd} | {t_gs:.2f} s | {t_full:.2f} s |")
+    return out
+
+
+def table_two(codec: Codec, files: list[Path], levels: dict[str, float]) -> list[str]:
+    """Paper Table II on this model, for the default decoder."""
+    name = codec.weights.default_decoder
+    out = [("| bit rate | quality | all-zero channels (mean per image) | total channels | dec. time (skipping) | "
+            "dec. time (full) | reduction |"), "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, q in levels.items():
+        zeros, t_skip, t_full = [], [], []
+        for path in files:
+            data = codec.encode(load_image(path), q)
+            everything = _all_channels_coded(codec, data)
+            codec.skip_zero_channels = True
+            start = clock()
+            a = codec.decode(data, decoder=name)
+            t_skip.append(clock() - start)
+            codec.skip_zero_channels = False
+            start = clock()
+            b = codec.decode(everything, decoder=name)
+            t_full.append(clock() - start)
+            codec.skip_zero_channels = True
+            if not np.array_equal(a.symbols.y_hat, b.symbols.y_hat) or np.abs(
+                    a.rgb.astype(int) - b.rgb.astype(int)).max() > 1:
+                raise SystemExit(f"{path}: decoding with and without skipping differs")
+            zeros.append(int((~a.symbols.coded).sum()))
+        ts, tf = float(np.mean(t_skip)), float(np.mean(t_full))
+        out.append(f"| {label} | {q:g} | {np.mean(zeros):.1f} | {codec.config.M} | {ts:.2f} s | {tf:.2f} s | "
+                   f"{100 * (1 - ts / tf):.1f}% |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", required=True, type=Path, help="weights folder (manifest.json)")
+    p.add_argument("--images", type=Path, default=None, help="folder of test images (e.g. the 24 Kodak PNGs)")
+    p.add_argument("--qualities", type=_floats, default=[1.0, 3.0, 5.0, 7.0], help="R-D points (default 1,3,5,7)")
+    p.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
+    p.add_argument("--low", type=float, default=1.0, help="Table II low-rate quality (default 1)")
+    p.add_argument("--high", type=float, default=7.0, help="Table II high-rate quality (default 7)")
+    p.add_argument("--zero", type=_floats, default=[0.0, 0.3, 0.6], help="shares of all-zero channels (g_s timing)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats of the g_s benchmark (fastest counts)")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time; cpu: CPU time of this process (use with --threads 1 on a busy machine)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/decoders.md"), help="markdown fragment")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
+    start = time.perf_counter()
+    codec = Codec(args.weights)
+    command = "python benchmarks/decoders.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    timing = "CPU time of the process" if args.clock == "cpu" else "wall-clock time"
+    md = [f"Command: `{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, {timing}.", "",
+          "**Decoders** (every decoder decodes every file of this model; the bits do not depend on it)", "",
+          *decoder_table(codec), "",
+          (f"**Zero-channel skipping in g_s** (Kodak-size latent {codec.config.M} x {KODAK_LATENT[0]} x "
+           f"{KODAK_LATENT[1]}; fastest of {args.repeats}, interleaved; the first layer of g_s reads only the coded "
+           "channels; MACs saved = first layer's share of the MACs x share of zero channels)"), "",
+          *skip_table(codec, args.zero, args.repeats), ""]
+    if args.images is not None:
+        files = sorted(f for f in args.images.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[: args.max_images]
+        if not files:
+            raise SystemExit(f"no images in {args.images}")
+        rows = measure_images(codec, files, args.qualities)["rows"]
+        md += [(f"**Rate-distortion and decode time per decoder** ({len(files)} images of {args.images.name}; "
+                "mean bpp / PSNR (dB, RGB) per quality; decode times are means per image over all qualities)"), "",
+               *rd_tables(codec, rows, args.qualities), "",
+               (f"**Table II of the paper on this model** (decoder {codec.weights.default_decoder}; 'full' = the "
+                "same latents coded with every channel marked coded and g_s reading every channel)"), "",
+               *table_two(codec, files, {"low": args.low, "high": args.high}), ""]
+    md.append(f"Measurement wall time {time.perf_counter() - start:.0f} s.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(md) + "\n", encoding="utf-8")
+    print("\n".join(md))
+    print(f"markdown: {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Knowledge distillation of student decoders (paper Sec. III-D, Eq. 2; Sec. IV, Cfg. 1–4; Table III).
+
+lcf ships **one entropy model and many synthesis transforms**: g_a, h_a, h_s, ctx, PEN1, PEN2 and the gains are
+shared by every decoder, so any file decodes with any decoder and its bits never depend on the choice. A student
+therefore replaces g_s only, and distillation freezes everything else (cheaper than the paper's joint training, and
+every file already written stays decodable). Where the paper distils θ1 and θ2 (its students have their own entropy
+parameters), lcf distils the reconstruction and the intermediate features of g_s instead::
+
+    x ─ g_a·gain(q) ─ round ─ ŷ ─ ·inv_gain(q) ─┬─ teacher g_s ─ f1ᵀ ─ f2ᵀ ─ f3ᵀ ─ x̂ᵀ      frozen, no gradient
+        frozen, no gradient                     └─ student g_s ─ f1ˢ ─ f2ˢ ─ f3ˢ ─ x̂ˢ      trained
+                                                                 A1    A2    A3            1x1 adapters (training only)
+
+    L = λ·255²·MSE(x, x̂ˢ) + λ3·L_KD,     L_KD = d(x̂ᵀ, x̂ˢ) + Σ_k d(f_kᵀ, A_k(f_kˢ))
+
+f_k are the features entering the 2nd and 3rd up-sampling blocks and the last sub-pixel convolution (H/8, H/4,
+H/2; ``lcf.nn.students``). A_k is a 1x1 convolution from the student's to the teacher's width where they differ
+(identity otherwise); it is trained with the student and never exported. The rate terms of Eq. (1) are constant
+(the encoder and entropy model are frozen) and left out. λ is per sample (one quality level per sample, as in
+``lcf.train.loop``); λ3 = ``--kd-weight`` for the first ``--kd-steps`` steps, then 0 (the paper: 1 for 20k steps),
+after which the teacher's g_s is no longer run. d is the MSE (the paper's choice) or, for the Table III ablation
+(``--kd-loss softmax``), τ²·KL(softmax(aᵀ/τ) ‖ softmax(aˢ/τ)) over channels, averaged over positions.
+
+A student of the teacher's shape (cfg1, the paper's Step 2) starts from the teacher's weights; a smaller one starts
+from a channel-sliced teacher (``--init slice``: each tensor gets the teacher's leading slice; modules the teacher
+has at another width, e.g. cfg2's first up-sampling block, start random) or from scratch (``--init scratch``).
+
+The run pins its teacher: the first call copies the teacher checkpoint's network into ``<run>/checkpoint.pt``, and
+every resumed call uses that copy, so a teacher that keeps training does not move under the student (``--teacher-run``
+may name another distillation run, to distil several students from the same pinned teacher). Export checks that a
+student's teacher is the exported model (``teacher_digest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+import torch.nn.functional as F
+
+from lcf.nn import LcfModel, ModelConfig
+from lcf.nn.students import (
+    KINDS,
+    build_decoder,
+    feature_channels,
+    init_from_teacher,
+    normalize_arch,
+    parameter_count,
+    same_network,
+    student_arch,
+    synthesis_features,
+)
+from lcf.train.data import CropSampler, find_images, load_images
+from lcf.train.loop import _atomic_save, learning_rate
+
+CHECKPOINT_KIND = "lcf-distill"
+KD_LOSSES = ("mse", "softmax")
+INITS = ("auto", "teacher", "slice", "scratch")
+
+
+@dataclass
+class DistillConfig:
+    teacher_run: str
+    student: str                         # recipe: cfg1 (teacher's shape), cfg2, cfg3, cfg4
+    data: list[str]
+    run: str
+    name: str = ""                       # decoder name to ship it as (default: the recipe)
+    init: str = "auto"                   # auto (teacher if same shape, else slice) | teacher | slice | scratch
+    crop: int = 128
+    batch: int = 8
+    lr: float = 1e-4
+    lr_decay_at: float = 0.85            # fraction of --steps after which lr is halved
+    steps: int = 200_000
+    minutes: float = 60.0
+    save_every: float = 300.0            # seconds
+    kd_weight: float = 1.0               # λ3
+    kd_steps: int = 20_000               # λ3 applies for the first kd_steps steps, then 0
+    kd_loss: str = "mse"                 # mse | softmax (Table III ablation)
+    kd_temperature: float = 1.0          # τ of the softmax KD
+    clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0                     # torch intra-op threads; 0 = leave as is
+    log_every: int = 50
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.student not in KINDS[1:]:
+            raise SystemExit(f"--student must be one of {', '.join(KINDS[1:])}, got {self.student!r}")
+        if self.kd_loss not in KD_LOSSES:
+            raise SystemExit(f"--kd-loss must be one of {KD_LOSSES}, got {self.kd_loss!r}")
+        if self.init not in INITS:
+            raise SystemExit(f"--init must be one of {INITS}, got {self.init!r}")
+        self.name = self.name or self.student
+
+
+# -- the loss -----------------------------------------------------------------------------------------------------
+
+
+class FeatureAdapters(nn.ModuleList):
+    """A_k: 1x1 convolutions from the student's feature widths to the teacher's (identity where equal)."""
+
+    def __init__(self, student_widths: list[int], teacher_widths: list[int]) -> None:
+        super().__init__(nn.Identity() if s == t else nn.Conv2d(s, t, 1)
+                         for s, t in zip(student_widths, teacher_widths, strict=True))
+
+
+def kd_distance(teacher: Tensor, student: Tensor, mode: str = "mse", tau: float = 1.0) -> Tensor:
+    """Per-sample distance d(teacher, student), shape (B,): MSE, or τ²·KL of the channel softmaxes per position."""
+    if mode == "mse":
+        return (student - teacher).pow(2).flatten(1).mean(1)
+    log_t = F.log_softmax(teacher / tau, dim=1)
+    log_s = F.log_softmax(student / tau, dim=1)
+    return tau**2 * (log_t.exp() * (log_t - log_s)).sum(1).flatten(1).mean(1)
+
+
+@dataclass
+class DistillTerms:
+    loss: Tensor        # scalar to minimise
+    mse: Tensor         # (B,) MSE(x, x̂ˢ) on [0, 1] pixels
+    kd: Tensor          # (B,) L_KD (zeros when λ3 = 0)
+
+    @property
+    def psnr(self) -> Tensor:
+        return -10.0 * torch.log10(self.mse.clamp_min(1e-10))
+
+
+def distill_loss(x: Tensor, x_s: Tensor, feats_s: list[Tensor], lam: Tensor, lam3: float,
+                 x_t: Tensor | None = None, feats_t: list[Tensor] | None = None,
+                 adapters: FeatureAdapters | None = None, mode: str = "mse", tau: float = 1.0) -> DistillTerms:
+    """Eq. (2) without the (constant) rates: λ·255²·MSE(x, x̂ˢ) + λ3·L_KD, averaged over the batch."""
+    mse = (x_s.float() - x.float()).pow(2).flatten(1).mean(1)
+    kd = torch.zeros_like(mse)
+    if lam3 > 0:
+        if x_t is None or feats_t is None or adapters is None:
+            raise ValueError("λ3 > 0 needs the teacher's output, its features and the adapters")
+        kd = kd_distance(x_t.float(), x_s.float(), mode, tau)
+        for f_t, f_s, adapt in zip(feats_t, feats_s, adapters, strict=True):
+            kd = kd + kd_distance(f_t.float(), adapt(f_s).float(), mode, tau)
+    per_sample = lam * 255.0**2 * mse + lam3 * kd
+    return DistillTerms(per_sample.mean(), mse.detach(), kd.detach())
+
+
+# -- teacher, student, checkpoint ------------------------------------------------------------------------------------
+
+
+def teacher_digest(model: LcfModel) -> str:
+    """SHA-256 (hex, 32 digits) of everything a student depends on: every tensor except the decoders'."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        if key.startswith("decoders."):
+            continue
+        h.update(key.encode())
+        h.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> tuple[LcfModel, dict]:
+    """The model of a training run's ``checkpoint.pt`` (lcf.train.loop) and {run, step, train_config}.
+
+    ``run`` may also be a distillation run: then its pinned teacher is used, so that several students can be
+    distilled from one teacher while that teacher's training run goes on."""
+    path = Path(run) / "checkpoint.pt"
+    if not path.exists():
+        raise SystemExit(f"no teacher checkpoint at {path}; train one first (python -m lcf.train fit)")
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("kind") == CHECKPOINT_KIND:
+        model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+        model.load_state_dict(ckpt["teacher_model"])
+        return model, ckpt["teacher_meta"]
+    model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model, {"run": str(run), "step": int(ckpt["step"]), "train_config": ckpt.get("train_config", {})}
+
+
+def _frozen(model: LcfModel) -> LcfModel:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequential, str]:
+    """(arch, student g_s, how it was initialised) for ``cfg.student`` of ``teacher``'s widths."""
+    c = teacher.config
+    arch = student_arch(cfg.student, c.N, c.M)
+    student = build_decoder(arch)
+    init = cfg.init
+    if init == "auto":
+        init = "teacher" if same_network(arch, teacher.decoder_archs["teacher"]) else "slice"
+    if init == "teacher":
+        if not same_network(arch, teacher.decoder_archs["teacher"]):
+            raise SystemExit(f"--init teacher needs a student of the teacher's shape; {cfg.student} is {arch}")
+        student.load_state_dict(teacher.decoders["teacher"].state_dict())
+        how = "teacher weights"
+    elif init == "slice":
+        copied, left = init_from_teacher(student, arch, teacher.decoders["teacher"], teacher.decoder_archs["teacher"])
+        how = f"channel-sliced teacher ({copied} tensors copied or sliced, {left} random)"
+    else:
+        how = "scratch"
+    return arch, student, how
+
+
+def distill(cfg: DistillConfig) -> dict:
+    """Run (or resume) the distillation of one student; return the last logged metrics."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run / "checkpoint.pt"
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
+    if ckpt is not None:
+        if ckpt.get("kind") != CHECKPOINT_KIND:
+            raise SystemExit(f"{ckpt_path} is not a distillation checkpoint; use another --run folder")
+        if (ckpt["student"], ckpt["name"]) != (cfg.student, cfg.name):
+            raise SystemExit(f"{ckpt_path} distils {ckpt['student']} as {ckpt['name']!r}, not {cfg.student} as "
+                             f"{cfg.name!r}; use another --run folder")
+        teacher = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+        teacher.load_state_dict(ckpt["teacher_model"])
+        teacher_meta = ckpt["teacher_meta"]
+        arch = normalize_arch(ckpt["arch"])
+        student = build_decoder(arch)
+        how = ckpt["init"]
+    else:
+        teacher, teacher_meta = load_teacher(cfg.teacher_run, device)
+        arch, student, how = make_student(cfg, teacher)
+    teacher = _frozen(teacher)
+    student = student.to(device).train()
+    M = teacher.config.M
+    adapters = FeatureAdapters(feature_channels(student, M), feature_channels(teacher.decoders["teacher"], M))
+    adapters = adapters.to(device)
+    optimiser = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=cfg.lr)
+    files = find_images(cfg.data)
+    sampler = CropSampler(load_images(files, cfg.crop), cfg.crop, cfg.batch, seed=cfg.seed)
+    step = 0
+    digest = teacher_digest(teacher)
+    if ckpt is not None:
+        student.load_state_dict(ckpt["student_state"])
+        adapters.load_state_dict(ckpt["adapters"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        step = ckpt["step"]
+        if ckpt.get("data_files") == [str(f) for f in files]:
+            sampler.set_state(ckpt["sampler"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        print(f"resumed {cfg.name} from {ckpt_path} at step {step}", flush=True)
+    else:
+        print(f"distilling {cfg.name} ({arch}, {parameter_count(student)} parameters, teacher "
+              f"{parameter_count(teacher.decoders['teacher'])}) from {cfg.teacher_run} step {teacher_meta['step']}; "
+              f"init: {how}", flush=True)
+
+    def save() -> None:
+        _atomic_save(
+            {
+                "kind": CHECKPOINT_KIND,
+                "student": cfg.student,
+                "name": cfg.name,
+                "arch": arch,
+                "init": how,
+                "student_state": student.state_dict(),
+                "adapters": adapters.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "step": step,
+                "sampler": sampler.state(),
+                "data_files": [str(f) for f in files],
+                "torch_rng": torch.get_rng_state(),
+                "teacher_model": teacher.state_dict(),
+                "teacher_meta": teacher_meta,
+                "teacher_digest": digest,
+                "model_config": teacher.config.to_dict(),
+                "distill_config": asdict(cfg),
+            },
+            ckpt_path,
+        )
+
+    g_t = teacher.decoders["teacher"]
+    lambdas = torch.tensor(teacher.config.levels, device=device)
+    levels = len(teacher.config.levels)
+    log_path = run / "log.jsonl"
+    start = last_save = time.monotonic()
+    window: dict[str, list[float]] = {}
+    last: dict = {}
+    while step < cfg.steps and (time.monotonic() - start) < cfg.minutes * 60:
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        lam3 = cfg.kd_weight if step < cfg.kd_steps else 0.0
+        x = sampler.next().to(device)
+        level = torch.randint(1, levels + 1, (x.shape[0],), device=device)
+        q = level.float()
+        with torch.no_grad():
+            y_in = torch.round(teacher.analyse(x, q)) * teacher.gain.inv_gain(q)
+            x_t, feats_t = synthesis_features(g_t, y_in) if lam3 > 0 else (None, None)
+        x_s, feats_s = synthesis_features(student, y_in)
+        terms = distill_loss(x, x_s, feats_s, lambdas[level - 1], lam3, x_t, feats_t, adapters,
+                             cfg.kd_loss, cfg.kd_temperature)
+        optimiser.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        torch.nn.utils.clip_grad_norm_([*student.parameters(), *adapters.parameters()], cfg.clip)
+        optimiser.step()
+        step += 1
+        if not math.isfinite(terms.loss.item()):
+            raise SystemExit(f"loss is not finite at step {step}; last checkpoint kept at {ckpt_path}")
+
+        for b in range(x.shape[0]):
+            window.setdefault(f"psnr_q{int(level[b])}", []).append(float(terms.psnr[b]))
+            if x_t is not None:
+                mse_t = float((x_t[b].clamp(0, 1) - x[b]).pow(2).mean())
+                window.setdefault(f"teacher_psnr_q{int(level[b])}", []).append(-10 * math.log10(max(mse_t, 1e-10)))
+        window.setdefault("loss", []).append(terms.loss.item())
+        window.setdefault("kd", []).append(float(terms.kd.mean()))
+        if step % cfg.log_every == 0:
+            last = {k: sum(v) / len(v) for k, v in sorted(window.items())}
+            last.update(step=step, lr=learning_rate(cfg, step), lam3=lam3, minutes=(time.monotonic() - start) / 60)
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(last) + "\n")
+            summary = "  ".join(f"q{lv}:{last.get(f'psnr_q{lv}', math.nan):.2f}"
+                                f"/{last.get(f'teacher_psnr_q{lv}', math.nan):.2f}dB" for lv in (1, 4, 7))
+            print(f"step {step}  loss {last['loss']:.4f}  kd {last['kd']:.5f}  student/teacher {summary}", flush=True)
+            window.clear()
+        if time.monotonic() - last_save > cfg.save_every:
+            save()
+            last_save = time.monotonic()
+    save()
+    print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+    return last
+
+
+# -- export ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistilledDecoder:
+    """A student as a distillation run left it: what export needs."""
+
+    name: str
+    arch: dict
+    state: dict[str, Tensor]
+    teacher_digest: str
+    teacher_step: int
+    steps: int
+    run: str
+
+
+def is_distill_checkpoint(ckpt: dict) -> bool:
+    return ckpt.get("kind") == CHECKPOINT_KIND
+
+
+def load_distilled(run: str | Path) -> tuple[DistilledDecoder, dict]:
+    """(the student of a distillation run, the run's checkpoint: its pinned teacher is ``teacher_model``)."""
+    path = Path(run) / "checkpoint.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not is_distill_checkpoint(ckpt):
+        raise SystemExit(f"{path} is not a distillation run (python -m lcf.train distill ...)")
+    student = DistilledDecoder(ckpt["name"], ckpt["arch"], ckpt["student_state"], ckpt["teacher_digest"],
+                               ckpt["teacher_meta"]["step"], ckpt["step"], str(run))
+    return student, ckpt
+
+
+def attach_students(model: LcfModel, runs: list[str | Path]) -> dict[str, dict]:
+    """Add the students of distillation ``runs`` to ``model`` as decoders; each must have been distilled from
+    exactly this model (same encoder, gains and entropy model). Returns {name: info for the model card}."""
+    digest = teacher_digest(model)
+    info = {}
+    for run in runs:
+        student, _ = load_distilled(run)
+        if student.teacher_digest != digest:
+            raise SystemExit(
+                f"{run} distilled {student.name!r} from another teacher (teacher step {student.teacher_step}, digest "
+                f"{student.teacher_digest}); the exported model's digest is {digest}. Distil again from this teacher, "
+                f"or export with --run {run} to ship the teacher that student was distilled from."
+            )
+        model.add_decoder(student.name, student.arch).load_state_dict(student.state)
+        info[student.name] = {"run": str(run), "distill_steps": student.steps, "arch": model.decoder_archs[student.name]}
+    return info
+
+
+# -- command line -----------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m lcf.train distill`` (one per DistillConfig field)."""
+    parser.add_argument("--teacher-run", required=True, help="training run whose checkpoint.pt is the teacher")
+    parser.add_argument("--student", required=True, choices=KINDS[1:], help="student recipe (lcf.nn.students)")
+    parser.add_argument("--data", nargs="+", required=True, help="folders of training images")
+    parser.add_argument("--run", required=True, help="run folder of this student (checkpoint and log.jsonl)")
+    for f in fields(DistillConfig):
+        if f.name in ("teacher_run", "student", "data", "run", "extra"):
+            continue
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+
+
+def config_from_args(args: argparse.Namespace) -> DistillConfig:
+    names = {f.name for f in fields(DistillConfig)}
+    return DistillConfig(**{k: v for k, v in vars(args).items() if k in names})

@@ -1,0 +1,116 @@
+"""Distillation of student decoders (lcf.train.distill): the loss, a resumable run, export with the students."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from images import make_rgb_array
+from lcf.nn import LcfModel, ModelConfig
+from lcf.nn.students import build_decoder, feature_channels, student_arch, synthesis_features
+from lcf.train.distill import (
+    DistillConfig,
+    FeatureAdapters,
+    distill,
+    distill_loss,
+    kd_distance,
+    teacher_digest,
+)
+
+CONFIG = ModelConfig(N=16, M=24, Mz=16)
+
+
+def _teacher() -> LcfModel:
+    torch.manual_seed(7)
+    return LcfModel(CONFIG).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("mode", ["mse", "softmax"])
+def test_distillation_loss_decreases_over_a_few_steps(mode):
+    teacher = _teacher()
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    q = torch.tensor([2.0, 6.0])
+    with torch.no_grad():
+        y = torch.round(teacher.analyse(x, q)) * teacher.gain.inv_gain(q)
+        x_t, f_t = synthesis_features(teacher.decoders["teacher"], y)
+    student = build_decoder(student_arch("cfg3", 16, 24))
+    adapters = FeatureAdapters(feature_channels(student, 24), feature_channels(teacher.decoders["teacher"], 24))
+    assert all(isinstance(a, torch.nn.Conv2d) for a in adapters)  # widths differ: 12 -> 16
+    opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=3e-3)
+    lam = torch.tensor([CONFIG.levels[1], CONFIG.levels[5]])
+    losses = []
+    for _ in range(8):
+        x_s, f_s = synthesis_features(student, y)
+        terms = distill_loss(x, x_s, f_s, lam, 1.0, x_t, f_t, adapters, mode=mode)
+        opt.zero_grad()
+        terms.loss.backward()
+        opt.step()
+        losses.append(terms.loss.item())
+        assert float(terms.kd.min()) > 0
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_kd_distances():
+    a = torch.randn(2, 5, 3, 3)
+    assert torch.allclose(kd_distance(a, a), torch.zeros(2))
+    assert torch.allclose(kd_distance(a, a, "softmax"), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(kd_distance(a, a + 1.0, "softmax"), torch.zeros(2), atol=1e-6)  # shift invariant
+    assert bool((kd_distance(a, -a, "softmax") > 0).all())
+
+
+def _teacher_run(tmp_path):
+    run = tmp_path / "teacher"
+    run.mkdir()
+    model = _teacher()
+    torch.save({"model": model.state_dict(), "model_config": CONFIG.to_dict(), "step": 123,
+                "train_config": {"note": "test"}}, run / "checkpoint.pt")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(make_rgb_array(80, 72, kind="mixed", seed=i)).save(data / f"{i}.png")
+    return run, data, model
+
+
+def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
+    from lcf.codec import Codec
+    from lcf.train.export import export_run
+
+    teacher_run, data, teacher = _teacher_run(tmp_path)
+    run = tmp_path / "cfg2"
+    cfg = {"teacher_run": str(teacher_run), "student": "cfg2", "data": [str(data)], "run": str(run), "crop": 64,
+           "batch": 2, "log_every": 1, "kd_steps": 2, "minutes": 5.0, "lr": 1e-3}
+    distill(DistillConfig(steps=2, **cfg))
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 2 and ckpt["teacher_digest"] == teacher_digest(teacher)
+    assert ckpt["teacher_meta"]["step"] == 123
+    distill(DistillConfig(steps=3, **cfg))  # resumes; λ3 = 0 from step 2: the teacher's g_s is not run
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and [r["lam3"] for r in log] == [1.0, 1.0, 0.0]
+    assert "teacher_psnr_q1" not in log[-1] or log[-1]["lam3"] > 0
+    with pytest.raises(SystemExit, match="distils cfg2"):
+        distill(DistillConfig(steps=4, **{**cfg, "student": "cfg4"}))
+
+    weights = export_run(run, tmp_path / "w")  # a distillation run ships its pinned teacher and its student
+    assert weights.decoder_names == ["teacher", "cfg2"]
+    assert weights.decoder_info("cfg2")["arch"] == student_arch("cfg2", 16, 24)
+    assert weights.manifest["info"]["students"]["cfg2"]["distill_steps"] == 3
+    codec = Codec(weights)
+    img = make_rgb_array(50, 40, seed=4)
+    data_bytes = codec.encode(img, 3.0)
+    assert codec.decode(data_bytes, decoder="cfg2").rgb.shape == (40, 50, 3)
+
+    # the student only ships with the teacher it was distilled from
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    with torch.no_grad():
+        teacher.h_s[0].weight.add_(0.01)
+    torch.save({"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": 124, "train_config": {}},
+               moved / "checkpoint.pt")
+    with pytest.raises(SystemExit, match="another teacher"):
+        export_run(moved, tmp_path / "w2", students=[run])
+    np.testing.assert_array_equal(codec.decode(data_bytes).rgb, codec.decode(data_bytes, decoder="teacher").rgb)
