@@ -1,4 +1,22 @@
-"""lcf: a learned image codec and its .lcf file format."""
+"""lcf: a learned image codec and its .lcf file format.
+
+    import lcf
+
+    data = lcf.encode("photo.png", quality=4.5)       # any image Pillow reads, a PIL image or a numpy array -> bytes
+    image = lcf.decode(data)                          # bytes (or a path) -> PIL image: RGB, RGBA, L or LA
+    codec = lcf.Codec(device="cuda")                  # load the weights once, code many images
+
+    from PIL import Image                             # importing lcf registers the Pillow plugin:
+    Image.open("photo.lcf").save("photo.png")         # Image.open / im.save("x.lcf", quality=4)
+
+Importing lcf is cheap: PyTorch is imported the first time an image is encoded or decoded (``lcf.Codec`` and
+``lcf.api`` are loaded on first use). The file-level functions the command line uses are in :mod:`lcf.api`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
 
 from lcf.errors import (
     CorruptDataError,
@@ -10,17 +28,80 @@ from lcf.errors import (
     UnsupportedImageError,
     UsageError,
 )
+from lcf.pillow import register  # importing lcf.pillow registers the plugin with Pillow
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from lcf.codec import Codec
+    from lcf.container import Limits
 
 __version__ = "0.1.0"
 
+
+def encode(
+    image: Any,
+    quality: float = 4.0,
+    *,
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """An image (a path, the file's bytes, a PIL image or a numpy array) -> the bytes of a .lcf file.
+
+    ``quality`` 1..7 (continuous); ``decoder`` the decoder to recommend in the header; ``device`` "cpu" or "cuda[:N]"
+    for the transforms; ``weights`` a weights folder (default: the bundled one). Raises an :class:`LcfError`.
+    """
+    from lcf import api
+
+    return api.encode_image(image, quality=quality, decoder=decoder, device=device, weights=weights)
+
+
+def decode(
+    data: bytes | str | os.PathLike[str],
+    *,
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: str | os.PathLike[str] | None = None,
+    limits: Limits | None = None,
+) -> Image.Image:
+    """The bytes of a .lcf file, or its path -> a PIL image (mode RGB, RGBA, L or LA; ICC/EXIF/XMP in ``info``).
+
+    ``decoder`` overrides the file's recommended decoder; ``limits`` (:class:`lcf.container.Limits`) guards memory.
+    Raises an :class:`LcfError` (FormatError, CorruptDataError, LimitError, ModelMismatchError, ...).
+    """
+    from lcf import api
+
+    if isinstance(data, (str, os.PathLike)):
+        data = api.read_bytes(data, limits)
+    return api.decode_bytes(data, decoder=decoder, device=device, weights=weights, limits=limits)
+
+
+def __getattr__(name: str) -> Any:
+    """``lcf.Codec`` and the submodules import PyTorch; load them only when first used."""
+    if name == "Codec":
+        from lcf.codec import Codec
+
+        return Codec
+    if name == "api":
+        import importlib
+
+        return importlib.import_module("lcf.api")
+    raise AttributeError(f"module 'lcf' has no attribute {name!r}")
+
+
 __all__ = [
-    "__version__",
-    "LcfError",
-    "UsageError",
-    "FormatError",
+    "Codec",
     "CorruptDataError",
+    "FormatError",
+    "LcfError",
+    "LcfIOError",
     "LimitError",
     "ModelMismatchError",
     "UnsupportedImageError",
-    "LcfIOError",
+    "UsageError",
+    "__version__",
+    "decode",
+    "encode",
+    "register",
 ]

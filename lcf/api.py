@@ -134,6 +134,7 @@ def encode_file(
 
     start = time.perf_counter()
     check_quality(quality)
+    check_device(device)
     _require_file(src)
     _require_parent(dst)
     codec = get_codec(weights, device)
@@ -163,6 +164,7 @@ def decode_file(
     from lcf.image import save_image
 
     start = time.perf_counter()
+    check_device(device)
     limits = limits or Limits()
     data = read_bytes(src, limits)
     read_container(data, limits)
@@ -194,7 +196,13 @@ def decode_array(data: bytes, *, decoder: str | None = None, device: str = "cpu"
 
 def validate_deep(data: bytes, weights: PathLike | None = None, *, limits: Limits | None = None) -> None:
     """Check ``data`` like :func:`lcf.container.read_container`, then decode every stream and check that each is
-    consumed exactly and the model identifier matches ``weights``. Raises an LcfError subclass on any problem."""
+    consumed exactly and the model identifier matches ``weights``. Raises an LcfError subclass on any problem.
+
+    The checks, in order: structure, CRCs, header fields and ``limits`` (the container reader, before anything is
+    allocated); the model identifier and the latent/hyper channel counts against the weights
+    (ModelMismatchError); then the hyper, anchor and non-anchor streams are decoded with the integer tables and each
+    must end exactly where its chunk ends (CorruptDataError otherwise). The synthesis transform is not run.
+    """
     container = read_container(data, limits or Limits())
     get_codec(weights).decode_symbols(container)
 
@@ -217,20 +225,21 @@ def batch(
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
-    ``to="lcf"`` encodes images into .lcf files; any other ``to`` (an image format such as "png") decodes .lcf files
-    into that format. ``include``/``exclude`` are glob patterns on paths relative to ``src``; existing outputs are
-    skipped unless ``overwrite``; ``workers`` files run at once; ``progress`` is called after each file. A failing
-    file does not stop the batch: it is reported in the result.
+    ``to="lcf"`` encodes images (files with an image extension Pillow reads; with ``include``, any matching file)
+    into .lcf files; any other ``to`` (an image format such as "png") decodes .lcf files into that format.
+    ``include``/``exclude`` are glob patterns on paths relative to ``src`` ("*" also matches "/"; a pattern without
+    "/" also matches the bare file name); existing outputs are skipped unless ``overwrite``; ``workers`` files run
+    at once, in that many processes; ``progress`` is called after each file. A failing file does not stop the batch:
+    it is reported in the result (``report.failed``; the exit code of the first is ``report.exit_code``).
+
+    Outputs appear only complete (temporary file + rename), so an interrupted batch leaves no partial file and a
+    rerun resumes it. Returns a :class:`lcf.batch.BatchReport` (a BatchReport with sizes and totals); details in
+    :mod:`lcf.batch`.
     """
-    check_quality(quality)
-    check_device(device)
-    if not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be at least 1, got {workers!r}")
-    if not re.fullmatch(r"[a-z0-9]+", to):
-        raise UsageError(f"--to must be 'lcf' or an image format such as 'png', got {to!r}")
-    if not Path(src).is_dir():
-        raise LcfIOError(f"{src}: not a folder")
-    raise LcfError("lcf batch is not implemented in this version yet; convert files one by one with encode/decode")
+    from lcf.batch import run
+
+    return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
+               overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------

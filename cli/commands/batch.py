@@ -1,14 +1,28 @@
-"""lcf batch: encode or decode a whole folder tree."""
+"""lcf batch: encode or decode a whole folder tree (lcf.batch does the work; this is progress and reporting)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
 
 from lcf import api
 from lcf_cli.common import (
+    EXIT_INTERRUPTED,
     Device,
     Json,
     MaxPixels,
@@ -30,12 +44,15 @@ def batch(
     to: Annotated[str, typer.Option("--to", metavar="FORMAT",
                                     help="lcf = encode images; png, ppm, bmp, ... = decode .lcf files to that.")]
         = "lcf",
-    include: Annotated[list[str] | None, typer.Option("--include", metavar="GLOB",
-                                                      help="Only paths (relative to SRC) matching; repeatable.")]
-        = None,
+    include: Annotated[list[str] | None, typer.Option(
+        "--include", metavar="GLOB",
+        help="Only paths (relative to SRC) matching; repeatable. When encoding, matching files are tried whatever "
+             "their extension.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="GLOB",
-                                                      help="Skip paths matching; repeatable.")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Files processed at once.")] = 1,
+                                                      help="Skip paths (files or folders) matching; repeatable.")]
+        = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1,
+                                         help="Files processed at once, each in its own process.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip).")]
         = False,
     device: Device = "cpu",
@@ -49,28 +66,134 @@ def batch(
 ) -> None:
     """Encode every image of a folder tree into .lcf files, or decode every .lcf file (--to png).
 
-    A file that fails does not stop the batch; the summary lists failures and the exit code is that of the
-    first one.
+    Images are found by their file extension (anything Pillow reads); "*" in a GLOB also matches "/", and a
+    GLOB without "/" also matches bare file names. Outputs are written to a temporary file and renamed into place
+    when complete: an interrupted batch (Ctrl-C, kill, crash) leaves no partial file, and running the same command
+    again resumes it, since existing outputs are skipped unless --overwrite. Sources are never modified.
+
+    A file that fails does not stop the batch; failures are listed at the end and the exit code is that of the
+    first one (in sorted order). Progress and the summary go to stderr, --json to stdout.
 
     [bold]Examples[/]
       lcf batch photos/ encoded/ --quality 5
       lcf batch encoded/ decoded/ --to png --workers 2
       lcf batch photos/ encoded/ --include '*.png' --exclude 'raw/*' --json
     """
-    report = api.batch(src, dst, quality=quality, to=to, include=tuple(include or ()), exclude=tuple(exclude or ()),
-                       workers=workers, overwrite=overwrite, device=device, decoder=decoder, weights=weights,
-                       limits=limits(max_pixels))
+    bar = _ProgressBar(decoding=to.lower() != "lcf")
+    try:
+        with bar:
+            report = api.batch(src, dst, quality=quality, to=to, include=tuple(include or ()),
+                               exclude=tuple(exclude or ()), workers=workers, overwrite=overwrite, device=device,
+                               decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted after {bar.finished} file(s); every output written is complete: run the same "
+                          "command again to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if json:
-        print_json({
-            "seconds": report.seconds,
-            "files": [{"src": str(i.src), "dst": str(i.dst), "status": i.status, "error": i.error,
-                       "exit_code": i.exit_code, "seconds": i.seconds} for i in report.items],
-        })
+        print_json({"summary": _summary(report), "seconds": report.seconds,
+                    "files": [_item_dict(item) for item in report.items]})
     else:
         for item in report.failed:
             err_console.print(f"FAIL  {item.src}: {item.error}", markup=False)
-        done = sum(i.status == "ok" for i in report.items)
-        skipped = sum(i.status == "skipped" for i in report.items)
-        err_console.print(f"{done} done, {skipped} skipped, {len(report.failed)} failed in {report.seconds:.1f} s")
+        _print_summary(report)
     if report.failed:
         raise typer.Exit(report.failed[0].exit_code)
+
+
+class _FileRate(ProgressColumn):
+    """Throughput: files per second (or seconds per file), and MB per second of input."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("-- files/s", style="progress.data.speed")
+        rate, megabytes = task.completed / elapsed, task.fields.get("bytes_in", 0) / 1e6
+        files = f"{rate:.1f} files/s" if rate >= 1 else f"{1 / rate:.1f} s/file"
+        return Text(f"{files} {megabytes / elapsed:.2f} MB/s", style="progress.data.speed")
+
+
+class _ProgressBar:
+    """The ``progress`` hook of api.batch: a rich progress bar on stderr over the files to convert."""
+
+    def __init__(self, decoding: bool) -> None:
+        self.verb = "decoding" if decoding else "encoding"
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _FileRate(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+        )
+        self.task: Any = None
+        self.finished = 0
+        self.decided = {"skipped": 0, "failed": 0}
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, todo: int) -> None:
+        """Called by lcf.batch once the files that need no conversion have been reported."""
+        skipped = f", {self.decided['skipped']} skipped" if self.decided["skipped"] else ""
+        self.task = self.progress.add_task(f"{self.verb}{skipped}", total=todo, bytes_in=0)
+        self.progress.start()
+
+    def __call__(self, item: api.BatchItem) -> None:
+        self.finished += 1
+        if self.task is None:
+            if item.status in self.decided:
+                self.decided[item.status] += 1
+            return
+        task = self.progress.tasks[self.task]
+        self.progress.update(self.task, advance=1, bytes_in=task.fields["bytes_in"] + getattr(item, "bytes_in", 0))
+        if item.status == "failed" and self.progress.console.is_terminal:  # live; the full list comes at the end
+            self.progress.console.print(f"FAIL  {item.src}: {item.error}", markup=False, highlight=False)
+
+
+def _summary(report: api.BatchReport) -> dict[str, Any]:
+    summary = getattr(report, "summary", None)
+    if callable(summary):
+        return summary()
+    done = sum(item.status == "ok" for item in report.items)
+    skipped = sum(item.status == "skipped" for item in report.items)
+    return {"files": len(report.items), "done": done, "skipped": skipped, "failed": len(report.failed),
+            "seconds": report.seconds}
+
+
+def _item_dict(item: api.BatchItem) -> dict[str, Any]:
+    as_dict = getattr(item, "as_dict", None)
+    if callable(as_dict):
+        return as_dict()
+    return {"src": str(item.src), "dst": str(item.dst), "status": item.status, "error": item.error,
+            "exit_code": item.exit_code, "seconds": item.seconds}
+
+
+def _print_summary(report: api.BatchReport) -> None:
+    s = _summary(report)
+    table = Table(title="lcf batch", box=None, pad_edge=False, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("files done", str(s["done"]))
+    table.add_row("skipped (output exists)", str(s["skipped"]))
+    table.add_row("failed", f"[red]{s['failed']}[/]" if s["failed"] else "0")
+    if s.get("ignored"):
+        table.add_row("ignored (not an input type)", str(s["ignored"]))
+    if "bytes_in" in s:
+        table.add_row("bytes in", _bytes(s["bytes_in"]))
+        table.add_row("bytes out", _bytes(s["bytes_out"]))
+        table.add_row("mean bpp", "-" if s["mean_bpp"] is None else f"{s['mean_bpp']:.4f}")
+    if s.get("cleaned_temp_files"):
+        table.add_row("stale temp files removed", str(s["cleaned_temp_files"]))
+    table.add_row("time", _duration(s["seconds"]))
+    err_console.print(table)
+    err_console.print(f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed in {s['seconds']:.1f} s")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n:,} ({n / size:.1f} {unit})"
+    return f"{n:,}"
+
+
+def _duration(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds >= 60 else f"{seconds:.1f} s"

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from lcf import api
+from lcf.batch import is_temp_name
 from lcf.errors import LcfError, UsageError
 from lcf_cli.common import (
     Json,
     MaxPixels,
     Weights,
+    err_console,
     error_dict,
     limits,
     print_json,
@@ -32,16 +34,24 @@ def validate(
 ) -> None:
     """Check .lcf files: signature, chunk structure and order, CRCs, header fields and size limits.
 
-    Prints one line per file, "ok" or "FAIL" with the reason, to stdout. The exit code is 0 when every file is
-    valid, else that of the first failure (3 format, 4 corrupt, 5 limit, ...; see lcf --help).
+    --deep also decodes the hyper, anchor and non-anchor streams with the weights' integer tables: the model
+    identifier must match the weights, and each stream must end exactly where its chunk ends (the pixels are not
+    synthesised, so it is faster than a decode).
+
+    Prints one line per file, "ok" or "FAIL" with the reason, to stdout, and a count to stderr. The exit code is
+    0 when every file is valid, else that of the first failure (3 format, 4 corrupt, 5 limit, 6 other weights,
+    ...; see lcf --help).
 
     [bold]Examples[/]
       lcf validate photo.lcf
       lcf validate archive/ --recursive
       lcf validate a.lcf b.lcf --deep --json
+      lcf validate archive/ -r --deep --weights weights/
     """
     files = _expand(paths, recursive)
     lim = limits(max_pixels)
+    if deep:
+        api.get_codec(weights)  # weights that cannot be loaded are one error, not one per file
     results: list[tuple[Path, LcfError | None]] = []
     for path in files:
         try:
@@ -53,6 +63,8 @@ def validate(
         if not json:
             typer.echo(f"ok    {path}" if error is None else f"FAIL  {path}: {error}")
     failures = [e for _, e in results if e is not None]
+    err_console.print(f"{len(results) - len(failures)} valid, {len(failures)} invalid"
+                      + (" (deep: streams decoded)" if deep else ""))
     if json:
         print_json({
             "valid": not failures,
@@ -69,7 +81,7 @@ def _expand(paths: list[Path], recursive: bool) -> list[Path]:
     for path in paths:
         if path.is_dir():
             found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
-                           if p.is_file() and p.suffix.lower() == ".lcf")
+                           if p.is_file() and p.suffix.lower() == ".lcf" and not is_temp_name(p.name))
             if not found:
                 hint = "" if recursive else " (use --recursive to look in sub-folders)"
                 raise UsageError(f"{path}: no .lcf files in this folder{hint}")
