@@ -158,6 +158,10 @@ def measure_images(codec: Codec, files: list[Path], qualities: list[float]) -> d
     return {"rows": rows}
 
 
+def _pct(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:+.2f}%"
+
+
 def rd_tables(codec: Codec, rows: list[dict], qualities: list[float]) -> list[str]:
     names = codec.decoder_names
     curves = {}
@@ -179,7 +183,7 @@ def rd_tables(codec: Codec, rows: list[dict], qualities: list[float]) -> list[st
             pchip = bd_rate([p[0] for p in ref], [p[1] for p in ref], [p[0] for p in pts], [p[1] for p in pts])
             cubic = (bd_rate([p[0] for p in ref], [p[1] for p in ref], [p[0] for p in pts], [p[1] for p in pts],
                              method="cubic") if len(qualities) >= 4 else float("nan"))
-            bd = f"{pchip:+.2f}% / {cubic:+.2f}%"
+            bd = f"{_pct(pchip)} / {_pct(cubic)}"
         out.append(f"| {name} | " + " | ".join(f"{b:.3f} / {p:.2f}" for b, p in pts)
                    + f" | {bd} | {t_gs:.2f} s | {t_full:.2f} s |")
     return out

@@ -390,10 +390,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", required=True, choices=KINDS[1:], help="student recipe (lcf.nn.students)")
     parser.add_argument("--data", nargs="+", required=True, help="folders of training images")
     parser.add_argument("--run", required=True, help="run folder of this student (checkpoint and log.jsonl)")
+    helps = {
+        "name": "decoder name to ship the student as (default: the recipe)",
+        "init": "auto: the teacher's weights for cfg1, a channel-sliced teacher otherwise",
+        "kd_weight": "λ3, the weight of L_KD",
+        "kd_steps": "λ3 applies for the first N steps, then 0 (paper: 20000)",
+        "kd_loss": "d in L_KD: mse (the paper's) or softmax (Table III ablation)",
+        "kd_temperature": "τ of the softmax KD",
+        "minutes": "stop after this wall time (a checkpoint is always left)",
+        "steps": "stop at this step (also sets when lr halves: --lr-decay-at)",
+    }
+    choices = {"init": INITS, "kd_loss": KD_LOSSES}
     for f in fields(DistillConfig):
         if f.name in ("teacher_run", "student", "data", "run", "extra"):
             continue
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                            choices=choices.get(f.name), help=helps.get(f.name, "(default: %(default)s)"))
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:
