@@ -52,6 +52,23 @@ from lcf.nn.students import same_network
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weights
 
 PAD = 64  # g_a and h_a downsample by 64 in all
+DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=...) changes it
+
+
+def memory_needed(padded_width: int, padded_height: int, N: int, M: int) -> int:
+    """Peak bytes the codec needs for one image of this padded size (measured: ~400 B per padded pixel to decode and
+    ~335 to encode with N=64, M=96; the float64 entropy-parameter path grows with M, the transforms with N)."""
+    return int(padded_width * padded_height * (3.2 * M + 1.6 * N) * 1.25)
+
+
+def _default_max_memory() -> int:
+    value = os.environ.get("LCF_MAX_MEMORY")
+    if not value:
+        return DEFAULT_MAX_MEMORY
+    try:
+        return int(float(value) * (1 << 30))
+    except ValueError as exc:
+        raise UsageError(f"LCF_MAX_MEMORY must be a number of GiB, got {value!r}") from exc
 EXIF_PREFIX = b"Exif\x00\x00"
 
 
@@ -114,7 +131,9 @@ class Codec:
 
     skip_zero_channels = True
 
-    def __init__(self, weights: str | os.PathLike | Weights | None = None, device: str = "cpu") -> None:
+    def __init__(self, weights: str | os.PathLike | Weights | None = None, device: str = "cpu",
+                 max_memory: int | None = None) -> None:
+        self.max_memory = max_memory if max_memory is not None else _default_max_memory()
         self.weights = weights if isinstance(weights, Weights) else load_weights(weights)
         self.device = check_device(device)
         self.config = ModelConfig.from_dict(self.weights.model_config)
@@ -188,6 +207,17 @@ class Codec:
             return recommended
         return self.weights.default_decoder
 
+    def check_memory(self, padded_width: int, padded_height: int, *, chunk: str | None = None) -> None:
+        """LimitError before allocating anything when one image would need more than ``max_memory``."""
+        need = memory_needed(padded_width, padded_height, self.config.N, self.config.M)
+        if need > self.max_memory:
+            raise LimitError(
+                f"coding a {padded_width}x{padded_height} (padded) image needs about {need / (1 << 30):.1f} GiB of "
+                f"memory, more than the {self.max_memory / (1 << 30):.1f} GiB allowed; raise it with "
+                f"LCF_MAX_MEMORY=<GiB> (or Codec(max_memory=...)) if this machine has the memory",
+                chunk=chunk,
+            )
+
     # -- the exact path --------------------------------------------------------------------------------------------
 
     def _hyper(self, z_hat: np.ndarray) -> torch.Tensor:
@@ -235,6 +265,7 @@ class Codec:
         x = torch.from_numpy(np.array(prepared.rgb)).permute(2, 0, 1)[None].contiguous()
         x = x.to(self.device, torch.float32).div_(255.0)
         hp, wp = -(-h // PAD) * PAD, -(-w // PAD) * PAD
+        self.check_memory(wp, hp)
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
@@ -335,6 +366,7 @@ class Codec:
                 f"{self.config.M}/{self.config.Mz}",
                 chunk="HEAD",
             )
+        self.check_memory(h.padded_width, h.padded_height, chunk="HEAD")
         m = self.config.M
         lh, lw = h.padded_height // 16, h.padded_width // 16
         coded = unpack_bitmap(container.bitmap, m)

@@ -151,3 +151,14 @@ def test_damaged_streams_raise_lcf_errors_only(tiny_codec):
                 tiny_codec.decode(write_container(container.header, chunks))
             except LcfError as exc:
                 assert isinstance(exc, (CorruptDataError, LcfError))
+
+
+def test_memory_budget_is_checked_before_allocating(tiny_weights):
+    small = Codec(tiny_weights, max_memory=1 << 20)  # 1 MiB: a 256x256 image needs more
+    from lcf.errors import LimitError
+
+    with pytest.raises(LimitError, match="LCF_MAX_MEMORY"):
+        small.encode(_image(256, 256, 0), 4)
+    data = Codec(tiny_weights).encode(_image(256, 256, 0), 4)
+    with pytest.raises(LimitError, match="GiB"):
+        small.decode(data)
