@@ -19,10 +19,10 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
     return make_rgb_array(w, h, kind=kind, seed=seed)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
-    h=st.integers(1, 200),
-    w=st.integers(1, 200),
+    h=st.integers(1, 160),
+    w=st.integers(1, 160),
     quality=st.one_of(st.integers(1, 7).map(float), st.floats(1.0, 7.0)),
     seed=st.integers(0, 10_000),
 )
