@@ -57,7 +57,7 @@ from lcf.nn.students import (
     synthesis_features,
 )
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.loop import _atomic_save, learning_rate
+from lcf.train.loop import _atomic_save, learning_rate, prepare_run
 
 CHECKPOINT_KIND = "lcf-distill"
 KD_LOSSES = ("mse", "softmax")
@@ -208,12 +208,7 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
 
 def distill(cfg: DistillConfig) -> dict:
     """Run (or resume) the distillation of one student; return the last logged metrics."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = Path(cfg.run)
-    run.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run / "checkpoint.pt"
-    device = torch.device(cfg.device)
+    run, ckpt_path, device = prepare_run(cfg.run, cfg.device, cfg.threads)
     torch.manual_seed(cfg.seed)
 
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None

@@ -56,14 +56,18 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.5 if step >= cfg.lr_decay_at * cfg.steps else 1.0)
 
 
+def prepare_run(run_dir: str, device: str, threads: int) -> tuple[Path, Path, torch.device]:
+    """Set torch threads (0 = leave), create the run folder; return (run, its checkpoint path, the device)."""
+    if threads:
+        torch.set_num_threads(threads)
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    return run, run / "checkpoint.pt", torch.device(device)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; return the last logged metrics."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = Path(cfg.run)
-    run.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run / "checkpoint.pt"
-    device = torch.device(cfg.device)
+    run, ckpt_path, device = prepare_run(cfg.run, cfg.device, cfg.threads)
 
     model_cfg = ModelConfig(N=cfg.N, M=cfg.M, Mz=cfg.Mz)
     torch.manual_seed(cfg.seed)
