@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -57,7 +56,7 @@ from lcf.nn.students import (
     synthesis_features,
 )
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.loop import _atomic_save, learning_rate, prepare_run
+from lcf.train.loop import _atomic_save, flush_log, learning_rate, prepare_run
 
 CHECKPOINT_KIND = "lcf-distill"
 KD_LOSSES = ("mse", "softmax")
@@ -311,14 +310,11 @@ def distill(cfg: DistillConfig) -> dict:
         window.setdefault("loss", []).append(terms.loss.item())
         window.setdefault("kd", []).append(float(terms.kd.mean()))
         if step % cfg.log_every == 0:
-            last = {k: sum(v) / len(v) for k, v in sorted(window.items())}
-            last.update(step=step, lr=learning_rate(cfg, step), lam3=lam3, minutes=(time.monotonic() - start) / 60)
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(last) + "\n")
+            last = flush_log(window, log_path, step=step, lr=learning_rate(cfg, step), lam3=lam3,
+                             minutes=(time.monotonic() - start) / 60)
             summary = "  ".join(f"q{lv}:{last.get(f'psnr_q{lv}', math.nan):.2f}"
                                 f"/{last.get(f'teacher_psnr_q{lv}', math.nan):.2f}dB" for lv in (1, 4, 7))
             print(f"step {step}  loss {last['loss']:.4f}  kd {last['kd']:.5f}  student/teacher {summary}", flush=True)
-            window.clear()
         if time.monotonic() - last_save > cfg.save_every:
             save()
             last_save = time.monotonic()

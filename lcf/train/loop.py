@@ -56,6 +56,16 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.5 if step >= cfg.lr_decay_at * cfg.steps else 1.0)
 
 
+def flush_log(window: dict[str, list[float]], log_path: Path, **extra) -> dict:
+    """Average the logged values of the last steps, add ``extra``, append it to ``log.jsonl``; clears the window."""
+    row = {k: sum(v) / len(v) for k, v in sorted(window.items())}
+    row.update(extra)
+    with open(log_path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    window.clear()
+    return row
+
+
 def prepare_run(run_dir: str, device: str, threads: int) -> tuple[Path, Path, torch.device]:
     """Set torch threads (0 = leave), create the run folder; return (run, its checkpoint path, the device)."""
     if threads:
@@ -134,16 +144,13 @@ def train(cfg: TrainConfig) -> dict:
             window.setdefault(f"bpp_q{lv}", []).append(float(terms.bpp_y[b] + terms.bpp_z[b]))
         window.setdefault("loss", []).append(terms.loss.item())
         if step % cfg.log_every == 0:
-            last = {k: sum(v) / len(v) for k, v in sorted(window.items())}
-            last.update(step=step, lr=learning_rate(cfg, step), minutes=(time.monotonic() - start) / 60)
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(last) + "\n")
+            last = flush_log(window, log_path, step=step, lr=learning_rate(cfg, step),
+                             minutes=(time.monotonic() - start) / 60)
             summary = "  ".join(
                 f"q{lv}:{last.get(f'bpp_q{lv}', float('nan')):.3f}bpp/{last.get(f'psnr_q{lv}', float('nan')):.2f}dB"
                 for lv in (1, 4, 7)
             )
             print(f"step {step}  loss {last['loss']:.4f}  {summary}", flush=True)
-            window.clear()
         if time.monotonic() - last_save > cfg.save_every:
             save()
             last_save = time.monotonic()
