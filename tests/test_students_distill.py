@@ -114,3 +114,34 @@ def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
     with pytest.raises(SystemExit, match="another teacher"):
         export_run(moved, tmp_path / "w2", students=[run])
     np.testing.assert_array_equal(codec.decode(data_bytes).rgb, codec.decode(data_bytes, decoder="teacher").rgb)
+
+
+def test_init_run_warm_starts_from_an_earlier_student_of_the_same_shape(tmp_path):
+    teacher_run, data, teacher = _teacher_run(tmp_path)
+    common = {"data": [str(data)], "crop": 64, "batch": 2, "log_every": 1, "minutes": 5.0, "lr": 1e-3}
+    earlier = tmp_path / "cfg4-old"
+    distill(DistillConfig(teacher_run=str(teacher_run), student="cfg4", run=str(earlier), steps=2, **common))
+    old = torch.load(earlier / "checkpoint.pt", weights_only=False)
+
+    # the teacher moves on; a new run for it starts from the earlier student, not from a sliced teacher
+    moved = tmp_path / "teacher2"
+    moved.mkdir()
+    with torch.no_grad():
+        teacher.h_s[0].weight.add_(0.01)
+    torch.save({"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": 200, "train_config": {}},
+               moved / "checkpoint.pt")
+    new = tmp_path / "cfg4-new"
+    distill(DistillConfig(teacher_run=str(moved), student="cfg4", run=str(new), init_run=str(earlier), steps=0,
+                          **common))
+    ckpt = torch.load(new / "checkpoint.pt", weights_only=False)
+    assert ckpt["init"].startswith(f"student of {earlier}")
+    assert ckpt["teacher_digest"] == teacher_digest(teacher) != old["teacher_digest"]
+    for key, value in old["student_state"].items():
+        assert torch.equal(ckpt["student_state"][key], value), key
+
+    with pytest.raises(SystemExit, match="holds a"):  # a cfg3 cannot start from a cfg4
+        distill(DistillConfig(teacher_run=str(moved), student="cfg3", run=str(tmp_path / "x"), init_run=str(earlier),
+                              steps=0, **common))
+    with pytest.raises(SystemExit, match="leave --init at auto"):
+        DistillConfig(teacher_run=str(moved), student="cfg4", run=str(tmp_path / "y"), init_run=str(earlier),
+                      init="slice", **common)

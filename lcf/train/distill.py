@@ -23,6 +23,8 @@ after which the teacher's g_s is no longer run. d is the MSE (the paper's choice
 A student of the teacher's shape (cfg1, the paper's Step 2) starts from the teacher's weights; a smaller one starts
 from a channel-sliced teacher (``--init slice``: each tensor gets the teacher's leading slice; modules the teacher
 has at another width, e.g. cfg2's first up-sampling block, start random) or from scratch (``--init scratch``).
+``--init-run RUN`` warm-starts from the student of an earlier distillation run of the same shape (e.g. one distilled
+from an earlier teacher checkpoint): far fewer steps than a sliced start when the teacher has only moved a little.
 
 The run pins its teacher: the first call copies the teacher checkpoint's network into ``<run>/checkpoint.pt``, and
 every resumed call uses that copy, so a teacher that keeps training does not move under the student (``--teacher-run``
@@ -71,6 +73,7 @@ class DistillConfig:
     run: str
     name: str = ""                       # decoder name to ship it as (default: the recipe)
     init: str = "auto"                   # auto (teacher if same shape, else slice) | teacher | slice | scratch
+    init_run: str = ""                   # warm start: the student of this earlier distillation run (same shape)
     crop: int = 128
     batch: int = 8
     lr: float = 1e-4
@@ -96,6 +99,8 @@ class DistillConfig:
             raise SystemExit(f"--kd-loss must be one of {KD_LOSSES}, got {self.kd_loss!r}")
         if self.init not in INITS:
             raise SystemExit(f"--init must be one of {INITS}, got {self.init!r}")
+        if self.init_run and self.init != "auto":
+            raise SystemExit(f"--init-run sets the initialisation itself; leave --init at auto (got {self.init!r})")
         self.name = self.name or self.student
 
 
@@ -190,6 +195,13 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
     arch = student_arch(cfg.student, c.N, c.M)
     student = build_decoder(arch)
     init = cfg.init
+    if cfg.init_run:
+        earlier, _ = load_distilled(cfg.init_run)
+        if not same_network(arch, earlier.arch):
+            raise SystemExit(f"--init-run {cfg.init_run} holds a {earlier.arch} student, not {arch}")
+        student.load_state_dict(earlier.state)
+        return arch, student, (f"student of {cfg.init_run} ({earlier.steps} steps from teacher step "
+                               f"{earlier.teacher_step})")
     if init == "auto":
         init = "teacher" if same_network(arch, teacher.decoder_archs["teacher"]) else "slice"
     if init == "teacher":
@@ -384,6 +396,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     helps = {
         "name": "decoder name to ship the student as (default: the recipe)",
         "init": "auto: the teacher's weights for cfg1, a channel-sliced teacher otherwise",
+        "init_run": "warm start from the student of this earlier distillation run (same recipe and widths)",
         "kd_weight": "λ3, the weight of L_KD",
         "kd_steps": "λ3 applies for the first N steps, then 0 (paper: 20000)",
         "kd_loss": "d in L_KD: mse (the paper's) or softmax (Table III ablation)",
