@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--notes", default="", help="free text for the model card")
     exp.add_argument("--student", action="append", default=[], metavar="RUN",
                      help="a distillation run whose student decoder to ship too (repeatable)")
+    exp.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                     help="storage type of the network tensors (benchmarks/weights_precision.py measures the cost)")
     dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
     add_distill_arguments(dist)
     args = parser.parse_args(argv)
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from lcf.train.export import export_run
 
-        export_run(args.run, args.out, notes=args.notes, students=args.student)
+        export_run(args.run, args.out, notes=args.notes, students=args.student, dtype=args.dtype)
     return 0
 
 

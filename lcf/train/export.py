@@ -21,6 +21,26 @@ from lcf.train.distill import attach_students, is_distill_checkpoint
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, save_weights
 
 Z_BOUND = 32
+STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def round_to_storage(model: LcfModel, dtype: str) -> None:
+    """Round every floating-point tensor of ``model`` in place to what ``dtype`` can store (a no-op for float32), so
+    that the tables computed from the model afterwards match the network a reader loads. Refuses values that
+    overflow the storage type."""
+    if dtype not in STORAGE_DTYPES:
+        raise SystemExit(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
+    if dtype == "float32":
+        return
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if not value.is_floating_point():
+                continue
+            rounded = value.to(torch.float16)
+            if not bool(torch.isfinite(rounded).all()):
+                raise SystemExit(f"{key} does not fit in {dtype} (largest |value| {float(value.abs().max()):.4g}); "
+                                 f"export as float32")
+            value.copy_(rounded.to(value.dtype))
 
 
 def z_tables(model: LcfModel) -> dict[str, np.ndarray]:
@@ -30,9 +50,14 @@ def z_tables(model: LcfModel) -> dict[str, np.ndarray]:
 
 
 def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None = None,
-                 family_tables: dict[str, np.ndarray] | None = None) -> Weights:
-    """Write ``model`` as a weights folder at ``out``; returns it loaded back."""
-    state = {k: v.detach().to("cpu", torch.float32).contiguous().numpy() for k, v in model.state_dict().items()}
+                 family_tables: dict[str, np.ndarray] | None = None, dtype: str = "float32") -> Weights:
+    """Write ``model`` as a weights folder at ``out``; returns it loaded back. ``dtype`` (float32 or float16) is
+    how the network tensors are stored; the model is rounded to it first (in place), and the integer tables are
+    computed from the rounded model. Readers compute in float32/float64 whatever the storage."""
+    round_to_storage(model, dtype)
+    store = STORAGE_DTYPES[dtype]
+    state = {k: v.detach().to("cpu", torch.float32).contiguous().numpy().astype(store, copy=False)
+             for k, v in model.state_dict().items()}
     encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
     entropy = {k: v for k, v in state.items() if k.startswith(ENTROPY_PREFIXES[:-1])}
     entropy.update(family_tables if family_tables is not None else build_family_tables())
@@ -43,11 +68,11 @@ def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None =
         tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         decoders[name] = (model.decoder_archs[name], tensors)
     return save_weights(out, model_config=model.config.to_dict(), encoder=encoder, entropy=entropy,
-                        decoders=decoders, default_decoder="teacher", info=info or {})
+                        decoders=decoders, default_decoder="teacher", info={**(info or {}), "storage_dtype": dtype})
 
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
-               students: Sequence[str | os.PathLike] = ()) -> Weights:
+               students: Sequence[str | os.PathLike] = (), dtype: str = "float32") -> Weights:
     """Export the checkpoint of a training run (``<run>/checkpoint.pt``) with the student decoders of the
     distillation runs ``students``. A distillation run as ``run`` exports its pinned teacher and its student."""
     ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -63,6 +88,6 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
     info = {"steps": ckpt["step"], "train_config": ckpt["train_config"], "notes": notes}
     if student_info:
         info["students"] = student_info
-    weights = export_model(model, out, info=info)
-    print(f"exported step {ckpt['step']} to {out}: model id {weights.model_id.hex()}")
+    weights = export_model(model, out, info=info, dtype=dtype)
+    print(f"exported step {ckpt['step']} to {out} ({dtype}): model id {weights.model_id.hex()}")
     return weights

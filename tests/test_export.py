@@ -1,0 +1,76 @@
+"""Export of a model to a weights folder: float32 and float16 storage (lcf.train.export)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from images import make_rgb_array
+from lcf.codec import Codec
+from lcf.nn import LcfModel, ModelConfig
+from lcf.train.export import export_model
+
+
+def _model(seed: int = 5) -> LcfModel:
+    torch.manual_seed(seed)
+    return LcfModel(ModelConfig(N=16, M=24, Mz=16)).eval()
+
+
+def _network_bytes(folder) -> int:  # the entropy file is mostly integer tables at this size
+    return sum((folder / name).stat().st_size for name in ("encoder.safetensors", "decoder-teacher.safetensors"))
+
+
+def test_float16_export_stores_half_precision_and_round_trips(tmp_path):
+    w32 = export_model(_model(), tmp_path / "w32")
+    w16 = export_model(_model(), tmp_path / "w16", dtype="float16")
+    assert w16.model_id != w32.model_id  # the entropy model's values changed, so files of one refuse the other
+    for key, arr in w16.entropy.items():
+        assert arr.dtype == (w32.entropy[key].dtype if key.startswith("tables.") else np.float16), key
+    assert all(a.dtype == np.float16 for a in w16.encoder().values())
+    assert all(a.dtype == np.float16 for a in w16.decoder("teacher").values())
+    assert _network_bytes(tmp_path / "w16") < 0.55 * _network_bytes(tmp_path / "w32")
+
+    img = make_rgb_array(72, 56, kind="mixed", seed=3)
+    c32, c16 = Codec(w32), Codec(w16)
+    for q in (1.0, 4.0, 7.0):
+        data = c16.encode(img, q)
+        a, b = c16.decode(data), c16.decode(data)
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        # an untrained model: both precisions reconstruct the same image up to the rounding of the weights
+        diff = np.abs(a.rgb.astype(int) - c32.decode(c32.encode(img, q)).rgb.astype(int))
+        assert diff.mean() < 2.0, (q, diff.mean())
+
+
+def test_values_that_overflow_float16_are_refused(tmp_path):
+    model = _model()
+    with torch.no_grad():
+        model.g_a[0].conv.weight[0, 0, 0, 0] = 1e6
+    with pytest.raises(SystemExit, match="does not fit in float16"):
+        export_model(model, tmp_path / "w", dtype="float16")
+    with pytest.raises(SystemExit, match="--dtype must be one of"):
+        export_model(_model(), tmp_path / "w2", dtype="bfloat16")
+
+
+def test_weights_precision_benchmark_compares_two_folders(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "weights_precision.py"
+    spec = importlib.util.spec_from_file_location("weights_precision", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    export_model(_model(), tmp_path / "w32")
+    export_model(_model(), tmp_path / "w16", dtype="float16")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(make_rgb_array(48, 40, kind="mixed", seed=i)).save(images / f"{i}.png")
+    out = tmp_path / "precision.md"
+    assert bench.main(["--a", str(tmp_path / "w32"), "--b", str(tmp_path / "w16"), "--images", str(images),
+                       "--qualities", "1,4,7", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "float32: bpp / PSNR | float16: bpp / PSNR" in text and "BD-PSNR" in text
+    assert text.count("\n| ") == 4  # header + 3 quality rows
