@@ -2,6 +2,7 @@
 
     python benchmarks/decoders.py --weights DIR [--images DIR] [--qualities 1,3,5,7] [--max-images N]
                                   [--low 1 --high 7] [--zero 0.3,0.6] [--repeats 5] [--threads N] [--out FILE]
+                                  [--published CSV [--anchor vtm]] [--plot PNG]
 
 Writes a markdown fragment for docs/BENCHMARKS.md (default ``benchmarks/results/decoders.md``) with:
 
@@ -11,6 +12,8 @@ Writes a markdown fragment for docs/BENCHMARKS.md (default ``benchmarks/results/
    ``--repeats``, interleaved); the largest difference between the two outputs;
 3. with ``--images``: per decoder the R-D points (the bits are the same for every decoder), BD-rate against the
    teacher (lcf.bench.bdrate, pchip and cubic), decode time per image (g_s only, and entropy decode + g_s);
+   with ``--published``: BD-rate against a published curve (``--anchor``, default vtm) too, and with ``--plot``
+   the R-D curves of every decoder (and the published anchor) in one PNG;
 4. with ``--images``: the paper's Table II on this model: all-zero channels per image at a low and a high quality,
    and the full decode time of the default decoder when the zero channels are skipped (the file as lcf writes it,
    g_s skipping) vs not (the same latents re-coded with every channel marked coded, g_s reading every channel).
@@ -28,7 +31,11 @@ import numpy as np
 import torch
 
 from lcf.bench.bdrate import bd_rate
-from lcf.bench.metrics import psnr
+from lcf.bench.metrics import ms_ssim, psnr
+from lcf.bench.published import read_published
+from lcf.bench.report import plot_rd
+from lcf.bench.runner import MS_SSIM_MIN_SIDE
+from lcf.bench.results import RDCurve, RDPoint
 from lcf.codec import Codec, Symbols
 from lcf.container import Chunk, read_container, write_container
 from lcf.entropy import pack_bitmap
@@ -150,7 +157,9 @@ def measure_images(codec: Codec, files: list[Path], qualities: list[float]) -> d
                 rgb = codec.synthesise(symbols, container.header, name)
                 t_gs = clock() - start
                 rows.append({"image": path.name, "quality": q, "decoder": name, "bpp": len(data) * 8 / pixels,
-                             "psnr": psnr(prepared.rgb, rgb), "t_entropy": t_entropy, "t_gs": t_gs,
+                             "psnr": psnr(prepared.rgb, rgb), "ms_ssim": (ms_ssim(prepared.rgb, rgb) if min(rgb.shape[:2]) > MS_SSIM_MIN_SIDE
+                                         else float("nan")),
+                             "t_entropy": t_entropy, "t_gs": t_gs,
                              "zero_channels": int((~symbols.coded).sum())})
             print(f"{path.name} q{q:g}: {len(data) * 8 / pixels:.3f} bpp, entropy decode {t_entropy:.2f} s, "
                   + ", ".join(f"{r['decoder']} {r['psnr']:.2f} dB/{r['t_gs']:.2f} s" for r in rows[-len(names):]),
@@ -162,30 +171,44 @@ def _pct(value: float) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:+.2f}%"
 
 
-def rd_tables(codec: Codec, rows: list[dict], qualities: list[float]) -> list[str]:
-    names = codec.decoder_names
-    curves = {}
-    for name in names:
-        pts = [(np.mean([r["bpp"] for r in rows if r["decoder"] == name and r["quality"] == q]),
-                np.mean([r["psnr"] for r in rows if r["decoder"] == name and r["quality"] == q])) for q in qualities]
-        curves[name] = pts
-    ref = curves[codec.weights.default_decoder]
+def decoder_curves(codec: Codec, rows: list[dict], qualities: list[float]) -> list[RDCurve]:
+    """One R-D curve per decoder: mean bpp, PSNR and MS-SSIM over the images at each quality."""
+    curves = []
+    for name in codec.decoder_names:
+        points = []
+        for q in qualities:
+            mine = [r for r in rows if r["decoder"] == name and r["quality"] == q]
+            points.append(RDPoint(param=f"{q:g}", bpp=float(np.mean([r["bpp"] for r in mine])),
+                                  psnr=float(np.mean([r["psnr"] for r in mine])),
+                                  ms_ssim=float(np.mean([r["ms_ssim"] for r in mine])), n_images=len(mine)))
+        curves.append(RDCurve(codec=name, points=tuple(sorted(points, key=lambda p: p.bpp))))
+    return curves
+
+
+def _bd(ref: RDCurve, test: RDCurve, method: str = "pchip") -> float:
+    return bd_rate(ref.column("bpp"), ref.column("psnr"), test.column("bpp"), test.column("psnr"), method=method)
+
+
+def rd_tables(codec: Codec, rows: list[dict], qualities: list[float], anchor: RDCurve | None = None) -> list[str]:
+    curves = decoder_curves(codec, rows, qualities)
+    ref = next(c for c in curves if c.codec == codec.weights.default_decoder)
+    vs_anchor = f" BD-rate vs {anchor.label} (pchip) |" if anchor is not None else ""
     out = [("| decoder | " + " | ".join(f"q{q:g}: bpp / PSNR" for q in qualities)
-            + " | BD-rate vs teacher (pchip / cubic) | g_s per image | entropy decode + g_s per image |"),
-           "|---|" + "---:|" * (len(qualities) + 3)]
-    for name in names:
-        pts = curves[name]
+            + f" | BD-rate vs teacher (pchip / cubic) |{vs_anchor} g_s per image | entropy decode + g_s per image |"),
+           "|---|" + "---:|" * (len(qualities) + 3 + (anchor is not None))]
+    for curve in curves:
+        name = curve.codec
         mine = [r for r in rows if r["decoder"] == name]
         t_gs = np.mean([r["t_gs"] for r in mine])
         t_full = np.mean([r["t_gs"] + r["t_entropy"] for r in mine])
         bd = "—"
-        if name != codec.weights.default_decoder and len(qualities) >= 2:
-            pchip = bd_rate([p[0] for p in ref], [p[1] for p in ref], [p[0] for p in pts], [p[1] for p in pts])
-            cubic = (bd_rate([p[0] for p in ref], [p[1] for p in ref], [p[0] for p in pts], [p[1] for p in pts],
-                             method="cubic") if len(qualities) >= 4 else float("nan"))
-            bd = f"{_pct(pchip)} / {_pct(cubic)}"
-        out.append(f"| {name} | " + " | ".join(f"{b:.3f} / {p:.2f}" for b, p in pts)
-                   + f" | {bd} | {t_gs:.2f} s | {t_full:.2f} s |")
+        if name != ref.codec and len(qualities) >= 2:
+            cubic = _bd(ref, curve, "cubic") if len(qualities) >= 4 else float("nan")
+            bd = f"{_pct(_bd(ref, curve))} / {_pct(cubic)}"
+        extra = f" {_pct(_bd(anchor, curve))} |" if anchor is not None else ""
+        by_q = {p.param: p for p in curve.points}
+        out.append(f"| {name} | " + " | ".join(f"{by_q[f'{q:g}'].bpp:.3f} / {by_q[f'{q:g}'].psnr:.2f}" for q in qualities)
+                   + f" | {bd} |{extra} {t_gs:.2f} s | {t_full:.2f} s |")
     return out
 
 
@@ -232,9 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time; cpu: CPU time of this process (use with --threads 1 on a busy machine)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/decoders.md"), help="markdown fragment")
+    p.add_argument("--published", type=Path, default=None, help="published R-D points (lcf.bench.published CSV)")
+    p.add_argument("--anchor", default="vtm", help="the published codec to compute BD-rates against (default vtm)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG with the R-D curves of every decoder")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    anchor = None
+    if args.published is not None:
+        anchor = next((c for c in read_published(args.published) if c.codec == args.anchor), None)
+        if anchor is None:
+            raise SystemExit(f"{args.published} has no curve named {args.anchor!r}")
     global clock
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
@@ -254,12 +285,19 @@ def main(argv: list[str] | None = None) -> int:
         if not files:
             raise SystemExit(f"no images in {args.images}")
         rows = measure_images(codec, files, args.qualities)["rows"]
+        caveat = (f"; the published {anchor.label} points are means over all 24 Kodak images"
+                  if anchor is not None else "")
         md += [(f"**Rate-distortion and decode time per decoder** ({len(files)} images of {args.images.name}; "
-                "mean bpp / PSNR (dB, RGB) per quality; decode times are means per image over all qualities)"), "",
-               *rd_tables(codec, rows, args.qualities), "",
+                "mean bpp / PSNR (dB, RGB) per quality; decode times are means per image over all qualities"
+                f"{caveat})"), "",
+               *rd_tables(codec, rows, args.qualities, anchor), "",
                (f"**Table II of the paper on this model** (decoder {codec.weights.default_decoder}; 'full' = the "
                 "same latents coded with every channel marked coded and g_s reading every channel)"), "",
                *table_two(codec, files, {"low": args.low, "high": args.high}), ""]
+        if args.plot is not None:
+            curves = decoder_curves(codec, rows, args.qualities) + ([anchor] if anchor is not None else [])
+            plot_rd(curves, args.plot, title=f"lcf decoders, {len(files)} images of {args.images.name}")
+            md += [f"R-D curves of every decoder: `{args.plot}`.", ""]
     md.append(f"Measurement wall time {time.perf_counter() - start:.0f} s.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -51,26 +51,3 @@ def test_values_that_overflow_float16_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="--dtype must be one of"):
         export_model(_model(), tmp_path / "w2", dtype="bfloat16")
 
-
-def test_weights_precision_benchmark_compares_two_folders(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    from PIL import Image
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "weights_precision.py"
-    spec = importlib.util.spec_from_file_location("weights_precision", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    export_model(_model(), tmp_path / "w32")
-    export_model(_model(), tmp_path / "w16", dtype="float16")
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):
-        Image.fromarray(make_rgb_array(48, 40, kind="mixed", seed=i)).save(images / f"{i}.png")
-    out = tmp_path / "precision.md"
-    assert bench.main(["--a", str(tmp_path / "w32"), "--b", str(tmp_path / "w16"), "--images", str(images),
-                       "--qualities", "1,4,7", "--out", str(out)]) == 0
-    text = out.read_text()
-    assert "float32: bpp / PSNR | float16: bpp / PSNR" in text and "BD-PSNR" in text
-    assert text.count("\n| ") == 4  # header + 3 quality rows

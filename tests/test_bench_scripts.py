@@ -1,0 +1,63 @@
+"""The benchmark scripts under benchmarks/ run end to end on tiny weights and tiny images."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from PIL import Image
+
+from images import make_rgb_array
+from lcf.nn import LcfModel, ModelConfig
+from lcf.train.export import export_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _random_model(seed: int = 5) -> LcfModel:
+    import torch
+
+    torch.manual_seed(seed)
+    return LcfModel(ModelConfig(N=16, M=24, Mz=16)).eval()
+
+
+def test_decoders_benchmark_with_published_anchor_and_plot(tiny_weights, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(make_rgb_array(64, 48, kind="mixed", seed=i)).save(images / f"{i}.png")
+    published = tmp_path / "published.csv"
+    published.write_text("codec,quality,bpp,psnr_rgb,ms_ssim,source_file\n"
+                         + "".join(f"vtm,{q},{b},{p},0.9,x\n" for q, b, p in ((1, 0.05, 2.0), (2, 4.0, 40.0))))
+    out, plot = tmp_path / "dec.md", tmp_path / "dec.png"
+    bench = load_script("decoders")
+    assert bench.main(["--weights", str(tiny_weights), "--images", str(images), "--qualities", "1,4,7",
+                       "--zero", "0", "--repeats", "1", "--published", str(published), "--plot", str(plot),
+                       "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "BD-rate vs vtm (published) (pchip)" in text and "| teacher (default) |" in text
+    assert "Table II" in text
+    assert plot.stat().st_size > 10_000 and Image.open(plot).format == "PNG"
+
+
+def test_weights_precision_benchmark_compares_two_folders(tmp_path):
+    bench = load_script("weights_precision")
+    export_model(_random_model(), tmp_path / "w32")
+    export_model(_random_model(), tmp_path / "w16", dtype="float16")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(make_rgb_array(48, 40, kind="mixed", seed=i)).save(images / f"{i}.png")
+    out = tmp_path / "precision.md"
+    assert bench.main(["--a", str(tmp_path / "w32"), "--b", str(tmp_path / "w16"), "--images", str(images),
+                       "--qualities", "1,4,7", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "float32: bpp / PSNR | float16: bpp / PSNR" in text and "BD-PSNR" in text
+    assert text.count("\n| ") == 4  # header + 3 quality rows
