@@ -76,6 +76,17 @@ def _teacher_run(tmp_path):
     return run, data, model
 
 
+def _moved_teacher_run(tmp_path, teacher: LcfModel, name: str, step: int):
+    """A training run whose teacher moved on from ``teacher`` (h_s changed, so its digest differs)."""
+    run = tmp_path / name
+    run.mkdir()
+    with torch.no_grad():
+        teacher.h_s[0].weight.add_(0.01)
+    torch.save({"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": step, "train_config": {}},
+               run / "checkpoint.pt")
+    return run
+
+
 def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
     from lcf.codec import Codec
     from lcf.train.export import export_run
@@ -105,12 +116,7 @@ def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
     assert codec.decode(data_bytes, decoder="cfg2").rgb.shape == (40, 50, 3)
 
     # the student only ships with the teacher it was distilled from
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    with torch.no_grad():
-        teacher.h_s[0].weight.add_(0.01)
-    torch.save({"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": 124, "train_config": {}},
-               moved / "checkpoint.pt")
+    moved = _moved_teacher_run(tmp_path, teacher, "moved", 124)
     with pytest.raises(SystemExit, match="another teacher"):
         export_run(moved, tmp_path / "w2", students=[run])
     np.testing.assert_array_equal(codec.decode(data_bytes).rgb, codec.decode(data_bytes, decoder="teacher").rgb)
@@ -124,12 +130,7 @@ def test_init_run_warm_starts_from_an_earlier_student_of_the_same_shape(tmp_path
     old = torch.load(earlier / "checkpoint.pt", weights_only=False)
 
     # the teacher moves on; a new run for it starts from the earlier student, not from a sliced teacher
-    moved = tmp_path / "teacher2"
-    moved.mkdir()
-    with torch.no_grad():
-        teacher.h_s[0].weight.add_(0.01)
-    torch.save({"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": 200, "train_config": {}},
-               moved / "checkpoint.pt")
+    moved = _moved_teacher_run(tmp_path, teacher, "teacher2", 200)
     new = tmp_path / "cfg4-new"
     distill(DistillConfig(teacher_run=str(moved), student="cfg4", run=str(new), init_run=str(earlier), steps=0,
                           **common))
