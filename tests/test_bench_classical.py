@@ -89,6 +89,29 @@ def test_run_benchmark_with_lcf_hook(tmp_path):
     assert calls == [] and len(again.measurements) == len(result.measurements)
 
 
+def test_resume_measures_lcf_again_when_the_weights_changed(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(gradient_noise(seed=3)).save(images / "a.png")
+    calls = []
+
+    def run(identity):
+        def hook(rgb, q):
+            calls.append(q)
+            return _fake_lcf(rgb, q)
+        return run_benchmark(images, codecs=["jpeg420"], lcf_encode_decode=hook, out_dir=tmp_path / "out",
+                             quick=True, resume=True, log=lambda _: None, lcf_identity=identity)
+
+    run({"model_id": "aa", "decoder": "teacher"})
+    assert len(calls) == 3
+    run({"model_id": "aa", "decoder": "teacher"})  # same weights: every row reused
+    assert len(calls) == 3
+    result = run({"model_id": "bb", "decoder": "teacher"})  # new weights: lcf measured again, jpeg420 reused
+    assert len(calls) == 6 and len(result.measurements) == 6
+    rows = report.read_measurements_csv(tmp_path / "out" / "kodak_per_image.csv")
+    assert sorted(m.codec for m in rows) == ["jpeg420"] * 3 + ["lcf"] * 3
+
+
 def test_run_benchmark_rejects_bad_hooks_and_names(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

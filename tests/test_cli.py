@@ -345,3 +345,23 @@ def test_error_messages_with_brackets_are_printed_verbatim(tmp_path: Path) -> No
     path = tmp_path / "[red]x[/].lcf"
     result = lcf_cli("info", path)
     assert result.exit_code == 8 and "[red]x[/].lcf" in result.stderr
+
+
+def test_bench_measures_lcf_and_a_classical_codec(tmp_path: Path, tiny_weights: Path) -> None:
+    from PIL import Image
+
+    from images import make_rgb_array
+
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(make_rgb_array(64, 48, kind="mixed", seed=i)).save(images / f"{i}.png")
+    out = tmp_path / "results"
+    result = lcf_cli("bench", images, "--codecs", "jpeg420", "--quick", "--out", out, "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert "BD-rate of lcf" in result.output
+    for name in ("photos_per_image.csv", "photos_rd.csv", "photos_rd.png", "photos.md"):
+        assert (out / name).stat().st_size > 0, name
+    stamp = json.loads((out / "photos_lcf.json").read_text())
+    assert stamp == {"decoder": "teacher", "model_id": api.get_codec(tiny_weights).weights.model_id.hex()}
+    assert lcf_cli("bench", tmp_path / "nowhere", "--weights", tiny_weights).exit_code != 0

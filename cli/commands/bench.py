@@ -12,10 +12,12 @@ from lcf_cli.common import Device, Weights, err_console, report_errors
 
 
 def lcf_hook(weights: Path | None, device: str, decoder: str | None):
-    """The runner's hook for lcf: (rgb, quality) -> (bytes, reconstruction, encode s, decode s)."""
+    """The runner's hook for lcf, (rgb, quality) -> (bytes, reconstruction, encode s, decode s), and what identifies
+    the lcf being measured (model id and decoder: rows of other weights are never reused by --resume)."""
     from lcf import api
 
     codec = api.get_codec(weights, device)
+    identity = {"model_id": codec.weights.model_id.hex(), "decoder": codec.resolve_decoder(decoder)}
 
     def encode_decode(rgb, quality):
         t0 = time.perf_counter()
@@ -24,7 +26,7 @@ def lcf_hook(weights: Path | None, device: str, decoder: str | None):
         rec = codec.decode(data, decoder).rgb
         return len(data), rec, t1 - t0, time.perf_counter() - t1
 
-    return encode_decode
+    return encode_decode, identity
 
 
 @report_errors
@@ -41,7 +43,8 @@ def bench(
                                            "e.g. ../shared/reference/kodak_published.csv.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="3 settings per codec on the first 4 images.")] = False,
     max_images: Annotated[int | None, typer.Option("--max-images", help="Use only the first N images.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Reuse rows already in the output CSV.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse rows already in the output CSV (lcf rows only if "
+                                                          "they were measured with the same weights).")] = False,
     device: Device = "cpu",
     decoder: Annotated[str | None, typer.Option("--decoder", metavar="NAME", help="lcf decoder to measure.")] = None,
     weights: Weights = None,
@@ -60,9 +63,11 @@ def bench(
     from lcf.bench.runner import run_benchmark
 
     names = [] if codecs.strip() == "none" else [c.strip() for c in codecs.split(",") if c.strip()]
+    hook, identity = lcf_hook(weights, device, decoder)
     result = run_benchmark(
-        images, names, lcf_hook(weights, device, decoder), out, quick=quick, max_images=max_images,
-        published_csv=published, resume=resume, name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False),
+        images, names, hook, out, quick=quick, max_images=max_images, published_csv=published, resume=resume,
+        name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False),
+        lcf_identity=identity,
     )
     report.print_curves(result.curves)
     report.print_bd(list(result.bd_anchor), title="BD-rate of lcf (negative = lcf needs fewer bits)")

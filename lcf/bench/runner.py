@@ -15,6 +15,7 @@ averaged curves, BD-rates, an R-D plot and a markdown fragment are written besid
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -132,6 +133,7 @@ def run_benchmark(
     resume: bool = False,
     name: str = "kodak",
     log: Callable[[str], None] | None = None,
+    lcf_identity: dict | None = None,
 ) -> BenchmarkResult:
     """Measure ``codecs`` (ids of ``lcf.bench.classical.CODECS``, plus "lcf" when a hook is given) on the images.
 
@@ -139,6 +141,8 @@ def run_benchmark(
     ``published_csv``: optional published curves to plot and compare with (``published_codecs`` of them; None = all).
     BD-rates: ``anchor`` (if measured) against every other curve, and every measured curve against ``references``
     (curve ids, e.g. "webp", "published:vtm"; those not present are skipped).
+    ``lcf_identity`` (e.g. the model id and decoder) is stored beside the CSV as ``<name>_lcf.json``; on resume, lcf
+    rows measured with another identity (or none recorded) are measured again, so new weights never reuse old rows.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     plan = _plan(codecs, lcf_encode_decode, lcf_qualities, quick)
@@ -154,6 +158,8 @@ def run_benchmark(
         if resume and per_image_csv.exists():
             done = {(m.image, m.codec, m.param): m for m in report.read_measurements_csv(per_image_csv)}
             log(f"resuming: {len(done)} rows already in {per_image_csv}")
+        if lcf_identity is not None and any(c == LCF for c, _, _ in plan):
+            done = _drop_stale_lcf_rows(done, out / f"{name}_lcf.json", lcf_identity, log)
         report.write_measurements_csv(done.values(), per_image_csv)
 
     measurements: list[Measurement] = []
@@ -195,6 +201,22 @@ def run_benchmark(
             write_outputs(result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/")
         )
     return result
+
+
+def _drop_stale_lcf_rows(done: dict, stamp: Path, identity: dict, log: Callable[[str], None]) -> dict:
+    """Keep lcf rows only if ``stamp`` says they were measured with ``identity``; then record ``identity``."""
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != identity:
+        stale = [k for k in done if k[1] == LCF]
+        if stale:
+            log(f"measuring lcf again: the {len(stale)} lcf rows on file were measured with {recorded or 'unrecorded'}"
+                f" weights, not {identity}")
+        done = {k: m for k, m in done.items() if k[1] != LCF}
+    stamp.write_text(json.dumps(identity, sort_keys=True) + "\n", encoding="utf-8")
+    return done
 
 
 def _append_row(path: Path, m: Measurement) -> None:
