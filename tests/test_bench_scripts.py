@@ -61,3 +61,17 @@ def test_weights_precision_benchmark_compares_two_folders(tmp_path):
     text = out.read_text()
     assert "float32: bpp / PSNR | float16: bpp / PSNR" in text and "BD-PSNR" in text
     assert text.count("\n| ") == 4  # header + 3 quality rows
+
+
+def test_rate_vs_estimate_reports_every_quality_and_the_total(tiny_weights, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(make_rgb_array(70, 50, kind="mixed", seed=2)).save(images / "a.png")
+    out = tmp_path / "rate.md"
+    assert load_script("rate_vs_estimate").main(["--weights", str(tiny_weights), "--images", str(images),
+                                                 "--qualities", "2,6", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "quality" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["2", "6", "all"]
+    for row in rows:  # the streams cost what the integer tables predict plus a few bytes (end markers, flushing)
+        tables, streams = (float(row.split("|")[i].strip().replace(",", "")) for i in (3, 4))
+        assert tables - 1 <= streams <= tables + 24, row
