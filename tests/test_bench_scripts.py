@@ -75,3 +75,24 @@ def test_rate_vs_estimate_reports_every_quality_and_the_total(tiny_weights, tmp_
     for row in rows:  # the streams cost what the integer tables predict plus a few bytes (end markers, flushing)
         tables, streams = (float(row.split("|")[i].strip().replace(",", "")) for i in (3, 4))
         assert tables - 1 <= streams <= tables + 24, row
+
+
+def test_exactness_script_passes_on_exact_weights_and_names_a_mismatch(tiny_weights, tmp_path, capsys, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(make_rgb_array(40, 30, kind="mixed", seed=5)).save(images / "a.png")
+    script = load_script("exactness")
+    assert script.main(["--weights", str(tiny_weights), "--images", str(images), "--qualities", "1,4.5,7"]) == 0
+    assert "all 3 round trips bit-exact" in capsys.readouterr().out
+
+    # a decoder that loses one symbol is caught
+    real = script.Codec.decode_symbols
+
+    def lossy(self, container):
+        symbols = real(self, container)
+        symbols.y_hat.flat[0] += 1
+        return symbols
+
+    monkeypatch.setattr(script.Codec, "decode_symbols", lossy)
+    assert script.main(["--weights", str(tiny_weights), "--images", str(images), "--qualities", "4"]) == 1
+    assert "NOT EXACT: a.png quality 4: y_hat differs" in capsys.readouterr().err
