@@ -22,7 +22,6 @@ Writes a markdown fragment for docs/BENCHMARKS.md (default ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from lcf.bench.metrics import ms_ssim, psnr
 from lcf.bench.published import read_published
 from lcf.bench.report import plot_rd
 from lcf.bench.runner import MS_SSIM_MIN_SIDE
+from lcf.bench.scripts import add_image_options, command_line, floats, images_of, write_fragment
 from lcf.bench.results import RDCurve, RDPoint
 from lcf.codec import Codec, Symbols
 from lcf.container import Chunk, read_container, write_container
@@ -42,12 +42,7 @@ from lcf.entropy import pack_bitmap
 from lcf.image import load_image
 from lcf.nn.students import latent_reading_convs, synthesise_coded
 
-IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 KODAK_LATENT = (32, 48)  # 512 x 768 / 16
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
 
 
 clock = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process; for a busy machine)
@@ -244,14 +239,11 @@ def table_two(codec: Codec, files: list[Path], levels: dict[str, float]) -> list
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, type=Path, help="weights folder (manifest.json)")
-    p.add_argument("--images", type=Path, default=None, help="folder of test images (e.g. the 24 Kodak PNGs)")
-    p.add_argument("--qualities", type=_floats, default=[1.0, 3.0, 5.0, 7.0], help="R-D points (default 1,3,5,7)")
-    p.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
+    add_image_options(p, qualities=(1, 3, 5, 7), images_required=False)
     p.add_argument("--low", type=float, default=1.0, help="Table II low-rate quality (default 1)")
     p.add_argument("--high", type=float, default=7.0, help="Table II high-rate quality (default 7)")
-    p.add_argument("--zero", type=_floats, default=[0.0, 0.3, 0.6], help="shares of all-zero channels (g_s timing)")
+    p.add_argument("--zero", type=floats, default=[0.0, 0.3, 0.6], help="shares of all-zero channels (g_s timing)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of the g_s benchmark (fastest counts)")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time; cpu: CPU time of this process (use with --threads 1 on a busy machine)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/decoders.md"), help="markdown fragment")
@@ -259,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", default="vtm", help="the published codec to compute BD-rates against (default vtm)")
     p.add_argument("--plot", type=Path, default=None, help="PNG with the R-D curves of every decoder")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    files = images_of(args) if args.images is not None else []
     anchor = None
     if args.published is not None:
         anchor = next((c for c in read_published(args.published) if c.codec == args.anchor), None)
@@ -271,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     codec = Codec(args.weights)
-    command = "python benchmarks/decoders.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = command_line("decoders", argv)
     timing = "CPU time of the process" if args.clock == "cpu" else "wall-clock time"
     md = [f"Command: `{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, {timing}.", "",
           "**Decoders** (every decoder decodes every file of this model; the bits do not depend on it)", "",
@@ -280,10 +271,7 @@ def main(argv: list[str] | None = None) -> int:
            f"{KODAK_LATENT[1]}; fastest of {args.repeats}, interleaved; the first layer of g_s reads only the coded "
            "channels; MACs saved = first layer's share of the MACs x share of zero channels)"), "",
           *skip_table(codec, args.zero, args.repeats), ""]
-    if args.images is not None:
-        files = sorted(f for f in args.images.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[: args.max_images]
-        if not files:
-            raise SystemExit(f"no images in {args.images}")
+    if files:
         rows = measure_images(codec, files, args.qualities)["rows"]
         caveat = (f"; the published {anchor.label} points are means over all 24 Kodak images"
                   if anchor is not None else "")
@@ -299,10 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             plot_rd(curves, args.plot, title=f"lcf decoders, {len(files)} images of {args.images.name}")
             md += [f"R-D curves of every decoder: `{args.plot}`.", ""]
     md.append(f"Measurement wall time {time.perf_counter() - start:.0f} s.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
-    print(f"markdown: {args.out}", file=sys.stderr)
+    write_fragment(args.out, md)
     return 0
 
 

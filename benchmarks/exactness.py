@@ -16,14 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lcf.bench.runner import list_images
+from lcf.bench.scripts import add_image_options, images_of
 from lcf.codec import Codec
 from lcf.container import read_container
 from lcf.image import load_image
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
 
 
 def check(codec: Codec, path: Path, quality: float) -> str | None:
@@ -48,12 +44,10 @@ def check(codec: Codec, path: Path, quality: float) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
-    p.add_argument("--images", required=True, type=Path, help="folder of test images")
-    p.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
-    p.add_argument("--qualities", type=_floats, default=[1, 2, 3, 4, 5, 6, 7], help="quality levels (default 1..7)")
+    add_image_options(p)
     args = p.parse_args(argv)
+    files = images_of(args)
     codec = Codec(args.weights)
-    files = list_images(args.images)[: args.max_images]
     for path in files:
         for q in args.qualities:
             problem = check(codec, path, q)

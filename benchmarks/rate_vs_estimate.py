@@ -21,7 +21,6 @@ file vs float (everything).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,13 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lcf.bench.runner import list_images
+from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
 from lcf.codec import PAD, Codec
 from lcf.image import load_image
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
 
 
 def float_model_bits(codec: Codec, rgb: np.ndarray, quality: float) -> float:
@@ -84,25 +79,17 @@ def table(rows: list[dict], qualities: list[float]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
-    p.add_argument("--images", required=True, type=Path, help="folder of test images (e.g. the 24 Kodak PNGs)")
-    p.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
-    p.add_argument("--qualities", type=_floats, default=[1, 2, 3, 4, 5, 6, 7], help="quality levels (default 1..7)")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    add_image_options(p)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/rate_vs_estimate.md"))
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    files = list_images(args.images)[: args.max_images]
+    files = images_of(args)
     start = time.perf_counter()
     codec = Codec(args.weights)
     rows = measure(codec, files, args.qualities)
-    command = "python benchmarks/rate_vs_estimate.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
-    md = [f"Command: `{command}`; model id {codec.weights.model_id.hex()}; {len(files)} images of "
+    md = [f"Command: `{command_line('rate_vs_estimate', argv)}`; model id {codec.weights.model_id.hex()}; {len(files)} images of "
           f"{args.images.name}; mean bytes per image.", "", *table(rows, args.qualities), "",
           f"Measurement wall time {time.perf_counter() - start:.0f} s."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    write_fragment(args.out, md)
     return 0
 
 

@@ -15,25 +15,19 @@ The weights card's rule: ship float16 when it costs under 0.02 dB at equal rate.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lcf.bench.bdrate import bd_quality, bd_rate
 from lcf.bench.metrics import psnr
-from lcf.bench.runner import list_images
+from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
 from lcf.codec import Codec
 from lcf.image import load_image
 
 THRESHOLD_DB = 0.02
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
 
 
 def folder_bytes(root: Path) -> int:
@@ -77,26 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--a", required=True, type=Path, help="reference weights folder (float32)")
     p.add_argument("--b", required=True, type=Path, help="weights folder to compare (float16)")
-    p.add_argument("--images", required=True, type=Path, help="folder of test images (e.g. the 24 Kodak PNGs)")
-    p.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
-    p.add_argument("--qualities", type=_floats, default=[1, 2, 3, 4, 5, 6, 7], help="quality levels (default 1..7)")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    add_image_options(p)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/weights_precision.md"))
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    files = list_images(args.images)[: args.max_images]
-    if not files:
-        raise SystemExit(f"no images in {args.images}")
+    files = images_of(args)
     start = time.perf_counter()
     pa = measure(Codec(args.a), files, args.qualities)
     pb = measure(Codec(args.b), files, args.qualities)
-    command = "python benchmarks/weights_precision.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
-    md = [f"Command: `{command}`", "", *report(args.a, args.b, pa, pb, len(files), args.images), "",
+    md = [f"Command: `{command_line('weights_precision', argv)}`", "", *report(args.a, args.b, pa, pb, len(files), args.images), "",
           f"Measurement wall time {time.perf_counter() - start:.0f} s."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    write_fragment(args.out, md)
     return 0
 
 

@@ -4,7 +4,8 @@
     result = run_benchmark("kodak/", codecs=["webp", "avif"], lcf_encode_decode=hook, out_dir="out/")
 
 Modules: ``metrics`` (PSNR, MS-SSIM), ``classical`` (Pillow codecs and their sweeps), ``bdrate`` (Bjøntegaard
-delta), ``published`` (published Kodak curves), ``report`` (tables, CSV, plots), ``runner`` (the benchmark loop).
+delta), ``published`` (published Kodak curves), ``report`` (tables, CSV, plots), ``runner`` (the benchmark loop),
+``scripts`` (the options and output shared by the scripts in ``benchmarks/``).
 lcf itself enters only through the ``EncodeDecode`` hook; this package never imports ``lcf.codec``.
 """
 
