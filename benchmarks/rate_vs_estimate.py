@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     codec = Codec(args.weights)
     rows = measure(codec, files, args.qualities)
-    md = [f"Command: `{command_line('rate_vs_estimate', argv)}`; model id {codec.weights.model_id.hex()}; {len(files)} images of "
-          f"{args.images.name}; mean bytes per image.", "", *table(rows, args.qualities), "",
+    md = [f"Command: `{command_line('rate_vs_estimate', argv)}`; model id {codec.weights.model_id.hex()}; "
+          f"{len(files)} images of {args.images.name}; mean bytes per image.", "", *table(rows, args.qualities), "",
           f"Measurement wall time {time.perf_counter() - start:.0f} s."]
     write_fragment(args.out, md)
     return 0

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pa = measure(Codec(args.a), files, args.qualities)
     pb = measure(Codec(args.b), files, args.qualities)
-    md = [f"Command: `{command_line('weights_precision', argv)}`", "", *report(args.a, args.b, pa, pb, len(files), args.images), "",
+    md = [f"Command: `{command_line('weights_precision', argv)}`", "",
+          *report(args.a, args.b, pa, pb, len(files), args.images), "",
           f"Measurement wall time {time.perf_counter() - start:.0f} s."]
     write_fragment(args.out, md)
     return 0
