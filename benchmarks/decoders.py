@@ -151,9 +151,10 @@ def measure_images(codec: Codec, files: list[Path], qualities: list[float]) -> d
                 start = clock()
                 rgb = codec.synthesise(symbols, container.header, name)
                 t_gs = clock() - start
+                big_enough = min(rgb.shape[:2]) > MS_SSIM_MIN_SIDE
                 rows.append({"image": path.name, "quality": q, "decoder": name, "bpp": len(data) * 8 / pixels,
-                             "psnr": psnr(prepared.rgb, rgb), "ms_ssim": (ms_ssim(prepared.rgb, rgb) if min(rgb.shape[:2]) > MS_SSIM_MIN_SIDE
-                                         else float("nan")),
+                             "psnr": psnr(prepared.rgb, rgb),
+                             "ms_ssim": ms_ssim(prepared.rgb, rgb) if big_enough else float("nan"),
                              "t_entropy": t_entropy, "t_gs": t_gs,
                              "zero_channels": int((~symbols.coded).sum())})
             print(f"{path.name} q{q:g}: {len(data) * 8 / pixels:.3f} bpp, entropy decode {t_entropy:.2f} s, "
@@ -202,7 +203,8 @@ def rd_tables(codec: Codec, rows: list[dict], qualities: list[float], anchor: RD
             bd = f"{_pct(_bd(ref, curve))} / {_pct(cubic)}"
         extra = f" {_pct(_bd(anchor, curve))} |" if anchor is not None else ""
         by_q = {p.param: p for p in curve.points}
-        out.append(f"| {name} | " + " | ".join(f"{by_q[f'{q:g}'].bpp:.3f} / {by_q[f'{q:g}'].psnr:.2f}" for q in qualities)
+        points = [by_q[f"{q:g}"] for q in qualities]
+        out.append(f"| {name} | " + " | ".join(f"{pt.bpp:.3f} / {pt.psnr:.2f}" for pt in points)
                    + f" | {bd} |{extra} {t_gs:.2f} s | {t_full:.2f} s |")
     return out
 
