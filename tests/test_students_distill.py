@@ -146,3 +146,16 @@ def test_init_run_warm_starts_from_an_earlier_student_of_the_same_shape(tmp_path
     with pytest.raises(SystemExit, match="leave --init at auto"):
         DistillConfig(teacher_run=str(moved), student="cfg4", run=str(tmp_path / "y"), init_run=str(earlier),
                       init="slice", **common)
+
+
+def test_eval_reports_estimated_rate_and_psnr_of_a_checkpoint(tmp_path, capsys):
+    from lcf.train.__main__ import main
+    from lcf.train.evaluate import evaluate
+
+    teacher_run, data, _ = _teacher_run(tmp_path)
+    result = evaluate(teacher_run, data, [1.0, 7.0], max_images=2)
+    assert result["step"] == 123 and result["images"] == 2
+    (b1, p1), (b7, p7) = result["points"][1.0], result["points"][7.0]
+    assert 0 < b1 < b7 and 0 < p1 < 60 and 0 < p7 < 60  # an untrained model: more bits at the higher level
+    assert main(["eval", "--run", str(teacher_run), "--images", str(data), "--qualities", "2"]) == 0
+    assert capsys.readouterr().out.startswith("step 123 (3 images): q2 ")

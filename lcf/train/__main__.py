@@ -5,6 +5,7 @@ Examples:
     python -m lcf.train distill --teacher-run runs/cpu --student cfg3 --data ../shared/data/train/shard-00 \
         --run runs/cfg3 --minutes 60
     python -m lcf.train export --run runs/cpu --out weights/ --student runs/cfg3
+    python -m lcf.train eval --run runs/cpu --images ../shared/data/kodak --max-images 4
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="a distillation run whose student decoder to ship too (repeatable)")
     exp.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                      help="storage type of the network tensors (benchmarks/weights_precision.py measures the cost)")
+    ev = sub.add_parser("eval", help="estimated bpp and PSNR of a run's checkpoint on held-out images")
+    ev.add_argument("--run", required=True, help="training (or distillation) run whose checkpoint to evaluate")
+    ev.add_argument("--images", required=True, help="folder of held-out images (never the training data)")
+    ev.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
+    ev.add_argument("--qualities", default="1,4,7", help="comma-separated quality levels (default 1,4,7)")
     dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
     add_distill_arguments(dist)
     args = parser.parse_args(argv)
@@ -46,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg)
     elif args.cmd == "distill":
         distill(distill_config_from_args(args))
+    elif args.cmd == "eval":
+        from lcf.train.evaluate import evaluate, format_result
+
+        qualities = [float(q) for q in args.qualities.split(",") if q.strip()]
+        print(format_result(evaluate(args.run, args.images, qualities, args.max_images)))
     else:
         from lcf.train.export import export_run
 
