@@ -35,3 +35,15 @@ def tiny_codec(tiny_weights):
     from lcf.codec import Codec
 
     return Codec(tiny_weights)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Modules of many tiny-model runs use it (``pytestmark``): one torch thread is much faster for them than
+    several fighting over a loaded machine. Restores the thread count after the module."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -31,15 +31,7 @@ _spec.loader.exec_module(fuzz)
 HEAD_AT = 10 + 8  # payload of HEAD: signature + version, then length and type
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Thousands of tiny decodes: one thread is much faster than several fighting over a loaded machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

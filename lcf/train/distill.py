@@ -58,7 +58,7 @@ from lcf.nn.students import (
     synthesis_features,
 )
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.loop import _atomic_save, flush_log, learning_rate, prepare_run
+from lcf.train.loop import _atomic_save, flush_log, learning_rate, prepare_run, restore_progress
 
 CHECKPOINT_KIND = "lcf-distill"
 KD_LOSSES = ("mse", "softmax")
@@ -251,11 +251,7 @@ def distill(cfg: DistillConfig) -> dict:
     if ckpt is not None:
         student.load_state_dict(ckpt["student_state"])
         adapters.load_state_dict(ckpt["adapters"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        step = ckpt["step"]
-        if ckpt.get("data_files") == [str(f) for f in files]:
-            sampler.set_state(ckpt["sampler"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        step = restore_progress(ckpt, optimiser, sampler, files)
         print(f"resumed {cfg.name} from {ckpt_path} at step {step}", flush=True)
     else:
         print(f"distilling {cfg.name} ({arch}, {parameter_count(student)} parameters, teacher "

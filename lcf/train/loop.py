@@ -75,6 +75,16 @@ def prepare_run(run_dir: str, device: str, threads: int) -> tuple[Path, Path, to
     return run, run / "checkpoint.pt", torch.device(device)
 
 
+def restore_progress(ckpt: dict, optimiser: torch.optim.Optimizer, sampler: CropSampler, files: list) -> int:
+    """Resume a run where its checkpoint left it: optimiser, data order (when the data files are the same) and torch
+    RNG; returns the step. The networks are the caller's (fit and distill store different ones)."""
+    optimiser.load_state_dict(ckpt["optimiser"])
+    if ckpt.get("data_files") == [str(f) for f in files]:
+        sampler.set_state(ckpt["sampler"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return ckpt["step"]
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; return the last logged metrics."""
     run, ckpt_path, device = prepare_run(cfg.run, cfg.device, cfg.threads)
@@ -91,11 +101,7 @@ def train(cfg: TrainConfig) -> dict:
         if ckpt["model_config"] != model_cfg.to_dict():
             raise SystemExit(f"{ckpt_path} was trained with {ckpt['model_config']}, not {model_cfg.to_dict()}")
         model.load_state_dict(ckpt["model"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        step = ckpt["step"]
-        if ckpt.get("data_files") == [str(f) for f in files]:
-            sampler.set_state(ckpt["sampler"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        step = restore_progress(ckpt, optimiser, sampler, files)
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
 
     lambdas = torch.tensor(model_cfg.levels, device=device)
