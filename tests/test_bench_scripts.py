@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -96,3 +97,58 @@ def test_exactness_script_passes_on_exact_weights_and_names_a_mismatch(tiny_weig
     monkeypatch.setattr(script.Codec, "decode_symbols", lossy)
     assert script.main(["--weights", str(tiny_weights), "--images", str(images), "--qualities", "4"]) == 1
     assert "NOT EXACT: a.png quality 4: y_hat differs" in capsys.readouterr().err
+
+
+def test_device_decode_times_every_decoder_of_the_shipped_weights_on_cpu(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(make_rgb_array(64, 48, kind="mixed", seed=3)).save(images / "a.png")
+    out = tmp_path / "device.md"
+    weights = ROOT / "weights"
+    assert load_script("device_decode").main(["--weights", str(weights), "--images", str(images), "--qualities", "4",
+                                              "--device", "cpu", "--repeats", "1", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "params" not in line]
+    names = list(json.loads((weights / "manifest.json").read_text())["decoders"])
+    assert [r.split("|")[1].strip().removesuffix(" (default)") for r in rows] == names
+    assert "Device cpu: CPU" in out.read_text() and "1 images of images (64x48)" in out.read_text()
+
+
+def test_device_decode_names_a_repeat_that_differs_and_a_missing_gpu(tiny_weights, tmp_path, capsys, monkeypatch):
+    import pytest
+    import torch
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(make_rgb_array(40, 30, kind="mixed", seed=4)).save(images / "a.png")
+    script = load_script("device_decode")
+    args = ["--weights", str(tiny_weights), "--images", str(images), "--qualities", "4", "--repeats", "2",
+            "--out", str(tmp_path / "d.md")]
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="sees no CUDA GPU"):
+            script.main([*args, "--device", "cuda"])
+    real, calls = script.Codec.synthesise, []
+
+    def flaky(self, symbols, header, decoder):  # the second decode of a file gives other pixels
+        rgb = real(self, symbols, header, decoder)
+        calls.append(1)
+        if len(calls) == 2:
+            rgb[0, 0, 0] ^= 1
+        return rgb
+
+    monkeypatch.setattr(script.Codec, "synthesise", flaky)
+    assert script.main([*args, "--device", "cpu"]) == 1
+    assert "NOT EXACT: decoder teacher, a.png quality 4: repeat 1 differs" in capsys.readouterr().err
+
+
+def test_train_throughput_times_the_real_training_step_and_chooses(tiny_weights, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(make_rgb_array(64, 64, kind="mixed", seed=i)).save(data / f"{i}.png")
+    out, choice = tmp_path / "tt.md", tmp_path / "choice"
+    assert load_script("train_throughput").main([
+        "--data", str(data), "--weights", str(tiny_weights), "--device", "cpu", "--crop", "64", "--batch", "2",
+        "--warmup", "1", "--steps", "2", "--configs", "fp32", "--out", str(out), "--choose", str(choice)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| fp32 |")]
+    assert len(rows) == 1 and "+0.000 %" in rows[0] and float(rows[0].split("|")[2]) > 0
+    assert choice.read_text().strip() == "fp32"

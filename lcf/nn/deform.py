@@ -47,6 +47,10 @@ def deform_conv2d(
     if offsets.shape != (b, 2 * kk, ho, wo):
         raise ValueError(f"offsets must have shape {(b, 2 * kk, ho, wo)}, got {tuple(offsets.shape)}")
 
+    # sampling positions and the gather stay in float32 under autocast: bf16 cannot hold a position like 100.3
+    low = (torch.bfloat16, torch.float16)
+    x = x.float() if x.dtype in low else x
+    offsets = offsets.to(x.dtype) if offsets.dtype in low else offsets
     dt, dev = x.dtype, x.device
     tap_i = torch.arange(kh, dtype=dt, device=dev).repeat_interleave(kw) * dilation  # (kk,)
     tap_j = torch.arange(kw, dtype=dt, device=dev).repeat(kh) * dilation

@@ -68,6 +68,10 @@ def ste_round(v: Tensor) -> Tensor:
     return v + (torch.round(v) - v).detach()
 
 
+def _float(theta: MixtureTensors) -> tuple[Tensor, Tensor, Tensor]:
+    return theta.weights.float(), theta.means.float(), theta.scales.float()
+
+
 def _with_noise(v: Tensor) -> Tensor:
     return v + torch.empty_like(v).uniform_(-0.5, 0.5)
 
@@ -99,15 +103,17 @@ class LcfModel(nn.Module):
         """
         y = self.analyse(x, quality)
         z = self.h_a(y)
-        z_lik = self.z_density.likelihood(_with_noise(z) if self.training else torch.round(z))
+        with torch.autocast(z.device.type, enabled=False):
+            z_lik = self.z_density.likelihood((_with_noise(z) if self.training else torch.round(z)).float())
         t1 = self.h_s(ste_round(z))
         y_hat = ste_round(y)
         anchors, _ = split(y_hat)
         theta1 = self.pen_anchor(t1)
         theta2 = self.pen_nonanchor(t1, self.ctx(anchors))
         y_rate = _with_noise(y) if self.training else torch.round(y)
-        lik_anchor = mixture_likelihood(y_rate, theta1.weights, theta1.means, theta1.scales, theta1.families)
-        lik_nonanchor = mixture_likelihood(y_rate, theta2.weights, theta2.means, theta2.scales, theta2.families)
+        with torch.autocast(y.device.type, enabled=False):  # likelihoods in float32 also under bf16 autocast
+            lik_anchor = mixture_likelihood(y_rate.float(), *_float(theta1), theta1.families)
+            lik_nonanchor = mixture_likelihood(y_rate.float(), *_float(theta2), theta2.families)
         is_anchor = anchor_mask(y.shape[-2], y.shape[-1], device=y.device)
         y_lik = torch.where(is_anchor, lik_anchor, lik_nonanchor)
         x_hat = self._decoder(decoder)(y_hat * self.gain.inv_gain(quality))

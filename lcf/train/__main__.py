@@ -6,6 +6,7 @@ Examples:
         --run runs/cfg3 --minutes 60
     python -m lcf.train export --run runs/cpu --out weights/ --student runs/cfg3
     python -m lcf.train eval --run runs/cpu --images ../shared/data/kodak --max-images 4
+    python -m lcf.train pack --run runs/gpu --out $OUT/teacher      # parts under 16 MiB (the GPU's file limit)
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("data", "run", "extra"):
             continue
         value = default.default
-        fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        if isinstance(value, bool):
+            fit.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+        else:
+            fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     exp = sub.add_parser("export", help="write the shipped weights from a run's checkpoint")
     exp.add_argument("--run", required=True)
     exp.add_argument("--out", default="weights")
@@ -44,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--images", required=True, help="folder of held-out images (never the training data)")
     ev.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
     ev.add_argument("--qualities", default="1,4,7", help="comma-separated quality levels (default 1,4,7)")
+    pk = sub.add_parser("pack", help="cut a run's checkpoint.pt into parts under 16 MiB (lcf.train.shards)")
+    pk.add_argument("--run", required=True)
+    pk.add_argument("--out", required=True, help="folder for checkpoint.partNN and checkpoint.parts.json")
+    pk.add_argument("--model-only", action="store_true", help="leave out the optimiser state (resuming restarts Adam)")
+    up = sub.add_parser("unpack", help="join packed parts back into <run>/checkpoint.pt, checking the SHA-256")
+    up.add_argument("--parts", required=True, help="folder holding checkpoint.parts.json")
+    up.add_argument("--run", required=True)
     dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
     add_distill_arguments(dist)
     args = parser.parse_args(argv)
@@ -52,6 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg)
     elif args.cmd == "distill":
         distill(distill_config_from_args(args))
+    elif args.cmd in ("pack", "unpack"):
+        from pathlib import Path
+
+        from lcf.train.shards import pack, unpack
+
+        if args.cmd == "pack":
+            for path in pack(Path(args.run) / "checkpoint.pt", args.out, model_only=args.model_only):
+                print(path)
+        else:
+            print(unpack(args.parts, Path(args.run) / "checkpoint.pt"))
     elif args.cmd == "eval":
         from lcf.train.evaluate import evaluate, format_result
 

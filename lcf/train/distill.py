@@ -58,7 +58,8 @@ from lcf.nn.students import (
     synthesis_features,
 )
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.loop import _atomic_save, flush_log, learning_rate, prepare_run, restore_progress
+from lcf.train.loop import (PRECISIONS, LevelWindow, _atomic_save, learning_rate, prepare_run, restore_progress,
+                            rng_states)
 
 CHECKPOINT_KIND = "lcf-distill"
 KD_LOSSES = ("mse", "softmax")
@@ -74,6 +75,7 @@ class DistillConfig:
     name: str = ""                       # decoder name to ship it as (default: the recipe)
     init: str = "auto"                   # auto (teacher if same shape, else slice) | teacher | slice | scratch
     init_run: str = ""                   # warm start: the student of this earlier distillation run (same shape)
+    init_weights: str = ""               # warm start: the decoder of this name in a shipped weights folder
     crop: int = 128
     batch: int = 8
     lr: float = 1e-4
@@ -88,11 +90,20 @@ class DistillConfig:
     clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"              # fp32 (TF32 on CUDA) | bf16 (autocast; CUDA only)
     threads: int = 0                     # torch intra-op threads; 0 = leave as is
     log_every: int = 50
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "bf16" and not self.device.startswith("cuda"):
+            raise SystemExit("--precision bf16 is for CUDA devices; on the CPU distil in fp32")
+        if self.init_run and self.init_weights:
+            raise SystemExit("give --init-run or --init-weights, not both")
+        if self.init_weights and self.init != "auto":
+            raise SystemExit(f"--init-weights sets the initialisation itself; leave --init at auto (got {self.init!r})")
         if self.student not in KINDS[1:]:
             raise SystemExit(f"--student must be one of {', '.join(KINDS[1:])}, got {self.student!r}")
         if self.kd_loss not in KD_LOSSES:
@@ -202,6 +213,8 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
         student.load_state_dict(earlier.state)
         return arch, student, (f"student of {cfg.init_run} ({earlier.steps} steps from teacher step "
                                f"{earlier.teacher_step})")
+    if cfg.init_weights:
+        return arch, student, _student_from_weights(cfg, arch, student)
     if init == "auto":
         init = "teacher" if same_network(arch, teacher.decoder_archs["teacher"]) else "slice"
     if init == "teacher":
@@ -215,6 +228,24 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
     else:
         how = "scratch"
     return arch, student, how
+
+
+def _student_from_weights(cfg: DistillConfig, arch: dict, student: nn.Sequential) -> str:
+    """Load decoder ``cfg.name`` of the shipped weights at ``cfg.init_weights`` into ``student``; say what it was."""
+    from lcf.errors import LcfError
+    from lcf.weights import load_weights
+
+    try:
+        weights = load_weights(cfg.init_weights)
+        info = weights.decoder_info(cfg.name)
+        arrays = weights.decoder(cfg.name)
+    except LcfError as exc:
+        raise SystemExit(f"--init-weights {cfg.init_weights}: {exc}") from None
+    if not same_network(arch, info.get("arch", {})):
+        raise SystemExit(f"--init-weights {cfg.init_weights}: decoder {cfg.name!r} is {info.get('arch')}, not {arch}")
+    student.load_state_dict({k: torch.from_numpy(v.astype("float32")) for k, v in arrays.items()})
+    steps = weights.manifest.get("info", {}).get("students", {}).get(cfg.name, {}).get("distill_steps", "?")
+    return f"decoder {cfg.name!r} of {cfg.init_weights} (model {weights.model_id.hex()[:8]}, {steps} distill steps)"
 
 
 def distill(cfg: DistillConfig) -> dict:
@@ -272,7 +303,7 @@ def distill(cfg: DistillConfig) -> dict:
                 "step": step,
                 "sampler": sampler.state(),
                 "data_files": [str(f) for f in files],
-                "torch_rng": torch.get_rng_state(),
+                **rng_states(),
                 "teacher_model": teacher.state_dict(),
                 "teacher_meta": teacher_meta,
                 "teacher_digest": digest,
@@ -287,19 +318,24 @@ def distill(cfg: DistillConfig) -> dict:
     levels = len(teacher.config.levels)
     log_path = run / "log.jsonl"
     start = last_save = time.monotonic()
-    window: dict[str, list[float]] = {}
+    window = LevelWindow(levels, device)
     last: dict = {}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
     while step < cfg.steps and (time.monotonic() - start) < cfg.minutes * 60:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(cfg, step)
         lam3 = cfg.kd_weight if step < cfg.kd_steps else 0.0
-        x = sampler.next().to(device)
+        x = sampler.next(device)
         level = torch.randint(1, levels + 1, (x.shape[0],), device=device)
         q = level.float()
         with torch.no_grad():
+            # the coded latent in float32 (exactly what the files carry), then both g_s under the chosen precision
             y_in = torch.round(teacher.analyse(x, q)) * teacher.gain.inv_gain(q)
-            x_t, feats_t = synthesis_features(g_t, y_in) if lam3 > 0 else (None, None)
-        x_s, feats_s = synthesis_features(student, y_in)
+            with autocast:
+                x_t, feats_t = synthesis_features(g_t, y_in) if lam3 > 0 else (None, None)
+        with autocast:
+            x_s, feats_s = synthesis_features(student, y_in)
         terms = distill_loss(x, x_s, feats_s, lambdas[level - 1], lam3, x_t, feats_t, adapters,
                              cfg.kd_loss, cfg.kd_temperature)
         optimiser.zero_grad(set_to_none=True)
@@ -307,19 +343,18 @@ def distill(cfg: DistillConfig) -> dict:
         torch.nn.utils.clip_grad_norm_([*student.parameters(), *adapters.parameters()], cfg.clip)
         optimiser.step()
         step += 1
-        if not math.isfinite(terms.loss.item()):
-            raise SystemExit(f"loss is not finite at step {step}; last checkpoint kept at {ckpt_path}")
 
-        for b in range(x.shape[0]):
-            window.setdefault(f"psnr_q{int(level[b])}", []).append(float(terms.psnr[b]))
-            if x_t is not None:
-                mse_t = float((x_t[b].clamp(0, 1) - x[b]).pow(2).mean())
-                window.setdefault(f"teacher_psnr_q{int(level[b])}", []).append(-10 * math.log10(max(mse_t, 1e-10)))
-        window.setdefault("loss", []).append(terms.loss.item())
-        window.setdefault("kd", []).append(float(terms.kd.mean()))
+        window.add_per_level("psnr", level, terms.psnr)
+        if x_t is not None:
+            mse_t = (x_t.float().clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+            window.add_per_level("teacher_psnr", level, -10.0 * torch.log10(mse_t.clamp_min(1e-10)))
+        window.add("loss", terms.loss)
+        window.add("kd", terms.kd.mean())
         if step % cfg.log_every == 0:
-            last = flush_log(window, log_path, step=step, lr=learning_rate(cfg, step), lam3=lam3,
-                             minutes=(time.monotonic() - start) / 60)
+            last = window.flush(log_path, step=step, lr=learning_rate(cfg, step), lam3=lam3,
+                                minutes=(time.monotonic() - start) / 60)
+            if not math.isfinite(last["loss"]):
+                raise SystemExit(f"loss is not finite before step {step}; last checkpoint kept at {ckpt_path}")
             summary = "  ".join(f"q{lv}:{last.get(f'psnr_q{lv}', math.nan):.2f}"
                                 f"/{last.get(f'teacher_psnr_q{lv}', math.nan):.2f}dB" for lv in (1, 4, 7))
             print(f"step {step}  loss {last['loss']:.4f}  kd {last['kd']:.5f}  student/teacher {summary}", flush=True)
@@ -393,6 +428,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name": "decoder name to ship the student as (default: the recipe)",
         "init": "auto: the teacher's weights for cfg1, a channel-sliced teacher otherwise",
         "init_run": "warm start from the student of this earlier distillation run (same recipe and widths)",
+        "init_weights": "warm start from the decoder of the same --name in this shipped weights folder",
+        "precision": "fp32 (TF32 matrix units on CUDA) or bf16 (autocast, CUDA only)",
         "kd_weight": "λ3, the weight of L_KD",
         "kd_steps": "λ3 applies for the first N steps, then 0 (paper: 20000)",
         "kd_loss": "d in L_KD: mse (the paper's) or softmax (Table III ablation)",
@@ -400,7 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "minutes": "stop after this wall time (a checkpoint is always left)",
         "steps": "stop at this step (also sets when lr halves: --lr-decay-at)",
     }
-    choices = {"init": INITS, "kd_loss": KD_LOSSES}
+    choices = {"init": INITS, "kd_loss": KD_LOSSES, "precision": PRECISIONS}
     for f in fields(DistillConfig):
         if f.name in ("teacher_run", "student", "data", "run", "extra"):
             continue

@@ -19,7 +19,7 @@ import torch
 
 from lcf.nn import LcfModel, ModelConfig
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.losses import rate_distortion_loss
+from lcf.train.losses import LossTerms, rate_distortion_loss
 
 
 @dataclass
@@ -41,9 +41,25 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"              # fp32 (TF32 matrix units on CUDA) | bf16 (autocast; CUDA only)
+    channels_last: bool = False          # NHWC tensors on CUDA (refused on the CPU: torch's CPU backward crashes)
+    init_weights: str = ""               # a new run starts from this shipped weights folder (teacher networks)
     threads: int = 0                     # torch intra-op threads; 0 = leave as is
     log_every: int = 50
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        on_cuda = self.device.startswith("cuda")
+        if self.precision == "bf16" and not on_cuda:
+            raise SystemExit("--precision bf16 is for CUDA devices; on the CPU train in fp32")
+        if self.channels_last and not on_cuda:
+            raise SystemExit("--channels-last is for CUDA devices (torch's CPU backward of a strided 1x1 conv "
+                             "crashes on channels_last input)")
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -67,22 +83,114 @@ def flush_log(window: dict[str, list[float]], log_path: Path, **extra) -> dict:
 
 
 def prepare_run(run_dir: str, device: str, threads: int) -> tuple[Path, Path, torch.device]:
-    """Set torch threads (0 = leave), create the run folder; return (run, its checkpoint path, the device)."""
+    """Set torch threads (0 = leave), create the run folder; return (run, its checkpoint path, the device).
+    On CUDA, float32 matrix products and convolutions use the TF32 matrix units (training only)."""
     if threads:
         torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: this torch build sees no CUDA GPU")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     return run, run / "checkpoint.pt", torch.device(device)
 
 
+class LevelWindow:
+    """Running sums of logged values since the last log line, kept on the training device so that a step never
+    waits for the GPU; ``flush`` reads them once. Per-sample values are kept per quality level (``name_qL``)."""
+
+    def __init__(self, levels: int, device: torch.device) -> None:
+        self.levels, self.device = levels, device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add_per_level(self, name: str, level: torch.Tensor, values: torch.Tensor) -> None:
+        """``level`` (B,) in 1..L, ``values`` (B,)."""
+        if name not in self.sums:
+            self.sums[name] = torch.zeros(self.levels, dtype=torch.float64, device=self.device)
+            self.counts[name] = torch.zeros(self.levels, dtype=torch.float64, device=self.device)
+        index = level.long() - 1
+        self.sums[name].index_add_(0, index, values.detach().double())
+        self.counts[name].index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """A scalar (e.g. the loss) once per step."""
+        if name not in self.sums:
+            self.sums[name] = torch.zeros((), dtype=torch.float64, device=self.device)
+            self.counts[name] = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.sums[name] += value.detach().double()
+        self.counts[name] += 1
+
+    def flush(self, log_path: Path, **extra) -> dict:
+        """Append the means to ``log.jsonl`` (as :func:`flush_log` does), clear; return the row."""
+        window: dict[str, list[float]] = {}
+        for name, total in self.sums.items():
+            sums, counts = total.cpu().tolist(), self.counts[name].cpu().tolist()
+            if isinstance(sums, float):
+                window[name] = [sums / counts]
+                continue
+            for lv, (sv, cv) in enumerate(zip(sums, counts), start=1):
+                if cv:
+                    window[f"{name}_q{lv}"] = [sv / cv]
+        self.sums.clear()
+        self.counts.clear()
+        return flush_log(window, log_path, **extra)
+
+
+def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
+    """The teacher model of a shipped weights folder (float32) and the training step it was exported at: a new
+    training run can start from it (``--init-weights``) without its checkpoint."""
+    from lcf.codec import Codec
+    from lcf.errors import LcfError
+
+    try:
+        codec = Codec(root)
+        codec._ensure_encoder()
+        codec._ensure_decoder("teacher")
+    except LcfError as exc:
+        raise SystemExit(f"--init-weights {root}: {exc}") from None
+    model = LcfModel(codec.config)
+    state = {k: v.float() for k, v in codec.model.state_dict().items()
+             if not k.startswith("decoders.") or k.startswith("decoders.teacher.")}
+    model.load_state_dict(state)
+    return model, int(codec.weights.manifest.get("info", {}).get("steps", 0))
+
+
 def restore_progress(ckpt: dict, optimiser: torch.optim.Optimizer, sampler: CropSampler, files: list) -> int:
     """Resume a run where its checkpoint left it: optimiser, data order (when the data files are the same) and torch
     RNG; returns the step. The networks are the caller's (fit and distill store different ones)."""
-    optimiser.load_state_dict(ckpt["optimiser"])
-    if ckpt.get("data_files") == [str(f) for f in files]:
+    if "optimiser" in ckpt:
+        optimiser.load_state_dict(ckpt["optimiser"])
+    else:
+        print("the checkpoint holds no optimiser state (packed --model-only): Adam starts afresh", flush=True)
+    if ckpt.get("data_files") == [str(f) for f in files] and "sampler" in ckpt:
         sampler.set_state(ckpt["sampler"])
-    torch.set_rng_state(ckpt["torch_rng"])
+    torch.set_rng_state(ckpt["torch_rng"].cpu())
+    if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu())
     return ckpt["step"]
+
+
+def rng_states() -> dict:
+    """The torch RNG states a checkpoint keeps (the CUDA one too: training noise is drawn on the device)."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+
+
+def train_step(model: LcfModel, optimiser: torch.optim.Optimizer, x: torch.Tensor, level: torch.Tensor,
+               lambdas: torch.Tensor, cfg: TrainConfig, step: int) -> LossTerms:
+    """One optimisation step of Eq. (1) on batch ``x`` with per-sample quality ``level`` (1..L); lr set by caller."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(x, level.float())
+    terms = rate_distortion_loss(x, out, lambdas[level - 1], cfg.l1_weight if step < cfg.l1_steps else 0.0)
+    optimiser.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    optimiser.step()
+    return terms
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -91,11 +199,18 @@ def train(cfg: TrainConfig) -> dict:
 
     model_cfg = ModelConfig(N=cfg.N, M=cfg.M, Mz=cfg.Mz)
     torch.manual_seed(cfg.seed)
-    model = LcfModel(model_cfg).to(device)
+    model, step = LcfModel(model_cfg), 0
+    if cfg.init_weights and not ckpt_path.exists():
+        model, step = model_from_weights(cfg.init_weights)
+        if model.config != model_cfg:
+            raise SystemExit(f"--init-weights {cfg.init_weights} holds a {model.config.to_dict()} model; "
+                             f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
+        print(f"new run from the weights in {cfg.init_weights} (exported at step {step})", flush=True)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     files = find_images(cfg.data)
     sampler = CropSampler(load_images(files, cfg.crop), cfg.crop, cfg.batch, seed=cfg.seed)
-    step = 0
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt["model_config"] != model_cfg.to_dict():
@@ -108,10 +223,12 @@ def train(cfg: TrainConfig) -> dict:
     levels = len(model_cfg.levels)
     log_path = run / "log.jsonl"
     start = last_save = time.monotonic()
-    window: dict[str, list[float]] = {}
+    window = LevelWindow(levels, device)
     last: dict = {}
 
     def save() -> None:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise SystemExit(f"the model has non-finite weights at step {step}; last checkpoint kept at {ckpt_path}")
         _atomic_save(
             {
                 "model": model.state_dict(),
@@ -119,7 +236,7 @@ def train(cfg: TrainConfig) -> dict:
                 "step": step,
                 "sampler": sampler.state(),
                 "data_files": [str(f) for f in files],
-                "torch_rng": torch.get_rng_state(),
+                **rng_states(),
                 "model_config": model_cfg.to_dict(),
                 "train_config": asdict(cfg),
             },
@@ -130,28 +247,19 @@ def train(cfg: TrainConfig) -> dict:
     while step < cfg.steps and (time.monotonic() - start) < cfg.minutes * 60:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        x = sampler.next().to(device)
+        x = sampler.next(device, memory_format)
         level = torch.randint(1, levels + 1, (x.shape[0],), device=device)
-        lam = lambdas[level - 1]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(x, level.float())
-        terms = rate_distortion_loss(x, out, lam, cfg.l1_weight if step < cfg.l1_steps else 0.0)
-        optimiser.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        optimiser.step()
+        terms = train_step(model, optimiser, x, level, lambdas, cfg, step)
         step += 1
 
-        if not math.isfinite(terms.loss.item()):
-            raise SystemExit(f"loss is not finite at step {step}; last checkpoint kept at {ckpt_path}")
-        for b in range(x.shape[0]):
-            lv = int(level[b])
-            window.setdefault(f"psnr_q{lv}", []).append(float(terms.psnr[b]))
-            window.setdefault(f"bpp_q{lv}", []).append(float(terms.bpp_y[b] + terms.bpp_z[b]))
-        window.setdefault("loss", []).append(terms.loss.item())
+        window.add_per_level("psnr", level, terms.psnr)
+        window.add_per_level("bpp", level, terms.bpp_y + terms.bpp_z)
+        window.add("loss", terms.loss)
         if step % cfg.log_every == 0:
-            last = flush_log(window, log_path, step=step, lr=learning_rate(cfg, step),
-                             minutes=(time.monotonic() - start) / 60)
+            last = window.flush(log_path, step=step, lr=learning_rate(cfg, step),
+                                minutes=(time.monotonic() - start) / 60)
+            if not math.isfinite(last["loss"]):
+                raise SystemExit(f"loss is not finite before step {step}; last checkpoint kept at {ckpt_path}")
             summary = "  ".join(
                 f"q{lv}:{last.get(f'bpp_q{lv}', float('nan')):.3f}bpp/{last.get(f'psnr_q{lv}', float('nan')):.2f}dB"
                 for lv in (1, 4, 7)

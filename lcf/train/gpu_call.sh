@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine (see /work/.library/device and the README's "Training on a GPU"): set up, run one
+# job, leave what must come back under $OUT (at most 8 files of 16 MiB). Run from the repository root:
+#
+#   bash lcf/train/gpu_call.sh fit new|resume MINUTES LR [PRECISION]   train the teacher in runs/gpu
+#   bash lcf/train/gpu_call.sh distill MINUTES [PRECISION]              cfg2/3/4 from runs/gpu, export, time decoders
+#
+# fit new:    measures the training step per precision first (benchmarks/train_throughput.py; unless PRECISION is
+#             given, trains with the fastest one whose loss agrees with fp32 within 1 %), then starts runs/gpu from
+#             the shipped weights/ (or from checkpoint parts carried in .ckpt/teacher).
+# fit resume: needs runs/gpu/checkpoint.pt (still there while the machine stays warm) or parts in .ckpt/teacher.
+# Data: every .data/shard-* folder, carried in this call or left by an earlier call of the same warm machine.
+set -euo pipefail
+: "${OUT:?run this on the device machine, where OUT is set}"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader
+DATA=$(ls -d .data/shard-*)
+echo "data: $DATA"
+mkdir -p "$OUT/logs"
+trap 'tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"' EXIT
+
+case "$1" in
+fit)
+    mode=$2 minutes=$3 lr=$4 precision=${5:-}
+    if [ ! -f runs/gpu/checkpoint.pt ] && [ -f .ckpt/teacher/checkpoint.parts.json ]; then
+        python3 -m lcf.train unpack --parts .ckpt/teacher --run runs/gpu
+    fi
+    if [ "$mode" = resume ] && [ ! -f runs/gpu/checkpoint.pt ]; then
+        echo "NO CHECKPOINT: runs/gpu is gone (a fresh machine); carry the last parts in .ckpt/teacher" >&2
+        exit 3
+    fi
+    if [ -z "$precision" ]; then
+        python3 benchmarks/train_throughput.py --data $DATA --weights weights --device cuda --crop 256 --batch 16 \
+            --out "$OUT/logs/train_throughput.md" --choose /tmp/choice
+        precision=$(cat /tmp/choice)
+    fi
+    flags="--precision ${precision%+cl}"
+    [ "${precision#*+}" = cl ] && flags="$flags --channels-last"
+    echo "training with $flags"
+    python3 -m lcf.train fit --data $DATA --run runs/gpu --N 64 --M 96 --Mz 64 --crop 256 --batch 16 --lr "$lr" \
+        --minutes "$minutes" --device cuda $flags --init-weights weights --log-every 250 --save-every 120 \
+        2>&1 | tee -a "$OUT/logs/fit.log"
+    cp runs/gpu/log.jsonl "$OUT/logs/"
+    python3 -m lcf.train pack --run runs/gpu --out "$OUT/teacher"
+    ;;
+distill)
+    minutes=$2 precision=${3:-fp32}
+    for s in cfg2 cfg3 cfg4; do
+        python3 -m lcf.train distill --teacher-run runs/gpu --student $s --init-weights weights --data $DATA \
+            --run runs/$s-gpu --crop 256 --batch 16 --lr 1e-4 --minutes "$minutes" --device cuda \
+            --precision "$precision" --log-every 250 --save-every 120 > "$OUT/logs/$s.log" 2>&1 &
+    done
+    wait
+    tail -n 3 "$OUT"/logs/cfg*.log
+    python3 -m lcf.train export --run runs/gpu --out "$OUT/weights" --dtype float16 \
+        --student runs/cfg2-gpu --student runs/cfg3-gpu --student runs/cfg4-gpu \
+        --notes "trained on the lent H100 from the step-13,120 CPU weights; see weights/README.md"
+    for s in cfg2 cfg3 cfg4; do cp runs/$s-gpu/log.jsonl "$OUT/logs/$s-log.jsonl"; done
+    if [ -d .data/kodak ]; then
+        python3 benchmarks/device_decode.py --weights "$OUT/weights" --images .data/kodak --qualities 1,4,7 \
+            --device cuda --repeats 5 --out "$OUT/logs/device_decode.md"
+    fi
+    ;;
+*)
+    echo "usage: bash lcf/train/gpu_call.sh fit new|resume MINUTES LR [PRECISION] | distill MINUTES [PRECISION]" >&2
+    exit 2
+    ;;
+esac
