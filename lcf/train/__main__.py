@@ -27,14 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     fit = sub.add_parser("fit", help="train or resume from <run>/checkpoint.pt")
     fit.add_argument("--data", nargs="+", required=True, help="folders of training images")
     fit.add_argument("--run", required=True, help="run folder (checkpoint and log.jsonl)")
+    helps = {
+        "device": "cpu, cuda or cuda:N",
+        "precision": "fp32 (TF32 matrix units on CUDA) or bf16 (autocast, CUDA only; slower for this model on an H100)",
+        "channels_last": "NHWC tensors (CUDA only; slower for this model on an H100)",
+        "init_weights": "a new run starts from the teacher of this shipped weights folder (e.g. weights)",
+        "minutes": "stop after this wall time (a checkpoint is always left)",
+        "steps": "stop at this (absolute) step; lr halves after --lr-decay-at of it",
+        "crop": "random square crops of this side (256 recommended: small crops teach border statistics)",
+    }
     for name, default in TrainConfig.__dataclass_fields__.items():
         if name in ("data", "run", "extra"):
             continue
-        value = default.default
+        value, flag = default.default, f"--{name.replace('_', '-')}"
         if isinstance(value, bool):
-            fit.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+            fit.add_argument(flag, action="store_true", help=helps.get(name))
         else:
-            fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+            fit.add_argument(flag, type=type(value), default=value, help=helps.get(name, "(default: %(default)s)"))
     exp = sub.add_parser("export", help="write the shipped weights from a run's checkpoint")
     exp.add_argument("--run", required=True)
     exp.add_argument("--out", default="weights")
