@@ -159,3 +159,22 @@ def test_eval_reports_estimated_rate_and_psnr_of_a_checkpoint(tmp_path, capsys):
     assert 0 < b1 < b7 and 0 < p1 < 60 and 0 < p7 < 60  # an untrained model: more bits at the higher level
     assert main(["eval", "--run", str(teacher_run), "--images", str(data), "--qualities", "2"]) == 0
     assert capsys.readouterr().out.startswith("step 123 (3 images): q2 ")
+
+
+def test_eval_of_a_distillation_run_measures_its_student_on_the_teachers_latents(tmp_path, capsys):
+    from lcf.train.__main__ import main
+    from lcf.train.evaluate import evaluate
+
+    teacher_run, data, _ = _teacher_run(tmp_path)
+    common = {"teacher_run": str(teacher_run), "data": [str(data)], "crop": 64, "batch": 2, "steps": 0}
+    same = tmp_path / "cfg1"  # a student of the teacher's shape starting from its weights: the same PSNR
+    distill(DistillConfig(student="cfg1", run=str(same), **common))
+    result = evaluate(same, data, [1.0, 7.0], max_images=2)
+    for q in (1.0, 7.0):
+        assert result["students"]["cfg1"][q] == pytest.approx(result["points"][q][1], abs=1e-4)
+    small = tmp_path / "cfg4"  # a sliced, untrained cfg4: worse than the teacher
+    distill(DistillConfig(student="cfg4", run=str(small), **common))
+    result = evaluate(small, data, [4.0], max_images=2)
+    assert result["students"]["cfg4"][4.0] < result["points"][4.0][1]
+    assert main(["eval", "--run", str(small), "--images", str(data), "--qualities", "4"]) == 0
+    assert "\n  student cfg4: q4 " in capsys.readouterr().out
