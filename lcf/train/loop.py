@@ -4,6 +4,11 @@ Every call resumes from ``<run>/checkpoint.pt`` when it exists (model, optimiser
 state), trains until ``--minutes`` have passed or ``--steps`` is reached, and always leaves a checkpoint (also every
 ``--save-every`` seconds, written atomically). One step draws one quality level per sample (uniformly from 1..7) so
 a single set of weights learns every level; λ2 (the L1 sparsity weight) is applied for the first ``--l1-steps``.
+
+A new run may start from a shipped weights folder instead (``--init-weights``: its teacher, float32, Adam afresh).
+On CUDA the float32 products use the TF32 matrix units; ``--precision bf16`` (autocast; the likelihoods stay float32)
+and ``--channels-last`` are options that ``benchmarks/train_throughput.py`` found slower for this model on an H100.
+Logged values are summed on the device (``LevelWindow``) so that a step never waits for the GPU.
 """
 
 from __future__ import annotations
