@@ -10,11 +10,17 @@
 #             the shipped weights/ (or from checkpoint parts carried in .ckpt/teacher).
 # fit resume: needs runs/gpu/checkpoint.pt (still there while the machine stays warm) or parts in .ckpt/teacher.
 # Data: every .data/shard-* folder, carried in this call or left by an earlier call of the same warm machine.
+# It works in the current folder (.data, .ckpt, runs, weights); LCF_DEVICE, LCF_CROP and LCF_BATCH (default cuda,
+# 256, 16) let tests/test_gpu_call.py run it on the CPU.
 set -euo pipefail
 : "${OUT:?run this on the device machine, where OUT is set}"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+DEVICE=${LCF_DEVICE:-cuda} CROP=${LCF_CROP:-256} BATCH=${LCF_BATCH:-16}
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1
+if [ "$DEVICE" != cpu ]; then nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader; fi
 DATA=$(ls -d .data/shard-*)
 echo "data: $DATA"
 mkdir -p "$OUT/logs"
@@ -31,24 +37,31 @@ fit)
         exit 3
     fi
     if [ -z "$precision" ]; then
-        python3 benchmarks/train_throughput.py --data $DATA --weights weights --device cuda --crop 256 --batch 16 \
+        python3 "$REPO/benchmarks/train_throughput.py" --data $DATA --weights weights --device "$DEVICE" \
+            --crop "$CROP" --batch "$BATCH" \
             --out "$OUT/logs/train_throughput.md" --choose /tmp/choice
         precision=$(cat /tmp/choice)
     fi
     flags="--precision ${precision%+cl}"
     [ "${precision#*+}" = cl ] && flags="$flags --channels-last"
     echo "training with $flags"
-    python3 -m lcf.train fit --data $DATA --run runs/gpu --N 64 --M 96 --Mz 64 --crop 256 --batch 16 --lr "$lr" \
-        --minutes "$minutes" --device cuda $flags --init-weights weights --log-every 250 --save-every 120 \
+    read -r N M Mz < <(python3 -c "import json; c = json.load(open('weights/manifest.json'))['model_config']; \
+print(c['N'], c['M'], c['Mz'])")
+    python3 -m lcf.train fit --data $DATA --run runs/gpu --N "$N" --M "$M" --Mz "$Mz" --crop "$CROP" \
+        --batch "$BATCH" --lr "$lr" --minutes "$minutes" --device "$DEVICE" $flags --init-weights weights \
+        --log-every 250 --save-every 120 \
         2>&1 | tee -a "$OUT/logs/fit.log"
-    cp runs/gpu/log.jsonl "$OUT/logs/"
+    if [ -f runs/gpu/log.jsonl ]; then cp runs/gpu/log.jsonl "$OUT/logs/"; fi
     python3 -m lcf.train pack --run runs/gpu --out "$OUT/teacher"
     ;;
 distill)
     minutes=$2 precision=${3:-fp32}
     for s in cfg2 cfg3 cfg4; do
-        python3 -m lcf.train distill --teacher-run runs/gpu --student $s --init-weights weights --data $DATA \
-            --run runs/$s-gpu --crop 256 --batch 16 --lr 1e-4 --minutes "$minutes" --device cuda \
+        init=""  # start from the shipped student of that name where weights/ has one, else from a sliced teacher
+        if python3 -c "import json, sys; sys.exit('$s' not in json.load(open('weights/manifest.json'))['decoders'])"
+        then init="--init-weights weights"; fi
+        python3 -m lcf.train distill --teacher-run runs/gpu --student $s $init --data $DATA \
+            --run runs/$s-gpu --crop "$CROP" --batch "$BATCH" --lr 1e-4 --minutes "$minutes" --device "$DEVICE" \
             --precision "$precision" --log-every 250 --save-every 120 > "$OUT/logs/$s.log" 2>&1 &
     done
     wait
@@ -56,10 +69,12 @@ distill)
     python3 -m lcf.train export --run runs/gpu --out "$OUT/weights" --dtype float16 \
         --student runs/cfg2-gpu --student runs/cfg3-gpu --student runs/cfg4-gpu \
         --notes "trained on the lent H100 from the step-13,120 CPU weights; see weights/README.md"
-    for s in cfg2 cfg3 cfg4; do cp runs/$s-gpu/log.jsonl "$OUT/logs/$s-log.jsonl"; done
+    for s in cfg2 cfg3 cfg4; do
+        if [ -f runs/$s-gpu/log.jsonl ]; then cp runs/$s-gpu/log.jsonl "$OUT/logs/$s-log.jsonl"; fi
+    done
     if [ -d .data/kodak ]; then
-        python3 benchmarks/device_decode.py --weights "$OUT/weights" --images .data/kodak --qualities 1,4,7 \
-            --device cuda --repeats 5 --out "$OUT/logs/device_decode.md"
+        python3 "$REPO/benchmarks/device_decode.py" --weights "$OUT/weights" --images .data/kodak \
+            --qualities 1,4,7 --device "$DEVICE" --repeats 5 --out "$OUT/logs/device_decode.md"
     fi
     ;;
 *)
