@@ -114,6 +114,15 @@ def check_device(device: str) -> torch.device:
     raise UsageError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
 
 
+def analysis_memory_format(device: torch.device) -> torch.memory_format:
+    """Layout of the analysis transform g_a: channels_last on the CPU, where oneDNN runs its convolutions faster
+    (measured on the 2-core AMD EPYC, interleaved: g_a 0.78 -> 0.61 s per Kodak image, a whole encode about 10 %
+    faster); the default layout elsewhere (not measured there). It can change which valid file is written, never how
+    a file decodes. g_s stays in the default layout: channels_last made it faster alone (0.59 -> 0.45 s) but not the
+    whole decode, measurably."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def _tensors(arrays: dict[str, np.ndarray], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefixes)}
 
@@ -168,7 +177,7 @@ class Codec:
         with self._lock:
             if not self._encoder_loaded:
                 self._load(_tensors(self.weights.encoder(), ENCODER_PREFIXES), "encoder", ENCODER_PREFIXES)
-                self.model.g_a.to(self.device)
+                self.model.g_a.to(self.device, memory_format=analysis_memory_format(self.device))
                 self.model.h_a.to(self.device)
                 self._encoder_loaded = True
 
@@ -268,12 +277,13 @@ class Codec:
         self.check_memory(wp, hp)
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+        x = x.contiguous(memory_format=analysis_memory_format(self.device))
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            y = self.model.analyse(x, q)
+            y = self.model.analyse(x, q).contiguous()
             z = self.model.hyper_analyse(y)
-            y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
-            z_hat = torch.round(z)[0].to("cpu", torch.int32).numpy()
+            y_hat = torch.round(y)[0].to("cpu", torch.int32).contiguous().numpy()
+            z_hat = torch.round(z)[0].to("cpu", torch.int32).contiguous().numpy()
         coded = (y_hat != 0).reshape(y_hat.shape[0], -1).any(axis=1)
         return prepared, quality, Symbols(z_hat=z_hat, y_hat=y_hat, coded=coded)
 

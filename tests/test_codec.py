@@ -162,3 +162,18 @@ def test_memory_budget_is_checked_before_allocating(tiny_weights):
     data = Codec(tiny_weights).encode(_image(256, 256, 0), 4)
     with pytest.raises(LimitError, match="GiB"):
         small.decode(data)
+
+
+def test_cpu_analysis_runs_channels_last_and_writes_the_same_file(tiny_weights, monkeypatch):
+    """The CPU layout of g_a is a speed choice: on these images the symbols, and so the file, stay the same."""
+    import lcf.codec as codec_module
+
+    img = make_rgb_array(96, 70, kind="mixed", seed=11)
+    fast = codec_module.Codec(tiny_weights)
+    data = fast.encode(img, 4.0)
+    a = fast.decode(data).rgb
+    assert fast.model.g_a[0].deform.offset.weight.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(codec_module, "analysis_memory_format", lambda device: torch.contiguous_format)
+    plain = codec_module.Codec(tiny_weights)
+    assert plain.encode(img, 4.0) == data
+    assert np.array_equal(plain.decode(data).rgb, a)
