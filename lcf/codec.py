@@ -280,10 +280,10 @@ class Codec:
         x = x.contiguous(memory_format=analysis_memory_format(self.device))
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            y = self.model.analyse(x, q).contiguous()
+            y = self.model.analyse(x, q).contiguous()  # back to the default layout for h_a and the symbols
             z = self.model.hyper_analyse(y)
-            y_hat = torch.round(y)[0].to("cpu", torch.int32).contiguous().numpy()
-            z_hat = torch.round(z)[0].to("cpu", torch.int32).contiguous().numpy()
+            y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
+            z_hat = torch.round(z)[0].to("cpu", torch.int32).numpy()
         coded = (y_hat != 0).reshape(y_hat.shape[0], -1).any(axis=1)
         return prepared, quality, Symbols(z_hat=z_hat, y_hat=y_hat, coded=coded)
 

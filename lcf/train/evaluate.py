@@ -45,8 +45,9 @@ def evaluate(run: str | Path, images: str | Path, qualities: list[float], max_im
             with torch.inference_mode():
                 out = model(x, quality)
                 terms = rate_distortion_loss(x, out, torch.tensor([1.0]), 0.0)
-                for name in students:  # unclamped, like the teacher's PSNR above
-                    x_s = model(x, quality, decoder=name)["x_hat"]
+                y_in = out["y_hat"] * model.gain.inv_gain(quality)
+                for name in students:  # the same latents as the teacher's; unclamped, like its PSNR above
+                    x_s = model.decoders[name](y_in)
                     extra[name].append(-10.0 * np.log10(max(float((x_s - x).pow(2).mean()), 1e-10)))
             bpp.append(float(terms.bpp_y[0] + terms.bpp_z[0]))
             psnr.append(float(terms.psnr[0]))
