@@ -46,15 +46,17 @@ def encode(
     decoder: str | None = None,
     device: str = "cpu",
     weights: str | os.PathLike[str] | None = None,
+    effort: int = 0,
 ) -> bytes:
     """An image (a path, the file's bytes, a PIL image or a numpy array) -> the bytes of a .lcf file.
 
     ``quality`` 1..7 (continuous); ``decoder`` the decoder to recommend in the header; ``device`` "cpu" or "cuda[:N]"
-    for the transforms; ``weights`` a weights folder (default: the bundled one). Raises an :class:`LcfError`.
+    for the transforms; ``weights`` a weights folder (default: the bundled one); ``effort`` 0..3, encode time spent
+    on a smaller file at the same quality (0 = fastest; :mod:`lcf.effort`). Raises an :class:`LcfError`.
     """
     from lcf import api
 
-    return api.encode_image(image, quality=quality, decoder=decoder, device=device, weights=weights)
+    return api.encode_image(image, quality=quality, decoder=decoder, device=device, weights=weights, effort=effort)
 
 
 def decode(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
 from lcf.container.limits import DEFAULT_MAX_PIXELS
+from lcf.effort import check_effort
 from lcf.errors import LcfError, LcfIOError, UsageError
 
 PathLike = str | os.PathLike[str]
@@ -121,25 +122,28 @@ def encode_file(
     decoder: str | None = None,
     weights: PathLike | None = None,
     measure: bool = False,
+    effort: int = 0,
 ) -> EncodeReport:
     """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists).
 
     ``quality`` in [1, 7] (continuous; higher = better and larger; stored to 1/256), ``device`` "cpu" or "cuda[:N]"
     for the analysis and synthesis transforms, ``decoder`` the decoder recorded as recommended in the header
     (default: the weights' default), ``weights`` a folder with a ``manifest.json`` (default: the bundled weights).
-    ``measure`` also decodes the result to report its PSNR against the input.
-    Raises UsageError, UnsupportedImageError, LcfIOError.
+    ``measure`` also decodes the result to report its PSNR against the input. ``effort`` 0..3 spends more encode
+    time on a smaller file at the same quality (0: fastest; see :mod:`lcf.effort`); decoding is unaffected.
+    Raises UsageError, UnsupportedImageError, LcfIOError, LimitError.
     """
     from lcf.image import load_image
 
     start = time.perf_counter()
     check_quality(quality)
+    check_effort(effort)
     check_device(device)
     _require_file(src)
     _require_parent(dst)
     codec = get_codec(weights, device)
     prepared = load_image(src)
-    data = codec.encode(prepared, quality, decoder)
+    data = codec.encode(prepared, quality, decoder, effort)
     atomic_write(dst, data)
     h, w = prepared.rgb.shape[:2]
     value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
@@ -176,10 +180,11 @@ def decode_file(
 
 
 def encode_image(image, *, quality: float = 4.0, decoder: str | None = None, device: str = "cpu",
-                 weights: PathLike | None = None) -> bytes:
-    """A PIL image, numpy array, path or bytes -> the bytes of a .lcf file."""
+                 weights: PathLike | None = None, effort: int = 0) -> bytes:
+    """A PIL image, numpy array, path or bytes -> the bytes of a .lcf file (``effort`` as in :func:`encode_file`)."""
     check_quality(quality)
-    return get_codec(weights, device).encode(image, quality, decoder)
+    check_effort(effort)
+    return get_codec(weights, device).encode(image, quality, decoder, effort)
 
 
 def decode_bytes(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
@@ -222,12 +227,13 @@ def batch(
     weights: PathLike | None = None,
     limits: Limits | None = None,
     progress: Callable[[BatchItem], None] | None = None,
+    effort: int = 0,
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
     ``to="lcf"`` encodes images (files with an image extension Pillow reads; with ``include``, any matching file)
-    into .lcf files; any other ``to`` (an image format such as "png") decodes .lcf files into that format.
-    ``include``/``exclude`` are glob patterns on paths relative to ``src`` ("*" also matches "/"; a pattern without
+    into .lcf files; any other ``to`` (an image format such as "png") decodes .lcf files into that format;
+    ``effort`` as in :func:`encode_file` (encoding only). ``include``/``exclude`` are glob patterns on paths relative to ``src`` ("*" also matches "/"; a pattern without
     "/" also matches the bare file name); existing outputs are skipped unless ``overwrite``; ``workers`` files run
     at once, in that many processes; ``progress`` is called after each file. A failing file does not stop the batch:
     it is reported in the result (``report.failed``; the exit code of the first is ``report.exit_code``).
@@ -239,7 +245,8 @@ def batch(
     from lcf.batch import run
 
     return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
-               overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress)
+               overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
+               effort=effort)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------
@@ -372,6 +379,7 @@ __all__ = [
     "atomic_write",
     "batch",
     "check_device",
+    "check_effort",
     "check_quality",
     "decode_file",
     "encode_file",

@@ -138,6 +138,7 @@ class Settings:
     quality: float
     decoder: str | None
     device: str
+    effort: int
     weights: str | None
     limits: Limits
 
@@ -158,9 +159,11 @@ class Plan:
 
 def settings_for(
     to: str, quality: float, decoder: str | None, device: str, weights: api.PathLike | None, limits: Limits | None,
+    effort: int = 0,
 ) -> Settings:
     """Check the options (UsageError) and fix what each conversion needs."""
     api.check_quality(quality)
+    api.check_effort(effort)
     api.check_device(device)
     if not isinstance(to, str) or _FORMAT.fullmatch(to.lower()) is None:
         raise UsageError(f"--to must be 'lcf' or an image format such as 'png', got {to!r}")
@@ -174,7 +177,7 @@ def settings_for(
             known = ", ".join(sorted(ext[1:] for ext in _writable_formats()))
             raise UsageError(f"--to {to}: not an image format lcf can write; use lcf or one of: {known}")
     return Settings(encode=encode, format=fmt, suffix=suffix, quality=float(quality), decoder=decoder, device=device,
-                    weights=None if weights is None else str(Path(weights).resolve()), limits=limits or Limits())
+                    effort=effort, weights=None if weights is None else str(Path(weights).resolve()), limits=limits or Limits())
 
 
 def make_plan(src: Path, dst: Path, settings: Settings, include: Sequence[str], exclude: Sequence[str],
@@ -343,7 +346,8 @@ def _encode_one(settings: Settings, src: Path, dst: Path) -> tuple[int, int, int
 
     size_in = src.stat().st_size
     prepared = load_image(src, max_pixels=settings.limits.max_pixels)
-    data = api.get_codec(settings.weights, settings.device).encode(prepared, settings.quality, settings.decoder)
+    data = api.get_codec(settings.weights, settings.device).encode(prepared, settings.quality, settings.decoder,
+                                                                      settings.effort)
     _publish(dst, lambda temp: _write_bytes(temp, data))
     pixels = prepared.width * prepared.height
     return size_in, len(data), pixels, len(data) * 8 / pixels
@@ -546,6 +550,7 @@ def run(
     weights: api.PathLike | None = None,
     limits: Limits | None = None,
     progress: Progress | None = None,
+    effort: int = 0,
 ) -> BatchReport:
     """Convert the folder tree ``src`` into ``dst`` (see the module docstring and :func:`lcf.api.batch`).
 
@@ -553,7 +558,7 @@ def run(
     ``dst`` cannot be created, and whatever loading the weights raises; every per-file problem is in the report.
     """
     start = time.perf_counter()
-    settings = settings_for(to, quality, decoder, device, weights, limits)
+    settings = settings_for(to, quality, decoder, device, weights, limits, effort)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"workers must be at least 1, got {workers!r}")
     src_path, dst_path = Path(src), Path(dst)

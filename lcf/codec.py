@@ -44,10 +44,12 @@ from lcf.entropy import (
     quantize,
     unpack_bitmap,
 )
+from lcf.effort import EFFORT_ITERATIONS, check_effort
 from lcf.errors import CorruptDataError, LcfError, LimitError, ModelMismatchError, UsageError
 from lcf.image import PreparedImage, load_image
 from lcf.nn import LcfModel, ModelConfig, exact_mode
 from lcf.nn.pen import MixtureTensors
+from lcf.nn.refine import EntropyOnDevice, refine_latents
 from lcf.nn.students import same_network
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weights
 
@@ -59,6 +61,12 @@ def memory_needed(padded_width: int, padded_height: int, N: int, M: int) -> int:
     """Peak bytes the codec needs for one image of this padded size (measured: ~400 B per padded pixel to decode and
     ~335 to encode with N=64, M=96; the float64 entropy-parameter path grows with M, the transforms with N)."""
     return int(padded_width * padded_height * (3.2 * M + 1.6 * N) * 1.25)
+
+
+def refine_memory_needed(padded_width: int, padded_height: int, N: int) -> int:
+    """Extra peak bytes of latent refinement (effort > 0): g_s and the entropy networks kept for a backward pass
+    (measured: ~1.9 kB per padded pixel with N=64 on a Kodak image)."""
+    return int(padded_width * padded_height * 32 * N * 1.25)
 
 
 def _default_max_memory() -> int:
@@ -158,6 +166,7 @@ class Codec:
             raise ModelMismatchError(f"z tables have {self.z_tables.channels} channels, the model {self.config.Mz}")
         self._encoder_loaded = False
         self._decoders_loaded: set[str] = set()
+        self._refine_entropy: EntropyOnDevice | None = None
         self._lock = threading.Lock()
         self.model.gain.to(self.device)
 
@@ -216,14 +225,19 @@ class Codec:
             return recommended
         return self.weights.default_decoder
 
-    def check_memory(self, padded_width: int, padded_height: int, *, chunk: str | None = None) -> None:
+    def check_memory(self, padded_width: int, padded_height: int, *, chunk: str | None = None,
+                     effort: int = 0) -> None:
         """LimitError before allocating anything when one image would need more than ``max_memory``."""
         need = memory_needed(padded_width, padded_height, self.config.N, self.config.M)
+        if effort:
+            need += refine_memory_needed(padded_width, padded_height, self.config.N)
         if need > self.max_memory:
+            lower = " (or encode it with a lower --effort)" if effort else ""
             raise LimitError(
                 f"coding a {padded_width}x{padded_height} (padded) image needs about {need / (1 << 30):.1f} GiB of "
-                f"memory, more than the {self.max_memory / (1 << 30):.1f} GiB allowed; raise it with "
-                f"LCF_MAX_MEMORY=<GiB> (or Codec(max_memory=...)) if this machine has the memory",
+                f"memory{f' at effort {effort}' if effort else ''}, more than the "
+                f"{self.max_memory / (1 << 30):.1f} GiB allowed; raise it with LCF_MAX_MEMORY=<GiB> (or "
+                f"Codec(max_memory=...)) if this machine has the memory{lower}",
                 chunk=chunk,
             )
 
@@ -265,27 +279,41 @@ class Codec:
 
     # -- encode --------------------------------------------------------------------------------------------------
 
-    def analyse(self, image, quality: float) -> tuple[PreparedImage, float, Symbols]:
-        """Image -> quantized latents (no entropy coding)."""
+    def analyse(self, image, quality: float, effort: int = 0,
+                decoder: str | None = None) -> tuple[PreparedImage, float, Symbols]:
+        """Image -> quantized latents (no entropy coding). ``effort`` > 0 refines g_a's latents for the decoder
+        ``decoder`` (default: the weights' default) in ``EFFORT_ITERATIONS[effort]`` steps (lcf.nn.refine)."""
         prepared = image if isinstance(image, PreparedImage) else load_image(image)
         quality = check_quality(quality)
+        iterations = EFFORT_ITERATIONS[check_effort(effort)]
         self._ensure_encoder()
         h, w = prepared.rgb.shape[:2]
         x = torch.from_numpy(np.array(prepared.rgb)).permute(2, 0, 1)[None].contiguous()
         x = x.to(self.device, torch.float32).div_(255.0)
         hp, wp = -(-h // PAD) * PAD, -(-w // PAD) * PAD
-        self.check_memory(wp, hp)
+        self.check_memory(wp, hp, effort=effort)
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
-        x = x.contiguous(memory_format=analysis_memory_format(self.device))
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            y = self.model.analyse(x.contiguous(memory_format=analysis_memory_format(self.device)), q).contiguous()
+        if iterations:  # the layout of y is back to the default one for h_a, g_s and the symbols
+            name = self.resolve_decoder(decoder)
+            self._ensure_decoder(name)
+            y = refine_latents(self.model, self._entropy_on_device(), self.model.decoders[name], x, y, quality,
+                               iterations, height=h, width=w).y
         with torch.inference_mode():
-            y = self.model.analyse(x, q).contiguous()  # back to the default layout for h_a and the symbols
             z = self.model.hyper_analyse(y)
             y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
             z_hat = torch.round(z)[0].to("cpu", torch.int32).numpy()
         coded = (y_hat != 0).reshape(y_hat.shape[0], -1).any(axis=1)
         return prepared, quality, Symbols(z_hat=z_hat, y_hat=y_hat, coded=coded)
+
+    def _entropy_on_device(self) -> EntropyOnDevice:
+        with self._lock:
+            if self._refine_entropy is None:
+                self._refine_entropy = EntropyOnDevice(self.model, self.device)
+            return self._refine_entropy
 
     def code_symbols(self, s: Symbols) -> tuple[bytes, bytes, bytes, dict[str, float]]:
         """Symbols -> (hyper, anchor, non-anchor) streams, and the bits the integer tables predict for each."""
@@ -311,13 +339,15 @@ class Codec:
         }
         return (*streams, bits)
 
-    def encode(self, image, quality: float = 4.0, decoder: str | None = None) -> bytes:
-        """Any image lcf.image.load_image accepts -> the bytes of a .lcf file."""
-        return self.encode_with_stats(image, quality, decoder)[0]
+    def encode(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0) -> bytes:
+        """Any image lcf.image.load_image accepts -> the bytes of a .lcf file. ``effort`` 0..3: more encode time
+        for a smaller file at the same quality (latent refinement, lcf.nn.refine); decoding is the same."""
+        return self.encode_with_stats(image, quality, decoder, effort)[0]
 
-    def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None) -> tuple[bytes, dict]:
-        prepared, quality, symbols = self.analyse(image, quality)
+    def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None,
+                          effort: int = 0) -> tuple[bytes, dict]:
         decoder = self.resolve_decoder(decoder)
+        prepared, quality, symbols = self.analyse(image, quality, effort, decoder)
         hyper, anchor, nonanchor, bits = self.code_symbols(symbols)
         h, w = prepared.rgb.shape[:2]
         header = Header(

@@ -9,7 +9,7 @@ Built like Pillow's own QoiImagePlugin/WebPImagePlugin::
                                          The pixel limit is Pillow's (Image.MAX_IMAGE_PIXELS), checked by
                                          Image.open right after _open, as for every Pillow format.
     im.load()  -> lcf.api.decode_bytes()  the whole image, once, with the options given to register()
-    im.save    -> _save() -> lcf.api.encode_image(im, quality=, decoder=)
+    im.save    -> _save() -> lcf.api.encode_image(im, quality=, decoder=, effort=)
 
 Importing this module registers the plugin with the default options; :func:`register` changes them, as
 pillow-heif's ``register_heif_opener`` does::
@@ -19,7 +19,8 @@ pillow-heif's ``register_heif_opener`` does::
 
 ``info`` after open: ``icc_profile``, ``exif``, ``xmp`` (bytes, where the file has them) and ``lcf_quality``,
 ``lcf_decoder`` (the recommended decoder), ``lcf_model_id`` (hex). Save options: ``quality`` (1.0..7.0, default 4),
-``decoder`` (the decoder name to recommend in the header).
+``decoder`` (the decoder name to recommend in the header), ``effort`` (0..3, encoder effort: slower, smaller file at
+the same quality; see lcf.effort).
 
 The codec modules are imported only when needed, so that importing lcf does not import torch.
 """
@@ -155,7 +156,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         im = im.copy()
         im.info.update(overrides)
     api = _require("lcf.api", "encode_image")
-    kwargs: dict[str, Any] = {"decoder": info.get("decoder"), "device": _options["device"]}
+    kwargs: dict[str, Any] = {"decoder": info.get("decoder"), "device": _options["device"],
+                              "effort": info.get("effort", 0)}
     if _options["weights"] is not None:
         kwargs["weights"] = _options["weights"]
     fp.write(api.encode_image(im, quality=float(quality), **kwargs))

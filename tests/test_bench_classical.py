@@ -112,6 +112,39 @@ def test_resume_measures_lcf_again_when_the_weights_changed(tmp_path):
     assert sorted(m.codec for m in rows) == ["jpeg420"] * 3 + ["lcf"] * 3
 
 
+def test_several_lcf_curves_in_one_run_each_with_its_own_identity(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(gradient_noise(seed=4)).save(images / "a.png")
+    calls = []
+
+    def hook(name, shift):
+        def encode_decode(rgb, q):
+            calls.append(name)
+            n, rec, enc, dec = _fake_lcf(rgb, q)
+            return n - shift, rec, enc, dec
+        return encode_decode
+
+    def run(identity_e2):
+        return run_benchmark(images, codecs=["jpeg420"], out_dir=tmp_path / "out", quick=True, resume=True,
+                             lcf_encode_decode={"lcf": hook("lcf", 0), "lcf-e2": hook("lcf-e2", 50)},
+                             lcf_identity={"lcf": {"model_id": "aa"}, "lcf-e2": identity_e2}, log=lambda _: None,
+                             references=("jpeg420",))
+
+    result = run({"model_id": "aa", "effort": 2})
+    assert {c.id for c in result.curves} == {"lcf", "lcf-e2", "jpeg420"}
+    assert {(r.test, r.reference) for r in result.bd_anchor} == {("lcf", "jpeg420"), ("lcf", "lcf-e2")}
+    assert {(r.test, r.reference) for r in result.bd_references} == {("lcf-e2", "jpeg420")}
+    (bd_e2,) = [r for r in result.bd_anchor if r.reference == "lcf-e2"]
+    assert bd_e2.bd_rate > 0  # the stand-in "lcf-e2" writes fewer bytes for the same pixels
+    assert calls.count("lcf") == 3 and calls.count("lcf-e2") == 3
+    assert (tmp_path / "out" / "kodak_lcf-e2.json").exists()
+    run({"model_id": "aa", "effort": 2})
+    assert len(calls) == 6  # everything reused
+    run({"model_id": "bb", "effort": 2})  # only the lcf-e2 rows are stale
+    assert calls.count("lcf") == 3 and calls.count("lcf-e2") == 6
+
+
 def test_run_benchmark_rejects_bad_hooks_and_names(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -365,3 +365,23 @@ def test_bench_measures_lcf_and_a_classical_codec(tmp_path: Path, tiny_weights: 
     stamp = json.loads((out / "photos_lcf.json").read_text())
     assert stamp == {"decoder": "teacher", "model_id": api.get_codec(tiny_weights).weights.model_id.hex()}
     assert lcf_cli("bench", tmp_path / "nowhere", "--weights", tiny_weights).exit_code != 0
+
+
+def test_bench_measures_several_efforts_as_curves(tmp_path: Path, tiny_weights: Path) -> None:
+    from PIL import Image
+
+    from images import make_rgb_array
+
+    images = tmp_path / "photos"
+    images.mkdir()
+    Image.fromarray(make_rgb_array(64, 64, kind="mixed", seed=7)).save(images / "0.png")
+    out = tmp_path / "results"
+    result = lcf_cli("bench", images, "--codecs", "none", "--quick", "--out", out, "--weights", tiny_weights,
+                     "--effort", "0,1")
+    assert result.exit_code == 0, result.output
+    assert "lcf-e1" in result.output
+    assert json.loads((out / "photos_lcf-e1.json").read_text())["effort"] == 1
+    assert "effort" not in json.loads((out / "photos_lcf.json").read_text())
+    for bad in ("0,0", "5", "x"):
+        failed = lcf_cli("bench", images, "--out", out, "--weights", tiny_weights, "--effort", bad)
+        assert failed.exit_code == 2 and "effort" in failed.output and "Traceback" not in failed.output

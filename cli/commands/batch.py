@@ -24,6 +24,7 @@ from lcf import api
 from lcf_cli.common import (
     EXIT_INTERRUPTED,
     Device,
+    Effort,
     Json,
     MaxPixels,
     Weights,
@@ -41,6 +42,7 @@ def batch(
                                         help="Folder to write (created if needed); sub-folders are mirrored.")],
     quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
                                            help="Quality when encoding, 1..7.")] = 4.0,
+    effort: Effort = 0,
     to: Annotated[str, typer.Option("--to", metavar="FORMAT",
                                     help="lcf = encode images; png, ppm, bmp, ... = decode .lcf files to that.")]
         = "lcf",
@@ -82,7 +84,7 @@ def batch(
     bar = _ProgressBar(decoding=to.lower() != "lcf")
     try:
         with bar:
-            report = api.batch(src, dst, quality=quality, to=to, include=tuple(include or ()),
+            report = api.batch(src, dst, quality=quality, effort=effort, to=to, include=tuple(include or ()),
                                exclude=tuple(exclude or ()), workers=workers, overwrite=overwrite, device=device,
                                decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar)
     except KeyboardInterrupt:

@@ -11,22 +11,39 @@ import typer
 from lcf_cli.common import Device, Weights, err_console, report_errors
 
 
-def lcf_hook(weights: Path | None, device: str, decoder: str | None):
+def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int = 0):
     """The runner's hook for lcf, (rgb, quality) -> (bytes, reconstruction, encode s, decode s), and what identifies
-    the lcf being measured (model id and decoder: rows of other weights are never reused by --resume)."""
+    the lcf being measured (model id, decoder and, above 0, the effort: rows of other weights are never reused by
+    --resume)."""
     from lcf import api
 
     codec = api.get_codec(weights, device)
     identity = {"model_id": codec.weights.model_id.hex(), "decoder": codec.resolve_decoder(decoder)}
+    if effort:
+        identity["effort"] = effort
 
     def encode_decode(rgb, quality):
         t0 = time.perf_counter()
-        data = codec.encode(rgb, quality, decoder)
+        data = codec.encode(rgb, quality, decoder, effort)
         t1 = time.perf_counter()
         rec = codec.decode(data, decoder).rgb
         return len(data), rec, t1 - t0, time.perf_counter() - t1
 
     return encode_decode, identity
+
+
+def parse_efforts(text: str) -> list[int]:
+    """"0,2" -> [0, 2]; UsageError for anything but distinct efforts 0..MAX_EFFORT."""
+    from lcf.api import check_effort
+    from lcf.errors import UsageError
+
+    try:
+        efforts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--effort takes comma-separated integers such as 0,2, got {text!r}") from None
+    if not efforts or len(set(efforts)) != len(efforts):
+        raise UsageError(f"--effort takes distinct efforts such as 0,2, got {text!r}")
+    return [check_effort(e) for e in efforts]
 
 
 @report_errors
@@ -47,6 +64,9 @@ def bench(
                                                           "they were measured with the same weights).")] = False,
     device: Device = "cpu",
     decoder: Annotated[str | None, typer.Option("--decoder", metavar="NAME", help="lcf decoder to measure.")] = None,
+    effort: Annotated[str, typer.Option(
+        "--effort", metavar="E[,E...]", help="lcf encoder efforts to measure, one curve each (lcf, lcf-e1, ...); "
+                                             "BD-rates are of the first.")] = "0",
     weights: Weights = None,
 ) -> None:
     """Measure lcf at every quality level and the classical codecs in the same run.
@@ -58,18 +78,25 @@ def bench(
     [bold]Examples[/]
       lcf bench ../shared/data/kodak --out results --published ../shared/reference/kodak_published.csv
       lcf bench photos/ --codecs webp,avif --quick
+      lcf bench ../shared/data/kodak --out results --effort 0,2 --resume    (adds the lcf-e2 curve)
     """
     from lcf.bench import report
-    from lcf.bench.runner import run_benchmark
+    from lcf.bench.runner import lcf_variant, run_benchmark
 
     names = [] if codecs.strip() == "none" else [c.strip() for c in codecs.split(",") if c.strip()]
-    hook, identity = lcf_hook(weights, device, decoder)
+    hooks, identities = {}, {}
+    for e in parse_efforts(effort):
+        hooks[lcf_variant(e)], identities[lcf_variant(e)] = lcf_hook(weights, device, decoder, e)
     result = run_benchmark(
-        images, names, hook, out, quick=quick, max_images=max_images, published_csv=published, resume=resume,
+        images, names, hooks, out, quick=quick, max_images=max_images, published_csv=published, resume=resume,
         name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False),
-        lcf_identity=identity,
+        lcf_identity=identities,
     )
     report.print_curves(result.curves)
-    report.print_bd(list(result.bd_anchor), title="BD-rate of lcf (negative = lcf needs fewer bits)")
+    first = next(iter(hooks))
+    report.print_bd(list(result.bd_anchor), title=f"BD-rate of {first} (negative = {first} needs fewer bits)")
+    if len(hooks) > 1:
+        others = [r for r in result.bd_references if r.test in hooks]
+        report.print_bd(others, title="BD-rate of the other lcf curves against the references")
     for kind, path in result.files.items():
         err_console.print(f"{kind}: {path}")

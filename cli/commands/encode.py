@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lcf import api
-from lcf_cli.common import Device, Weights, err_console, report_errors
+from lcf_cli.common import Device, Effort, Weights, err_console, report_errors
 
 
 @report_errors
@@ -19,6 +19,7 @@ def encode(
                                          show_default=False)],
     quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
                                            help="1 (smallest) .. 7 (best); any value in between.")] = 4.0,
+    effort: Effort = 0,
     device: Device = "cpu",
     decoder: Annotated[str | None, typer.Option(
         "--decoder", metavar="NAME", help="Decoder to record as recommended in the file; default from the weights.",
@@ -34,10 +35,11 @@ def encode(
     [bold]Examples[/]
       lcf encode photo.png -o photo.lcf
       lcf encode photo.jpg -o photo.lcf --quality 5.5 -v
+      lcf encode photo.png -o photo.lcf --effort 2      (slower encode, smaller file)
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
     """
-    report = api.encode_file(src, output, quality=quality, device=device, decoder=decoder, weights=weights,
-                             measure=verbose)
+    report = api.encode_file(src, output, quality=quality, effort=effort, device=device, decoder=decoder,
+                             weights=weights, measure=verbose)
     if verbose:
         psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
         err_console.print(f"{report.dst}: {report.width}x{report.height}, {report.bytes} bytes, "

@@ -243,7 +243,7 @@ def plot_rd(curves: Sequence[RDCurve], path: str | Path, title: str = "Kodak", m
             if c.source == "measured"
             else {"linestyle": "--", "marker": "x", "markersize": 3.5, "linewidth": 1.1, "alpha": 0.85}
         )
-        if c.codec == "lcf" and c.source == "measured":
+        if c.codec.split("-")[0] == "lcf" and c.source == "measured":  # lcf, lcf-e2, ...
             style.update(linewidth=2.6, markersize=5)
         axes[0].plot(bpp, c.column("psnr"), color=colour(c), label=c.label, **style)
         ms = c.column("ms_ssim")

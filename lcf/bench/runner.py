@@ -94,20 +94,20 @@ def measure(image: str, rgb: np.ndarray, codec: str, param: float, hook: EncodeD
     )
 
 
+def lcf_variant(effort: int) -> str:
+    """Curve id of lcf measured at encoder ``effort``: "lcf" at 0 (the default encoder), "lcf-e<effort>" above."""
+    return LCF if effort == 0 else f"{LCF}-e{effort}"
+
+
 def _plan(
-    codecs: Sequence[str], lcf_encode_decode: EncodeDecode | None, lcf_qualities: Sequence[float], quick: bool
+    codecs: Sequence[str], lcf_hooks: dict[str, EncodeDecode], lcf_qualities: Sequence[float], quick: bool
 ) -> list[tuple[str, tuple[float, ...], EncodeDecode]]:
-    names = list(codecs)
-    if lcf_encode_decode is not None and LCF not in names:
-        names.insert(0, LCF)
-    plan = []
+    names = [n for n in codecs if n != LCF]
+    if LCF in codecs and not lcf_hooks:
+        raise ValueError("codec 'lcf' was asked for but no lcf_encode_decode hook was given")
+    levels = LCF_QUICK_LEVELS if quick else tuple(float(q) for q in lcf_qualities)
+    plan = [(variant, levels, hook) for variant, hook in lcf_hooks.items()]
     for name in names:
-        if name == LCF:
-            if lcf_encode_decode is None:
-                raise ValueError("codec 'lcf' was asked for but no lcf_encode_decode hook was given")
-            levels = LCF_QUICK_LEVELS if quick else tuple(float(q) for q in lcf_qualities)
-            plan.append((LCF, levels, lcf_encode_decode))
-            continue
         if name not in CODECS:
             raise ValueError(f"unknown codec {name!r}; choose from {', '.join((LCF, *CODECS))}")
         c = CODECS[name]
@@ -120,7 +120,7 @@ def _plan(
 def run_benchmark(
     image_dir: str | Path,
     codecs: Sequence[str] = CLASSICAL,
-    lcf_encode_decode: EncodeDecode | None = None,
+    lcf_encode_decode: EncodeDecode | dict[str, EncodeDecode] | None = None,
     out_dir: str | Path | None = None,
     *,
     lcf_qualities: Sequence[float] = LCF_LEVELS,
@@ -128,7 +128,7 @@ def run_benchmark(
     max_images: int | None = None,
     published_csv: str | Path | None = None,
     published_codecs: Sequence[str] | None = DEFAULT_PUBLISHED,
-    anchor: str = LCF,
+    anchor: str | None = None,
     references: Sequence[str] = DEFAULT_REFERENCES,
     resume: bool = False,
     name: str = "kodak",
@@ -143,9 +143,20 @@ def run_benchmark(
     (curve ids, e.g. "webp", "published:vtm"; those not present are skipped).
     ``lcf_identity`` (e.g. the model id and decoder) is stored beside the CSV as ``<name>_lcf.json``; on resume, lcf
     rows measured with another identity (or none recorded) are measured again, so new weights never reuse old rows.
+
+    Several lcf encoders in one run (e.g. efforts 0 and 2): ``lcf_encode_decode`` a dict {curve id: hook} (ids from
+    :func:`lcf_variant`) and ``lcf_identity`` a dict {curve id: identity}, stamped in ``<name>_<curve id>.json``.
+    ``anchor`` defaults to the first lcf curve.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    plan = _plan(codecs, lcf_encode_decode, lcf_qualities, quick)
+    if lcf_encode_decode is None or isinstance(lcf_encode_decode, dict):
+        hooks = dict(lcf_encode_decode or {})
+        identities = dict(lcf_identity or {})
+    else:
+        hooks = {LCF: lcf_encode_decode}
+        identities = {} if lcf_identity is None else {LCF: lcf_identity}
+    anchor = anchor or next(iter(hooks), LCF)
+    plan = _plan(codecs, hooks, lcf_qualities, quick)
     images = list_images(image_dir)
     if max_images is not None or quick:
         images = images[: max_images if max_images is not None else QUICK_IMAGES]
@@ -158,8 +169,9 @@ def run_benchmark(
         if resume and per_image_csv.exists():
             done = {(m.image, m.codec, m.param): m for m in report.read_measurements_csv(per_image_csv)}
             log(f"resuming: {len(done)} rows already in {per_image_csv}")
-        if lcf_identity is not None and any(c == LCF for c, _, _ in plan):
-            done = _drop_stale_lcf_rows(done, out / f"{name}_lcf.json", lcf_identity, log)
+        for variant, identity in identities.items():
+            if variant in hooks:
+                done = _drop_stale_lcf_rows(done, out / f"{name}_{variant}.json", variant, identity, log)
         report.write_measurements_csv(done.values(), per_image_csv)
 
     measurements: list[Measurement] = []
@@ -203,18 +215,19 @@ def run_benchmark(
     return result
 
 
-def _drop_stale_lcf_rows(done: dict, stamp: Path, identity: dict, log: Callable[[str], None]) -> dict:
-    """Keep lcf rows only if ``stamp`` says they were measured with ``identity``; then record ``identity``."""
+def _drop_stale_lcf_rows(done: dict, stamp: Path, variant: str, identity: dict, log: Callable[[str], None]) -> dict:
+    """Keep the rows of lcf curve ``variant`` only if ``stamp`` says they were measured with ``identity``; then record
+    ``identity``."""
     try:
         recorded = json.loads(stamp.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         recorded = None
     if recorded != identity:
-        stale = [k for k in done if k[1] == LCF]
+        stale = [k for k in done if k[1] == variant]
         if stale:
-            log(f"measuring lcf again: the {len(stale)} lcf rows on file were measured with {recorded or 'unrecorded'}"
-                f" weights, not {identity}")
-        done = {k: m for k, m in done.items() if k[1] != LCF}
+            log(f"measuring {variant} again: the {len(stale)} {variant} rows on file were measured with "
+                f"{recorded or 'unrecorded'} weights, not {identity}")
+        done = {k: m for k, m in done.items() if k[1] != variant}
     stamp.write_text(json.dumps(identity, sort_keys=True) + "\n", encoding="utf-8")
     return done
 
