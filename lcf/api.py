@@ -123,6 +123,7 @@ def encode_file(
     weights: PathLike | None = None,
     measure: bool = False,
     effort: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
     """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists).
 
@@ -130,7 +131,8 @@ def encode_file(
     for the analysis and synthesis transforms, ``decoder`` the decoder recorded as recommended in the header
     (default: the weights' default), ``weights`` a folder with a ``manifest.json`` (default: the bundled weights).
     ``measure`` also decodes the result to report its PSNR against the input. ``effort`` 0..3 spends more encode
-    time on a smaller file at the same quality (0: fastest; see :mod:`lcf.effort`); decoding is unaffected.
+    time on a smaller file at the same quality (0: fastest; see :mod:`lcf.effort`); decoding is unaffected;
+    ``progress(done, total)`` is called after each refinement step.
     Raises UsageError, UnsupportedImageError, LcfIOError, LimitError.
     """
     from lcf.image import load_image
@@ -143,7 +145,7 @@ def encode_file(
     _require_parent(dst)
     codec = get_codec(weights, device)
     prepared = load_image(src)
-    data = codec.encode(prepared, quality, decoder, effort)
+    data = codec.encode(prepared, quality, decoder, effort, progress)
     atomic_write(dst, data)
     h, w = prepared.rgb.shape[:2]
     value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,10 +279,11 @@ class Codec:
 
     # -- encode --------------------------------------------------------------------------------------------------
 
-    def analyse(self, image, quality: float, effort: int = 0,
-                decoder: str | None = None) -> tuple[PreparedImage, float, Symbols]:
+    def analyse(self, image, quality: float, effort: int = 0, decoder: str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> tuple[PreparedImage, float, Symbols]:
         """Image -> quantized latents (no entropy coding). ``effort`` > 0 refines g_a's latents for the decoder
-        ``decoder`` (default: the weights' default) in ``EFFORT_ITERATIONS[effort]`` steps (lcf.nn.refine)."""
+        ``decoder`` (default: the weights' default) in ``EFFORT_ITERATIONS[effort]`` steps (lcf.nn.refine), calling
+        ``progress(done, total)`` after each."""
         prepared = image if isinstance(image, PreparedImage) else load_image(image)
         quality = check_quality(quality)
         iterations = EFFORT_ITERATIONS[check_effort(effort)]
@@ -301,7 +302,7 @@ class Codec:
             name = self.resolve_decoder(decoder)
             self._ensure_decoder(name)
             y = refine_latents(self.model, self._entropy_on_device(), self.model.decoders[name], x, y, quality,
-                               iterations, height=h, width=w).y
+                               iterations, height=h, width=w, progress=progress).y
         with torch.inference_mode():
             z = self.model.hyper_analyse(y)
             y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
@@ -339,15 +340,17 @@ class Codec:
         }
         return (*streams, bits)
 
-    def encode(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0) -> bytes:
+    def encode(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
+               progress: Callable[[int, int], None] | None = None) -> bytes:
         """Any image lcf.image.load_image accepts -> the bytes of a .lcf file. ``effort`` 0..3: more encode time
-        for a smaller file at the same quality (latent refinement, lcf.nn.refine); decoding is the same."""
-        return self.encode_with_stats(image, quality, decoder, effort)[0]
+        for a smaller file at the same quality (latent refinement, lcf.nn.refine; ``progress(done, total)`` after
+        each of its steps); decoding is the same."""
+        return self.encode_with_stats(image, quality, decoder, effort, progress)[0]
 
-    def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None,
-                          effort: int = 0) -> tuple[bytes, dict]:
+    def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
+                          progress: Callable[[int, int], None] | None = None) -> tuple[bytes, dict]:
         decoder = self.resolve_decoder(decoder)
-        prepared, quality, symbols = self.analyse(image, quality, effort, decoder)
+        prepared, quality, symbols = self.analyse(image, quality, effort, decoder, progress)
         hyper, anchor, nonanchor, bits = self.code_symbols(symbols)
         h, w = prepared.rgb.shape[:2]
         header = Header(

@@ -146,3 +146,20 @@ def test_cli_encode_and_batch_take_effort(tiny_weights, tmp_path):
     done = runner.invoke(app, ["batch", str(src), str(tmp_path / "out"), "-e", "1", "--weights", str(tiny_weights)])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "out" / "a.lcf").read_bytes() == expected
+
+
+def test_progress_is_called_after_every_refinement_step(tiny_weights, tmp_path):
+    from PIL import Image
+
+    calls = []
+    make_rgb(48, 32, "noise", seed=8).save(tmp_path / "a.png")
+    report = api.encode_file(tmp_path / "a.png", tmp_path / "a.lcf", effort=2, weights=tiny_weights,
+                             progress=lambda done, total: calls.append((done, total)))
+    total = EFFORT_ITERATIONS[2]
+    assert calls == [(i, total) for i in range(1, total + 1)]
+    assert report.bytes == (tmp_path / "a.lcf").stat().st_size
+    with Image.open(tmp_path / "a.png") as im:
+        assert (report.width, report.height) == im.size
+    calls.clear()
+    api.encode_file(tmp_path / "a.png", tmp_path / "b.lcf", weights=tiny_weights, progress=lambda *a: calls.append(a))
+    assert calls == []  # effort 0 has no refinement steps

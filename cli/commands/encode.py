@@ -35,14 +35,41 @@ def encode(
     [bold]Examples[/]
       lcf encode photo.png -o photo.lcf
       lcf encode photo.jpg -o photo.lcf --quality 5.5 -v
-      lcf encode photo.png -o photo.lcf --effort 2      (slower encode, smaller file)
+      lcf encode photo.png -o photo.lcf --effort 2     (slower, smaller file)
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
     """
-    report = api.encode_file(src, output, quality=quality, effort=effort, device=device, decoder=decoder,
-                             weights=weights, measure=verbose)
+    with _RefineBar(effort) as bar:
+        report = api.encode_file(src, output, quality=quality, effort=effort, device=device, decoder=decoder,
+                                 weights=weights, measure=verbose, progress=bar.update)
     if verbose:
         psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
         err_console.print(f"{report.dst}: {report.width}x{report.height}, {report.bytes} bytes, "
                           f"{report.bpp:.4f} bpp{psnr}, {report.seconds:.2f} s")
 
 
+
+
+class _RefineBar:
+    """A transient progress bar on stderr over the refinement steps of --effort > 0 (nothing at effort 0)."""
+
+    def __init__(self, effort: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(f"refining (effort {effort})"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=err_console, transient=True) if effort else None
+        self.task = None
+
+    def __enter__(self) -> _RefineBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task("refine", total=total)
+            self.progress.start()
+        self.progress.update(self.task, completed=done)

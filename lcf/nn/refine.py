@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,10 +71,11 @@ class EntropyOnDevice(nn.Module):
 
 
 def refine_latents(model: LcfModel, entropy: EntropyOnDevice, g_s: nn.Module, x: Tensor, y: Tensor,
-                   quality: float, iterations: int, *, height: int, width: int,
-                   step: float = DEFAULT_STEP) -> RefineResult:
+                   quality: float, iterations: int, *, height: int, width: int, step: float = DEFAULT_STEP,
+                   progress: Callable[[int, int], None] | None = None) -> RefineResult:
     """Refine g_a's latent ``y`` (1, M, h, w) of the padded image ``x`` (1, 3, 16h, 16w) in [0, 1] whose real size
-    is ``height`` x ``width``; ``g_s`` the decoder the cost is measured with (the teacher)."""
+    is ``height`` x ``width``; ``g_s`` the decoder the cost is measured with (the teacher). ``progress(done, total)``
+    is called after each iteration."""
     device = y.device
     q = torch.tensor([quality], dtype=torch.float32, device=device)
     gain, inv_gain = model.gain.gain(q).detach(), model.gain.inv_gain(q).detach()
@@ -123,5 +125,7 @@ def refine_latents(model: LcfModel, entropy: EntropyOnDevice, g_s: nn.Module, x:
             group["lr"] = step * (1 - it / iterations)
         (u.grad,) = torch.autograd.grad(loss, [u])
         adam.step()
+        if progress is not None:
+            progress(it + 1, iterations)
     return RefineResult(y=(best_u * gain * keep).detach(), cost_before=first, cost_after=best_cost,
                         best_iteration=best_it)
