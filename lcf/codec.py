@@ -229,15 +229,15 @@ class Codec:
                      effort: int = 0) -> None:
         """LimitError before allocating anything when one image would need more than ``max_memory``."""
         need = memory_needed(padded_width, padded_height, self.config.N, self.config.M)
+        at_effort, or_lower = "", ""
         if effort:
             need += refine_memory_needed(padded_width, padded_height, self.config.N)
+            at_effort, or_lower = f" at effort {effort}", " (or encode it with a lower --effort)"
         if need > self.max_memory:
-            lower = " (or encode it with a lower --effort)" if effort else ""
             raise LimitError(
                 f"coding a {padded_width}x{padded_height} (padded) image needs about {need / (1 << 30):.1f} GiB of "
-                f"memory{f' at effort {effort}' if effort else ''}, more than the "
-                f"{self.max_memory / (1 << 30):.1f} GiB allowed; raise it with LCF_MAX_MEMORY=<GiB> (or "
-                f"Codec(max_memory=...)) if this machine has the memory{lower}",
+                f"memory{at_effort}, more than the {self.max_memory / (1 << 30):.1f} GiB allowed; raise it with "
+                f"LCF_MAX_MEMORY=<GiB> (or Codec(max_memory=...)) if this machine has the memory{or_lower}",
                 chunk=chunk,
             )
 
