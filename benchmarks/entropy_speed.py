@@ -1,11 +1,13 @@
 """Speed of lcf's entropy layer on Kodak-sized latents (768 x 512 image) with synthetic, realistic parameters.
 
 y: 192 x 32 x 48 = 294,912 symbols, half anchors (GLLMM, K = 9), half non-anchors (GMM, K = 3); z: 128 x 8 x 12.
-Symbols are drawn from the float mixtures, so the rates are those of a well-fitted model.
+The PENs' raw slots (integers in units of 2^-12: logits, means, softplus^-1 of the scales) are drawn at random and
+mapped by int_params; symbols are drawn from the mixtures they describe, so the rates are those of a well-fitted
+model.
 
     python benchmarks/entropy_speed.py [--repeat 3] [--max-scale 10] [--seed 0] [--cpu]
 
-Prints, per stream, the best-of-N wall time of quantize / encode / decode, the coded size, and its overhead against
+Prints, per stream, the best-of-N wall time of int_params / encode / decode, the coded size, and its overhead against
 estimate_bits and against the ideal float-free information content of the integer mixtures.
 """
 
@@ -19,7 +21,6 @@ import numpy as np
 
 from lcf.entropy import (
     FamilyTables,
-    MixtureParams,
     ZTables,
     build_z_tables,
     decode_mixture_stream,
@@ -28,28 +29,34 @@ from lcf.entropy import (
     encode_z_stream,
     estimate_bits,
     estimate_z_bits,
-    quantize,
+    int_params,
 )
-from lcf.entropy.params import ANCHOR_FAMILIES, NONANCHOR_FAMILIES
+from lcf.entropy.params import ANCHOR_FAMILIES, MEAN_FRAC_BITS, NONANCHOR_FAMILIES, IntParams
 
 N_ANCHOR = N_NONANCHOR = 192 * 32 * 48 // 2
 Z_SHAPE = (128, 8, 12)
 
 
-def synthetic_mixtures(n: int, families: tuple[str, ...], max_scale: float, rng: np.random.Generator):
-    """Mixture parameters with log-uniform element scales in [0.11, max_scale] and symbols drawn from them."""
+def synthetic_raw(n: int, families: tuple[str, ...], max_scale: float, rng: np.random.Generator):
+    """Raw PEN slots with log-uniform element scales in [0.11, max_scale], and symbols drawn from the mixtures that
+    int_params makes of them (component by its integer weight, then the family's noise at the integer mean and the
+    scale of the slot)."""
     k = len(families)
-    w = np.exp(rng.normal(0.0, 2.0, (n, k)))
-    w /= w.sum(axis=1, keepdims=True)
     base = np.exp(rng.uniform(np.log(0.11), np.log(max_scale), (n, 1)))
     scales = np.clip(base * np.exp(rng.normal(0.0, 0.3, (n, k))), 0.11, 64.0)
     means = rng.normal(0.0, 1.0, (n, 1)) * base + rng.normal(0.0, 0.3, (n, k)) * base
-    comp = (w.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    slots = [rng.normal(0.0, 2.0, (n, k)), means, np.log(np.expm1(scales))]
+    if k == 9:
+        slots.append(rng.normal(0.0, 2.0, (n, 3)))  # family logits
+    raw = np.rint(np.concatenate(slots, axis=1) * 4096).astype(np.int64)
+    p: IntParams = int_params(raw)
+    comp = (p.weights.cumsum(axis=1) > rng.integers(0, p.weights.sum(axis=1, keepdims=True))).argmax(axis=1)
     rows = np.arange(n)
     fam = np.array(families)[comp]
     noise = np.where(fam == "G", rng.normal(size=n), np.where(fam == "L", rng.laplace(size=n), rng.logistic(size=n)))
-    y = np.rint(means[rows, comp] + scales[rows, comp] * noise).astype(np.int32)
-    return MixtureParams(w, means, scales, families), y
+    mean = p.means[rows, comp] / 2**MEAN_FRAC_BITS  # integer means in units of 1/16 (spec/entropy.md, section 2)
+    y = np.rint(mean + scales[rows, comp] * noise).astype(np.int32)
+    return raw, y
 
 
 def synthetic_z(rng: np.random.Generator) -> tuple[ZTables, np.ndarray]:
@@ -96,8 +103,8 @@ def main() -> None:
     )
     total_enc = total_dec = total_q = 0.0
     for name, n, fams in (("anchors", N_ANCHOR, ANCHOR_FAMILIES), ("non-anchors", N_NONANCHOR, NONANCHOR_FAMILIES)):
-        mp, y = synthetic_mixtures(n, fams, args.max_scale, rng)
-        tq, p = best_of(args.repeat, partial(quantize, mp))
+        raw, y = synthetic_raw(n, fams, args.max_scale, rng)
+        tq, p = best_of(args.repeat, partial(int_params, raw))
         te, data = best_of(args.repeat, partial(encode_mixture_stream, y, p, tables))
         td, out = best_of(args.repeat, partial(decode_mixture_stream, data, p, tables))
         if not np.array_equal(out, y):
@@ -105,7 +112,7 @@ def main() -> None:
         est = estimate_bits(y, p, tables)
         total_enc, total_dec, total_q = total_enc + te, total_dec + td, total_q + tq
         print(
-            f"{name:12s} n={n} K={len(fams)}: quantize {tq * 1e3:6.1f} ms  encode {te * 1e3:6.1f} ms  "
+            f"{name:12s} n={n} K={len(fams)}: int_params {tq * 1e3:6.1f} ms  encode {te * 1e3:6.1f} ms  "
             f"decode {td * 1e3:6.1f} ms  {len(data)} bytes ({8 * len(data) / n:.3f} bits/symbol, "
             f"{8 * len(data) / est - 1:+.4%} vs estimate)"
         )
@@ -122,7 +129,7 @@ def main() -> None:
     )
     print(
         f"total: encode {total_enc * 1e3:.0f} ms + decode {total_dec * 1e3:.0f} ms = "
-        f"{(total_enc + total_dec) * 1e3:.0f} ms (quantize, once per side: {total_q * 1e3:.0f} ms)"
+        f"{(total_enc + total_dec) * 1e3:.0f} ms (int_params, once per side: {total_q * 1e3:.0f} ms)"
     )
 
 

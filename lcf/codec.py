@@ -4,14 +4,14 @@ Encode (paper Fig. 3 and Fig. 7)::
 
     image ─ pad to 64 ─ g_a·gain(q) ─ y ─ round ─ ŷ ─────────────────────────────┐
                                       └─ h_a ─ z ─ round ─ ẑ ── HYPR (z tables)   │
-    ẑ ─ h_s ─ T1 ─ PEN1 ─ θ1 ─ quantize ─ anchors of coded channels ──── ANCH    │
-            └──── PEN2 ◄─ ctx(ŷ anchors) ─ θ2 ─ quantize ─ non-anchors ── NANC   │
+    ẑ ─ h_s ─ T1 ─ PEN1 ─ θ1 ─ int_params ─ anchors of coded channels ── ANCH    │
+            └──── PEN2 ◄─ ctx(ŷ anchors) ─ θ2 ─ int_params ─ non-anchors ─ NANC   │
     channel bitmap (channels with any ŷ != 0) ─────────────────────────── CMAP ◄─┘
 
 Decode runs the same path in reverse: z from HYPR, θ1, anchors from ANCH, θ2 from the decoded anchors, non-anchors
-from NANC, then the chosen synthesis transform g_s. The path ẑ -> θ1, θ2 -> integer parameters runs in float64 on the
-CPU under :func:`lcf.nn.exact_mode` at both ends, so both derive the same integer tables; g_a and g_s may run on any
-device (their floats never reach the coder).
+from NANC, then the chosen synthesis transform g_s. The path ẑ -> θ1, θ2 -> integer parameters is integer arithmetic
+(:class:`lcf.nn.IntegerEntropyNet`, then :func:`lcf.entropy.int_params`), the same on every machine, so encoder and
+decoder derive the same tables; g_a and g_s are float and may run on any device (their floats never reach the coder).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from lcf.container.header import snap_quality
 from lcf.entropy import (
     FamilyTables,
     IntParams,
-    MixtureParams,
     ZTables,
     decode_mixture_stream,
     decode_z_stream,
@@ -40,15 +39,15 @@ from lcf.entropy import (
     encode_z_stream,
     estimate_bits,
     estimate_z_bits,
+    int_params,
     pack_bitmap,
-    quantize,
     unpack_bitmap,
 )
 from lcf.effort import EFFORT_ITERATIONS, check_effort
 from lcf.errors import CorruptDataError, LcfError, LimitError, ModelMismatchError, UsageError
 from lcf.image import PreparedImage, load_image
-from lcf.nn import LcfModel, ModelConfig, exact_mode
-from lcf.nn.pen import MixtureTensors
+from lcf.nn import IntegerEntropyNet, LcfModel, ModelConfig
+from lcf.nn.integer import INTEGER_PREFIXES, check_integer_arrays, float_state
 from lcf.nn.refine import EntropyOnDevice, refine_latents
 from lcf.nn.students import same_network
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weights
@@ -59,7 +58,7 @@ DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=
 
 def memory_needed(padded_width: int, padded_height: int, N: int, M: int) -> int:
     """Peak bytes the codec needs for one image of this padded size (measured: ~400 B per padded pixel to decode and
-    ~335 to encode with N=64, M=96; the float64 entropy-parameter path grows with M, the transforms with N)."""
+    ~335 to encode with N=64, M=96; the integer entropy networks, carried in float64, grow with M, the transforms with N)."""
     return int(padded_width * padded_height * (3.2 * M + 1.6 * N) * 1.25)
 
 
@@ -155,7 +154,7 @@ class Codec:
         self.device = check_device(device)
         self.config = ModelConfig.from_dict(self.weights.model_config)
         self.model = LcfModel(self.config).eval()
-        self._load(_tensors(self.weights.entropy, ENTROPY_PREFIXES[:-1]), "entropy", ENTROPY_PREFIXES[:-1])
+        self._load_entropy(self.weights.entropy)
         self.family_tables = FamilyTables.from_arrays(
             {k: v for k, v in self.weights.entropy.items() if k.startswith("tables.family.")}
         )
@@ -181,6 +180,21 @@ class Codec:
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
         self.model.load_state_dict(tensors, strict=False)
+
+    def _load_entropy(self, arrays: dict[str, np.ndarray]) -> None:
+        """The integer entropy networks (checked, then kept as :attr:`entropy_net`), their float equivalent in the
+        model (for encoder refinement and training) and the gains."""
+        state = self.model.state_dict()
+        shapes = {k[: -len(".weight")]: tuple(v.shape) for k, v in state.items()
+                  if k.startswith(INTEGER_PREFIXES) and k.endswith(".weight")}
+        try:
+            check_integer_arrays(arrays, shapes)
+        except ValueError as exc:
+            raise ModelMismatchError(f"the entropy weights do not fit the model {self.config}: {exc}") from None
+        self.entropy_net = IntegerEntropyNet(arrays)
+        tensors = _tensors(arrays, ("gain.",))
+        tensors.update(float_state(arrays))
+        self._load(tensors, "entropy", ENTROPY_PREFIXES[:-1])
 
     def _ensure_encoder(self) -> None:
         with self._lock:
@@ -244,32 +258,22 @@ class Codec:
     # -- the exact path --------------------------------------------------------------------------------------------
 
     def _hyper(self, z_hat: np.ndarray) -> torch.Tensor:
-        with exact_mode():
-            net = self.model.entropy_model_float64()
-            return net.hyper(torch.from_numpy(z_hat.astype(np.float64))[None])
+        return self.entropy_net.hyper(z_hat[None])
 
-    def _anchor_params(self, t1: torch.Tensor) -> MixtureTensors:
-        with exact_mode():
-            return self.model.entropy_model_float64().anchor(t1)
+    def _anchor_params(self, t1: torch.Tensor) -> torch.Tensor:
+        return self.entropy_net.anchor(t1)
 
-    def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray) -> MixtureTensors:
-        with exact_mode():
-            net = self.model.entropy_model_float64()
-            return net.nonanchor(t1, torch.from_numpy(y_anchor.astype(np.float64))[None])
+    def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray) -> torch.Tensor:
+        return self.entropy_net.nonanchor(t1, y_anchor[None])
 
     @staticmethod
-    def _int_params(theta: MixtureTensors, coded: np.ndarray, positions: np.ndarray) -> IntParams:
-        """Integer parameters of the elements of one stream, in stream order (channel, then row-major position)."""
-
-        def pick(t: torch.Tensor) -> np.ndarray:
-            a = t[0].numpy()                                   # (M, K, h, w)
-            m, k = a.shape[:2]
-            a = a.reshape(m, k, -1)[coded][:, :, positions]   # (Mc, K, n_pos)
-            return a.transpose(0, 2, 1).reshape(-1, k)
-        w, mu, s = pick(theta.weights), pick(theta.means), pick(theta.scales)
-        if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(s).all()):
-            raise CorruptDataError("the hyper stream decodes to values outside the model's range", chunk="HYPR")
-        return quantize(MixtureParams(weights=w, means=mu, scales=s, families=theta.families))
+    def _int_params(raw: torch.Tensor, coded: np.ndarray, positions: np.ndarray) -> IntParams:
+        """Integer parameters of the elements of one stream, in stream order (channel, then row-major position), from
+        the raw slots (1, P·M, h, w) of a PEN."""
+        m = coded.size
+        a = raw[0].numpy().astype(np.int64).reshape(m, raw.shape[1] // m, -1)  # (M, P, h·w)
+        a = a[coded][:, :, positions]                                            # (Mc, P, n_pos)
+        return int_params(a.transpose(0, 2, 1).reshape(-1, a.shape[1]))
 
     @staticmethod
     def _positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ from test_entropy_tables import random_int_params
 from lcf.entropy import (
     FamilyTables,
     IntParams,
-    MixtureParams,
     ZTables,
     build_z_tables,
     coder,
@@ -19,9 +18,9 @@ from lcf.entropy import (
     encode_z_stream,
     estimate_bits,
     estimate_z_bits,
+    int_params,
     mixture,
     pack_bitmap,
-    quantize,
     streams,
     unpack_bitmap,
 )
@@ -92,13 +91,14 @@ def test_every_value_can_escape(tables):
 def test_realistic_mixtures_code_close_to_the_estimate(tables):
     rng = np.random.default_rng(2)
     n = 5000
-    for families in (ANCHOR_FAMILIES, NONANCHOR_FAMILIES):
-        k = len(families)
-        w = np.exp(rng.normal(0, 2, (n, k)))
+    for k in (9, 3):  # raw slots as the integer PENs give them (units of 2**-12): logits, means, softplus^-1(scale)
         base = np.exp(rng.uniform(np.log(0.11), np.log(10), (n, 1)))
         scales = np.clip(base * np.exp(rng.normal(0, 0.3, (n, k))), 0.11, 64)
         means = rng.normal(0, 1, (n, 1)) * base + rng.normal(0, 0.3, (n, k)) * base
-        p = quantize(MixtureParams(w / w.sum(1, keepdims=True), means, scales, families))
+        raw = [rng.normal(0, 2, (n, k)), means, np.log(np.expm1(scales))]
+        if k == 9:
+            raw.append(rng.normal(0, 2, (n, 3)))  # family logits
+        p = int_params(np.rint(np.concatenate(raw, axis=1) * 4096).astype(np.int64))
         y = np.rint(means[:, 0] + rng.laplace(0, 1, n) * scales[:, 0]).astype(np.int32)
         data = encode_mixture_stream(y, p, tables)
         est = estimate_bits(y, p, tables)

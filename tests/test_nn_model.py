@@ -1,11 +1,18 @@
-"""LcfModel: training forward, inference pieces and the float64 exact path (lcf/nn/model.py, lcf/nn/exact.py)."""
+"""LcfModel: training forward, inference pieces, and how its float entropy networks relate to the integer ones
+(lcf/nn/model.py, lcf/nn/integer.py)."""
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 
+from lcf.entropy import int_params
+from lcf.entropy.params import SCALE_THRESHOLDS, WEIGHT_TOTAL
 from lcf.errors import UsageError
-from lcf.nn import SCALE_MAX, SCALE_MIN, LcfModel, MixtureTensors, ModelConfig, exact_mode
+from lcf.nn import SCALE_MAX, SCALE_MIN, IntegerEntropyNet, LcfModel, MixtureTensors, ModelConfig, exact_mode
 from lcf.nn.context import split
+from lcf.nn.integer import float_state, integer_arrays
 
 TINY = ModelConfig(N=16, M=16, Mz=8)
 
@@ -60,70 +67,47 @@ def test_training_forward_shapes_finite_loss_and_gradients(model):
         assert any(g.abs().sum() > 0 for g in grads), name
 
 
-def test_eval_forward_params_match_the_two_pass_float64_path(model):
-    model.eval()
+def _stream_view(theta: MixtureTensors, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, means, scales) of a float MixtureTensors as (elements, K) arrays, elements channel-major."""
+    return tuple(t[0].double().numpy().transpose(0, 2, 3, 1).reshape(-1, k) for t in (theta.weights, theta.means,
+                                                                                       theta.scales))
+
+
+def test_integer_path_agrees_with_the_float_model_it_was_made_from(model):
+    """The codec's integer networks give the float model's mixtures up to their grids: the float model trained and
+    refined with is the one whose integers code the file."""
+    model = copy.deepcopy(model).eval()
+    net = IntegerEntropyNet(integer_arrays(model))
+    model.load_state_dict(float_state(integer_arrays(model)), strict=False)  # the float model a weights folder loads
     x = torch.rand(1, 3, 64, 128)
     q = torch.tensor([4.0])
     with torch.no_grad():
         out = model(x, q)
-        y = model.analyse(x, q)
-        z_hat = torch.round(model.hyper_analyse(y))
-    y_hat = torch.round(y)
+        y_hat = torch.round(model.analyse(x, q))
+        z_hat = torch.round(model.hyper_analyse(y_hat))
     assert torch.equal(out["y_hat"], y_hat)
-    anchors, _ = split(y_hat)
-    theta1 = model.anchor_params(z_hat)
-    theta2 = model.nonanchor_params(z_hat, anchors)
-    assert theta1.weights.dtype == torch.float64 and theta1.weights.device.type == "cpu"
-    for a, b in ((out["params"]["anchor"], theta1), (out["params"]["nonanchor"], theta2)):
-        for fa, fb in ((a.weights, b.weights), (a.means, b.means), (a.scales, b.scales)):
-            torch.testing.assert_close(fa.double(), fb, rtol=1e-4, atol=1e-5)
+    t1 = net.hyper(z_hat.to(torch.int64).numpy())
+    raws = (net.anchor(t1), net.nonanchor(t1, y_hat.to(torch.int64).numpy()))
+    for raw, theta in zip(raws, (out["params"]["anchor"], out["params"]["nonanchor"])):
+        k = len(theta.families)
+        m, slots = TINY.M, raw.shape[1] // TINY.M
+        p = int_params(raw[0].numpy().astype(np.int64).reshape(m, slots, -1).transpose(0, 2, 1).reshape(-1, slots))
+        w, mu, sc = _stream_view(theta, k)
+        assert p.families == theta.families
+        assert np.abs(p.weights / WEIGHT_TOTAL - w).max() < 0.01
+        assert np.abs(p.means / 16 - mu).max() < 1 / 32 + 0.01
+        assert np.abs(p.scale_idx - np.searchsorted(SCALE_THRESHOLDS, sc, side="right")).max() <= 1
     x_hat = model.synthesise(y_hat, q)
     assert x_hat.shape == x.shape and x_hat.min() >= 0 and x_hat.max() <= 1
     with pytest.raises(UsageError):
         model.synthesise(y_hat, q, decoder="nope")
 
 
-def _params(model, z_hat, y_anchor):
-    t1, t2 = model.anchor_params(z_hat), model.nonanchor_params(z_hat, y_anchor)
-    return [t.weights for t in (t1, t2)] + [t.means for t in (t1, t2)] + [t.scales for t in (t1, t2)]
-
-
-def test_exact_path_is_bit_identical_across_threads_batches_and_runs(model):
-    g = torch.Generator().manual_seed(3)
-    z_hat = torch.round(3 * torch.randn(1, 8, 2, 3, generator=g))
-    y_anchor, _ = split(torch.round(4 * torch.randn(1, 16, 8, 12, generator=g)))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = _params(model, z_hat, y_anchor)
-        torch.set_num_threads(2)
-        two = _params(model, z_hat, y_anchor)
-        again = _params(model, z_hat, y_anchor)
-        batch = _params(model, z_hat.repeat(3, 1, 1, 1), y_anchor.repeat(3, 1, 1, 1))
-    finally:
-        torch.set_num_threads(threads)
-    for a, b, c, d in zip(one, two, again, batch):
-        assert torch.equal(a, b) and torch.equal(a, c)
-        assert all(torch.equal(a[0], d[i]) for i in range(3))
-
-
 def test_exact_mode_restores_settings():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    det, mkldnn = torch.are_deterministic_algorithms_enabled(), torch.backends.mkldnn.enabled
     with exact_mode():
-        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
-    assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
-
-
-def test_float64_copy_follows_parameter_updates(model):
-    first = model.entropy_model_float64()
-    assert model.entropy_model_float64() is first
-    with torch.no_grad():
-        model.pen_anchor.net[0].bias.add_(1.0)
-    second = model.entropy_model_float64()
-    assert second is not first
-    torch.testing.assert_close(second.pen_anchor.net[0].bias, model.pen_anchor.net[0].bias.double())
-    with torch.no_grad():
-        model.pen_anchor.net[0].bias.sub_(1.0)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.mkldnn.enabled
+    assert torch.are_deterministic_algorithms_enabled() == det and torch.backends.mkldnn.enabled == mkldnn
 
 
 def test_channels_last_training_step():

@@ -1,17 +1,22 @@
 """A decoder written from spec/lcf.md alone decodes the conformance vectors.
 
-Everything lcf.md specifies is re-implemented here from its text, with plain torch operations and the tensors read by
-the keys the spec lists: the two-pass decoding procedure, h_s, ctx, PEN1, PEN2, the slot layout and
-parameterization of the PEN outputs, the quality gains and g_s. It imports neither ``lcf.nn`` nor ``lcf.codec``. The
-parts that live in entropy.md (integer grids, tables, coding) and the container come from ``lcf.entropy`` and
-``lcf.container``, which implement those documents and have their own tests.
+Everything lcf.md specifies is re-implemented here from its text and the tensors are read by the keys the spec
+lists: the two-pass decoding procedure, the integer networks h_s, ctx, PEN1 and PEN2, the slot layout of the PEN
+outputs, the quality gains and g_s. It imports neither ``lcf.nn`` nor ``lcf.codec``.
+
+The entropy path (ẑ → T1 → R1, and (T1, ŷ_A) → R2) is exact integer arithmetic: it runs on the int64 numpy reference
+of tests/intref.py (explicit taps, integer dot products, arithmetic shifts; no torch and no float anywhere), a
+genuinely different implementation from lcf's, which carries the same integers through float64 torch convolutions.
+The parts that live in entropy.md — the raw slots → integer parameters map (``int_params``: pinned exponential table,
+largest remainder, raw scale thresholds), the tables and the coding — and the container come from ``lcf.entropy`` and
+``lcf.container``, which implement those documents and have their own tests. g_s (not exact, lcf.md) runs in torch
+float64 and is held to the reference PNGs within ±1.
 
 If this decoder and lcf disagree, either the spec or the code is wrong.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -20,39 +25,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from intref import IntRef
 from safetensors.numpy import load_file
 
 from lcf.container import read_container
 from lcf.entropy import (
     FamilyTables,
-    MixtureParams,
     ZTables,
     decode_mixture_stream,
     decode_z_stream,
-    quantize,
+    int_params,
 )
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 INDEX = json.loads((VECTORS / "vectors.json").read_text())
 NAMES = [v["name"] for v in INDEX["vectors"]]
-ANCHOR_FAMILIES = ("G", "G", "G", "L", "L", "L", "S", "S", "S")  # lcf.md: PEN1 components, k = 3f + j
-NONANCHOR_FAMILIES = ("G", "G", "G")
-
-
-@contextlib.contextmanager
-def float_path_settings():
-    """lcf.md, "Arithmetic of the float path": CPU, one intra-op thread, deterministic algorithms, no oneDNN."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.backends.mkldnn.enabled = mkldnn
-        torch.set_num_threads(threads)
+ANCHOR_SLOTS, NONANCHOR_SLOTS = 30, 9  # lcf.md: channel P·c + p of a PEN's output is slot p of latent channel c
 
 
 class SpecDecoder:
@@ -63,63 +51,23 @@ class SpecDecoder:
         self.entropy = load_file(str(folder / self.manifest["files"]["entropy"]))
         cfg = self.manifest["model_config"]
         self.M, self.Mz = cfg["M"], cfg["Mz"]
-        self.f64 = {k: torch.from_numpy(v).to(torch.float64) for k, v in self.entropy.items() if v.dtype == np.float32}
+        self.nets = IntRef(self.entropy)  # the integer layers: <key>.weight int16, .bias int64, .shift int32
+        self.gains = torch.from_numpy(self.entropy["gain.log_inv_gain"]).to(torch.float64)
         self.family_tables = FamilyTables.from_arrays(self.entropy)
         self.z_tables = ZTables.from_arrays(self.entropy)
         self.folder = folder
 
-    # -- the entropy-model networks (float64) ----------------------------------------------------------------------
-
-    def conv(self, x: torch.Tensor, key: str, weights: dict | None = None, mask: torch.Tensor | None = None):
-        w = (weights or self.f64)[key + ".weight"]
-        b = (weights or self.f64)[key + ".bias"]
-        if mask is not None:
-            w = w * mask
-        return F.conv2d(x, w, b, padding=(w.shape[-1] - 1) // 2)
+    # -- decoding procedure (integers only) -----------------------------------------------------------------------
 
     @staticmethod
-    def lrelu(x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(x, 0.01)
-
-    def h_s(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.lrelu(self.conv(z, "h_s.0"))
-        x = self.lrelu(F.pixel_shuffle(self.conv(x, "h_s.2.0"), 2))
-        x = self.lrelu(self.conv(x, "h_s.4"))
-        x = self.lrelu(F.pixel_shuffle(self.conv(x, "h_s.6.0"), 2))
-        return self.conv(x, "h_s.8")
-
-    def ctx(self, y_anchors: torch.Tensor) -> torch.Tensor:
-        u, v = np.indices((5, 5))
-        mask = torch.from_numpy(((u + v) % 2 == 1).astype(np.float64))  # taps with u + v even are zero
-        return self.conv(y_anchors, "ctx.conv", mask=mask)
-
-    def pen(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        x = self.lrelu(self.conv(x, f"{name}.net.0"))
-        x = self.lrelu(self.conv(x, f"{name}.net.2"))
-        return self.conv(x, f"{name}.net.4")
-
-    @staticmethod
-    def mixture(raw: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """lcf.md, "From the PEN outputs to mixture parameters": (weights, means, scales), each (M, K, h, w)."""
+    def stream_params(raw: np.ndarray, slots: int, coded: np.ndarray, positions: np.ndarray):
+        """Integer parameters of a stream's elements, in its element order (coded channels ascending, positions
+        row-major), from a PEN's raw output (1, P·M, h, w) int64."""
+        assert raw.dtype == np.int64
         _, ch, h, w = raw.shape
-        r = raw[0].view(ch // slots, slots, h, w)  # channel P·c + p -> [c, p]
-        if slots == 30:
-            logits, means, scales, family = r[:, 0:9], r[:, 9:18], r[:, 18:27], r[:, 27:30]
-            within = torch.softmax(logits.view(-1, 3, 3, h, w), dim=2)  # [c, f, j]
-            weights = (torch.softmax(family, dim=1).unsqueeze(2) * within).reshape(-1, 9, h, w)
-        else:
-            weights, means, scales = torch.softmax(r[:, 0:3], dim=1), r[:, 3:6], r[:, 6:9]
-        return weights, torch.clamp(means, -1024.0, 1024.0), torch.clamp(F.softplus(scales), 0.11, 64.0)
-
-    # -- decoding procedure ---------------------------------------------------------------------------------------
-
-    def int_params(self, theta, families, coded: np.ndarray, positions: np.ndarray):
-        """θ at the elements of a stream, in its element order: coded channels ascending, positions row-major."""
-        arrays = []
-        for t in theta:
-            a = t.numpy().reshape(t.shape[0], t.shape[1], -1)[coded][:, :, positions]  # (n, K, positions)
-            arrays.append(a.transpose(0, 2, 1).reshape(-1, t.shape[1]))
-        return quantize(MixtureParams(arrays[0], arrays[1], arrays[2], families))
+        r = raw[0].reshape(ch // slots, slots, h * w)  # channel P·c + p -> [c, p]
+        r = r[coded][:, :, positions]  # (n, P, positions)
+        return int_params(r.transpose(0, 2, 1).reshape(-1, slots))
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         container = read_container(data)
@@ -134,26 +82,35 @@ class SpecDecoder:
         anchors = np.flatnonzero((i + j) % 2 == 0)
         nonanchors = np.flatnonzero((i + j) % 2 == 1)
         z = decode_z_stream(container.hyper, (self.Mz, h // 4, w // 4), self.z_tables)
-        with float_path_settings(), torch.no_grad():
-            t1 = self.h_s(torch.from_numpy(z).to(torch.float64)[None])
-            theta1 = self.mixture(self.pen(t1, "pen_anchor"), 30)
-            p1 = self.int_params(theta1, ANCHOR_FAMILIES, coded, anchors)
-            y = np.zeros((self.M, h * w), dtype=np.int32)
-            y_coded = np.zeros((n, h * w), dtype=np.int32)
-            y_coded[:, anchors] = decode_mixture_stream(container.anchor, p1, self.family_tables).reshape(n, anchors.size)
-            y[coded] = y_coded  # non-anchors and skipped channels are zero
-            c2 = self.ctx(torch.from_numpy(y.reshape(self.M, h, w)).to(torch.float64)[None])
-            theta2 = self.mixture(self.pen(torch.cat([t1, c2], dim=1), "pen_nonanchor"), 9)
-            p2 = self.int_params(theta2, NONANCHOR_FAMILIES, coded, nonanchors)
-            y_coded[:, nonanchors] = decode_mixture_stream(container.nonanchor, p2, self.family_tables).reshape(
-                n, nonanchors.size)
-            y[coded] = y_coded
+        t1 = self.nets.hyper(z[None])
+        assert t1.dtype == np.int64 and t1.shape == (1, 2 * self.M, h, w)
+        p1 = self.stream_params(self.nets.anchor(t1), ANCHOR_SLOTS, coded, anchors)
+        y = np.zeros((self.M, h * w), dtype=np.int32)
+        y_coded = np.zeros((n, h * w), dtype=np.int32)
+        y_coded[:, anchors] = decode_mixture_stream(container.anchor, p1, self.family_tables).reshape(n, anchors.size)
+        y[coded] = y_coded  # non-anchors and skipped channels are zero
+        r2 = self.nets.nonanchor(t1, y.reshape(1, self.M, h, w))  # ŷ_A: zero at non-anchors, skipped channels
+        p2 = self.stream_params(r2, NONANCHOR_SLOTS, coded, nonanchors)
+        y_coded[:, nonanchors] = decode_mixture_stream(container.nonanchor, p2, self.family_tables).reshape(
+            n, nonanchors.size)
+        y[coded] = y_coded
         return z, y.reshape(self.M, h, w), coded
+
+    # -- g_s layers (float64 torch; not part of the exact path) ----------------------------------------------------
+
+    @staticmethod
+    def conv(x: torch.Tensor, key: str, weights: dict) -> torch.Tensor:
+        w, b = weights[key + ".weight"], weights[key + ".bias"]
+        return F.conv2d(x, w, b, padding=(w.shape[-1] - 1) // 2)
+
+    @staticmethod
+    def lrelu(x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, 0.01)
 
     # -- reconstruction -------------------------------------------------------------------------------------------
 
     def inverse_gains(self, q: float) -> torch.Tensor:
-        table = self.f64["gain.log_inv_gain"]
+        table = self.gains
         levels = table.shape[0]
         i = min(int(np.floor(q)), levels - 1)
         t = q - i

@@ -19,7 +19,7 @@ SPEC = Path(__file__).resolve().parents[1] / "spec"
 VECTORS = SPEC / "vectors"
 INDEX = json.loads((VECTORS / "vectors.json").read_text())
 WEIGHTS = VECTORS / INDEX["weights"]["folder"]
-DTYPE_NAMES = {"F32": "float32", "I32": "int32"}
+DTYPE_NAMES = {"F32": "float32", "F16": "float16", "I16": "int16", "I32": "int32", "I64": "int64"}
 
 
 def raw_tensors(path: Path) -> dict[str, tuple[str, list[int], bytes]]:
@@ -68,6 +68,11 @@ def test_model_id_agrees_with_lcf_weights(entropy) -> None:
     assert load_weights(WEIGHTS).model_id.hex() == spec_model_id(entropy)
 
 
+def _layer(key: str, shape: list[int]) -> dict[str, tuple[str, list[int]]]:
+    """One integer layer of the table in lcf.md, "Weights": int16 weight, int64 bias, int32 shift."""
+    return {f"{key}.weight": ("int16", shape), f"{key}.bias": ("int64", [shape[0]]), f"{key}.shift": ("int32", [1])}
+
+
 def test_entropy_tensors_have_the_keys_and_shapes_of_the_spec(entropy) -> None:
     cfg = INDEX["weights"]["model_config"]
     N, M, Mz = cfg["N"], cfg["M"], cfg["Mz"]
@@ -76,22 +81,18 @@ def test_entropy_tensors_have_the_keys_and_shapes_of_the_spec(entropy) -> None:
     expected = {
         "gain.log_gain": ("float32", [levels, M]),
         "gain.log_inv_gain": ("float32", [levels, M]),
-        "h_s.0.weight": ("float32", [N, Mz, 3, 3]), "h_s.0.bias": ("float32", [N]),
-        "h_s.2.0.weight": ("float32", [4 * N, N, 3, 3]), "h_s.2.0.bias": ("float32", [4 * N]),
-        "h_s.4.weight": ("float32", [n2, N, 3, 3]), "h_s.4.bias": ("float32", [n2]),
-        "h_s.6.0.weight": ("float32", [4 * n2, n2, 3, 3]), "h_s.6.0.bias": ("float32", [4 * n2]),
-        "h_s.8.weight": ("float32", [2 * M, n2, 3, 3]), "h_s.8.bias": ("float32", [2 * M]),
-        "ctx.conv.weight": ("float32", [2 * M, M, 5, 5]), "ctx.conv.bias": ("float32", [2 * M]),
-        "pen_anchor.net.0.weight": ("float32", [3 * M, 2 * M, 1, 1]), "pen_anchor.net.0.bias": ("float32", [3 * M]),
-        "pen_anchor.net.2.weight": ("float32", [3 * M, 3 * M, 1, 1]), "pen_anchor.net.2.bias": ("float32", [3 * M]),
-        "pen_anchor.net.4.weight": ("float32", [30 * M, 3 * M, 1, 1]),
-        "pen_anchor.net.4.bias": ("float32", [30 * M]),
-        "pen_nonanchor.net.0.weight": ("float32", [3 * M, 4 * M, 1, 1]),
-        "pen_nonanchor.net.0.bias": ("float32", [3 * M]),
-        "pen_nonanchor.net.2.weight": ("float32", [3 * M, 3 * M, 1, 1]),
-        "pen_nonanchor.net.2.bias": ("float32", [3 * M]),
-        "pen_nonanchor.net.4.weight": ("float32", [9 * M, 3 * M, 1, 1]),
-        "pen_nonanchor.net.4.bias": ("float32", [9 * M]),
+        **_layer("h_s.0", [N, Mz, 3, 3]),
+        **_layer("h_s.2.0", [4 * N, N, 3, 3]),
+        **_layer("h_s.4", [n2, N, 3, 3]),
+        **_layer("h_s.6.0", [4 * n2, n2, 3, 3]),
+        **_layer("h_s.8", [2 * M, n2, 3, 3]),
+        **_layer("ctx.conv", [2 * M, M, 5, 5]),
+        **_layer("pen_anchor.net.0", [3 * M, 2 * M, 1, 1]),
+        **_layer("pen_anchor.net.2", [3 * M, 3 * M, 1, 1]),
+        **_layer("pen_anchor.net.4", [30 * M, 3 * M, 1, 1]),
+        **_layer("pen_nonanchor.net.0", [3 * M, 4 * M, 1, 1]),
+        **_layer("pen_nonanchor.net.2", [3 * M, 3 * M, 1, 1]),
+        **_layer("pen_nonanchor.net.4", [9 * M, 3 * M, 1, 1]),
         "tables.family.format": ("int32", [4]),
         "tables.family.half_width": ("int32", [3, 64]),
         "tables.z.pmf": ("int32", [Mz, 2 * 32 + 2]),
@@ -101,6 +102,11 @@ def test_entropy_tensors_have_the_keys_and_shapes_of_the_spec(entropy) -> None:
     assert pmf[0] == "int32" and len(pmf[1]) == 1
     assert got == expected
     assert struct.unpack("<4i", entropy["tables.family.format"][2]) == (1, 16, 64, 16)
+    for key, (dtype, _, data) in entropy.items():  # the weight rules of "Arithmetic of the integer networks"
+        if key.endswith(".weight"):
+            assert -32767 <= min(struct.unpack(f"<{len(data) // 2}h", data)), key
+        elif key.endswith(".shift"):
+            assert 1 <= struct.unpack("<i", data)[0] <= 40, key
 
 
 def test_decoder_files_use_keys_relative_to_the_decoder() -> None:
@@ -143,8 +149,8 @@ def test_section_references_resolve() -> None:
     for m in re.finditer(r"entropy\.md,? sections? (\d+(?:\.\d+)?)", lcf_md):
         assert m.group(1) in numbers, m.group(0)
     # quoted section names that lcf.md and entropy.md point at
-    quoted = set(re.findall(r'(?:see|in|as in|lcf\.md,|lcf\.md \(|and|of|step 1 of|"Weights",) "([A-Z][^"]+)"',
-                            lcf_md + entropy_md))
+    pattern = r'(?:see|in|as in|lcf\.md,|lcf\.md \(|and|of|step 1 of|"Weights",) "([A-Z][^"]+)"'
+    quoted = {" ".join(q.split()) for q in re.findall(pattern, lcf_md + entropy_md)}  # names may wrap lines
     heading_names = lcf_headings | {h.split(":")[0] for h in lcf_headings} | {h.split(" (")[0] for h in lcf_headings}
     missing = {q for q in quoted if q not in heading_names and q not in {"The model identifier"}}
     assert not missing, f"references to sections that do not exist: {sorted(missing)}"

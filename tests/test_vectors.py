@@ -31,10 +31,6 @@ HOW_TO_REGENERATE = (
     "If this change of the format is intended, regenerate the vectors with "
     "`LCF_REGENERATE_VECTORS=1 python -m pytest tests/test_vectors.py` and commit them with the change."
 )
-FLOAT_CAVEAT = (
-    "The float64 path ẑ -> θ is promised to be deterministic on one machine and build only (spec/lcf.md, "
-    "'What is exact'); on another CPU architecture or BLAS build this can fail without a format change."
-)
 
 
 def _load_generator():
@@ -121,13 +117,15 @@ def test_file_is_unchanged_and_its_structure_as_recorded(index, name) -> None:
 def test_decodes_to_the_pinned_symbols(index, decode, name) -> None:
     got = mv.symbol_digests(decode(name).symbols)
     assert got == _entry(index, name)["symbols"], (
-        f"{name}: the decoded symbols differ from the pinned ones. {HOW_TO_REGENERATE} {FLOAT_CAVEAT}"
+        f"{name}: the decoded symbols differ from the pinned ones. Bytes -> symbols is integer arithmetic, the same "
+        f"on every machine (spec/lcf.md, 'What is exact'), so this is a change of the format or a bug. "
+        f"{HOW_TO_REGENERATE}"
     )
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_pinned_symbols_code_to_the_file_streams(codec, decode, name) -> None:
-    """Symbols -> stream bytes: integer and float64 path only, independent of g_a's floats."""
+    """Symbols -> stream bytes: integer arithmetic only, independent of g_a's floats."""
     from lcf.container import read_container
 
     container = read_container((VECTORS_DIR / f"{name}.lcf").read_bytes())

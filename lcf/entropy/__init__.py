@@ -1,12 +1,13 @@
-"""lcf's entropy layer: float entropy parameters -> integer grids -> integer PMFs -> ANS streams (numpy + constriction).
+"""lcf's entropy layer: integer network outputs -> integer parameters -> integer PMFs -> ANS streams (numpy +
+constriction).
 
 Normative description: spec/entropy.md. Data flow:
 
-    MixtureParams --params.quantize--> IntParams --mixture (FamilyTables)--> integer PMFs --coder--> bytes
+    raw slots (int) --params.int_params--> IntParams --mixture (FamilyTables)--> integer PMFs --coder--> bytes
     z symbols ------------------------------------(ZTables)--------------> integer PMFs --coder--> bytes
 """
 
-from .params import IntParams, MixtureParams, quantize
+from .params import IntParams, int_params
 from .streams import (
     decode_mixture_stream,
     decode_z_stream,
@@ -22,7 +23,6 @@ from .tables import FamilyTables, ZTables, build_family_tables, build_z_tables
 __all__ = [
     "FamilyTables",
     "IntParams",
-    "MixtureParams",
     "ZTables",
     "build_family_tables",
     "build_z_tables",
@@ -32,7 +32,7 @@ __all__ = [
     "encode_z_stream",
     "estimate_bits",
     "estimate_z_bits",
+    "int_params",
     "pack_bitmap",
-    "quantize",
     "unpack_bitmap",
 ]

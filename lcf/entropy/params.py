@@ -1,21 +1,23 @@
-"""Float entropy parameters -> integer parameters: the exactness boundary (spec/entropy.md, section 2).
+"""Integer network outputs -> integer mixture parameters: the entropy layer's input (spec/entropy.md, section 2).
 
-``quantize`` is the only function of lcf's entropy layer that looks at floats. It maps each element's K-component
-mixture (weights, means, scales) onto fixed integer grids; every later step (tables, mixtures, windows, coding) is
-integer arithmetic that the decoder repeats bit for bit.
+The entropy-parameter networks (lcf.nn.integer) are integer networks: for every latent element they output P integer
+*raw slots* in units of 2**-RAW_FRAC_BITS (P = 30 for the anchors' GLLMM, 9 for the non-anchors' GMM). ``int_params``
+maps them onto the integer parameters the tables are indexed by, with integer operations only:
 
-    MixtureParams (float64)  --quantize-->  IntParams (int32)  --tables/mixture-->  integer PMFs  --coder-->  bytes
+    raw slots (int64)  --int_params-->  IntParams (int32)  --tables/mixture-->  integer PMFs  --coder-->  bytes
 
-Grids (all fixed by the spec):
+* weights: softmax by a pinned exponential table (EXP_TABLE), then largest-remainder rounding to non-negative
+  integers summing to exactly ``2**WEIGHT_BITS``;
+* means: from 1/4096 to the grid m / 16 (round half up), clamped to ±1024;
+* scales: an index into ``SCALE_LEVELS`` log-spaced levels over ``[SCALE_MIN, SCALE_MAX]``: the number of
+  RAW_SCALE_THRESHOLDS the raw value reaches (softplus(raw) compared with the level boundaries, done once, in advance).
 
-* weights: non-negative integers summing to exactly ``2**WEIGHT_BITS`` (largest-remainder rounding);
-* means: integers ``m`` on the grid ``m / MEAN_SCALE`` (round half to even), clamped to ``[MEAN_MIN, MEAN_MAX]``;
-* scales: an index ``s`` into ``SCALE_LEVELS`` log-spaced levels over ``[SCALE_MIN, SCALE_MAX]``, chosen by comparing
-  the scale with the ``SCALE_THRESHOLDS`` (geometric midpoints between levels). Comparisons only: no ``log``.
+No float value reaches this module's results, so every implementation derives the same tables.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,20 +80,6 @@ def family_codes(families: tuple[str, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class MixtureParams:
-    """Float entropy parameters of n elements, each a K-component mixture (DESIGN.md, 'Float entropy parameters').
-
-    ``weights`` (n, K) sum to 1 per element; ``means`` (n, K); ``scales`` (n, K) in [0.11, 64] (sigma for G, b for L,
-    s for S); ``families`` has K letters.
-    """
-
-    weights: np.ndarray
-    means: np.ndarray
-    scales: np.ndarray
-    families: tuple[str, ...]
-
-
-@dataclass(frozen=True, eq=False)
 class IntParams:
     """Integer entropy parameters on the spec's grids; int32 arrays of shape (n, K).
 
@@ -146,83 +134,101 @@ def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
         raise ValueError(f"IntParams.{name} must lie in [{lo}, {hi}], got [{amin}, {amax}]")
 
 
-def quantize(p: MixtureParams) -> IntParams:
-    """Map float mixture parameters onto the integer grids (spec/entropy.md, section 2). Deterministic.
+RAW_FRAC_BITS = 12  # raw slots are integers r standing for r / 2**12 (lcf.nn.integer.FRAC_BITS)
+ANCHOR_SLOTS = 30  # GLLMM: 0..8 component logits (k = 3f + j), 9..17 means, 18..26 scales, 27..29 family logits
+NONANCHOR_SLOTS = 9  # GMM: 0..2 component logits, 3..5 means, 6..8 scales
+RAW_MEAN_LIMIT = 1024 * MEAN_SCALE  # means are clamped to ±1024
 
-    Raises ValueError for mismatched shapes, non-finite values, or weights that are negative or sum to zero.
+# EXP_TABLE[i] = floor(2**24 · exp(-i / 256) + 1/2) for i < EXP_LENGTH; beyond it the weight is 0. Every entry lies
+# more than 5e-5 from a rounding boundary, so any exp accurate to 1e-12 gives this table (tests check its digest).
+EXP_BITS = 24
+EXP_INDEX_SHIFT = RAW_FRAC_BITS - 8  # a logit difference d (units of 2**-12) reads EXP_TABLE[d >> 4]
+EXP_LENGTH = 17 * 256
+EXP_TABLE = np.array([math.floor(2.0**EXP_BITS * math.exp(-i / 256) + 0.5) for i in range(EXP_LENGTH)], np.int64)
+
+# RAW_SCALE_THRESHOLDS[i] = ceil(2**12 · log(expm1(SCALE_THRESHOLDS[i]))): the smallest raw value whose softplus
+# reaches SCALE_THRESHOLDS[i]; scale index = number of these thresholds <= raw. Pinned, like SCALE_THRESHOLDS.
+# fmt: off
+RAW_SCALE_THRESHOLDS = np.array(
+    [
+        -8594, -8155, -7712, -7267, -6818, -6365, -5908, -5446, -4979, -4506, -4026, -3539, -3044, -2540, -2025,
+        -1499, -960, -406, 164, 752, 1362, 1995, 2654, 3343, 4067, 4829, 5635, 6491, 7404, 8382, 9434, 10569, 11801,
+        13140, 14603, 16204, 17962, 19897, 22028, 24381, 26979, 29852, 33028, 36540, 40426, 44725, 49480, 54742,
+        60562, 67002, 74127, 82009, 90729, 100376, 111049, 122857, 135921, 150373, 166363, 184053, 203623, 225275,
+        249229,
+    ],
+    dtype=np.int64,
+)
+# fmt: on
+
+
+def int_params(raw: np.ndarray) -> IntParams:
+    """Raw slots (n, 30) of a GLLMM or (n, 9) of a GMM, integers -> integer parameters (spec/entropy.md, section 2).
+
+    Raises ValueError for another slot count or a non-integer dtype.
     """
-    codes = family_codes(tuple(p.families))
-    k = len(codes)
-    w = np.asarray(p.weights, dtype=np.float64)
-    mu = np.asarray(p.means, dtype=np.float64)
-    sc = np.asarray(p.scales, dtype=np.float64)
-    if w.ndim != 2 or w.shape[1] != k or mu.shape != w.shape or sc.shape != w.shape:
-        raise ValueError(f"MixtureParams arrays must all have shape (n, {k}); got {w.shape}, {mu.shape}, {sc.shape}")
-    if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(sc).all()):
-        raise ValueError("MixtureParams contain NaN or infinity")
-    if np.any(w < 0):
-        raise ValueError("MixtureParams.weights must be non-negative")
-    return IntParams(quantize_weights(w), quantize_means(mu), quantize_scales(sc), tuple(p.families))
+    raw = np.asarray(raw)
+    if raw.ndim != 2 or raw.shape[1] not in (ANCHOR_SLOTS, NONANCHOR_SLOTS) or not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"raw slots must be an integer array of shape (n, {ANCHOR_SLOTS}) or (n, {NONANCHOR_SLOTS}), "
+                         f"got {raw.dtype} {raw.shape}")
+    raw = raw.astype(np.int64, copy=False)
+    if raw.shape[1] == ANCHOR_SLOTS:
+        families, k = ANCHOR_FAMILIES, 9
+        within = softmax_counts(raw[:, 0:9].reshape(-1, 3, 3))  # (n, family, member), each family's sum ~2**24
+        weights = (within << EXP_BITS) // within.sum(axis=2, keepdims=True)
+        weights = (softmax_counts(raw[:, 27:30])[:, :, None] * weights).reshape(-1, 9)
+    else:
+        families, k = NONANCHOR_FAMILIES, 3
+        weights = softmax_counts(raw[:, 0:3])
+    means = np.clip(_round_shift(raw[:, k:2 * k], RAW_FRAC_BITS - MEAN_FRAC_BITS), -RAW_MEAN_LIMIT, RAW_MEAN_LIMIT)
+    scales = np.searchsorted(RAW_SCALE_THRESHOLDS, raw[:, 2 * k:3 * k], side="right")
+    return IntParams(largest_remainder(weights), means, scales, families)
 
 
-def quantize_weights(w: np.ndarray) -> np.ndarray:
-    """Largest-remainder rounding of each row to non-negative integers summing to WEIGHT_TOTAL.
+def softmax_counts(logits: np.ndarray) -> np.ndarray:
+    """Unnormalized softmax of raw logits along the last axis: EXP_TABLE[(max - logit) >> 4], 0 past the table; the
+    largest logit gets 2**24."""
+    index = (logits.max(axis=-1, keepdims=True) - logits) >> EXP_INDEX_SHIFT
+    return np.where(index < EXP_LENGTH, EXP_TABLE[np.minimum(index, EXP_LENGTH - 1)], 0)
 
-    x = w / sum(w) * 2**14; start from floor(x); the remaining units go one each to the components with the largest
-    fractional parts x - floor(x), ties to the lower component index.
-    """
-    n, k = w.shape
-    total = w.sum(axis=1, keepdims=True)
-    if n and np.any(total <= 0):
-        raise ValueError("MixtureParams.weights of an element sum to zero")
-    x = w / total * WEIGHT_TOTAL
-    base = np.floor(x)
-    frac = np.ascontiguousarray((x - base).T)  # (K, n)
-    base = base.astype(np.int32)
-    missing = WEIGHT_TOTAL - base.sum(axis=1, dtype=np.int64)  # in [0, K] (the float sum may round down to K)
-    # rank of each component in (fraction descending, index ascending) order, by pairwise comparison
-    rank = np.zeros((k, n), dtype=np.int32)
+
+def largest_remainder(v: np.ndarray) -> np.ndarray:
+    """Non-negative integer counts (n, K), each at most 2**48, each row with a positive sum -> integers summing to exactly
+    WEIGHT_TOTAL per row: floor(v · 2**14 / V) plus one unit each for the components with the largest remainders
+    (ties to the lower index)."""
+    n, k = v.shape
+    total = v.sum(axis=1, keepdims=True)
+    scaled = v << WEIGHT_BITS
+    base = scaled // total
+    remainder = np.ascontiguousarray((scaled - base * total).T)  # (K, n)
+    missing = WEIGHT_TOTAL - base.sum(axis=1)  # in [0, K)
+    rank = np.zeros((k, n), dtype=np.int64)  # rank in (remainder descending, index ascending) order
     for i in range(k):
         for j in range(i + 1, k):
-            i_first = frac[i] >= frac[j]
+            i_first = remainder[i] >= remainder[j]
             rank[j] += i_first
             rank[i] += ~i_first
-    base += (rank < missing[None, :]).T
-    return base
+    return base + (rank < missing[None, :]).T
 
 
-def quantize_means(mu: np.ndarray) -> np.ndarray:
-    """m = clamp(round_half_even(mu * 16), MEAN_MIN, MEAN_MAX): exact (a power-of-two product, then rint)."""
-    return np.clip(np.rint(mu * MEAN_SCALE), MEAN_MIN, MEAN_MAX).astype(np.int32)
-
-
-def quantize_scales(sc: np.ndarray) -> np.ndarray:
-    """s = number of SCALE_THRESHOLDS <= scale (scales below 0.11 / above 64 land on the end levels).
-
-    A logarithm gives a first guess (off by at most one level even if the platform's log is a few ulp off); the
-    comparisons with the pinned thresholds that follow decide, so the result does not depend on log's rounding.
-    """
-    guess = np.rint((np.log(np.clip(sc, SCALE_MIN, SCALE_MAX)) - _LOG_SCALE_MIN) / _LOG_STEP).astype(np.int64)
-    guess += sc >= _BOUNDS[guess + 1]
-    guess -= sc < _BOUNDS[guess]
-    if np.any(sc < _BOUNDS[guess]) or np.any(sc >= _BOUNDS[guess + 1]):  # cannot happen; exactness first
-        return np.searchsorted(SCALE_THRESHOLDS, sc, side="right").astype(np.int32)
-    return guess.astype(np.int32)
-
-
-_LOG_SCALE_MIN = float(np.log(SCALE_MIN))
-_LOG_STEP = float(np.log(SCALE_MAX / SCALE_MIN)) / (SCALE_LEVELS - 1)
-_BOUNDS = np.concatenate([[-np.inf], SCALE_THRESHOLDS, [np.inf]])  # level s covers [_BOUNDS[s], _BOUNDS[s + 1])
+def _round_shift(x: np.ndarray, shift: int) -> np.ndarray:
+    """round(x / 2**shift), halves up: (x + 2**(shift - 1)) >> shift."""
+    return (x + (1 << (shift - 1))) >> shift
 
 
 __all__ = [
     "ANCHOR_FAMILIES",
+    "ANCHOR_SLOTS",
+    "EXP_TABLE",
     "FAMILIES",
     "MEAN_FRAC_BITS",
     "MEAN_MAX",
     "MEAN_MIN",
     "MEAN_SCALE",
     "NONANCHOR_FAMILIES",
+    "NONANCHOR_SLOTS",
+    "RAW_FRAC_BITS",
+    "RAW_SCALE_THRESHOLDS",
     "SCALE_LEVELS",
     "SCALE_MAX",
     "SCALE_MIN",
@@ -230,7 +236,6 @@ __all__ = [
     "WEIGHT_BITS",
     "WEIGHT_TOTAL",
     "IntParams",
-    "MixtureParams",
-    "quantize",
+    "int_params",
     "scale_level",
 ]

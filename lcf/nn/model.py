@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from lcf.errors import UsageError
 
 from .context import CheckerboardContext, anchor_mask, split
-from .exact import EntropyParamNet
 from .gain import QualityGain
 from .hyper import FactorizedDensity, hyper_analysis, hyper_synthesis
 from .likelihood import mixture_likelihood
@@ -91,7 +90,6 @@ class LcfModel(nn.Module):
         self.gain = QualityGain(len(config.levels), M)
         self.decoder_archs: dict[str, dict[str, Any]] = {"teacher": teacher_arch(N, M)}
         self.decoders = nn.ModuleDict({"teacher": build_decoder(self.decoder_archs["teacher"])})
-        self._f64_cache: tuple[tuple, EntropyParamNet] | None = None
 
     # -- training ---------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, quality: Tensor, decoder: str = "teacher") -> dict[str, Any]:
@@ -133,16 +131,6 @@ class LcfModel(nn.Module):
         """z = h_a(y), float; the coded symbols are round(z)."""
         return self.h_a(y)
 
-    def anchor_params(self, z_hat: Tensor) -> MixtureTensors:
-        """θ1 at all positions, float64 on the CPU under exact_mode."""
-        net = self.entropy_model_float64()
-        return net.anchor(net.hyper(z_hat))
-
-    def nonanchor_params(self, z_hat: Tensor, y_anchor_hat: Tensor) -> MixtureTensors:
-        """θ2 at all positions, float64 on the CPU under exact_mode; y_anchor_hat: ŷ with non-anchors zeroed."""
-        net = self.entropy_model_float64()
-        return net.nonanchor(net.hyper(z_hat), y_anchor_hat)
-
     def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher",
                    coded: Tensor | None = None) -> Tensor:
         """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]; ``coded`` (M,) bool: the channel bitmap, whose all-zero
@@ -158,15 +146,6 @@ class LcfModel(nn.Module):
         self.decoders[check_decoder_name(name)] = build_decoder(arch)
         self.decoder_archs[name] = arch
         return self.decoders[name]
-
-    def entropy_model_float64(self) -> EntropyParamNet:
-        """Float64 CPU copy of h_s, ctx, pen_anchor, pen_nonanchor; rebuilt when any of their parameters changed."""
-        params = [p for m in (self.h_s, self.ctx, self.pen_anchor, self.pen_nonanchor) for p in m.parameters()]
-        key = tuple((p.data_ptr(), p._version, str(p.device), p.dtype) for p in params)
-        if self._f64_cache is None or self._f64_cache[0] != key:
-            net = EntropyParamNet(self.h_s, self.ctx, self.pen_anchor, self.pen_nonanchor)
-            self.__dict__["_f64_cache"] = (key, net)  # a cache, not a submodule: kept out of state_dict
-        return self._f64_cache[1]
 
     def _decoder(self, name: str) -> nn.Module:
         if name not in self.decoders:

@@ -58,7 +58,7 @@ def level_lambda(levels: tuple[float, ...], quality: float) -> float:
 
 class EntropyOnDevice(nn.Module):
     """A float copy of the entropy-parameter networks (h_s, ctx, PEN1, PEN2) on the refinement's device; the exact
-    float64 path of the codec is untouched by it."""
+    integer networks of the codec are untouched by it."""
 
     def __init__(self, model: LcfModel, device: torch.device) -> None:
         super().__init__()

@@ -5,6 +5,7 @@ Examples:
     python -m lcf.train distill --teacher-run runs/cpu --student cfg3 --data ../shared/data/train/shard-00 \
         --run runs/cfg3 --minutes 60
     python -m lcf.train export --run runs/cpu --out weights/ --student runs/cfg3
+    python -m lcf.train reexport --weights old-weights --out weights --dtype float16
     python -m lcf.train eval --run runs/cpu --images ../shared/data/kodak --max-images 4
     python -m lcf.train pack --run runs/gpu --out $OUT/teacher      # parts under 16 MiB (the GPU's file limit)
 """
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="a distillation run whose student decoder to ship too (repeatable)")
     exp.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                      help="storage type of the network tensors (benchmarks/weights_precision.py measures the cost)")
+    rex = sub.add_parser("reexport", help="write a weights folder again in this lcf's layout (new model id)")
+    rex.add_argument("--weights", required=True, help="the weights folder to read")
+    rex.add_argument("--out", required=True, help="where to write (a new folder)")
+    rex.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ev = sub.add_parser("eval", help="estimated bpp and PSNR of a run's checkpoint on held-out images")
     ev.add_argument("--run", required=True, help="training (or distillation) run whose checkpoint to evaluate")
     ev.add_argument("--images", required=True, help="folder of held-out images (never the training data)")
@@ -87,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
         qualities = [float(q) for q in args.qualities.split(",") if q.strip()]
         print(format_result(evaluate(args.run, args.images, qualities, args.max_images)))
+    elif args.cmd == "reexport":
+        from lcf.train.export import reexport
+
+        reexport(args.weights, args.out, dtype=args.dtype)
     else:
         from lcf.train.export import export_run
 

@@ -1,9 +1,10 @@
 """Export a trained model to a shipped weights folder (``lcf/weights.py`` describes the layout).
 
-Besides the network tensors this computes, once, the integer tables the entropy layer codes with:
-``tables.family.*`` (the per-family PMF tables of ``lcf.entropy.build_family_tables``) and ``tables.z.*`` (the
-factorized density of z, integrated over each integer in [-Z_BOUND, Z_BOUND], with the tail mass as escape). These are
-the only place where float CDFs are evaluated; encoders and decoders only read the stored integers.
+Besides the float network tensors (g_a, h_a, the gains, the decoders) this computes, once, what the entropy side
+needs as integers: the integer layers of h_s, ctx, PEN1 and PEN2 (``lcf.nn.integer.integer_arrays``), the per-family
+PMF tables ``tables.family.*`` (``lcf.entropy.build_family_tables``) and ``tables.z.*`` (the factorized density of z,
+integrated over each integer in [-Z_BOUND, Z_BOUND], with the tail mass as escape). This is the only place where
+those floats are evaluated; encoders and decoders only read the stored integers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 
 from lcf.entropy import build_family_tables, build_z_tables
 from lcf.nn import LcfModel, ModelConfig
+from lcf.nn.integer import INTEGER_PREFIXES, float_state, integer_arrays
 from lcf.train.distill import attach_students, is_distill_checkpoint
-from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, save_weights
+from lcf.weights import ENCODER_PREFIXES, Weights, load_weights, save_weights
 
 Z_BOUND = 32
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -50,18 +52,20 @@ def z_tables(model: LcfModel) -> dict[str, np.ndarray]:
 
 
 def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None = None,
-                 family_tables: dict[str, np.ndarray] | None = None, dtype: str = "float32") -> Weights:
-    """Write ``model`` as a weights folder at ``out``; returns it loaded back. ``dtype`` (float32 or float16) is
-    how the network tensors are stored; the model is rounded to it first (in place), and the integer tables are
-    computed from the rounded model. Readers compute in float32/float64 whatever the storage."""
+                 tables: dict[str, np.ndarray] | None = None, dtype: str = "float32") -> Weights:
+    """Write ``model`` as a weights folder at ``out``; returns it loaded back. The integer entropy networks are
+    quantized from the model as it is; ``dtype`` (float32 or float16) is how the float tensors are stored (the model
+    is rounded to it, in place, before the z tables are computed from it). ``tables``: the ``tables.*`` arrays to
+    ship instead of computing them (an existing folder's, when re-exporting)."""
+    integer = integer_arrays(model)
     round_to_storage(model, dtype)
     store = STORAGE_DTYPES[dtype]
     state = {k: v.detach().to("cpu", torch.float32).contiguous().numpy().astype(store, copy=False)
              for k, v in model.state_dict().items()}
     encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
-    entropy = {k: v for k, v in state.items() if k.startswith(ENTROPY_PREFIXES[:-1])}
-    entropy.update(family_tables if family_tables is not None else build_family_tables())
-    entropy.update(z_tables(model))
+    entropy = {k: v for k, v in state.items() if k.startswith("gain.")}
+    entropy.update(integer)
+    entropy.update(tables if tables is not None else {**build_family_tables(), **z_tables(model)})
     decoders = {}
     for name in model.decoders:
         prefix = f"decoders.{name}."
@@ -90,4 +94,40 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
         info["students"] = student_info
     weights = export_model(model, out, info=info, dtype=dtype)
     print(f"exported step {ckpt['step']} to {out} ({dtype}): model id {weights.model_id.hex()}")
+    return weights
+
+
+def model_from_folder(root: str | os.PathLike) -> tuple[LcfModel, Weights]:
+    """The whole model of a weights folder (encoder, entropy networks, every decoder) as a float32 LcfModel, with the
+    folder; its entropy networks may be stored as integer layers (this lcf) or as float tensors (before integer
+    networks, model ids up to aaa070525e9b...). The factorized density of z is not shipped: it stays untrained."""
+    weights = load_weights(root)
+    model = LcfModel(ModelConfig.from_dict(weights.model_config))
+    entropy = weights.entropy
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in {**weights.encoder(), **entropy}.items()
+             if k.startswith(ENCODER_PREFIXES + ("gain.",)) or (k.startswith(INTEGER_PREFIXES) and v.dtype.kind == "f")}
+    if "h_s.0.shift" in entropy:
+        state.update(float_state(entropy))
+    for name in weights.decoder_names:
+        if name != "teacher":
+            model.add_decoder(name, weights.decoder_info(name)["arch"])
+        state.update({f"decoders.{name}.{k}": torch.from_numpy(v.astype(np.float32))
+                      for k, v in weights.decoder(name).items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("z_density.")]
+    if missing or unexpected:
+        raise SystemExit(f"{root}: not a complete lcf weights folder (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model.eval(), weights
+
+
+def reexport(root: str | os.PathLike, out: str | os.PathLike, dtype: str = "float32") -> Weights:
+    """Write the weights folder ``root`` again at ``out`` in this lcf's layout (integer entropy networks), keeping its
+    tables, decoders and info. The model id changes with the entropy networks: files of the old folder do not decode
+    with the new one."""
+    model, old = model_from_folder(root)
+    info = {k: v for k, v in old.manifest.get("info", {}).items() if k != "storage_dtype"}
+    info["reexported_from"] = old.model_id.hex()
+    tables = {k: v for k, v in old.entropy.items() if k.startswith("tables.")}
+    weights = export_model(model, out, info=info, tables=tables, dtype=dtype)
+    print(f"re-exported {root} (model {old.model_id.hex()}) to {out} ({dtype}): model id {weights.model_id.hex()}")
     return weights
