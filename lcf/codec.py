@@ -187,6 +187,13 @@ class Codec:
         state = self.model.state_dict()
         shapes = {k[: -len(".weight")]: tuple(v.shape) for k, v in state.items()
                   if k.startswith(INTEGER_PREFIXES) and k.endswith(".weight")}
+        old = arrays.get("h_s.0.weight")
+        if old is not None and old.dtype.kind == "f" and "h_s.0.shift" not in arrays:
+            raise ModelMismatchError(
+                "these weights store the entropy networks as floats, the layout of lcf before integer entropy "
+                "networks (model ids up to aaa070525e9b...); convert them with `python -m lcf.train reexport "
+                "--weights DIR --out NEWDIR` (a new model id: files written with the old weights decode only with "
+                "the lcf version that wrote them)")
         try:
             check_integer_arrays(arrays, shapes)
         except ValueError as exc:

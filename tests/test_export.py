@@ -9,8 +9,10 @@ import torch
 from images import make_rgb_array
 from lcf.codec import Codec
 from lcf.nn import LcfModel, ModelConfig
-from lcf.nn.integer import INTEGER_PREFIXES
-from lcf.train.export import export_model
+from lcf.errors import ModelMismatchError
+from lcf.nn.integer import INTEGER_PREFIXES, float_state
+from lcf.train.export import export_model, reexport
+from lcf.weights import save_weights
 
 
 def _model(seed: int = 5) -> LcfModel:
@@ -57,3 +59,26 @@ def test_values_that_overflow_float16_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="--dtype must be one of"):
         export_model(_model(), tmp_path / "w2", dtype="bfloat16")
 
+
+
+def _float_layout_copy(weights, out):
+    """The folder as lcf wrote it before integer entropy networks: h_s, ctx, PEN1, PEN2 as float32 tensors."""
+    entropy = {k: v for k, v in weights.entropy.items() if not k.startswith(INTEGER_PREFIXES)}
+    entropy.update({k: v.numpy() for k, v in float_state(weights.entropy).items()})
+    decoders = {name: (weights.decoder_info(name)["arch"], weights.decoder(name)) for name in weights.decoder_names}
+    return save_weights(out, model_config=weights.model_config, encoder=weights.encoder(), entropy=entropy,
+                        decoders=decoders, default_decoder=weights.default_decoder)
+
+
+def test_float_layout_weights_are_refused_with_the_way_out_and_reexport_converts_them(tmp_path):
+    current = export_model(_model(), tmp_path / "w")
+    old = _float_layout_copy(current, tmp_path / "old")
+    with pytest.raises(ModelMismatchError, match="python -m lcf.train reexport"):
+        Codec(old)
+    converted = reexport(old.root, tmp_path / "new")
+    for key in current.entropy:  # dequantizing and quantizing again gives back the same integer layers
+        np.testing.assert_array_equal(converted.entropy[key], current.entropy[key], err_msg=key)
+    assert converted.model_id == current.model_id
+    img = make_rgb_array(64, 48, kind="mixed", seed=4)
+    data = Codec(current).encode(img, 3.0)
+    np.testing.assert_array_equal(Codec(converted).decode(data).rgb, Codec(current).decode(data).rgb)
