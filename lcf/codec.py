@@ -58,7 +58,8 @@ DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=
 
 def memory_needed(padded_width: int, padded_height: int, N: int, M: int) -> int:
     """Peak bytes the codec needs for one image of this padded size (measured: ~400 B per padded pixel to decode and
-    ~335 to encode with N=64, M=96; the integer entropy networks, carried in float64, grow with M, the transforms with N)."""
+    ~335 to encode with N=64, M=96; the integer entropy networks, carried in float64, grow with M, the transforms
+    with N)."""
     return int(padded_width * padded_height * (3.2 * M + 1.6 * N) * 1.25)
 
 

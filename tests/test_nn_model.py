@@ -11,7 +11,6 @@ from lcf.entropy import int_params
 from lcf.entropy.params import SCALE_THRESHOLDS, WEIGHT_TOTAL
 from lcf.errors import UsageError
 from lcf.nn import SCALE_MAX, SCALE_MIN, IntegerEntropyNet, LcfModel, MixtureTensors, ModelConfig, exact_mode
-from lcf.nn.context import split
 from lcf.nn.integer import float_state, integer_arrays
 
 TINY = ModelConfig(N=16, M=16, Mz=8)

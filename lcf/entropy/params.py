@@ -193,8 +193,8 @@ def softmax_counts(logits: np.ndarray) -> np.ndarray:
 
 
 def largest_remainder(v: np.ndarray) -> np.ndarray:
-    """Non-negative integer counts (n, K), each at most 2**48, each row with a positive sum -> integers summing to exactly
-    WEIGHT_TOTAL per row: floor(v · 2**14 / V) plus one unit each for the components with the largest remainders
+    """Non-negative integer counts (n, K), each at most 2**48, each row with a positive sum -> integers summing to
+    exactly WEIGHT_TOTAL per row: floor(v · 2**14 / V) plus one unit each for the components with the largest remainders
     (ties to the lower index)."""
     n, k = v.shape
     total = v.sum(axis=1, keepdims=True)

@@ -65,7 +65,8 @@ H_S = (
     LayerSpec("h_s.8", 3, lrelu=False),
 )
 CTX = (LayerSpec("ctx.conv", 5, lrelu=False),)
-PEN1 = (LayerSpec("pen_anchor.net.0", 1), LayerSpec("pen_anchor.net.2", 1), LayerSpec("pen_anchor.net.4", 1, lrelu=False))
+PEN1 = (LayerSpec("pen_anchor.net.0", 1), LayerSpec("pen_anchor.net.2", 1),
+        LayerSpec("pen_anchor.net.4", 1, lrelu=False))
 PEN2 = (LayerSpec("pen_nonanchor.net.0", 1), LayerSpec("pen_nonanchor.net.2", 1),
         LayerSpec("pen_nonanchor.net.4", 1, lrelu=False))
 LAYERS = H_S + CTX + PEN1 + PEN2
@@ -153,7 +154,8 @@ def check_integer_arrays(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[
         if w is None or b is None or s is None:
             raise ValueError(f"integer layer {layer.key} is missing (.weight, .bias and .shift are needed)")
         if w.dtype != np.int16 or b.dtype != np.int64 or s.dtype != np.int32:
-            raise ValueError(f"{layer.key}: weight/bias/shift must be int16/int64/int32, got {w.dtype}/{b.dtype}/{s.dtype}")
+            raise ValueError(f"{layer.key}: weight/bias/shift must be int16/int64/int32, "
+                             f"got {w.dtype}/{b.dtype}/{s.dtype}")
         if tuple(w.shape) != tuple(shapes[layer.key]) or b.shape != (w.shape[0],) or s.shape != (1,):
             raise ValueError(f"{layer.key}: shapes {w.shape}, {b.shape}, {s.shape} do not fit the model "
                              f"(weight {tuple(shapes[layer.key])})")

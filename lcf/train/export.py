@@ -116,7 +116,8 @@ def model_from_folder(root: str | os.PathLike) -> tuple[LcfModel, Weights]:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("z_density.")]
     if missing or unexpected:
-        raise SystemExit(f"{root}: not a complete lcf weights folder (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise SystemExit(f"{root}: not a complete lcf weights folder "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     return model.eval(), weights
 
 
