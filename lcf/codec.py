@@ -279,8 +279,8 @@ class Codec:
         """Integer parameters of the elements of one stream, in stream order (channel, then row-major position), from
         the raw slots (1, P·M, h, w) of a PEN."""
         m = coded.size
-        a = raw[0].numpy().astype(np.int64).reshape(m, raw.shape[1] // m, -1)  # (M, P, h·w)
-        a = a[coded][:, :, positions]                                            # (Mc, P, n_pos)
+        a = raw[0].numpy().reshape(m, raw.shape[1] // m, -1)  # (M, P, h·w), float64 holding integers
+        a = a[coded][:, :, positions].astype(np.int64)          # (Mc, P, n_pos): only the stream's elements converted
         return int_params(a.transpose(0, 2, 1).reshape(-1, a.shape[1]))
 
     @staticmethod

@@ -18,9 +18,10 @@ import torch
 
 from lcf.entropy import build_family_tables, build_z_tables
 from lcf.nn import LcfModel, ModelConfig
-from lcf.nn.integer import INTEGER_PREFIXES, float_state, integer_arrays
+from lcf.nn.integer import integer_arrays
 from lcf.train.distill import attach_students, is_distill_checkpoint
-from lcf.weights import ENCODER_PREFIXES, Weights, load_weights, save_weights
+from lcf.train.loop import model_from_folder
+from lcf.weights import ENCODER_PREFIXES, Weights, save_weights
 
 Z_BOUND = 32
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -95,30 +96,6 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
     weights = export_model(model, out, info=info, dtype=dtype)
     print(f"exported step {ckpt['step']} to {out} ({dtype}): model id {weights.model_id.hex()}")
     return weights
-
-
-def model_from_folder(root: str | os.PathLike) -> tuple[LcfModel, Weights]:
-    """The whole model of a weights folder (encoder, entropy networks, every decoder) as a float32 LcfModel, with the
-    folder; its entropy networks may be stored as integer layers (this lcf) or as float tensors (before integer
-    networks, model ids up to aaa070525e9b...). The factorized density of z is not shipped: it stays untrained."""
-    weights = load_weights(root)
-    model = LcfModel(ModelConfig.from_dict(weights.model_config))
-    entropy = weights.entropy
-    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in {**weights.encoder(), **entropy}.items()
-             if k.startswith(ENCODER_PREFIXES + ("gain.",)) or (k.startswith(INTEGER_PREFIXES) and v.dtype.kind == "f")}
-    if "h_s.0.shift" in entropy:
-        state.update(float_state(entropy))
-    for name in weights.decoder_names:
-        if name != "teacher":
-            model.add_decoder(name, weights.decoder_info(name)["arch"])
-        state.update({f"decoders.{name}.{k}": torch.from_numpy(v.astype(np.float32))
-                      for k, v in weights.decoder(name).items()})
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("z_density.")]
-    if missing or unexpected:
-        raise SystemExit(f"{root}: not a complete lcf weights folder "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return model.eval(), weights
 
 
 def reexport(root: str | os.PathLike, out: str | os.PathLike, dtype: str = "float32") -> Weights:

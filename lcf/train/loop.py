@@ -20,11 +20,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from lcf.errors import LcfError
 from lcf.nn import LcfModel, ModelConfig
+from lcf.nn.integer import INTEGER_PREFIXES, float_state
 from lcf.train.data import CropSampler, find_images, load_images
 from lcf.train.losses import LossTerms, rate_distortion_loss
+from lcf.weights import ENCODER_PREFIXES, Weights, load_weights
 
 
 @dataclass
@@ -145,23 +149,46 @@ class LevelWindow:
         return flush_log(window, log_path, **extra)
 
 
+def model_from_folder(root: str | Path) -> tuple[LcfModel, Weights]:
+    """The whole model of a weights folder (encoder, entropy networks, every decoder) as a float32 LcfModel, with the
+    folder; its entropy networks may be stored as integer layers (this lcf: dequantized, ``float_state``) or as float
+    tensors (before integer networks, model ids up to aaa070525e9b...). The factorized density of z is not shipped:
+    it stays untrained. SystemExit with the reason for a folder that is not a complete lcf weights folder."""
+    try:
+        weights = load_weights(root)
+        model = LcfModel(ModelConfig.from_dict(weights.model_config))
+        entropy = weights.entropy
+        state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in {**weights.encoder(), **entropy}.items()
+                 if k.startswith(ENCODER_PREFIXES + ("gain.",))
+                 or (k.startswith(INTEGER_PREFIXES) and v.dtype.kind == "f")}
+        if "h_s.0.shift" in entropy:
+            state.update(float_state(entropy))
+        for name in weights.decoder_names:
+            if name != "teacher":
+                model.add_decoder(name, weights.decoder_info(name)["arch"])
+            state.update({f"decoders.{name}.{k}": torch.from_numpy(v.astype(np.float32))
+                          for k, v in weights.decoder(name).items()})
+    except LcfError as exc:
+        raise SystemExit(f"{root}: {exc}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("z_density.")]
+    if missing or unexpected:
+        raise SystemExit(f"{root}: not a complete lcf weights folder "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model.eval(), weights
+
+
 def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
     """The teacher model of a shipped weights folder (float32) and the training step it was exported at: a new
     training run can start from it (``--init-weights``) without its checkpoint."""
-    from lcf.codec import Codec
-    from lcf.errors import LcfError
-
     try:
-        codec = Codec(root)
-        codec._ensure_encoder()
-        codec._ensure_decoder("teacher")
-    except LcfError as exc:
-        raise SystemExit(f"--init-weights {root}: {exc}") from None
-    model = LcfModel(codec.config)
-    state = {k: v.float() for k, v in codec.model.state_dict().items()
-             if not k.startswith("decoders.") or k.startswith("decoders.teacher.")}
-    model.load_state_dict(state)
-    return model, int(codec.weights.manifest.get("info", {}).get("steps", 0))
+        full, weights = model_from_folder(root)
+    except SystemExit as exc:
+        raise SystemExit(f"--init-weights {exc}") from None
+    model = LcfModel(full.config)
+    model.load_state_dict({k: v for k, v in full.state_dict().items()
+                           if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
+    return model, int(weights.manifest.get("info", {}).get("steps", 0))
 
 
 def restore_progress(ckpt: dict, optimiser: torch.optim.Optimizer, sampler: CropSampler, files: list) -> int:
