@@ -103,10 +103,13 @@ def test_integer_path_agrees_with_the_float_model_it_was_made_from(model):
 
 
 def test_exact_mode_restores_settings():
-    det, mkldnn = torch.are_deterministic_algorithms_enabled(), torch.backends.mkldnn.enabled
+    mkldnn = torch.backends.mkldnn.enabled
     with exact_mode():
-        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.mkldnn.enabled
-    assert torch.are_deterministic_algorithms_enabled() == det and torch.backends.mkldnn.enabled == mkldnn
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled == mkldnn
+    with pytest.raises(RuntimeError), exact_mode():
+        raise RuntimeError("restored on errors too")
+    assert torch.backends.mkldnn.enabled == mkldnn
 
 
 def test_channels_last_training_step():

@@ -75,20 +75,19 @@ INTEGER_PREFIXES = ("h_s.", "ctx.", "pen_anchor.", "pen_nonanchor.")
 
 @contextmanager
 def exact_mode() -> Iterator[None]:
-    """oneDNN off (its convolutions may transform the data) and deterministic algorithms on; restored afterwards.
+    """oneDNN off (its convolutions may transform the data, e.g. Winograd, and round); restored afterwards.
 
-    These are process-wide torch settings: do not run other torch work concurrently in other Python threads.
+    PyTorch's own CPU convolution (im2col and a matrix product) then carries the sums exactly, in whatever order and
+    on however many threads it adds them (spec: every partial sum is an integer below 2^53). Deterministic algorithms
+    are not needed for that, and switching them on costs ~2 s on the first call (it imports torch._dynamo). This is
+    a process-wide torch setting: do not run other torch work concurrently in other Python threads.
     """
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     mkldnn = torch.backends.mkldnn.enabled
-    torch.use_deterministic_algorithms(True)
     torch.backends.mkldnn.enabled = False
     try:
         yield
     finally:
         torch.backends.mkldnn.enabled = mkldnn
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 # -- export: float modules -> integer layers ----------------------------------------------------------------------
