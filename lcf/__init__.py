@@ -11,6 +11,8 @@
 
 Importing lcf is cheap: PyTorch is imported the first time an image is encoded or decoded (``lcf.Codec`` and
 ``lcf.api`` are loaded on first use). The file-level functions the command line uses are in :mod:`lcf.api`.
+Importing lcf also asks PyTorch to back its large CPU tensors with huge pages where Linux offers them on request
+(:mod:`lcf.hugepages`; large images code much faster; ``THP_MEM_ALLOC_ENABLE=0`` in the environment turns it off).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from lcf.errors import (
     UnsupportedImageError,
     UsageError,
 )
+from lcf import hugepages
 from lcf.pillow import register  # importing lcf.pillow registers the plugin with Pillow
+
+hugepages.enable()  # before PyTorch's first CPU allocation, which is when it reads the setting
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -126,8 +126,14 @@ def analysis_memory_format(device: torch.device) -> torch.memory_format:
     """Layout of the analysis transform g_a: channels_last on the CPU, where oneDNN runs its convolutions faster
     (measured on the 2-core AMD EPYC, interleaved: g_a 0.78 -> 0.61 s per Kodak image, a whole encode about 10 %
     faster); the default layout elsewhere (not measured there). It can change which valid file is written, never how
-    a file decodes. g_s stays in the default layout: channels_last made it faster alone (0.59 -> 0.45 s) but not the
-    whole decode, measurably."""
+    a file decodes."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def synthesis_memory_format(device: torch.device) -> torch.memory_format:
+    """Layout of the synthesis transforms g_s: channels_last on the CPU too. Alone, on the 2-core AMD EPYC, g_s took
+    22.5 -> 13.1 s at 2048x3072 and 4.1 -> 2.6 s at 1024x1536, about even at Kodak size; whole decodes per image
+    size: ``benchmarks/large_images.py``. It changes pixels by float rounding only (the spec's ±1), never ŷ."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
@@ -228,7 +234,7 @@ class Codec:
                 prefix = f"decoders.{name}."
                 self._load({prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()},
                            f"decoder {name!r}", (prefix,))
-                self.model.decoders[name].to(self.device)
+                self.model.decoders[name].to(self.device, memory_format=synthesis_memory_format(self.device))
                 self._decoders_loaded.add(name)
 
     @property
@@ -446,6 +452,7 @@ class Codec:
         self._ensure_decoder(decoder)
         q = torch.tensor([header.quality], dtype=torch.float32, device=self.device)
         y_hat = torch.from_numpy(symbols.y_hat.astype(np.float32))[None].to(self.device)
+        y_hat = y_hat.contiguous(memory_format=synthesis_memory_format(self.device))
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         with torch.inference_mode():
             x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded)

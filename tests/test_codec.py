@@ -177,3 +177,26 @@ def test_cpu_analysis_runs_channels_last_and_writes_the_same_file(tiny_weights, 
     plain = codec_module.Codec(tiny_weights)
     assert plain.encode(img, 4.0) == data
     assert np.array_equal(plain.decode(data).rgb, a)
+
+
+def test_cpu_synthesis_runs_channels_last_within_the_specs_rounding(tiny_weights, monkeypatch):
+    """The CPU layout of g_s is a speed choice: the same symbols, pixels within the spec's ±1 of the default layout
+    (bit-identical on these images in practice), for every decoder and with latent refinement through g_s."""
+    import lcf.codec as codec_module
+
+    img = make_rgb_array(130, 97, kind="mixed", seed=5)
+    fast = codec_module.Codec(tiny_weights)
+    data = fast.encode(img, 3.0)
+    refined = fast.encode(img, 3.0, effort=1)
+    names = fast.decoder_names
+    fast_px = {n: fast.decode(data, decoder=n).rgb for n in names}
+    for n in names:
+        convs = [p for p in fast.model.decoders[n].parameters() if p.dim() == 4 and p.shape[-1] > 1]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    monkeypatch.setattr(codec_module, "synthesis_memory_format", lambda device: torch.contiguous_format)
+    plain = codec_module.Codec(tiny_weights)
+    for n in names:
+        d = plain.decode(data, decoder=n)
+        assert np.array_equal(d.symbols.y_hat, fast.decode(data, decoder=n).symbols.y_hat)
+        assert np.abs(d.rgb.astype(int) - fast_px[n]).max() <= 1
+    assert np.abs(plain.decode(refined).rgb.astype(int) - fast.decode(refined).rgb).max() <= 1
