@@ -14,7 +14,8 @@ these settings (``lcf.hugepages``, ``lcf.codec.synthesis_memory_format``):
 
 Times are ``Codec.encode`` (image file -> bytes) and ``Codec.decode`` (bytes -> pixels) inside the process, best of
 ``--repeats``; loading PyTorch and the weights, and writing a PNG, are not in them. Memory is the process's peak
-resident set (``ru_maxrss``), weights and PyTorch included.
+resident set (``ru_maxrss``), weights and PyTorch included. ``--split`` adds the entropy decoding alone
+(``Codec.decode_symbols``: bytes -> ẑ, ŷ, in a process of its own) with its time and peak memory.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import json, resource, sys, time
 args = json.loads(sys.argv[1])
 import torch
 import lcf.codec as codec_module
+from lcf.container import read_container
 if not args["channels_last"]:
     codec_module.synthesis_memory_format = lambda device: torch.contiguous_format
 torch.set_num_threads(args["threads"])
@@ -51,8 +53,10 @@ for _ in range(args["repeats"]):
     start = time.perf_counter()
     if args["op"] == "encode":
         data = codec.encode(args["src"], args["quality"])
-    else:
+    elif args["op"] == "decode":
         codec.decode(open(args["src"], "rb").read())
+    else:  # the entropy decoding alone: bytes -> ẑ, ŷ
+        codec.decode_symbols(read_container(open(args["src"], "rb").read()))
     times.append(time.perf_counter() - start)
 if args["op"] == "encode":
     open(args["dst"], "wb").write(data)
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}")
     p.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--split", action="store_true", help="also time the entropy decoding alone (decode_symbols)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/large_images.md"))
     args = p.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -100,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise SystemExit(f"cannot read {args.image}: {exc}") from None
     start = time.perf_counter()
-    md = [f"Command: `{command_line('large_images', argv)}`; {args.image.name} resized to each size, quality "
-          f"{args.quality:g}, {args.threads} threads, best of {args.repeats}; a fresh process per cell.", "",
-          "| size | megapixels | setting | encode s | encode peak MiB | decode s | decode peak MiB | bytes |",
-          "|---|---:|---|---:|---:|---:|---:|---:|"]
+    md = [(f"Command: `{command_line('large_images', argv)}`; {args.image.name} resized to each size, quality "
+           f"{args.quality:g}, {args.threads} threads, best of {args.repeats}; a fresh process per cell."), "",
+          ("| size | megapixels | setting | encode s | encode peak MiB | decode s | decode peak MiB | bytes |"
+           + (" entropy decoding s | its peak MiB |" if args.split else "")),
+          "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.split else "")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for w, h in args.sizes:
@@ -114,11 +120,13 @@ def main(argv: list[str] | None = None) -> int:
                 dst = work / f"{w}x{h}-{config}.lcf"
                 enc = run_child("encode", config, src, dst, args, work)
                 dec = run_child("decode", config, dst, dst, args, work)
-                rows[config] = (enc, dec, dst.stat().st_size)
+                sym = run_child("symbols", config, dst, dst, args, work) if args.split else None
+                rows[config] = (enc, dec, sym, dst.stat().st_size)
                 print(f"{w}x{h} {config}: encode {enc['seconds']:.2f} s, decode {dec['seconds']:.2f} s", flush=True)
-            for config, (enc, dec, size) in rows.items():
+            for config, (enc, dec, sym, size) in rows.items():
                 md.append(f"| {w}x{h} | {w * h / 1e6:.1f} | {config} | {enc['seconds']:.2f} | {enc['peak_mib']:,.0f} "
-                          f"| {dec['seconds']:.2f} | {dec['peak_mib']:,.0f} | {size:,} |")
+                          f"| {dec['seconds']:.2f} | {dec['peak_mib']:,.0f} | {size:,} |"
+                          + (f" {sym['seconds']:.2f} | {sym['peak_mib']:,.0f} |" if sym else ""))
     md += ["", f"Measurement wall time {time.perf_counter() - start:.0f} s."]
     write_fragment(args.out, md)
     return 0

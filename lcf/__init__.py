@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from lcf import hugepages
 from lcf.errors import (
     CorruptDataError,
     FormatError,
@@ -30,7 +31,6 @@ from lcf.errors import (
     UnsupportedImageError,
     UsageError,
 )
-from lcf import hugepages
 from lcf.pillow import register  # importing lcf.pillow registers the plugin with Pillow
 
 hugepages.enable()  # before PyTorch's first CPU allocation, which is when it reads the setting

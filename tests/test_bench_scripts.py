@@ -6,9 +6,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+from images import make_rgb_array
 from PIL import Image
 
-from images import make_rgb_array
 from lcf.nn import LcfModel, ModelConfig
 from lcf.train.export import export_model
 
@@ -152,3 +153,22 @@ def test_train_throughput_times_the_real_training_step_and_chooses(tiny_weights,
     rows = [line for line in out.read_text().splitlines() if line.startswith("| fp32 |")]
     assert len(rows) == 1 and "+0.000 %" in rows[0] and float(rows[0].split("|")[2]) > 0
     assert choice.read_text().strip() == "fp32"
+
+
+def test_large_images_measures_each_setting_in_its_own_process(tiny_weights, tmp_path):
+    src = tmp_path / "photo.png"
+    Image.fromarray(make_rgb_array(80, 60, kind="mixed", seed=4)).save(src)
+    out = tmp_path / "large.md"
+    script = load_script("large_images")
+    assert script.main(["--image", str(src), "--weights", str(tiny_weights), "--sizes", "96x64",
+                        "--configs", "before,after", "--repeats", "1", "--threads", "1", "--split",
+                        "--out", str(out)]) == 0
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| 96x64 ")]
+    assert [(r[0].strip(), r[2].strip()) for r in rows] == [("96x64", "before"), ("96x64", "after")]
+    for r in rows:  # times, peak memory of a process that loaded PyTorch, the same file with either setting
+        encode_s, encode_mib, decode_s, decode_mib, _, sym_s, sym_mib = (
+            float(c.strip().replace(",", "")) for c in r[3:])
+        assert 0 < encode_s and 0 < decode_s and 0 < sym_s and min(encode_mib, decode_mib, sym_mib) > 50
+    assert rows[0][7] == rows[1][7]
+    with pytest.raises(SystemExit, match="unknown configs"):
+        script.main(["--image", str(src), "--configs", "fast", "--out", str(out)])
