@@ -54,6 +54,7 @@ from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weight
 
 PAD = 64  # g_a and h_a downsample by 64 in all
 DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=...) changes it
+PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (Codec._int_params); any value gives the same result
 
 
 def memory_needed(padded_width: int, padded_height: int, N: int, M: int) -> int:
@@ -284,11 +285,21 @@ class Codec:
     @staticmethod
     def _int_params(raw: torch.Tensor, coded: np.ndarray, positions: np.ndarray) -> IntParams:
         """Integer parameters of the elements of one stream, in stream order (channel, then row-major position), from
-        the raw slots (1, P·M, h, w) of a PEN."""
+        the raw slots (1, P·M, h, w) of a PEN. Built a block of channels at a time (each element's parameters depend
+        on its own slots only), so that a large image's int64 temporaries stay at about PARAM_BLOCK elements."""
         m = coded.size
         a = raw[0].numpy().reshape(m, raw.shape[1] // m, -1)  # (M, P, h·w), float64 holding integers
-        a = a[coded][:, :, positions].astype(np.int64)          # (Mc, P, n_pos): only the stream's elements converted
-        return int_params(a.transpose(0, 2, 1).reshape(-1, a.shape[1]))
+        slots, channels = a.shape[1], np.flatnonzero(coded)
+        step = max(1, PARAM_BLOCK // max(1, positions.size))
+        parts = [int_params(a[channels[i:i + step]][:, :, positions].astype(np.int64)   # (block, P, n_pos)
+                            .transpose(0, 2, 1).reshape(-1, slots))
+                 for i in range(0, channels.size, step)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return int_params(np.zeros((0, slots), np.int64))
+        return IntParams(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("weights", "means", "scale_idx")),
+                         parts[0].families)
 
     @staticmethod
     def _positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
