@@ -291,15 +291,9 @@ class Codec:
         a = raw[0].numpy().reshape(m, raw.shape[1] // m, -1)  # (M, P, h·w), float64 holding integers
         slots, channels = a.shape[1], np.flatnonzero(coded)
         step = max(1, PARAM_BLOCK // max(1, positions.size))
-        parts = [int_params(a[channels[i:i + step]][:, :, positions].astype(np.int64)   # (block, P, n_pos)
-                            .transpose(0, 2, 1).reshape(-1, slots))
-                 for i in range(0, channels.size, step)]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return int_params(np.zeros((0, slots), np.int64))
-        return IntParams(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("weights", "means", "scale_idx")),
-                         parts[0].families)
+        return IntParams.concat([int_params(a[channels[i:i + step]][:, :, positions].astype(np.int64)  # (block, P, n)
+                                            .transpose(0, 2, 1).reshape(-1, slots))
+                                 for i in range(0, max(1, channels.size), step)])  # one empty block if none coded
 
     @staticmethod
     def _positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
