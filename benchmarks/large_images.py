@@ -8,9 +8,11 @@ in the transforms whatever they show; the entropy coding depends on the content 
 a fresh process (so that its peak resident memory is its own and PyTorch reads the huge-page setting anew), with
 these settings (``lcf.hugepages``, ``lcf.codec.synthesis_memory_format``):
 
-- ``before``: no huge pages (``THP_MEM_ALLOC_ENABLE=0``), g_s in the default layout: lcf before this change;
+- ``before``: no huge pages (``THP_MEM_ALLOC_ENABLE=0``), g_s in the default layout, the whole image at once;
 - ``huge pages``: huge pages only;   ``g_s channels_last``: the layout only;
-- ``after``: both, what lcf does now on a Linux CPU.
+- ``after``: both (lcf from commit f3a9966 until g_s ran in tiles);
+- ``tiles``: both, and g_s's last modules in tiles (``Codec.synthesis_tile``, ``lcf.nn.tiling``): what lcf does now
+  on a Linux CPU.
 
 Times are ``Codec.encode`` (image file -> bytes) and ``Codec.decode`` (bytes -> pixels) inside the process, best of
 ``--repeats``; loading PyTorch and the weights, and writing a PNG, are not in them. Memory is the process's peak
@@ -31,11 +33,12 @@ from pathlib import Path
 
 from lcf.bench.scripts import command_line, write_fragment
 
-CONFIGS = {  # name: (huge pages, g_s channels_last)
-    "before": (False, False),
-    "huge pages": (True, False),
-    "g_s channels_last": (False, True),
-    "after": (True, True),
+CONFIGS = {  # name: (huge pages, g_s channels_last, g_s tiles)
+    "before": (False, False, False),
+    "huge pages": (True, False, False),
+    "g_s channels_last": (False, True, False),
+    "after": (True, True, False),
+    "tiles": (True, True, True),
 }
 
 CHILD = r"""
@@ -48,6 +51,8 @@ if not args["channels_last"]:
     codec_module.synthesis_memory_format = lambda device: torch.contiguous_format
 torch.set_num_threads(args["threads"])
 codec = codec_module.Codec(args["weights"])
+if not args["tiles"]:
+    codec.synthesis_tile = None
 times = []
 for _ in range(args["repeats"]):
     start = time.perf_counter()
@@ -73,11 +78,12 @@ def sizes(text: str) -> list[tuple[int, int]]:
 
 
 def run_child(op: str, config: str, src: Path, dst: Path, args: argparse.Namespace, work: Path) -> dict:
-    huge, channels_last = CONFIGS[config]
+    huge, channels_last, tiles = CONFIGS[config]
     report = work / "report.json"
     env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if huge else "0"}
     child = {"op": op, "src": str(src), "dst": str(dst), "quality": args.quality, "repeats": args.repeats,
-             "threads": args.threads, "weights": args.weights, "channels_last": channels_last, "report": str(report)}
+             "threads": args.threads, "weights": args.weights, "channels_last": channels_last, "tiles": tiles,
+             "report": str(report)}
     subprocess.run([sys.executable, "-c", CHILD, json.dumps(child)], env=env, check=True)
     return json.loads(report.read_text())
 

@@ -139,6 +139,13 @@ def synthesis_memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
+def synthesis_tile(device: torch.device) -> int:
+    """Tile side of g_s's tiled modules (``lcf.nn.tiling``), in their input pixels (H/4 for the shipped decoders).
+    CPU: 64 (256x256 output pixels a tile): ``benchmarks/large_images.py`` measured it at the whole-image pass's
+    time or better, at half its peak memory and less. CUDA: 256, fewer and larger kernel launches (not measured)."""
+    return 64 if device.type == "cpu" else 256
+
+
 def _tensors(arrays: dict[str, np.ndarray], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefixes)}
 
@@ -151,7 +158,9 @@ class Codec:
     >>> codec.decode(data).to_pil().save("back.png")
 
     ``skip_zero_channels``: the first layer of g_s reads only the coded channels of ŷ (same pixels up to float
-    rounding; set False to time or check the full synthesis).
+    rounding; set False to time or check the full synthesis). ``synthesis_tile``: g_s's last, highest-resolution
+    modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders), so a large image's decoding peaks at one tile of them (same pixels up to float rounding,
+    ``lcf.nn.tiling``); None runs the whole image at once. Default: :func:`synthesis_tile` of the device.
     """
 
     skip_zero_channels = True
@@ -161,6 +170,7 @@ class Codec:
         self.max_memory = max_memory if max_memory is not None else _default_max_memory()
         self.weights = weights if isinstance(weights, Weights) else load_weights(weights)
         self.device = check_device(device)
+        self.synthesis_tile: int | None = synthesis_tile(self.device)
         self.config = ModelConfig.from_dict(self.weights.model_config)
         self.model = LcfModel(self.config).eval()
         self._load_entropy(self.weights.entropy)
@@ -461,7 +471,7 @@ class Codec:
         y_hat = y_hat.contiguous(memory_format=synthesis_memory_format(self.device))
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         with torch.inference_mode():
-            x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded)
+            x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded, tile=self.synthesis_tile)
         x = x_hat[0, :, : header.height, : header.width].mul(255.0).round_().to("cpu", torch.uint8)
         return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 

@@ -25,7 +25,14 @@ from .gain import QualityGain
 from .hyper import FactorizedDensity, hyper_analysis, hyper_synthesis
 from .likelihood import mixture_likelihood
 from .pen import AnchorPEN, MixtureTensors, NonAnchorPEN
-from .students import build_decoder, check_decoder_name, normalize_arch, synthesise_coded, teacher_arch
+from .students import (
+    build_decoder,
+    check_decoder_name,
+    normalize_arch,
+    synthesise_coded,
+    teacher_arch,
+)
+from .tiling import synthesise_tiled
 from .transforms import analysis_transform
 
 MSE_LAMBDAS = (0.0016, 0.0032, 0.0075, 0.015, 0.03, 0.045, 0.06)
@@ -132,11 +139,17 @@ class LcfModel(nn.Module):
         return self.h_a(y)
 
     def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher",
-                   coded: Tensor | None = None) -> Tensor:
+                   coded: Tensor | None = None, tile: int | None = None) -> Tensor:
         """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]; ``coded`` (M,) bool: the channel bitmap, whose all-zero
-        channels the first layer of g_s then skips (same result up to float rounding, lcf.nn.students)."""
+        channels the first layer of g_s then skips; ``tile``: run g_s's last modules in tiles of this many of their
+        input pixels (lcf.nn.tiling). Both give the same result up to float rounding."""
         g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
-        return torch.clamp(g_s(y) if coded is None else synthesise_coded(g_s, y, coded), 0.0, 1.0)
+        head = None if coded is None else (lambda modules, v: synthesise_coded(modules, v, coded))
+        if tile:
+            x_hat = synthesise_tiled(g_s, y, tile, head)
+        else:
+            x_hat = g_s(y) if head is None else head(g_s, y)
+        return torch.clamp(x_hat, 0.0, 1.0)
 
     def add_decoder(self, name: str, arch: dict[str, Any]) -> nn.Module:
         """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""

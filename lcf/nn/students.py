@@ -132,7 +132,7 @@ def parameter_count(module: nn.Module) -> int:
 # -- intermediate features (distillation) --------------------------------------------------------------------------
 
 
-def _is_upsampling(module: nn.Module) -> bool:
+def is_upsampling(module: nn.Module) -> bool:
     if isinstance(module, ResidualBlockUpsample):
         return True
     return isinstance(module, nn.Sequential) and any(isinstance(m, nn.PixelShuffle) for m in module)
@@ -144,7 +144,7 @@ def synthesis_features(g_s: nn.Sequential, y: Tensor) -> tuple[Tensor, list[Tens
     seen_up = False
     out = y
     for module in g_s:
-        if _is_upsampling(module):
+        if is_upsampling(module):
             if seen_up:
                 feats.append(out)
             seen_up = True

@@ -1,0 +1,125 @@
+"""Synthesis in tiles: the last, highest-resolution modules of g_s run on overlapping tiles, so that decoding a
+large image holds their activations for one tile at a time instead of the whole image.
+
+Every module of g_s is convolutional (stride-1 convolutions, sub-pixel up-sampling, pointwise non-linearities):
+its output at a pixel depends on its input within a fixed radius r, the *halo*. Cut the input into tiles, extend
+each tile by r input pixels on every side that has a neighbour (the image's own borders keep the zero padding of
+the whole-image pass), run the modules, and keep the tile's core of the output: that is the whole-image output,
+up to float rounding (a convolution routine may sum in another order for another shape).
+
+    ŷ ─ head: g_s up to its second-last up-sampling module, whole image ─ f (H/4) ─┬─ tile + halo ─ tail ─ core ─┐
+                                                                                  ├─ tile + halo ─ tail ─ core ─┼─ x̂
+                                                                                  └─ ...                        ─┘
+
+The tail (for the teacher: RBUp ×2, RB, subpel ×2) holds 60–70 % of g_s's time and about three quarters of its
+peak memory (benchmarks/large_images.py); the head runs at H/16..H/4, where the whole image costs little memory and
+tiles would cost their halo in time. The halo is measured, not declared: :func:`dependency_radius` back-propagates
+from one output pixel block and reads how far the gradient reaches, so any student architecture gets its own.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .students import is_upsampling
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How to run one g_s in tiles: ``g_s[:split]`` whole, ``g_s[split:]`` (the tail) tile by tile."""
+
+    split: int      # index of the first tail module
+    halo: int       # tail input pixels each tile reads beyond its core, on every side
+    scale: int      # tail output pixels per tail input pixel, per axis
+
+
+_PLANS: weakref.WeakKeyDictionary[nn.Module, TilePlan | None] = weakref.WeakKeyDictionary()
+
+
+def tile_plan(g_s: nn.Sequential, latent_channels: int) -> TilePlan | None:
+    """The tiling of ``g_s`` (cached per module object), or None when it has fewer than two up-sampling modules or
+    the second-last is its first module (nothing would be left to run whole)."""
+    if g_s in _PLANS:
+        return _PLANS[g_s]
+    ups = [i for i, m in enumerate(g_s) if is_upsampling(m)]
+    plan = None
+    if len(ups) >= 2 and ups[-2] > 0:
+        split = ups[-2]
+        param = next(g_s.parameters())
+        with torch.no_grad():
+            probe = torch.zeros(1, latent_channels, 1, 1, dtype=param.dtype, device=param.device)
+            f = g_s[:split](probe)
+            scale = g_s[split:](f).shape[-1] // f.shape[-1]
+        plan = TilePlan(split=split, halo=dependency_radius(g_s[split:], f.shape[1], scale), scale=scale)
+    _PLANS[g_s] = plan
+    return plan
+
+
+def dependency_radius(module: nn.Module, channels: int, scale: int, trials: int = 3, limit: int = 256) -> int:
+    """How many input pixels away the output of ``module`` (a fully convolutional network up-sampling by ``scale``)
+    still depends on its input: the largest distance (in input pixels, per axis) at which the gradient of the
+    output block of the centre input pixel is non-zero, over ``trials`` random inputs."""
+    param = next(module.parameters())
+    size, radius = 15, 0
+    while True:
+        centre = size // 2
+        for seed in range(trials):
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            with torch.inference_mode(False), torch.enable_grad():  # the codec synthesises in inference mode
+                x = torch.randn(1, channels, size, size, generator=gen).to(param.device, param.dtype)
+                x.requires_grad_(True)
+                out = module(x)
+                block = out[:, :, centre * scale:(centre + 1) * scale, centre * scale:(centre + 1) * scale]
+                (grad,) = torch.autograd.grad(block.sum(), x)
+            reach = torch.nonzero(grad.abs().sum(dim=(0, 1)))
+            if reach.numel() == 0:
+                raise ValueError("the module's output does not depend on its input")
+            radius = max(radius, int((reach - centre).abs().max()))
+        if radius < centre:
+            return radius
+        if size > limit:
+            raise ValueError(f"the module's dependency radius exceeds {limit // 2} input pixels")
+        size = 2 * size + 1
+
+
+def run_tiled(module: nn.Module, x: Tensor, tile: int, halo: int, scale: int) -> Tensor:
+    """``module(x)`` computed on tiles of ``tile`` x ``tile`` input pixels, each read with ``halo`` more on every
+    side (clipped at the image's borders), the output cores stitched together; same values up to float rounding
+    when ``halo`` is at least :func:`dependency_radius`."""
+    if tile < 1:
+        raise ValueError(f"tile must be at least 1 input pixel, got {tile}")
+    _, _, h, w = x.shape
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else (
+        torch.contiguous_format)
+    out: Tensor | None = None
+    for top in range(0, h, tile):
+        bottom = min(top + tile, h)
+        t0, t1 = max(0, top - halo), min(h, bottom + halo)
+        for left in range(0, w, tile):
+            right = min(left + tile, w)
+            l0, l1 = max(0, left - halo), min(w, right + halo)
+            part = module(x[:, :, t0:t1, l0:l1].contiguous(memory_format=layout))
+            if out is None:
+                out = part.new_empty(x.shape[0], part.shape[1], h * scale, w * scale)
+            out[:, :, top * scale:bottom * scale, left * scale:right * scale] = part[
+                :, :, (top - t0) * scale:(bottom - t0) * scale, (left - l0) * scale:(right - l0) * scale]
+    assert out is not None
+    return out
+
+
+def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int, head=None) -> Tensor:
+    """g_s(y) with its tail in tiles of ``tile`` tail-input pixels (the whole pass when the image fits in one tile
+    or g_s has no plan). ``head``: a function running ``g_s[:split]`` on y (default: the modules themselves; the
+    codec passes one that skips the all-zero channels)."""
+    plan = tile_plan(g_s, y.shape[1])
+    if plan is None:
+        return head(g_s, y) if head is not None else g_s(y)
+    f = head(g_s[:plan.split], y) if head is not None else g_s[:plan.split](y)
+    tail = g_s[plan.split:]
+    if f.shape[-2] <= tile and f.shape[-1] <= tile:
+        return tail(f)
+    return run_tiled(tail, f, tile, plan.halo, plan.scale)

@@ -1,0 +1,91 @@
+"""g_s in tiles (lcf.nn.tiling): the measured halo is exactly the dependency radius, tiles give the whole pass's
+values up to float rounding for every decoder, and the codec's tiled decoding stays within the spec's ±1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from images import make_rgb_array
+from torch import nn
+
+from lcf.codec import Codec, synthesis_tile
+from lcf.nn.layers import conv3x3, subpel_conv3x3
+from lcf.nn.students import build_decoder, student_arch, synthesise_coded, teacher_arch
+from lcf.nn.tiling import dependency_radius, run_tiled, synthesise_tiled, tile_plan
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _decoders(M: int = 12, N: int = 8) -> dict[str, nn.Sequential]:
+    torch.manual_seed(3)
+    archs = {"teacher": teacher_arch(N, M), **{k: student_arch(k, N, M) for k in ("cfg2", "cfg3", "cfg4")}}
+    return {name: build_decoder(arch).eval() for name, arch in archs.items()}
+
+
+def test_dependency_radius_of_known_stacks():
+    """Two 3x3 convolutions reach 2 pixels; one before and one after a x2 sub-pixel up-sampling reach 2 input
+    pixels too (1 + ceil(1/2)); a 1x1 convolution reaches none."""
+    torch.manual_seed(0)
+    assert dependency_radius(nn.Sequential(conv3x3(4, 4), nn.LeakyReLU(), conv3x3(4, 4)), 4, 1) == 2
+    assert dependency_radius(nn.Sequential(subpel_conv3x3(4, 4, 2), conv3x3(4, 4)), 4, 2) == 2
+    assert dependency_radius(nn.Conv2d(4, 4, 1), 4, 1) == 0
+    with pytest.raises(ValueError, match="does not depend"):
+        dependency_radius(nn.Sequential(nn.Conv2d(4, 4, 1), _Zero()), 4, 1)
+
+
+class _Zero(nn.Module):
+    def forward(self, x):
+        return x * 0
+
+
+@pytest.mark.parametrize("name", ["teacher", "cfg2", "cfg3", "cfg4"])
+def test_tiles_with_the_measured_halo_give_the_whole_pass_and_one_less_does_not(name):
+    g_s = _decoders()[name]
+    plan = tile_plan(g_s, 12)
+    assert plan is not None and plan.scale == 4 and plan.halo >= 1
+    y = torch.randn(1, 12, 9, 11) * 3
+    with torch.no_grad():
+        whole = g_s(y)
+        f = g_s[:plan.split](y)
+        for tile in (5, 7, 13):  # tiles that do and do not divide the tail's 36x44 input
+            assert torch.allclose(run_tiled(g_s[plan.split:], f, tile, plan.halo, plan.scale), whole, atol=1e-5)
+        short = run_tiled(g_s[plan.split:], f, 5, plan.halo - 1, plan.scale)
+    assert (short - whole).abs().max() > 1e-3
+
+
+def test_tiled_synthesis_with_skipped_channels_matches_the_plain_pass():
+    g_s = _decoders()["teacher"]
+    y = torch.randn(1, 12, 8, 8) * 3
+    coded = torch.ones(12, dtype=torch.bool)
+    coded[::3] = False
+    y[:, ~coded] = 0
+    head = lambda modules, v: synthesise_coded(modules, v, coded)
+    with torch.no_grad():
+        assert torch.allclose(synthesise_tiled(g_s, y, 6, head), g_s(y), atol=1e-5)
+        assert torch.allclose(synthesise_tiled(g_s, y, 1000), g_s(y), atol=1e-5)  # one tile: the plain tail
+
+
+def test_a_decoder_without_two_upsampling_modules_runs_whole():
+    g_s = nn.Sequential(subpel_conv3x3(12, 3, 16))
+    assert tile_plan(g_s, 12) is None
+    y = torch.randn(1, 12, 3, 3)
+    with torch.no_grad():
+        assert torch.equal(synthesise_tiled(g_s, y, 1), g_s(y))
+    with pytest.raises(ValueError, match="tile"):
+        run_tiled(g_s, y, 0, 1, 16)
+
+
+def test_codec_decodes_in_tiles_within_the_specs_rounding(tiny_weights):
+    """Tiles of 8 tail pixels (32 output pixels) on a 200x150 image against the whole pass, every decoder."""
+    img = make_rgb_array(150, 200, kind="mixed", seed=21)
+    tiled = Codec(tiny_weights)
+    assert tiled.synthesis_tile == synthesis_tile(torch.device("cpu"))
+    tiled.synthesis_tile = 8
+    whole = Codec(tiny_weights)
+    whole.synthesis_tile = None
+    data = tiled.encode(img, 4.0)
+    for name in tiled.decoder_names:
+        a, b = tiled.decode(data, decoder=name), whole.decode(data, decoder=name)
+        assert np.array_equal(a.symbols.y_hat, b.symbols.y_hat)
+        assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
