@@ -11,8 +11,8 @@ these settings (``lcf.hugepages``, ``lcf.codec.synthesis_memory_format``):
 - ``before``: no huge pages (``THP_MEM_ALLOC_ENABLE=0``), g_s in the default layout, the whole image at once;
 - ``huge pages``: huge pages only;   ``g_s channels_last``: the layout only;
 - ``after``: both (lcf from commit f3a9966 until g_s ran in tiles);
-- ``tiles``: both, and g_s's last modules in tiles (``Codec.synthesis_tile``, ``lcf.nn.tiling``): what lcf does now
-  on a Linux CPU.
+- ``tiles``: both, and g_a's first and g_s's last modules in tiles (``Codec.analysis_tile``,
+  ``Codec.synthesis_tile``, ``lcf.nn.tiling``): what lcf does now on a Linux CPU.
 
 Times are ``Codec.encode`` (image file -> bytes) and ``Codec.decode`` (bytes -> pixels) inside the process, best of
 ``--repeats``; loading PyTorch and the weights, and writing a PNG, are not in them. Memory is the process's peak
@@ -52,7 +52,7 @@ if not args["channels_last"]:
 torch.set_num_threads(args["threads"])
 codec = codec_module.Codec(args["weights"])
 if not args["tiles"]:
-    codec.synthesis_tile = None
+    codec.analysis_tile = codec.synthesis_tile = None
 times = []
 for _ in range(args["repeats"]):
     start = time.perf_counter()

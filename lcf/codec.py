@@ -57,11 +57,14 @@ DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=
 PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (Codec._int_params); any value gives the same result
 
 
-def memory_needed(padded_width: int, padded_height: int, N: int, M: int) -> int:
-    """Peak bytes the codec needs for one image of this padded size (measured: ~400 B per padded pixel to decode and
-    ~335 to encode with N=64, M=96; the integer entropy networks, carried in float64, grow with M, the transforms
-    with N)."""
-    return int(padded_width * padded_height * (3.2 * M + 1.6 * N) * 1.25)
+def memory_needed(padded_width: int, padded_height: int, N: int, M: int, decoding: bool = False) -> int:
+    """Peak bytes the codec needs for one image of this padded size: 25 % above what ``benchmarks/large_images.py``
+    measured with N=64, M=96 for a 12-megapixel image (PyTorch and the weights, ~350 MiB, not counted): ~144 B per
+    padded pixel to encode and ~140 to decode. The high-resolution layers of g_a and g_s run in tiles
+    (lcf.nn.tiling), so what grows with the image is the entropy parameters (the integer entropy networks carry
+    float64 and grow with M) and the transforms' whole-image tensors at H/4 and below (with N)."""
+    per_pixel = 1.2 * M + (0.4 if decoding else 0.6) * N
+    return int(padded_width * padded_height * per_pixel * 1.25)
 
 
 def refine_memory_needed(padded_width: int, padded_height: int, N: int) -> int:
@@ -139,6 +142,14 @@ def synthesis_memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
+def analysis_tile(device: torch.device) -> int:
+    """Tile side of g_a's tiled head (``lcf.nn.tiling.analyse_tiled``), in its output pixels (H/4). CPU: 256 (1024x1024
+    input pixels a tile; images up to that size run whole): ``benchmarks/large_images.py`` measured tiles of 128 at
+    the whole pass's time at 12 megapixels but 13–17 % slower at 3 megapixels and Kodak size. CUDA: 512, fewer and
+    larger kernel launches (not measured)."""
+    return 256 if device.type == "cpu" else 512
+
+
 def synthesis_tile(device: torch.device) -> int:
     """Tile side of g_s's tiled modules (``lcf.nn.tiling``), in their input pixels (H/4 for the shipped decoders).
     CPU: 64 (256x256 output pixels a tile): ``benchmarks/large_images.py`` measured it at the whole-image pass's
@@ -159,8 +170,10 @@ class Codec:
 
     ``skip_zero_channels``: the first layer of g_s reads only the coded channels of ŷ (same pixels up to float
     rounding; set False to time or check the full synthesis). ``synthesis_tile``: g_s's last, highest-resolution
-    modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders), so a large image's decoding peaks at one tile of them (same pixels up to float rounding,
-    ``lcf.nn.tiling``); None runs the whole image at once. Default: :func:`synthesis_tile` of the device.
+    modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders), so a large image's
+    decoding peaks at one tile of them (same pixels up to float rounding, ``lcf.nn.tiling``); None runs the whole image at once. Default: :func:`synthesis_tile` of the device.
+    ``analysis_tile``: the same for g_a's full- and half-resolution modules, in their output pixels (H/4); the
+    latents equal the whole pass's up to float rounding (see ``lcf.nn.tiling.analyse_tiled``).
     """
 
     skip_zero_channels = True
@@ -170,6 +183,7 @@ class Codec:
         self.max_memory = max_memory if max_memory is not None else _default_max_memory()
         self.weights = weights if isinstance(weights, Weights) else load_weights(weights)
         self.device = check_device(device)
+        self.analysis_tile: int | None = analysis_tile(self.device)
         self.synthesis_tile: int | None = synthesis_tile(self.device)
         self.config = ModelConfig.from_dict(self.weights.model_config)
         self.model = LcfModel(self.config).eval()
@@ -265,17 +279,18 @@ class Codec:
             return recommended
         return self.weights.default_decoder
 
-    def check_memory(self, padded_width: int, padded_height: int, *, chunk: str | None = None,
-                     effort: int = 0) -> None:
+    def check_memory(self, padded_width: int, padded_height: int, *, decoding: bool = False,
+                     chunk: str | None = None, effort: int = 0) -> None:
         """LimitError before allocating anything when one image would need more than ``max_memory``."""
-        need = memory_needed(padded_width, padded_height, self.config.N, self.config.M)
+        need = memory_needed(padded_width, padded_height, self.config.N, self.config.M, decoding)
         at_effort, or_lower = "", ""
         if effort:
             need += refine_memory_needed(padded_width, padded_height, self.config.N)
             at_effort, or_lower = f" at effort {effort}", " (or encode it with a lower --effort)"
         if need > self.max_memory:
             raise LimitError(
-                f"coding a {padded_width}x{padded_height} (padded) image needs about {need / (1 << 30):.1f} GiB of "
+                f"{'decoding' if decoding else 'encoding'} a {padded_width}x{padded_height} (padded) image needs "
+                f"about {need / (1 << 30):.1f} GiB of "
                 f"memory{at_effort}, more than the {self.max_memory / (1 << 30):.1f} GiB allowed; raise it with "
                 f"LCF_MAX_MEMORY=<GiB> (or Codec(max_memory=...)) if this machine has the memory{or_lower}",
                 chunk=chunk,
@@ -331,7 +346,8 @@ class Codec:
             x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            y = self.model.analyse(x.contiguous(memory_format=analysis_memory_format(self.device)), q).contiguous()
+            x = x.contiguous(memory_format=analysis_memory_format(self.device))
+            y = self.model.analyse(x, q, tile=self.analysis_tile).contiguous()
         if iterations:  # the layout of y is back to the default one for h_a, g_s and the symbols
             name = self.resolve_decoder(decoder)
             self._ensure_decoder(name)
@@ -443,7 +459,7 @@ class Codec:
                 f"{self.config.M}/{self.config.Mz}",
                 chunk="HEAD",
             )
-        self.check_memory(h.padded_width, h.padded_height, chunk="HEAD")
+        self.check_memory(h.padded_width, h.padded_height, decoding=True, chunk="HEAD")
         m = self.config.M
         lh, lw = h.padded_height // 16, h.padded_width // 16
         coded = unpack_bitmap(container.bitmap, m)

@@ -160,8 +160,24 @@ def test_memory_budget_is_checked_before_allocating(tiny_weights):
     with pytest.raises(LimitError, match="LCF_MAX_MEMORY"):
         small.encode(_image(256, 256, 0), 4)
     data = Codec(tiny_weights).encode(_image(256, 256, 0), 4)
-    with pytest.raises(LimitError, match="GiB"):
+    with pytest.raises(LimitError, match="decoding a 256x256 .* GiB"):
         small.decode(data)
+
+
+def test_decoding_needs_less_memory_than_encoding(tiny_weights):
+    """g_s in tiles leaves the entropy parameters as decoding's peak: a budget between the two estimates decodes a
+    file it would refuse to encode."""
+    from lcf.codec import memory_needed
+    from lcf.errors import LimitError
+
+    img = _image(256, 256, 0)
+    data = Codec(tiny_weights).encode(img, 4)
+    enc, dec = memory_needed(256, 256, 16, 24), memory_needed(256, 256, 16, 24, decoding=True)
+    assert dec < enc
+    between = Codec(tiny_weights, max_memory=(enc + dec) // 2)
+    assert between.decode(data).rgb.shape == (256, 256, 3)
+    with pytest.raises(LimitError, match="encoding a 256x256"):
+        between.encode(img, 4)
 
 
 def test_cpu_analysis_runs_channels_last_and_writes_the_same_file(tiny_weights, monkeypatch):

@@ -9,10 +9,18 @@ import torch
 from images import make_rgb_array
 from torch import nn
 
-from lcf.codec import Codec, synthesis_tile
+from lcf.codec import Codec, analysis_tile, synthesis_tile
+from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.layers import conv3x3, subpel_conv3x3
 from lcf.nn.students import build_decoder, student_arch, synthesise_coded, teacher_arch
-from lcf.nn.tiling import dependency_radius, run_tiled, synthesise_tiled, tile_plan
+from lcf.nn.tiling import (
+    ANALYSIS_HALO,
+    analyse_tiled,
+    dependency_radius,
+    run_tiled,
+    synthesise_tiled,
+    tile_plan,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -89,3 +97,41 @@ def test_codec_decodes_in_tiles_within_the_specs_rounding(tiny_weights):
         a, b = tiled.decode(data, decoder=name), whole.decode(data, decoder=name)
         assert np.array_equal(a.symbols.y_hat, b.symbols.y_hat)
         assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
+
+
+# -- g_a ---------------------------------------------------------------------------------------------------------------
+
+
+def _g_a(shift: float) -> nn.Sequential:
+    """A small g_a whose deformable convolutions all sample ``shift`` pixels down and right of the plain grid."""
+    torch.manual_seed(5)
+    g_a = LcfModel(ModelConfig(N=8, M=12, Mz=8)).eval().g_a
+    with torch.no_grad():
+        for m in g_a:
+            if hasattr(m, "deform"):
+                m.deform.offset.bias.fill_(shift)
+    return g_a
+
+
+def test_analysis_tiles_give_the_whole_pass_while_the_offsets_stay_inside_the_halo():
+    x = torch.rand(1, 3, 160, 224)
+    with torch.no_grad():
+        near, far = _g_a(2.0), _g_a(4.0 * ANALYSIS_HALO)  # 2 pixels; beyond the halo at every tile edge
+        assert torch.allclose(analyse_tiled(near, x, 8), near(x), atol=1e-5)
+        assert (analyse_tiled(far, x, 8) - far(x)).abs().max() > 1e-3
+        assert torch.equal(analyse_tiled(near, x, 56), near(x))  # 224 pixels fit in one tile: the plain pass
+    with pytest.raises(ValueError, match="cells of 4"):
+        run_tiled(near[:3], torch.rand(1, 3, 30, 32), 4, 1, down=4)
+
+
+def test_codec_encodes_in_tiles_to_the_same_symbols(tiny_weights):
+    """Tiles of 8 head pixels (32 input pixels) on a 200x150 image: a deterministic file whose symbols equal the
+    whole pass's (the tiny model's offsets are zero, well inside the halo)."""
+    img = make_rgb_array(150, 200, kind="mixed", seed=22)
+    tiled, whole = Codec(tiny_weights), Codec(tiny_weights)
+    assert tiled.analysis_tile == analysis_tile(torch.device("cpu"))
+    tiled.analysis_tile, whole.analysis_tile = 8, None
+    data = tiled.encode(img, 4.0)
+    assert tiled.encode(img, 4.0) == data
+    a, b = tiled.decode(data).symbols, whole.decode(whole.encode(img, 4.0)).symbols
+    assert np.array_equal(a.y_hat, b.y_hat) and np.array_equal(a.z_hat, b.z_hat)

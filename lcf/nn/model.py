@@ -32,7 +32,7 @@ from .students import (
     synthesise_coded,
     teacher_arch,
 )
-from .tiling import synthesise_tiled
+from .tiling import analyse_tiled, synthesise_tiled
 from .transforms import analysis_transform
 
 MSE_LAMBDAS = (0.0016, 0.0032, 0.0075, 0.015, 0.03, 0.045, 0.06)
@@ -130,9 +130,10 @@ class LcfModel(nn.Module):
         }
 
     # -- inference pieces ---------------------------------------------------------------------------------------
-    def analyse(self, x: Tensor, quality: Tensor) -> Tensor:
-        """y = g_a(x) · gain(q), float; the coded symbols are round(y)."""
-        return self.g_a(x) * self.gain.gain(quality)
+    def analyse(self, x: Tensor, quality: Tensor, tile: int | None = None) -> Tensor:
+        """y = g_a(x) · gain(q), float; the coded symbols are round(y). ``tile``: run g_a's full- and half-resolution
+        modules in tiles of this many of their output pixels (lcf.nn.tiling.analyse_tiled)."""
+        return (analyse_tiled(self.g_a, x, tile) if tile else self.g_a(x)) * self.gain.gain(quality)
 
     def hyper_analyse(self, y: Tensor) -> Tensor:
         """z = h_a(y), float; the coded symbols are round(z)."""
