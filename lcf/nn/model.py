@@ -29,7 +29,6 @@ from .students import (
     build_decoder,
     check_decoder_name,
     normalize_arch,
-    synthesise_coded,
     teacher_arch,
 )
 from .tiling import analyse_tiled, synthesise_tiled
@@ -145,12 +144,7 @@ class LcfModel(nn.Module):
         channels the first layer of g_s then skips; ``tile``: run g_s's last modules in tiles of this many of their
         input pixels (lcf.nn.tiling). Both give the same result up to float rounding."""
         g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
-        head = None if coded is None else (lambda modules, v: synthesise_coded(modules, v, coded))
-        if tile:
-            x_hat = synthesise_tiled(g_s, y, tile, head)
-        else:
-            x_hat = g_s(y) if head is None else head(g_s, y)
-        return torch.clamp(x_hat, 0.0, 1.0)
+        return torch.clamp(synthesise_tiled(g_s, y, tile, coded), 0.0, 1.0)
 
     def add_decoder(self, name: str, arch: dict[str, Any]) -> nn.Module:
         """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .students import is_upsampling
+from .students import is_upsampling, synthesise_coded
 
 
 @dataclass(frozen=True)
@@ -115,14 +115,15 @@ def run_tiled(module: nn.Module, x: Tensor, tile: int, halo: int, scale: int = 1
     return out
 
 
-def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int, head=None) -> Tensor:
-    """g_s(y) with its tail in tiles of ``tile`` tail-input pixels (the whole pass when the image fits in one tile
-    or g_s has no plan). ``head``: a function running ``g_s[:split]`` on y (default: the modules themselves; the
-    codec passes one that skips the all-zero channels)."""
-    plan = tile_plan(g_s, y.shape[1])
+def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Tensor | None = None) -> Tensor:
+    """g_s(y) with its tail in tiles of ``tile`` tail-input pixels (the whole pass when ``tile`` is None, the image
+    fits in one tile or g_s has no plan). ``coded``: the channel bitmap, whose all-zero channels the first layer
+    skips (:func:`lcf.nn.students.synthesise_coded`)."""
+    plan = tile_plan(g_s, y.shape[1]) if tile else None
+    head = g_s if plan is None else g_s[:plan.split]
+    f = head(y) if coded is None else synthesise_coded(head, y, coded)
     if plan is None:
-        return head(g_s, y) if head is not None else g_s(y)
-    f = head(g_s[:plan.split], y) if head is not None else g_s[:plan.split](y)
+        return f
     tail = g_s[plan.split:]
     if f.shape[-2] <= tile and f.shape[-1] <= tile:
         return tail(f)
