@@ -26,9 +26,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lcf.container import Chunk, ColorFormat, Header, Limits, read_container, write_container
+from lcf.container import (
+    Chunk,
+    ColorFormat,
+    Header,
+    Limits,
+    read_container,
+    write_container,
+)
 from lcf.container.chunks import compress_alpha
 from lcf.container.header import snap_quality
+from lcf.effort import EFFORT_ITERATIONS, check_effort
 from lcf.entropy import (
     FamilyTables,
     IntParams,
@@ -43,8 +51,13 @@ from lcf.entropy import (
     pack_bitmap,
     unpack_bitmap,
 )
-from lcf.effort import EFFORT_ITERATIONS, check_effort
-from lcf.errors import CorruptDataError, LcfError, LimitError, ModelMismatchError, UsageError
+from lcf.errors import (
+    CorruptDataError,
+    LcfError,
+    LimitError,
+    ModelMismatchError,
+    UsageError,
+)
 from lcf.image import PreparedImage, load_image
 from lcf.nn import IntegerEntropyNet, LcfModel, ModelConfig
 from lcf.nn.integer import INTEGER_PREFIXES, check_integer_arrays, float_state
@@ -54,7 +67,7 @@ from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weight
 
 PAD = 64  # g_a and h_a downsample by 64 in all
 DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=...) changes it
-PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (Codec._int_params); any value gives the same result
+PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (Codec._stream_params); any value gives the same result
 
 
 def memory_needed(padded_width: int, padded_height: int, N: int, M: int, decoding: bool = False) -> int:
@@ -301,24 +314,39 @@ class Codec:
     def _hyper(self, z_hat: np.ndarray) -> torch.Tensor:
         return self.entropy_net.hyper(z_hat[None])
 
-    def _anchor_params(self, t1: torch.Tensor) -> torch.Tensor:
-        return self.entropy_net.anchor(t1)
-
-    def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray) -> torch.Tensor:
-        return self.entropy_net.nonanchor(t1, y_anchor[None])
-
-    @staticmethod
-    def _int_params(raw: torch.Tensor, coded: np.ndarray, positions: np.ndarray) -> IntParams:
-        """Integer parameters of the elements of one stream, in stream order (channel, then row-major position), from
-        the raw slots (1, P·M, h, w) of a PEN. Built a block of channels at a time (each element's parameters depend
-        on its own slots only), so that a large image's int64 temporaries stay at about PARAM_BLOCK elements."""
+    def _stream_params(self, pen: Callable[..., torch.Tensor], features: tuple[torch.Tensor, ...],
+                       coded: np.ndarray, positions: np.ndarray) -> IntParams:
+        """Integer parameters of one stream's elements, in stream order (coded channel, then position), from the
+        feature maps (1, C, h, w) that ``pen`` (PEN1 or PEN2, pointwise) maps to raw slots (1, P·M, ·, ·). The PEN
+        runs at ``positions`` (flat indices) only, PARAM_BLOCK // M of them at a time (an element's parameters
+        depend on its own position's features only), so that a large image's float64 slots and int64 temporaries
+        stay at about PARAM_BLOCK elements."""
         m = coded.size
-        a = raw[0].numpy().reshape(m, raw.shape[1] // m, -1)  # (M, P, h·w), float64 holding integers
-        slots, channels = a.shape[1], np.flatnonzero(coded)
-        step = max(1, PARAM_BLOCK // max(1, positions.size))
-        return IntParams.concat([int_params(a[channels[i:i + step]][:, :, positions].astype(np.int64)  # (block, P, n)
-                                            .transpose(0, 2, 1).reshape(-1, slots))
-                                 for i in range(0, max(1, channels.size), step)])  # one empty block if none coded
+        channels = np.flatnonzero(coded)
+        step = max(1, PARAM_BLOCK // m)
+        out: list[np.ndarray] = []
+        families: tuple[str, ...] = ()
+        for i in range(0, max(1, positions.size), step):
+            block = positions[i:i + step]
+            index = torch.from_numpy(block)
+            raw = pen(*(f.flatten(2)[:, :, index, None] for f in features))  # (1, P·M, n, 1), float64 integers
+            slots = raw.shape[1] // m
+            a = raw[0, :, :, 0].numpy().reshape(m, slots, block.size)[channels].astype(np.int64)  # (mc, P, n)
+            p = int_params(a.transpose(0, 2, 1).reshape(-1, slots))
+            if not out:
+                families = p.families
+                out = [np.empty((channels.size, positions.size, p.k), np.int32) for _ in range(3)]
+            for whole, part in zip(out, (p.weights, p.means, p.scale_idx)):
+                whole[:, i:i + block.size] = part.reshape(channels.size, block.size, p.k)
+        return IntParams(*(a.reshape(-1, len(families)) for a in out), families)
+
+    def _anchor_params(self, t1: torch.Tensor, coded: np.ndarray, anchors: np.ndarray) -> IntParams:
+        return self._stream_params(self.entropy_net.anchor, (t1,), coded, anchors)
+
+    def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray, coded: np.ndarray,
+                          nonanchors: np.ndarray) -> IntParams:
+        ctx = self.entropy_net.context(y_anchor[None])
+        return self._stream_params(self.entropy_net.pen2, (t1, ctx), coded, nonanchors)
 
     @staticmethod
     def _positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -372,10 +400,10 @@ class Codec:
         anchors, nonanchors = self._positions(lh, lw)
         flat = s.y_hat.reshape(m, -1)[s.coded]
         t1 = self._hyper(s.z_hat)
-        p1 = self._int_params(self._anchor_params(t1), s.coded, anchors)
+        p1 = self._anchor_params(t1, s.coded, anchors)
         y_anchor = s.y_hat.reshape(m, -1).copy()
         y_anchor[:, nonanchors] = 0
-        p2 = self._int_params(self._nonanchor_params(t1, y_anchor.reshape(m, lh, lw)), s.coded, nonanchors)
+        p2 = self._nonanchor_params(t1, y_anchor.reshape(m, lh, lw), s.coded, nonanchors)
         sym1 = flat[:, anchors].reshape(-1)
         sym2 = flat[:, nonanchors].reshape(-1)
         streams = (
@@ -425,7 +453,7 @@ class Codec:
             chunks.append(Chunk("iCCP", prepared.icc))
         if prepared.exif:
             exif = prepared.exif
-            chunks.append(Chunk("eXIf", exif[len(EXIF_PREFIX):] if exif.startswith(EXIF_PREFIX) else exif))
+            chunks.append(Chunk("eXIf", exif.removeprefix(EXIF_PREFIX)))
         if prepared.xmp:
             chunks.append(Chunk("xMPd", prepared.xmp))
         data = write_container(header, chunks)
@@ -467,13 +495,13 @@ class Codec:
         anchors, nonanchors = self._positions(lh, lw)
         mc = int(coded.sum())
         t1 = self._hyper(z_hat)
-        p1 = self._int_params(self._anchor_params(t1), coded, anchors)
+        p1 = self._anchor_params(t1, coded, anchors)
         y = np.zeros((m, lh * lw), dtype=np.int32)
         y_coded = np.zeros((mc, lh * lw), dtype=np.int32)
         y_coded[:, anchors] = decode_mixture_stream(container.anchor, p1, self.family_tables, "anchor stream"
                                                     ).reshape(mc, anchors.size)
         y[coded] = y_coded
-        p2 = self._int_params(self._nonanchor_params(t1, y.reshape(m, lh, lw)), coded, nonanchors)
+        p2 = self._nonanchor_params(t1, y.reshape(m, lh, lw), coded, nonanchors)
         y_coded[:, nonanchors] = decode_mixture_stream(container.nonanchor, p2, self.family_tables,
                                                        "non-anchor stream").reshape(mc, nonanchors.size)
         y[coded] = y_coded

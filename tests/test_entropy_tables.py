@@ -199,6 +199,17 @@ def test_chunking_does_not_change_pmfs(tables, monkeypatch):
             assert np.array_equal(row, whole[i])
 
 
+def test_plan_built_in_blocks_is_the_same_plan(tables, monkeypatch):
+    """MixturePlan.build works a block of BUILD_BLOCK elements at a time: any block size gives the same plan."""
+    p = random_int_params(9, 300, ANCHOR_FAMILIES)
+    whole = MixturePlan.build(p, tables)
+    monkeypatch.setattr(mixture, "BUILD_BLOCK", 7)
+    blocks = MixturePlan.build(p, tables)
+    for name in ("order", "centre", "half", "weights", "first"):
+        assert np.array_equal(getattr(blocks, name), getattr(whole, name)), name
+    assert blocks.segments == whole.segments and len(set(whole.half.tolist())) > 1
+
+
 def test_z_tables():
     rng = np.random.default_rng(0)
     pmf = rng.random((5, 7)) ** 4

@@ -6,6 +6,7 @@ bound, one or two torch threads, batched or not. check_integer_arrays refuses we
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 import intref
 import numpy as np
@@ -118,6 +119,35 @@ def test_pens_equal_the_int64_reference_on_any_activations(data, variant, batch,
     assert r1.shape == (batch, 30 * M, h, w)
     np.testing.assert_array_equal(_ints(net.anchor(_f64(t1))), r1)
     np.testing.assert_array_equal(_ints(net.nonanchor(_f64(t1), y)), ref.nonanchor(t1, y))
+
+
+@given(data=st.data(), variant=st.sampled_from(VARIANTS), band=st.sampled_from([1, 7, 900]), hz=st.integers(1, 3),
+       wz=st.integers(1, 3))
+def test_layers_run_in_bands_of_rows_equal_the_int64_reference(data, variant, band, hz, wz) -> None:
+    """Where a k x k layer would unfold more than BAND_ELEMENTS inputs it runs on bands of rows with their k // 2
+    neighbouring rows (h_s with its pixel shuffles, the context convolution): the same integers, down to bands of
+    one row."""
+    net, ref = _variant(variant)
+    z = data.draw(_arrays((1, MZ, hz, wz), EXTREME_SYMBOLS, 10**9))
+    y = data.draw(_arrays((1, M, 4 * hz, 4 * wz), EXTREME_SYMBOLS, 10**9))
+    t1_ref = ref.hyper(z)
+    with mock.patch.object(integer, "BAND_ELEMENTS", band):
+        t1 = net.hyper(z)
+        ctx = net.context(y)
+    np.testing.assert_array_equal(_ints(t1), t1_ref)
+    np.testing.assert_array_equal(_ints(net.pen2(t1, ctx)), ref.nonanchor(t1_ref, y))
+
+
+def test_pens_are_pointwise() -> None:
+    """PEN1 and PEN2 read one position each (1x1 layers): the codec runs them on gathered positions only."""
+    net, _ = _variant("model")
+    rng = np.random.default_rng(3)
+    t1 = torch.from_numpy(rng.integers(-(2**20), 2**20, (1, 2 * M, 5, 6)).astype(np.float64))
+    ctx = net.context(rng.integers(-40, 40, (1, M, 5, 6)))
+    index = torch.tensor([0, 7, 29, 13])
+    gather = lambda t: t.flatten(2)[:, :, index, None]
+    np.testing.assert_array_equal(_ints(net.anchor(gather(t1))), _ints(gather(net.anchor(t1))))
+    np.testing.assert_array_equal(_ints(net.pen2(gather(t1), gather(ctx))), _ints(gather(net.pen2(t1, ctx))))
 
 
 @pytest.mark.parametrize("variant", ["loud", "saturated"])

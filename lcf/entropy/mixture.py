@@ -21,7 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .params import MEAN_FRAC_BITS, MEAN_SCALE, SCALE_LEVELS, WEIGHT_BITS, WEIGHT_TOTAL, IntParams, family_codes
+from .params import (
+    MEAN_FRAC_BITS,
+    MEAN_SCALE,
+    SCALE_LEVELS,
+    WEIGHT_BITS,
+    WEIGHT_TOTAL,
+    IntParams,
+    family_codes,
+)
 from .tables import CODER_TOTAL, MAX_WINDOW, TABLE_BITS, FamilyTables
 
 # Half-widths H of the coding windows; each bucket is coded as one array (one row width).
@@ -32,6 +40,7 @@ BUCKETS = np.array(
 MIX_BITS = WEIGHT_BITS + TABLE_BITS  # M(y) <= 2**30
 # Rows of a chunk times symbols per row: bounds the memory of every intermediate array (and keeps them in cache).
 CHUNK_ENTRIES = 1 << 17
+BUILD_BLOCK = 1 << 16  # elements per block of MixturePlan.build; any value gives the same plan
 _BIT_LENGTH = np.array([int(w).bit_length() for w in range(WEIGHT_TOTAL + 1)], dtype=np.int32)  # of a weight
 
 
@@ -55,33 +64,25 @@ class MixturePlan:
 
     @classmethod
     def build(cls, p: IntParams, tables: FamilyTables) -> MixturePlan:
-        fs = family_codes(p.families)[None, :] * SCALE_LEVELS + p.scale_idx  # (family, scale) as one index
-        q = p.means >> MEAN_FRAC_BITS
-        centre = np.einsum("nk,nk->n", p.weights.astype(np.int64), p.means.astype(np.int64))
-        centre = (centre >> (WEIGHT_BITS + MEAN_FRAC_BITS)).astype(np.int32)
-        reach = np.take(tables.reach.reshape(-1), fs * (WEIGHT_BITS + 2) + np.take(_BIT_LENGTH, p.weights))
-        extent = np.abs(q - centre[:, None])
-        extent += reach
-        np.putmask(extent, reach < 0, 0)
-        bucket = np.minimum(np.searchsorted(BUCKETS, extent.max(axis=1, initial=0)), len(BUCKETS) - 1)
-        half = BUCKETS[bucket]
-        h = half.astype(np.int32)[:, None]
-        d = np.take(tables.half_width.reshape(-1), fs)
-        first = (centre[:, None] - h) - q  # + D, clipped to [-(2h + 1), 2D + 1]: see pmf()
-        first += d
-        np.maximum(first, -(2 * h + 1), out=first)
-        np.minimum(first, 2 * d + 1, out=first)
-        first += np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (p.means & (MEAN_SCALE - 1)))
+        """The plan of ``p``'s elements, computed a block of BUILD_BLOCK elements at a time (each element's window
+        depends on its own parameters only) so that the temporaries stay small: a first pass finds every window,
+        a second gathers the stream order's weights and cdf indices."""
+        centre = np.empty(p.n, dtype=np.int64)
+        bucket = np.empty(p.n, dtype=np.int64)
+        for a in range(0, p.n, BUILD_BLOCK):
+            part = slice(a, a + BUILD_BLOCK)
+            centre[part], bucket[part], _ = _windows(p.weights[part], p.means[part], p.scale_idx[part], p.families,
+                                                     tables)
         order = np.argsort(bucket, kind="stable")
-        return cls(
-            order=order,
-            centre=centre.astype(np.int64),
-            half=half,
-            segments=list(_segments(bucket[order])),
-            weights=np.take(p.weights, order, axis=0),
-            first=np.take(first, order, axis=0),
-            cdf=tables.cdf,
-        )
+        weights = np.empty(p.weights.shape, dtype=np.int32)
+        first = np.empty(p.weights.shape, dtype=np.int32)
+        for a in range(0, p.n, BUILD_BLOCK):
+            idx = order[a:a + BUILD_BLOCK]
+            weights[a:a + idx.size] = np.take(p.weights, idx, axis=0)
+            _, _, first[a:a + idx.size] = _windows(weights[a:a + idx.size], np.take(p.means, idx, axis=0),
+                                                   np.take(p.scale_idx, idx, axis=0), p.families, tables)
+        return cls(order=order, centre=centre, half=BUCKETS[bucket], segments=list(_segments(bucket[order])),
+                   weights=weights, first=first, cdf=tables.cdf)
 
     def pmf(self, start: int, stop: int, h: int) -> np.ndarray:
         """Coder PMFs (stop - start, 2h + 2) int32 of stream positions start..stop-1 (half-width h); last = escape.
@@ -103,6 +104,29 @@ class MixturePlan:
         return out
 
 
+def _windows(weights: np.ndarray, means: np.ndarray, scale_idx: np.ndarray, families: tuple[str, ...],
+             tables: FamilyTables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per element (rows of the (n, K) parameter arrays): the window centre c, the index of its bucket H in
+    BUCKETS, and per component ``first`` (see MixturePlan.pmf)."""
+    fs = family_codes(families)[None, :] * SCALE_LEVELS + scale_idx  # (family, scale) as one index
+    q = means >> MEAN_FRAC_BITS
+    centre = np.einsum("nk,nk->n", weights.astype(np.int64), means.astype(np.int64))
+    centre = (centre >> (WEIGHT_BITS + MEAN_FRAC_BITS)).astype(np.int32)
+    reach = np.take(tables.reach.reshape(-1), fs * (WEIGHT_BITS + 2) + np.take(_BIT_LENGTH, weights))
+    extent = np.abs(q - centre[:, None])
+    extent += reach
+    np.putmask(extent, reach < 0, 0)
+    bucket = np.minimum(np.searchsorted(BUCKETS, extent.max(axis=1, initial=0)), len(BUCKETS) - 1)
+    h = BUCKETS[bucket].astype(np.int32)[:, None]
+    d = np.take(tables.half_width.reshape(-1), fs)
+    first = (centre[:, None] - h) - q  # + D, clipped to [-(2h + 1), 2D + 1]: see MixturePlan.pmf
+    first += d
+    np.maximum(first, -(2 * h + 1), out=first)
+    np.minimum(first, 2 * d + 1, out=first)
+    first += np.take(tables.row_start.reshape(-1), fs * MEAN_SCALE + (means & (MEAN_SCALE - 1)))
+    return centre, bucket, first
+
+
 def _segments(bucket_sorted: np.ndarray) -> Iterator[tuple[int, int, int]]:
     """(start, stop, H) runs of the stream order, split so that rows * (2H + 2) <= CHUNK_ENTRIES, in decode order."""
     if bucket_sorted.size == 0:
@@ -120,4 +144,4 @@ def _segments(bucket_sorted: np.ndarray) -> Iterator[tuple[int, int, int]]:
 if 2 * int(BUCKETS[-1]) + 1 > MAX_WINDOW:
     raise ImportError("lcf.entropy: the widest bucket exceeds the padding of the cdf rows")
 
-__all__ = ["BUCKETS", "CHUNK_ENTRIES", "MixturePlan"]
+__all__ = ["BUCKETS", "BUILD_BLOCK", "CHUNK_ENTRIES", "MixturePlan"]

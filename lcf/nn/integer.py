@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from .context import checkerboard_kernel_mask, split
 
@@ -44,6 +44,7 @@ WEIGHT_MAX = (1 << 15) - 1  # |W| ≤ WEIGHT_MAX: weights fit int16
 SHIFT_MIN, SHIFT_MAX = 1, 40
 EXACT_LIMIT = 1 << 52  # Σ|W|·ACT_MAX + |B| + 2**s must stay below this for float64 to be exact
 LRELU_MUL, LRELU_SHIFT = 655, 16  # LReLU slope 655 / 2**16 ≈ 0.01 on negative values
+BAND_ELEMENTS = 1 << 22  # a k x k layer runs on bands of rows beyond this many unfolded inputs (32 MiB)
 
 
 @dataclass(frozen=True)
@@ -193,13 +194,34 @@ class IntegerEntropyNet:
 
     def _run(self, x: Tensor, layers: tuple[LayerSpec, ...]) -> Tensor:
         for layer in layers:
-            w, b, shift = self.layers[layer.key]
-            acc = F.conv2d(x, w, b, padding=layer.kernel // 2)
-            x = torch.floor_(acc.add_(2.0 ** (shift - 1)).mul_(2.0**-shift)).clamp_(-ACT_MAX, ACT_MAX)
-            if layer.shuffle:
-                x = F.pixel_shuffle(x, 2)
-            if layer.lrelu:
-                x = torch.where(x < 0, torch.floor(x * (LRELU_MUL * 2.0**-LRELU_SHIFT)), x)
+            x = self._banded(x, layer)
+        return x
+
+    def _banded(self, x: Tensor, layer: LayerSpec) -> Tensor:
+        """One layer, on bands of rows when a whole-image convolution would unfold more than BAND_ELEMENTS input
+        values (its k x k window copies each input k² times): each band reads its k // 2 neighbouring rows, so the
+        result is the whole-image one exactly (integers)."""
+        r, h = layer.kernel // 2, x.shape[-2]
+        rows = max(1, BAND_ELEMENTS // max(1, x.shape[0] * x.shape[1] * layer.kernel**2 * x.shape[-1]))
+        if r == 0 or rows >= h:
+            return self._layer(x, layer)
+        up = 2 if layer.shuffle else 1
+        parts = []
+        for top in range(0, h, rows):
+            bottom = min(h, top + rows)
+            t0 = max(0, top - r)
+            out = self._layer(x[..., t0:min(h, bottom + r), :], layer)
+            parts.append(out[..., (top - t0) * up:(bottom - t0) * up, :])
+        return torch.cat(parts, dim=-2)
+
+    def _layer(self, x: Tensor, layer: LayerSpec) -> Tensor:
+        w, b, shift = self.layers[layer.key]
+        acc = F.conv2d(x, w, b, padding=layer.kernel // 2)
+        x = torch.floor_(acc.add_(2.0 ** (shift - 1)).mul_(2.0**-shift)).clamp_(-ACT_MAX, ACT_MAX)
+        if layer.shuffle:
+            x = F.pixel_shuffle(x, 2)
+        if layer.lrelu:
+            x = torch.where(x < 0, torch.floor(x * (LRELU_MUL * 2.0**-LRELU_SHIFT)), x)
         return x
 
     @torch.no_grad()
@@ -210,16 +232,28 @@ class IntegerEntropyNet:
 
     @torch.no_grad()
     def anchor(self, t1: Tensor) -> Tensor:
-        """R1 = PEN1(T1): (B, 30M, h, w), 30 slots per latent channel (lcf.nn.pen)."""
+        """R1 = PEN1(T1): (B, 30M, h, w), 30 slots per latent channel (lcf.nn.pen). PEN1 is pointwise (1x1 layers):
+        positions gathered into a (B, 2M, n, 1) tensor give those positions' slots, (B, 30M, n, 1)."""
         with exact_mode():
             return self._run(t1, PEN1)
 
     @torch.no_grad()
-    def nonanchor(self, t1: Tensor, y_anchor_hat: np.ndarray | Tensor) -> Tensor:
-        """R2 = PEN2([T1, ctx(ŷ anchors)]): (B, 9M, h, w). Non-anchor values of ``y_anchor_hat`` are zeroed here."""
+    def context(self, y_anchor_hat: np.ndarray | Tensor) -> Tensor:
+        """ctx(ŷ anchors): (B, 2M, h, w), the masked context convolution of the anchors; non-anchor values of
+        ``y_anchor_hat`` are zeroed here."""
         with exact_mode():
             anchors, _ = split(self.inputs(y_anchor_hat))
-            return self._run(torch.cat((t1, self._run(anchors, CTX)), dim=1), PEN2)
+            return self._run(anchors, CTX)
+
+    @torch.no_grad()
+    def pen2(self, t1: Tensor, ctx: Tensor) -> Tensor:
+        """PEN2([T1, ctx]): (B, 9M, h, w). Pointwise, like :meth:`anchor`: gathered positions (B, ·, n, 1) work."""
+        with exact_mode():
+            return self._run(torch.cat((t1, ctx), dim=1), PEN2)
+
+    def nonanchor(self, t1: Tensor, y_anchor_hat: np.ndarray | Tensor) -> Tensor:
+        """R2 = PEN2([T1, ctx(ŷ anchors)]): (B, 9M, h, w), 9 slots per latent channel."""
+        return self.pen2(t1, self.context(y_anchor_hat))
 
 
 __all__ = [
