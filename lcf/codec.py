@@ -72,11 +72,12 @@ PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (Codec._stream
 
 def memory_needed(padded_width: int, padded_height: int, N: int, M: int, decoding: bool = False) -> int:
     """Peak bytes the codec needs for one image of this padded size: 25 % above what ``benchmarks/large_images.py``
-    measured with N=64, M=96 for a 12-megapixel image (PyTorch and the weights, ~350 MiB, not counted): ~144 B per
-    padded pixel to encode and ~140 to decode. The high-resolution layers of g_a and g_s run in tiles
-    (lcf.nn.tiling), so what grows with the image is the entropy parameters (the integer entropy networks carry
-    float64 and grow with M) and the transforms' whole-image tensors at H/4 and below (with N)."""
-    per_pixel = 1.2 * M + (0.4 if decoding else 0.6) * N
+    measured with N=64, M=96 for a 12-megapixel image (PyTorch and the weights, ~350 MiB, not counted): ~76 B per
+    padded pixel to encode and ~106 to decode, scaled with M + N (at 39 megapixels: ~54 and ~93). The
+    high-resolution layers of g_a and g_s run in tiles (lcf.nn.tiling) and the entropy parameters are built a
+    block at a time, so what grows with the image is the entropy parameters' stream-order arrays (with M) and the
+    transforms' whole-image tensors at low resolution (with N; decoding's peak is g_s's at H/4)."""
+    per_pixel = (0.66 if decoding else 0.48) * (M + N)
     return int(padded_width * padded_height * per_pixel * 1.25)
 
 
@@ -156,11 +157,11 @@ def synthesis_memory_format(device: torch.device) -> torch.memory_format:
 
 
 def analysis_tile(device: torch.device) -> int:
-    """Tile side of g_a's tiled head (``lcf.nn.tiling.analyse_tiled``), in its output pixels (H/4). CPU: 256 (1024x1024
-    input pixels a tile; images up to that size run whole): ``benchmarks/large_images.py`` measured tiles of 128 at
-    the whole pass's time at 12 megapixels but 13–17 % slower at 3 megapixels and Kodak size. CUDA: 512, fewer and
-    larger kernel launches (not measured)."""
-    return 256 if device.type == "cpu" else 512
+    """Tile side of g_a's tiled head (``lcf.nn.tiling.analyse_tiled``), in its output pixels (H/8). CPU: 128 (1024x1024
+    input pixels a tile; images up to that size run whole): ``benchmarks/large_images.py`` measured it at the whole
+    pass's time at 3 and 12 megapixels, where smaller tiles cost 13–17 % (their halo). CUDA: 256, fewer and larger
+    kernel launches (not measured)."""
+    return 128 if device.type == "cpu" else 256
 
 
 def synthesis_tile(device: torch.device) -> int:
@@ -185,7 +186,7 @@ class Codec:
     rounding; set False to time or check the full synthesis). ``synthesis_tile``: g_s's last, highest-resolution
     modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders), so a large image's
     decoding peaks at one tile of them (same pixels up to float rounding, ``lcf.nn.tiling``); None runs the whole image at once. Default: :func:`synthesis_tile` of the device.
-    ``analysis_tile``: the same for g_a's full- and half-resolution modules, in their output pixels (H/4); the
+    ``analysis_tile``: the same for g_a's modules from full resolution to H/8, in their output pixels (H/8); the
     latents equal the whole pass's up to float rounding (see ``lcf.nn.tiling.analyse_tiled``).
     """
 

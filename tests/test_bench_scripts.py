@@ -172,3 +172,18 @@ def test_large_images_measures_each_setting_in_its_own_process(tiny_weights, tmp
     assert rows[0][7] == rows[1][7]
     with pytest.raises(SystemExit, match="unknown configs"):
         script.main(["--image", str(src), "--configs", "fast", "--out", str(out)])
+
+
+def test_analysis_halo_compares_tiles_with_the_whole_pass(tiny_weights, tmp_path):
+    """No halo changes latents at the tile edges; a wide one leaves float rounding (the tiny model's offsets are 0)."""
+    bench = load_script("analysis_halo")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(make_rgb_array(128, 160, kind="mixed", seed=3)).save(images / "a.png")
+    out = tmp_path / "halo.md"
+    bench.main(["--images", str(images), "--weights", str(tiny_weights), "--halos", "0,8", "--tile", "2",
+                "--out", str(out)])
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| a.png")]
+    assert [r[3].strip() for r in rows] == ["0", "8"]
+    no_halo, wide = (float(r[4]) for r in rows)
+    assert no_halo > 1e-2 and wide < 1e-4

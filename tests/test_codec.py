@@ -164,20 +164,20 @@ def test_memory_budget_is_checked_before_allocating(tiny_weights):
         small.decode(data)
 
 
-def test_decoding_needs_less_memory_than_encoding(tiny_weights):
-    """g_s in tiles leaves the entropy parameters as decoding's peak: a budget between the two estimates decodes a
-    file it would refuse to encode."""
+def test_encoding_needs_less_memory_than_decoding(tiny_weights):
+    """g_a in tiles to H/8 and the entropy parameters built a block at a time leave g_s's whole-image tensors at H/4
+    as the larger peak: a budget between the two estimates encodes an image whose file it refuses to decode."""
     from lcf.codec import memory_needed
     from lcf.errors import LimitError
 
     img = _image(256, 256, 0)
-    data = Codec(tiny_weights).encode(img, 4)
     enc, dec = memory_needed(256, 256, 16, 24), memory_needed(256, 256, 16, 24, decoding=True)
-    assert dec < enc
+    assert enc < dec
     between = Codec(tiny_weights, max_memory=(enc + dec) // 2)
-    assert between.decode(data).rgb.shape == (256, 256, 3)
-    with pytest.raises(LimitError, match="encoding a 256x256"):
-        between.encode(img, 4)
+    data = between.encode(img, 4)
+    with pytest.raises(LimitError, match="decoding a 256x256"):
+        between.decode(data)
+    assert Codec(tiny_weights).decode(data).rgb.shape == (256, 256, 3)
 
 
 def test_cpu_analysis_runs_channels_last_and_writes_the_same_file(tiny_weights, monkeypatch):

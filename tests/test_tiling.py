@@ -47,19 +47,21 @@ class _Zero(nn.Module):
         return x * 0
 
 
+@pytest.mark.parametrize("upsamplings", [2, 3])
 @pytest.mark.parametrize("name", ["teacher", "cfg2", "cfg3", "cfg4"])
-def test_tiles_with_the_measured_halo_give_the_whole_pass_and_one_less_does_not(name):
+def test_tiles_with_the_measured_halo_give_the_whole_pass_and_one_less_does_not(name, upsamplings):
     g_s = _decoders()[name]
-    plan = tile_plan(g_s, 12)
-    assert plan is not None and plan.scale == 4 and plan.halo >= 1
+    plan = tile_plan(g_s, 12, upsamplings)
+    assert plan is not None and plan.scale == 2**upsamplings and plan.halo >= 1
     y = torch.randn(1, 12, 9, 11) * 3
     with torch.no_grad():
         whole = g_s(y)
         f = g_s[:plan.split](y)
-        for tile in (5, 7, 13):  # tiles that do and do not divide the tail's 36x44 input
+        for tile in (5, 7, 13):  # tiles that do and do not divide the tail's input (36x44 or 18x22)
             assert torch.allclose(run_tiled(g_s[plan.split:], f, tile, plan.halo, plan.scale), whole, atol=1e-5)
         short = run_tiled(g_s[plan.split:], f, 5, plan.halo - 1, plan.scale)
-    assert (short - whole).abs().max() > 1e-3
+    if upsamplings == 2:  # from H/8 the pixels at the full radius weigh below float noise with these random weights
+        assert (short - whole).abs().max() > 1e-3
 
 
 def test_tiled_synthesis_with_skipped_channels_matches_the_plain_pass():
@@ -116,7 +118,7 @@ def _g_a(shift: float) -> nn.Sequential:
 def test_analysis_tiles_give_the_whole_pass_while_the_offsets_stay_inside_the_halo():
     x = torch.rand(1, 3, 160, 224)
     with torch.no_grad():
-        near, far = _g_a(2.0), _g_a(4.0 * ANALYSIS_HALO)  # 2 pixels; beyond the halo at every tile edge
+        near, far = _g_a(2.0), _g_a(8.0 * ANALYSIS_HALO)  # 2 pixels; beyond the halo at every tile edge
         assert torch.allclose(analyse_tiled(near, x, 8), near(x), atol=1e-5)
         assert (analyse_tiled(far, x, 8) - far(x)).abs().max() > 1e-3
         assert torch.equal(analyse_tiled(near, x, 56), near(x))  # 224 pixels fit in one tile: the plain pass
@@ -125,7 +127,7 @@ def test_analysis_tiles_give_the_whole_pass_while_the_offsets_stay_inside_the_ha
 
 
 def test_codec_encodes_in_tiles_to_the_same_symbols(tiny_weights):
-    """Tiles of 8 head pixels (32 input pixels) on a 200x150 image: a deterministic file whose symbols equal the
+    """Tiles of 8 head pixels (64 input pixels) on a 200x150 image: a deterministic file whose symbols equal the
     whole pass's (the tiny model's offsets are zero, well inside the halo)."""
     img = make_rgb_array(150, 200, kind="mixed", seed=22)
     tiled, whole = Codec(tiny_weights), Codec(tiny_weights)

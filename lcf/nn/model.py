@@ -130,8 +130,8 @@ class LcfModel(nn.Module):
 
     # -- inference pieces ---------------------------------------------------------------------------------------
     def analyse(self, x: Tensor, quality: Tensor, tile: int | None = None) -> Tensor:
-        """y = g_a(x) · gain(q), float; the coded symbols are round(y). ``tile``: run g_a's full- and half-resolution
-        modules in tiles of this many of their output pixels (lcf.nn.tiling.analyse_tiled)."""
+        """y = g_a(x) · gain(q), float; the coded symbols are round(y). ``tile``: run g_a's modules from full
+        resolution to H/8 in tiles of this many of their output pixels (lcf.nn.tiling.analyse_tiled)."""
         return (analyse_tiled(self.g_a, x, tile) if tile else self.g_a(x)) * self.gain.gain(quality)
 
     def hyper_analyse(self, y: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
-"""Synthesis in tiles: the last, highest-resolution modules of g_s run on overlapping tiles, so that decoding a
-large image holds their activations for one tile at a time instead of the whole image.
+"""The transforms in tiles: g_a's first, highest-resolution modules and g_s's last ones run on overlapping tiles, so
+that coding a large image holds their activations for one tile at a time instead of the whole image.
 
 Every module of g_s is convolutional (stride-1 convolutions, sub-pixel up-sampling, pointwise non-linearities):
 its output at a pixel depends on its input within a fixed radius r, the *halo*. Cut the input into tiles, extend
@@ -12,9 +12,12 @@ up to float rounding (a convolution routine may sum in another order for another
                                                                                   └─ ...                        ─┘
 
 The tail (for the teacher: RBUp ×2, RB, subpel ×2) holds 60–70 % of g_s's time and about three quarters of its
-peak memory (benchmarks/large_images.py); the head runs at H/16..H/4, where the whole image costs little memory and
-tiles would cost their halo in time. The halo is measured, not declared: :func:`dependency_radius` back-propagates
-from one output pixel block and reads how far the gradient reaches, so any student architecture gets its own.
+peak memory (benchmarks/large_images.py); the head runs at H/16..H/4. Starting the tail one up-sampling earlier
+(H/8, ``TAIL_UPSAMPLINGS`` = 3) took another 540 MiB off a 12-megapixel decode but cost 12 % of g_s's time: the
+attention module at H/4 widens the teacher's halo from 3 to 6 tail pixels. The halo is measured, not declared:
+:func:`dependency_radius` back-propagates from one output pixel block and reads how far the gradient reaches, so
+any student architecture gets its own. g_a is the mirror image (:func:`analyse_tiled`), with a fixed halo: its
+deformable offsets are learnt.
 """
 
 from __future__ import annotations
@@ -37,25 +40,33 @@ class TilePlan:
     scale: int      # tail output pixels per tail input pixel, per axis
 
 
-_PLANS: weakref.WeakKeyDictionary[nn.Module, TilePlan | None] = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], TilePlan | None]] = weakref.WeakKeyDictionary()
 
 
-def tile_plan(g_s: nn.Sequential, latent_channels: int) -> TilePlan | None:
-    """The tiling of ``g_s`` (cached per module object), or None when it has fewer than two up-sampling modules or
-    the second-last is its first module (nothing would be left to run whole)."""
-    if g_s in _PLANS:
-        return _PLANS[g_s]
-    ups = [i for i, m in enumerate(g_s) if is_upsampling(m)]
+TAIL_UPSAMPLINGS = 2  # g_s's tail: from its second-last up-sampling module on (H/4 for the shipped decoders)
+
+
+def tile_plan(g_s: nn.Sequential, latent_channels: int, upsamplings: int | None = None) -> TilePlan | None:
+    """The tiling of ``g_s`` (cached per module object and depth): its tail starts at the ``upsamplings``-th
+    up-sampling module from the end, or at the earliest one that leaves a head; None when g_s has fewer than two
+    up-sampling modules or none but the first could start the tail (nothing would be left to run whole).
+    ``upsamplings`` None: TAIL_UPSAMPLINGS."""
+    upsamplings = TAIL_UPSAMPLINGS if upsamplings is None else upsamplings
+    key = (upsamplings, latent_channels)
+    cached = _PLANS.setdefault(g_s, {})
+    if key in cached:
+        return cached[key]
+    ups = [i for i, m in enumerate(g_s) if is_upsampling(m) and i > 0][-upsamplings:]
     plan = None
-    if len(ups) >= 2 and ups[-2] > 0:
-        split = ups[-2]
+    if len(ups) >= 1 and len([m for m in g_s if is_upsampling(m)]) >= 2:
+        split = ups[0]
         param = next(g_s.parameters())
         with torch.no_grad():
             probe = torch.zeros(1, latent_channels, 1, 1, dtype=param.dtype, device=param.device)
             f = g_s[:split](probe)
             scale = g_s[split:](f).shape[-1] // f.shape[-1]
         plan = TilePlan(split=split, halo=dependency_radius(g_s[split:], f.shape[1], scale), scale=scale)
-    _PLANS[g_s] = plan
+    cached[key] = plan
     return plan
 
 
@@ -115,11 +126,12 @@ def run_tiled(module: nn.Module, x: Tensor, tile: int, halo: int, scale: int = 1
     return out
 
 
-def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Tensor | None = None) -> Tensor:
-    """g_s(y) with its tail in tiles of ``tile`` tail-input pixels (the whole pass when ``tile`` is None, the image
-    fits in one tile or g_s has no plan). ``coded``: the channel bitmap, whose all-zero channels the first layer
-    skips (:func:`lcf.nn.students.synthesise_coded`)."""
-    plan = tile_plan(g_s, y.shape[1]) if tile else None
+def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Tensor | None = None,
+                     upsamplings: int | None = None) -> Tensor:
+    """g_s(y) with its tail (:func:`tile_plan`) in tiles of ``tile`` tail-input pixels (the whole pass when ``tile``
+    is None, the image fits in one tile or g_s has no plan). ``coded``: the channel bitmap, whose all-zero channels
+    the first layer skips (:func:`lcf.nn.students.synthesise_coded`)."""
+    plan = tile_plan(g_s, y.shape[1], upsamplings) if tile else None
     head = g_s if plan is None else g_s[:plan.split]
     f = head(y) if coded is None else synthesise_coded(head, y, coded)
     if plan is None:
@@ -132,7 +144,8 @@ def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Ten
 
 # -- g_a ---------------------------------------------------------------------------------------------------------------
 
-ANALYSIS_HALO = 8  # cells of 4 input pixels: 32 pixels; see analyse_tiled
+HEAD_DOWNSAMPLINGS = 3  # g_a's head: its modules up to and including its third down-sampling one (to H/8)
+ANALYSIS_HALO = 6  # cells of 8 input pixels: 48 pixels; see analyse_tiled
 
 
 def _is_downsampling(module: nn.Module) -> bool:
@@ -140,21 +153,25 @@ def _is_downsampling(module: nn.Module) -> bool:
     return (stride if isinstance(stride, int) else stride[0]) > 1
 
 
-def analyse_tiled(g_a: nn.Sequential, x: Tensor, tile: int, halo: int = ANALYSIS_HALO) -> Tensor:
-    """g_a(x) with its head (the modules up to its second down-sampling one: full and half resolution, most of its
-    time and memory) in tiles of ``tile`` x ``tile`` head output pixels (4 input pixels each), read with ``halo``
-    more on every side; the rest on the whole image.
+def analyse_tiled(g_a: nn.Sequential, x: Tensor, tile: int, halo: int | None = None,
+                  downsamplings: int | None = None) -> Tensor:
+    """g_a(x) with its head (the modules up to its ``downsamplings``-th down-sampling one: full resolution to H/8,
+    nearly all of its time and memory) in tiles of ``tile`` x ``tile`` head output pixels (2**downsamplings input
+    pixels each), read with ``halo`` more on every side; the rest on the whole image.
 
-    Unlike g_s, g_a's reach is not fixed: its deformable convolutions sample at learnt offsets. With zero offsets
-    the head reaches 13 input pixels; with the shipped weights (offsets up to 2.0 input and 2.6 half-resolution
-    pixels on 5 Kodak images), tiles of 32 cells with a halo of 4 cells (16 pixels) already gave the whole pass's
-    latents up to float rounding on kodim01 and kodim13 (max |Δy| 1e-4, against 5e-3 with 3 cells); the default
-    halo doubles that. Where an offset reaches further, that tile samples zeros instead of its neighbours: the
-    latents there differ a little from the whole pass's, and the file is as valid (an encoder's choice: decoders
-    never run g_a).
+    Unlike g_s, g_a's reach is not fixed: its deformable convolutions sample at learnt offsets. With the shipped
+    weights, tiles of 8 cells with a halo of 5 cells (40 input pixels) gave the whole pass's latents up to float
+    rounding on kodim01 and kodim13 (max |Δy| 1e-4, no symbol changed; 4 cells: 3e-3; 3 cells: 14 symbols changed;
+    ``benchmarks/analysis_halo.py``); the default is 6 cells. Where an offset reaches further, that tile samples
+    zeros instead of its neighbours: the latents there differ a little from the whole pass's, and the file is as
+    valid (an encoder's choice: decoders never run g_a). ``halo`` None: ANALYSIS_HALO; ``downsamplings`` None:
+    HEAD_DOWNSAMPLINGS.
     """
+    halo = ANALYSIS_HALO if halo is None else halo
+    downsamplings = HEAD_DOWNSAMPLINGS if downsamplings is None else downsamplings
     downs = [i for i, m in enumerate(g_a) if _is_downsampling(m)]
-    if len(downs) < 2 or x.shape[-2] <= 4 * tile and x.shape[-1] <= 4 * tile:
+    cell = 2 ** downsamplings
+    if len(downs) < downsamplings or x.shape[-2] <= cell * tile and x.shape[-1] <= cell * tile:
         return g_a(x)
-    split = downs[1] + 1
-    return g_a[split:](run_tiled(g_a[:split], x, tile, halo, down=4))
+    split = downs[downsamplings - 1] + 1
+    return g_a[split:](run_tiled(g_a[:split], x, tile, halo, down=cell))
