@@ -1,15 +1,19 @@
 """Decode time on a torch device (a CUDA GPU, or the CPU) for every decoder (g_s variant) of a weights folder.
 
     python benchmarks/device_decode.py --weights DIR --images DIR [--max-images N] [--qualities 1,4,7]
-                                       [--device cuda] [--repeats 5] [--threads N] [--out FILE]
+                                       [--device cuda] [--repeats 5] [--threads N] [--tiles default|none|A,S]
+                                       [--out FILE]
 
 Each image is encoded once per quality on ``--device`` (the encode time per image is reported too). Then, per
 decoder, each file is decoded once as a warm-up and ``--repeats`` times timed:
 
 1. **whole decode**: ``Codec.decode`` (container, entropy decoding on the CPU in float64, g_s on the device, pixels
    back to the CPU), wall time (perf_counter, with ``torch.cuda.synchronize()`` around it on cuda);
-2. **g_s alone**: ``LcfModel.synthesise`` on the decoded ŷ already on the device (the channel bitmap skips the
-   all-zero channels, as decode does); timed with CUDA events on cuda, perf_counter on the CPU.
+2. **g_s alone**: ``LcfModel.synthesise`` on the decoded ŷ already on the device, in the codec's layout and tiles
+   (``--tiles``; the channel bitmap skips the all-zero channels, as decode does); timed with CUDA events on cuda,
+   perf_counter on the CPU.
+
+On cuda, the peak GPU memory of each decoder's decodes is reported too (``torch.cuda.max_memory_allocated``).
 
 Times are the median over every image, quality and repeat. Every repeat must give the same pixels as the warm-up
 (bit-exact; otherwise the script names the file and exits 1); the PSNR (dB, RGB, mean over images and qualities)
@@ -31,7 +35,7 @@ import torch
 
 from lcf.bench.metrics import psnr
 from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
-from lcf.codec import Codec, Decoded
+from lcf.codec import Codec, Decoded, synthesis_memory_format
 from lcf.errors import LcfError
 from lcf.image import load_image
 
@@ -48,9 +52,11 @@ def device_name(device: torch.device) -> str:
 
 
 def time_gs(codec: Codec, decoded: Decoded, name: str) -> float:
-    """Seconds of g_s alone on the decoded symbols, the inputs already on the device."""
+    """Seconds of g_s alone on the decoded symbols, the inputs already on the device, run as Codec.synthesise runs
+    it (its layout and tiles)."""
     device = codec.device
     y_hat = torch.from_numpy(decoded.symbols.y_hat.astype(np.float32))[None].to(device)
+    y_hat = y_hat.contiguous(memory_format=synthesis_memory_format(device))
     q = torch.tensor([decoded.header.quality], dtype=torch.float32, device=device)
     coded = torch.from_numpy(decoded.symbols.coded).to(device) if codec.skip_zero_channels else None
     with torch.inference_mode():
@@ -58,12 +64,12 @@ def time_gs(codec: Codec, decoded: Decoded, name: str) -> float:
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            codec.model.synthesise(y_hat, q, name, coded=coded)
+            codec.model.synthesise(y_hat, q, name, coded=coded, tile=codec.synthesis_tile)
             end.record()
             torch.cuda.synchronize(device)
             return start.elapsed_time(end) / 1e3
         start_s = time.perf_counter()
-        codec.model.synthesise(y_hat, q, name, coded=coded)
+        codec.model.synthesise(y_hat, q, name, coded=coded, tile=codec.synthesis_tile)
         return time.perf_counter() - start_s
 
 
@@ -94,6 +100,8 @@ def encode_all(codec: Codec, files: list[Path], qualities: list[float]) -> tuple
 def measure_decoder(codec: Codec, streams: list[dict], name: str, repeats: int) -> dict | str:
     """Median g_s and whole-decode seconds and mean PSNR of one decoder; a message if a repeat is not bit-exact."""
     t_gs, t_full, psnrs = [], [], []
+    if codec.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(codec.device)
     for s in streams:
         first, _ = time_decode(codec, s["data"], name)  # warm-up
         time_gs(codec, first, name)
@@ -104,7 +112,22 @@ def measure_decoder(codec: Codec, streams: list[dict], name: str, repeats: int) 
                 return f"NOT EXACT: decoder {name}, {s['image']} quality {s['quality']:g}: repeat {i + 1} differs"
             t_full.append(seconds)
             t_gs.append(time_gs(codec, decoded, name))
-    return {"gs": statistics.median(t_gs), "full": statistics.median(t_full), "psnr": float(np.mean(psnrs))}
+    peak = torch.cuda.max_memory_allocated(codec.device) / 2**20 if codec.device.type == "cuda" else None
+    return {"gs": statistics.median(t_gs), "full": statistics.median(t_full), "psnr": float(np.mean(psnrs)),
+            "peak": peak}
+
+
+def tiles(text: str) -> tuple[int | None, int | None] | None:
+    """'default' -> None (the codec's defaults for the device); 'none' -> whole images; 'A,S' -> tile sides."""
+    if text == "default":
+        return None
+    if text == "none":
+        return (None, None)
+    try:
+        a, s = (int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected default, none or A,S (two tile sides), got {text!r}") from None
+    return (a, s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     add_image_options(p, qualities=(1, 4, 7))
     p.add_argument("--device", default="cuda", help="torch device: cuda, cuda:N or cpu (default cuda)")
     p.add_argument("--repeats", type=int, default=5, help="timed decodes of each file per decoder (median counts)")
+    p.add_argument("--tiles", type=tiles, default=None,
+                   help="g_a and g_s tiles: default (the codec's for the device), none (whole images) or A,S: "
+                        "Codec.analysis_tile and Codec.synthesis_tile (lcf.nn.tiling)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/device_decode.md"), help="markdown fragment")
     args = p.parse_args(argv)
     if args.repeats < 1:
@@ -128,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         codec = Codec(args.weights, device=args.device)
     except LcfError as exc:
         raise SystemExit(str(exc)) from None
+    if args.tiles is not None:
+        codec.analysis_tile, codec.synthesis_tile = args.tiles
     streams, encode_s = encode_all(codec, files, args.qualities)
-    rows = ["| decoder | params | g_s ms/image (median) | whole decode ms/image (median) | mean PSNR (dB) |",
-            "|---|---:|---:|---:|---:|"]
+    rows = [("| decoder | params | g_s ms/image (median) | whole decode ms/image (median) | mean PSNR (dB) | "
+             "peak GPU MiB |"), "|---|---:|---:|---:|---:|---:|"]
     for name in codec.decoder_names:
         result = measure_decoder(codec, streams, name, args.repeats)
         if isinstance(result, str):
@@ -138,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         default = " (default)" if name == codec.weights.default_decoder else ""
         rows.append(f"| {name}{default} | {codec.weights.decoder_info(name)['parameters']:,} | "
-                    f"{result['gs'] * 1e3:.1f} | {result['full'] * 1e3:.1f} | {result['psnr']:.2f} |")
+                    f"{result['gs'] * 1e3:.1f} | {result['full'] * 1e3:.1f} | {result['psnr']:.2f} | "
+                    + ("n/a |" if result["peak"] is None else f"{result['peak']:,.0f} |"))
         print(f"{name} done", file=sys.stderr, flush=True)
     sizes = sorted({f"{s['rgb'].shape[1]}x{s['rgb'].shape[0]}" for s in streams})
     md = [f"Command: `{command_line('device_decode', argv)}`", "",
           (f"Device {args.device}: {device_name(codec.device)}; torch {torch.__version__}; {len(files)} images of "
            f"{args.images.name} ({', '.join(sizes)}) x qualities {', '.join(f'{q:g}' for q in args.qualities)}; "
+           f"tiles: g_a {codec.analysis_tile or 'whole'}, g_s {codec.synthesis_tile or 'whole'}; "
            f"{args.repeats} timed repeats after a warm-up, every repeat bit-exact; encode "
            f"{statistics.median(encode_s) * 1e3:.1f} ms/image (median); measurement wall time "
            f"{time.perf_counter() - start:.0f} s."), "", *rows]

@@ -112,6 +112,11 @@ def test_device_decode_times_every_decoder_of_the_shipped_weights_on_cpu(tmp_pat
     names = list(json.loads((weights / "manifest.json").read_text())["decoders"])
     assert [r.split("|")[1].strip().removesuffix(" (default)") for r in rows] == names
     assert "Device cpu: CPU" in out.read_text() and "1 images of images (64x48)" in out.read_text()
+    assert "tiles: g_a 128, g_s 64" in out.read_text() and rows[0].endswith("| n/a |")
+    assert load_script("device_decode").main(["--weights", str(weights), "--images", str(images), "--qualities", "4",
+                                              "--device", "cpu", "--repeats", "1", "--tiles", "none",
+                                              "--out", str(out)]) == 0
+    assert "tiles: g_a whole, g_s whole" in out.read_text()
 
 
 def test_device_decode_names_a_repeat_that_differs_and_a_missing_gpu(tiny_weights, tmp_path, capsys, monkeypatch):

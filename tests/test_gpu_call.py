@@ -1,6 +1,6 @@
 """lcf/train/gpu_call.sh, the script of one call on a lent GPU machine, run here on the CPU (LCF_DEVICE=cpu) with a
-tiny model: a new run, the refusal to resume without a checkpoint, and the resume from carried checkpoint parts
-after the machine was lost."""
+tiny model: a new run, the refusal to resume without a checkpoint, the resume from carried checkpoint parts
+after the machine was lost, and the check call (decoder timings tiled and whole, conformance tests)."""
 
 from __future__ import annotations
 
@@ -75,3 +75,24 @@ def test_distill_call_exports_every_student_and_times_the_decoders(tmp_path, tin
     with tarfile.open(out / "logs.tgz") as tar:
         assert {"logs/cfg2.log", "logs/cfg3.log", "logs/cfg4.log", "logs/device_decode.md"} <= set(tar.getnames())
     assert "| cfg4 |" in done.stdout and "every repeat bit-exact" in done.stdout
+
+
+def test_check_times_the_weights_tiled_and_whole_and_runs_the_conformance_tests(tmp_path, tiny_weights):
+    work, out = tmp_path / "repo", tmp_path / "out"
+    shutil.copytree(tiny_weights, work / "weights")
+    missing = _call(work, out, "check")
+    assert missing.returncode == 3 and "NO IMAGES" in missing.stderr
+    (work / ".data" / "kodak").mkdir(parents=True)
+    for i in range(1, 3):
+        Image.fromarray(make_rgb_array(48, 40, kind="mixed", seed=i)).save(work / ".data" / "kodak" / f"kodim0{i}.png")
+    done = subprocess.run(["bash", str(SCRIPT), "check"], cwd=work, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "LCF_LARGE": "160x96"})
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out / "logs.tgz") as tar:
+        names = set(tar.getnames())
+        assert {"logs/device_decode.md", "logs/device_decode_large_default.md", "logs/device_decode_large_none.md",
+                "logs/tests.log"} <= names
+        whole = tar.extractfile("logs/device_decode_large_none.md").read().decode()
+        tests = tar.extractfile("logs/tests.log").read().decode()
+    assert "1 images of" in whole and "(160x96)" in whole and "tiles: g_a whole, g_s whole" in whole
+    assert "failed" not in tests and "error" not in tests.lower()

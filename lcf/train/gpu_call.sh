@@ -4,30 +4,37 @@
 #
 #   bash lcf/train/gpu_call.sh fit new|resume MINUTES LR [PRECISION]   train the teacher in runs/gpu
 #   bash lcf/train/gpu_call.sh distill MINUTES [PRECISION]              cfg2/3/4 from runs/gpu, export, time decoders
+#   bash lcf/train/gpu_call.sh check                                    time weights/ there, run the exactness tests
 #
 # fit new:    measures the training step per precision first (benchmarks/train_throughput.py; unless PRECISION is
 #             given, trains with the fastest one whose loss agrees with fp32 within 1 %), then starts runs/gpu from
 #             the shipped weights/ (or from checkpoint parts carried in .ckpt/teacher).
 # fit resume: needs runs/gpu/checkpoint.pt (still there while the machine stays warm) or parts in .ckpt/teacher.
+# check:      what a CPU session cannot measure, for the shipped weights/: every decoder's decode time and GPU
+#             memory on 3 Kodak images, and on kodim01 resized to 12 megapixels with the codec's CUDA tiles and
+#             without (benchmarks/device_decode.py --tiles), then the conformance tests on that machine. Needs the
+#             Kodak images in .data/kodak; about 5 minutes.
 # Data: every .data/shard-* folder, carried in this call or left by an earlier call of the same warm machine.
-# It works in the current folder (.data, .ckpt, runs, weights); LCF_DEVICE, LCF_CROP and LCF_BATCH (default cuda,
-# 256, 16) let tests/test_gpu_call.py run it on the CPU.
+# It works in the current folder (.data, .ckpt, runs, weights); LCF_DEVICE, LCF_CROP, LCF_BATCH and LCF_LARGE
+# (default cuda, 256, 16, 4032x3024) let tests/test_gpu_call.py run it on the CPU.
 set -euo pipefail
 : "${OUT:?run this on the device machine, where OUT is set}"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-DEVICE=${LCF_DEVICE:-cuda} CROP=${LCF_CROP:-256} BATCH=${LCF_BATCH:-16}
+DEVICE=${LCF_DEVICE:-cuda} CROP=${LCF_CROP:-256} BATCH=${LCF_BATCH:-16} LARGE=${LCF_LARGE:-4032x3024}
 if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1
 if [ "$DEVICE" != cpu ]; then nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader; fi
-DATA=$(ls -d .data/shard-*)
-echo "data: $DATA"
+DATA=$(ls -d .data/shard-* 2> /dev/null || true)
+echo "data: ${DATA:-none}"
+need_data() { if [ -z "$DATA" ]; then echo "NO DATA: carry a training shard in .data/shard-NN" >&2; exit 3; fi; }
 mkdir -p "$OUT/logs"
 trap 'tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"' EXIT
 
 case "$1" in
 fit)
+    need_data
     mode=$2 minutes=$3 lr=$4 precision=${5:-}
     if [ ! -f runs/gpu/checkpoint.pt ] && [ -f .ckpt/teacher/checkpoint.parts.json ]; then
         python3 -m lcf.train unpack --parts .ckpt/teacher --run runs/gpu
@@ -55,6 +62,7 @@ print(c['N'], c['M'], c['Mz'])")
     python3 -m lcf.train pack --run runs/gpu --out "$OUT/teacher"
     ;;
 distill)
+    need_data
     minutes=$2 precision=${3:-fp32}
     for s in cfg2 cfg3 cfg4; do
         init=""  # start from the shipped student of that name where weights/ has one, else from a sliced teacher
@@ -77,8 +85,24 @@ distill)
             --qualities 1,4,7 --device "$DEVICE" --repeats 5 --out "$OUT/logs/device_decode.md"
     fi
     ;;
+check)
+    if [ ! -d .data/kodak ]; then echo "NO IMAGES: carry the Kodak images in .data/kodak" >&2; exit 3; fi
+    python3 "$REPO/benchmarks/device_decode.py" --weights weights --images .data/kodak --max-images 3 \
+        --qualities 1,4,7 --device "$DEVICE" --repeats 5 --out "$OUT/logs/device_decode.md"
+    large=$(mktemp -d)
+    python3 -c "import sys; from PIL import Image; w, h = map(int, sys.argv[1].split('x')); \
+Image.open('.data/kodak/kodim01.png').convert('RGB').resize((w, h), Image.LANCZOS).save(sys.argv[2])" \
+        "$LARGE" "$large/kodim01-$LARGE.png"
+    for tiles in default none; do
+        python3 "$REPO/benchmarks/device_decode.py" --weights weights --images "$large" --qualities 4 \
+            --device "$DEVICE" --repeats 1 --tiles $tiles --out "$OUT/logs/device_decode_large_$tiles.md"
+    done
+    python3 -m pytest -q -p no:cacheprovider "$REPO/tests/test_vectors.py" "$REPO/tests/test_spec_decoder.py" \
+        2>&1 | tee "$OUT/logs/tests.log"
+    ;;
 *)
-    echo "usage: bash lcf/train/gpu_call.sh fit new|resume MINUTES LR [PRECISION] | distill MINUTES [PRECISION]" >&2
+    echo "usage: bash lcf/train/gpu_call.sh fit new|resume MINUTES LR [PRECISION] | distill MINUTES [PRECISION]" \
+        "| check" >&2
     exit 2
     ;;
 esac
