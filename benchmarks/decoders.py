@@ -33,9 +33,15 @@ from lcf.bench.bdrate import bd_rate
 from lcf.bench.metrics import ms_ssim, psnr
 from lcf.bench.published import read_published
 from lcf.bench.report import plot_rd
-from lcf.bench.runner import MS_SSIM_MIN_SIDE
-from lcf.bench.scripts import add_image_options, command_line, floats, images_of, write_fragment
 from lcf.bench.results import RDCurve, RDPoint
+from lcf.bench.runner import MS_SSIM_MIN_SIDE
+from lcf.bench.scripts import (
+    add_image_options,
+    command_line,
+    floats,
+    images_of,
+    write_fragment,
+)
 from lcf.codec import Codec, Symbols
 from lcf.container import Chunk, read_container, write_container
 from lcf.entropy import pack_bitmap
@@ -125,7 +131,7 @@ def _all_channels_coded(codec: Codec, data: bytes) -> bytes:
     container = read_container(data)
     symbols = codec.decode_symbols(container)
     full = Symbols(z_hat=symbols.z_hat, y_hat=symbols.y_hat, coded=np.ones_like(symbols.coded))
-    hyper, anchor, nonanchor, _ = codec.code_symbols(full)
+    hyper, anchor, nonanchor, _ = codec.code_symbols(full, estimate=False)
     replaced = {"CMAP": pack_bitmap(full.coded), "HYPR": hyper, "ANCH": anchor, "NANC": nonanchor}
     chunks = [Chunk(c.type, replaced.get(c.type, c.payload)) for c in container.chunks
               if c.type not in ("HEAD", "LEND")]

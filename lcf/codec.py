@@ -395,8 +395,9 @@ class Codec:
                 self._refine_entropy = EntropyOnDevice(self.model, self.device)
             return self._refine_entropy
 
-    def code_symbols(self, s: Symbols) -> tuple[bytes, bytes, bytes, dict[str, float]]:
-        """Symbols -> (hyper, anchor, non-anchor) streams, and the bits the integer tables predict for each."""
+    def code_symbols(self, s: Symbols, estimate: bool = True) -> tuple[bytes, bytes, bytes, dict[str, float] | None]:
+        """Symbols -> (hyper, anchor, non-anchor) streams, and the bits the integer tables predict for each (None
+        unless ``estimate``: it costs about a tenth of an encode)."""
         m, lh, lw = s.y_hat.shape
         anchors, nonanchors = self._positions(lh, lw)
         flat = s.y_hat.reshape(m, -1)[s.coded]
@@ -412,6 +413,8 @@ class Codec:
             encode_mixture_stream(sym1, p1, self.family_tables),
             encode_mixture_stream(sym2, p2, self.family_tables),
         )
+        if not estimate:
+            return (*streams, None)
         bits = {
             "hyper": estimate_z_bits(s.z_hat, self.z_tables),
             "anchor": estimate_bits(sym1, p1, self.family_tables),
@@ -424,13 +427,19 @@ class Codec:
         """Any image lcf.image.load_image accepts -> the bytes of a .lcf file. ``effort`` 0..3: more encode time
         for a smaller file at the same quality (latent refinement, lcf.nn.refine; ``progress(done, total)`` after
         each of its steps); decoding is the same."""
-        return self.encode_with_stats(image, quality, decoder, effort, progress)[0]
+        return self._encode(image, quality, decoder, effort, progress, estimate=False)[0]
 
     def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
                           progress: Callable[[int, int], None] | None = None) -> tuple[bytes, dict]:
+        """:meth:`encode`, and what went into the file: the bits the integer tables predict per stream
+        (``bits_estimated``), the stream sizes, the coded channels and the image loader's notes."""
+        return self._encode(image, quality, decoder, effort, progress, estimate=True)
+
+    def _encode(self, image, quality: float, decoder: str | None, effort: int,
+                progress: Callable[[int, int], None] | None, estimate: bool) -> tuple[bytes, dict]:
         decoder = self.resolve_decoder(decoder)
         prepared, quality, symbols = self.analyse(image, quality, effort, decoder, progress)
-        hyper, anchor, nonanchor, bits = self.code_symbols(symbols)
+        hyper, anchor, nonanchor, bits = self.code_symbols(symbols, estimate)
         h, w = prepared.rgb.shape[:2]
         header = Header(
             width=w,
