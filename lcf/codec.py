@@ -526,7 +526,7 @@ class Codec:
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         with torch.inference_mode():
             x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded, tile=self.synthesis_tile)
-        x = x_hat[0, :, : header.height, : header.width].mul(255.0).round_().to("cpu", torch.uint8)
+            x = x_hat[0, :, : header.height, : header.width].mul_(255.0).round_().to("cpu", torch.uint8)
         return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 
     def decode(self, data: bytes, decoder: str | None = None, limits: Limits | None = None) -> Decoded:

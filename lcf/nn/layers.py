@@ -7,8 +7,8 @@ convolution) and the simplified attention module. The deformable residual module
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from .likelihood import bounded
 
@@ -46,8 +46,8 @@ class GDN(nn.Module):
         c = x.shape[1]
         beta = bounded(self.beta, self._beta_bound, float("inf")) ** 2 - self._PEDESTAL
         gamma = bounded(self.gamma, self._gamma_bound, float("inf")) ** 2 - self._PEDESTAL
-        norm = F.conv2d(x * x, gamma.view(c, c, 1, 1), beta)
-        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+        norm = F.conv2d(x * x, gamma.view(c, c, 1, 1), beta)  # in place below: no backward reads it
+        return x * (norm.sqrt_() if self.inverse else norm.rsqrt_())
 
 
 class ResidualBlock(nn.Module):
@@ -60,8 +60,8 @@ class ResidualBlock(nn.Module):
         self.skip = conv1x1(cin, cout) if cin != cout else None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.leaky_relu(self.conv1(x), 0.01)
-        out = F.leaky_relu(self.conv2(out), 0.01)
+        out = F.leaky_relu(self.conv1(x), 0.01, inplace=True)  # in place: no backward reads a conv's output
+        out = F.leaky_relu(self.conv2(out), 0.01, inplace=True)
         return out + (self.skip(x) if self.skip is not None else x)
 
 
@@ -77,8 +77,8 @@ class ResidualBlockWithStride(nn.Module):
         self.skip = conv1x1(cin, cout)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.leaky_relu(self.conv1(x), 0.01)
-        return self.gdn(self.conv2(out)) + self.skip(x[..., :: self.stride, :: self.stride])  # = strided 1x1 conv
+        out = F.leaky_relu(self.conv1(x), 0.01, inplace=True)
+        return self.gdn(self.conv2(out)).add_(self.skip(x[..., :: self.stride, :: self.stride]))  # strided 1x1 conv
 
 
 class ResidualBlockUpsample(nn.Module):
@@ -92,8 +92,9 @@ class ResidualBlockUpsample(nn.Module):
         self.upsample = subpel_conv3x3(cin, cout, r)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.leaky_relu(self.subpel(x), 0.01)
-        return self.igdn(self.conv(out)) + self.upsample(x)
+        # in place where no backward reads the overwritten tensor: a large image's decoding holds fewer of them
+        out = self.igdn(self.conv(F.leaky_relu(self.subpel(x), 0.01, inplace=True)))
+        return out.add_(self.upsample(x))
 
 
 class _ResidualUnit(nn.Module):
@@ -104,7 +105,7 @@ class _ResidualUnit(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.conv(x) + x)
+        return F.relu(self.conv(x).add_(x), inplace=True)  # in place: no backward reads a conv's output
 
 
 class SimplifiedAttention(nn.Module):
@@ -116,4 +117,4 @@ class SimplifiedAttention(nn.Module):
         self.mask = nn.Sequential(_ResidualUnit(n), _ResidualUnit(n), _ResidualUnit(n), conv1x1(n, n))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.trunk(x) * torch.sigmoid(self.mask(x))
+        return (self.trunk(x) * torch.sigmoid_(self.mask(x))).add_(x)  # in place where no backward reads it

@@ -144,7 +144,7 @@ class LcfModel(nn.Module):
         channels the first layer of g_s then skips; ``tile``: run g_s's last modules in tiles of this many of their
         input pixels (lcf.nn.tiling). Both give the same result up to float rounding."""
         g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
-        return torch.clamp(synthesise_tiled(g_s, y, tile, coded), 0.0, 1.0)
+        return synthesise_tiled(g_s, y, tile, coded).clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
 
     def add_decoder(self, name: str, arch: dict[str, Any]) -> nn.Module:
         """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""
