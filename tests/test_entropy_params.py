@@ -157,22 +157,3 @@ def test_intparams_validates():
             IntParams(**{**ok, key: bad})
     empty = IntParams(np.zeros((0, 9), int), np.zeros((0, 9), int), np.zeros((0, 9), int), ANCHOR_FAMILIES)
     assert empty.n == 0 and empty.k == 9
-
-
-def test_concat_joins_parts_in_order_and_refuses_mixed_families():
-    def part(n, start):
-        w = np.zeros((n, 3), int)
-        w[:, 0] = WEIGHT_TOTAL
-        means = np.arange(start, start + 3 * n).reshape(n, 3)
-        return IntParams(w, means, np.ones((n, 3), int), NONANCHOR_FAMILIES)
-
-    a, b = part(2, 0), part(3, 100)
-    joined = IntParams.concat([a, b])
-    assert joined.n == 5 and joined.families == NONANCHOR_FAMILIES
-    assert np.array_equal(joined.means, np.concatenate([a.means, b.means]))
-    assert IntParams.concat([a]) is a
-    w9 = np.zeros((1, 9), int)
-    w9[0, 0] = WEIGHT_TOTAL
-    other = IntParams(w9, np.zeros((1, 9), int), np.zeros((1, 9), int), ANCHOR_FAMILIES)
-    with pytest.raises(ValueError, match="same families"):
-        IntParams.concat([a, other])

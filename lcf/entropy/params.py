@@ -123,20 +123,6 @@ class IntParams:
     def k(self) -> int:
         return len(self.families)
 
-    def take(self, index: np.ndarray) -> IntParams:
-        """The parameters of the elements ``index`` (in that order)."""
-        return IntParams(self.weights[index], self.means[index], self.scale_idx[index], self.families)
-
-    @staticmethod
-    def concat(parts: list[IntParams]) -> IntParams:
-        """The elements of ``parts`` (at least one, all of the same families) one after the other."""
-        if len(parts) == 1:
-            return parts[0]
-        if any(p.families != parts[0].families for p in parts):
-            raise ValueError("IntParams.concat needs parts of the same families")
-        return IntParams(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("weights", "means", "scale_idx")),
-                         parts[0].families)
-
 
 def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
     amin, amax = int(a.min()), int(a.max())
