@@ -70,14 +70,27 @@ DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=
 PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (Codec._stream_params); any value gives the same result
 
 
+DEEP_TILES_PIXELS = 16 << 20  # padded pixels beyond which decoding starts g_s's tiles at H/8 (synthesis_upsamplings)
+
+
+def synthesis_upsamplings(padded_width: int, padded_height: int) -> int:
+    """Where g_s's tiled tail starts, in up-sampling modules from its end (lcf.nn.tiling.tile_plan): 2 (H/4) for
+    images up to DEEP_TILES_PIXELS, 3 (H/8) beyond. From H/8, g_s's whole-image tensors are 4x smaller (a
+    12-megapixel decode's g_s peak 1,539 -> 995 MiB) for about 12 % more of its time (the tail's halo doubles),
+    which is worth it where memory, not time, decides whether an image decodes at all."""
+    return 3 if padded_width * padded_height > DEEP_TILES_PIXELS else 2
+
+
 def memory_needed(padded_width: int, padded_height: int, N: int, M: int, decoding: bool = False) -> int:
     """Peak bytes the codec needs for one image of this padded size: 25 % above what ``benchmarks/large_images.py``
     measured with N=64, M=96 for a 12-megapixel image (PyTorch and the weights, ~350 MiB, not counted): ~76 B per
-    padded pixel to encode and ~106 to decode, scaled with M + N (at 39 megapixels: ~54 and ~93). The
-    high-resolution layers of g_a and g_s run in tiles (lcf.nn.tiling) and the entropy parameters are built a
-    block at a time, so what grows with the image is the entropy parameters' stream-order arrays (with M) and the
-    transforms' whole-image tensors at low resolution (with N; decoding's peak is g_s's at H/4)."""
-    per_pixel = (0.66 if decoding else 0.48) * (M + N)
+    padded pixel to encode and ~106 to decode, scaled with M + N. The high-resolution layers of g_a and g_s run in
+    tiles (lcf.nn.tiling) and the entropy parameters are built a block at a time, so what grows with the image is
+    the entropy parameters' stream-order arrays (with M) and the transforms' whole-image tensors at low resolution
+    (with N): g_s's at H/4 set decoding's peak, until beyond DEEP_TILES_PIXELS its tiles start at H/8 and decoding
+    needs less than encoding (at 39 megapixels ~48 B per pixel against ~54; budgeted as encoding)."""
+    deep = padded_width * padded_height > DEEP_TILES_PIXELS
+    per_pixel = (0.66 if decoding and not deep else 0.48) * (M + N)
     return int(padded_width * padded_height * per_pixel * 1.25)
 
 
@@ -184,7 +197,8 @@ class Codec:
 
     ``skip_zero_channels``: the first layer of g_s reads only the coded channels of ŷ (same pixels up to float
     rounding; set False to time or check the full synthesis). ``synthesis_tile``: g_s's last, highest-resolution
-    modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders), so a large image's
+    modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders; at H/8 for images
+    beyond DEEP_TILES_PIXELS, :func:`synthesis_upsamplings`), so a large image's
     decoding peaks at one tile of them (same pixels up to float rounding, ``lcf.nn.tiling``); None runs the whole image at once. Default: :func:`synthesis_tile` of the device.
     ``analysis_tile``: the same for g_a's modules from full resolution to H/8, in their output pixels (H/8); the
     latents equal the whole pass's up to float rounding (see ``lcf.nn.tiling.analyse_tiled``).
@@ -525,7 +539,8 @@ class Codec:
         y_hat = y_hat.contiguous(memory_format=synthesis_memory_format(self.device))
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         with torch.inference_mode():
-            x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded, tile=self.synthesis_tile)
+            x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded, tile=self.synthesis_tile,
+                                          upsamplings=synthesis_upsamplings(header.padded_width, header.padded_height))
             x = x_hat[0, :, : header.height, : header.width].mul_(255.0).round_().to("cpu", torch.uint8)
         return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 

@@ -241,3 +241,34 @@ def test_encode_skips_the_rate_estimate_that_encode_with_stats_reports(tiny_code
     assert tiny_codec.encode(img, 4.0) == data and set(stats["bits_estimated"]) == {"hyper", "anchor", "nonanchor"}
     symbols = tiny_codec.decode(data).symbols
     assert tiny_codec.code_symbols(symbols, estimate=False)[3] is None
+
+
+def test_large_images_decode_with_g_s_tiles_from_h8_within_the_specs_rounding(tiny_weights, monkeypatch):
+    """Beyond DEEP_TILES_PIXELS the codec starts g_s's tiles one up-sampling earlier (H/8): the same symbols and
+    pixels within the spec's ±1 of the whole pass; the memory estimate for decoding drops to encoding's."""
+    import lcf.codec as codec_module
+
+    assert codec_module.synthesis_upsamplings(4096, 4096) == 2 and codec_module.synthesis_upsamplings(4160, 4096) == 3
+    big = codec_module.DEEP_TILES_PIXELS + 64 * 64
+    assert memory_needed_at(big, decoding=True) == memory_needed_at(big) < memory_needed_at(big - 2 * 64 * 64, True)
+    img = make_rgb_array(150, 200, kind="mixed", seed=23)
+    whole = Codec(tiny_weights)
+    whole.synthesis_tile = None
+    data = whole.encode(img, 4.0)
+    reference = whole.decode(data).rgb
+    from lcf.nn import tiling
+
+    depths = []
+    plan = tiling.tile_plan
+    monkeypatch.setattr(tiling, "tile_plan", lambda g_s, m, up=None: depths.append(up) or plan(g_s, m, up))
+    monkeypatch.setattr(codec_module, "DEEP_TILES_PIXELS", 0)
+    deep = Codec(tiny_weights)
+    deep.synthesis_tile = 5
+    assert np.abs(deep.decode(data).rgb.astype(int) - reference).max() <= 1
+    assert depths == [3]
+
+
+def memory_needed_at(pixels: int, decoding: bool = False) -> int:
+    from lcf.codec import memory_needed
+
+    return memory_needed(64, pixels // 64, 16, 24, decoding)

@@ -139,12 +139,14 @@ class LcfModel(nn.Module):
         return self.h_a(y)
 
     def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher",
-                   coded: Tensor | None = None, tile: int | None = None) -> Tensor:
+                   coded: Tensor | None = None, tile: int | None = None, upsamplings: int | None = None) -> Tensor:
         """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]; ``coded`` (M,) bool: the channel bitmap, whose all-zero
-        channels the first layer of g_s then skips; ``tile``: run g_s's last modules in tiles of this many of their
-        input pixels (lcf.nn.tiling). Both give the same result up to float rounding."""
+        channels the first layer of g_s then skips; ``tile``: run g_s's last modules (from its ``upsamplings``-th
+        last up-sampling one, lcf.nn.tiling.tile_plan) in tiles of this many of their input pixels. Both give the
+        same result up to float rounding."""
         g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
-        return synthesise_tiled(g_s, y, tile, coded).clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
+        out = synthesise_tiled(g_s, y, tile, coded, upsamplings)
+        return out.clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
 
     def add_decoder(self, name: str, arch: dict[str, Any]) -> nn.Module:
         """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""
