@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -41,6 +42,12 @@ def report_errors(command: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def working(message: str) -> AbstractContextManager[Any]:
+    """A transient spinner with ``message`` on stderr while a single long step runs (a 12-megapixel photo takes
+    about half a minute on 2 CPU cores); nothing when stderr is not a terminal."""
+    return err_console.status(escape(message)) if err_console.is_terminal else nullcontext()
 
 
 def fail(exc: LcfError) -> None:

@@ -385,3 +385,25 @@ def test_bench_measures_several_efforts_as_curves(tmp_path: Path, tiny_weights: 
     for bad in ("0,0", "5", "x"):
         failed = lcf_cli("bench", images, "--out", out, "--weights", tiny_weights, "--effort", bad)
         assert failed.exit_code == 2 and "effort" in failed.output and "Traceback" not in failed.output
+
+
+def test_long_single_steps_show_a_transient_spinner_on_a_terminal_only(monkeypatch):
+    """lcf encode (effort 0) and lcf decode run under lcf_cli.common.working: a spinner naming the file on a
+    terminal's stderr, cleared at the end; nothing at all when stderr is a pipe or a file."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from lcf_cli import common
+
+    shown = io.StringIO()
+    monkeypatch.setattr(common, "err_console", Console(file=shown, force_terminal=True, width=80))
+    with common.working("decoding big.lcf"):
+        time.sleep(0.3)
+    assert "decoding big.lcf" in shown.getvalue() and shown.getvalue().endswith("\x1b[2K")
+    piped = io.StringIO()
+    monkeypatch.setattr(common, "err_console", Console(file=piped, force_terminal=False))
+    with common.working("decoding big.lcf"):
+        time.sleep(0.1)
+    assert piped.getvalue() == ""

@@ -16,6 +16,7 @@ from lcf_cli.common import (
     err_console,
     limits,
     report_errors,
+    working,
 )
 
 
@@ -42,7 +43,9 @@ def decode(
       lcf decode photo.lcf -o photo.png --decoder teacher --device cuda
       lcf decode huge.lcf -o huge.png --max-pixels 0
     """
-    report = api.decode_file(src, output, decoder=decoder, device=device, weights=weights, limits=limits(max_pixels))
+    with working(f"decoding {src}"):
+        report = api.decode_file(src, output, decoder=decoder, device=device, weights=weights,
+                                 limits=limits(max_pixels))
     if verbose:
         err_console.print(f"{report.dst}: {report.width}x{report.height}, decoder {report.decoder}, "
                           f"{report.seconds:.2f} s")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lcf import api
-from lcf_cli.common import Device, Effort, Weights, err_console, report_errors
+from lcf_cli.common import Device, Effort, Weights, err_console, report_errors, working
 
 
 @report_errors
@@ -38,7 +39,7 @@ def encode(
       lcf encode photo.png -o photo.lcf --effort 2     (slower, smaller file)
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
     """
-    with _RefineBar(effort) as bar:
+    with _RefineBar(effort) as bar, working(f"encoding {src}") if not effort else nullcontext():
         report = api.encode_file(src, output, quality=quality, effort=effort, device=device, decoder=decoder,
                                  weights=weights, measure=verbose, progress=bar.update)
     if verbose:
