@@ -360,7 +360,7 @@ class Codec:
 
     def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray, coded: np.ndarray,
                           nonanchors: np.ndarray) -> IntParams:
-        ctx = self.entropy_net.context(y_anchor[None])
+        ctx = self.entropy_net.context(y_anchor[None], nonanchors)
         return self._stream_params(self.entropy_net.pen2, (t1, ctx), coded, nonanchors)
 
     @staticmethod

@@ -138,6 +138,22 @@ def test_layers_run_in_bands_of_rows_equal_the_int64_reference(data, variant, ba
     np.testing.assert_array_equal(_ints(net.pen2(t1, ctx)), ref.nonanchor(t1_ref, y))
 
 
+@given(data=st.data(), variant=st.sampled_from(VARIANTS), band=st.sampled_from([1, 50, 1 << 22]),
+       h=st.integers(1, 7), w=st.integers(1, 7))
+def test_context_at_the_nonanchors_equals_the_int64_reference_there(data, variant, band, h, w) -> None:
+    """context(ŷ, nonanchors) computes ctx only at the non-anchor positions, over the taps that can reach an anchor,
+    a block of positions at a time: the reference's integers there, zeros elsewhere."""
+    net, ref = _variant(variant)
+    y = data.draw(_arrays((1, M, h, w), EXTREME_SYMBOLS, 10**9))
+    i, j = np.indices((h, w))
+    odd = ((i + j) % 2 == 1).reshape(-1)
+    with mock.patch.object(integer, "BAND_ELEMENTS", band):
+        got = _ints(net.context(y, np.flatnonzero(odd))).reshape(1, 2 * M, -1)
+    want = ref.ctx(y).reshape(1, 2 * M, -1)
+    np.testing.assert_array_equal(got[:, :, odd], want[:, :, odd])
+    assert not got[:, :, ~odd].any()
+
+
 def test_pens_are_pointwise() -> None:
     """PEN1 and PEN2 read one position each (1x1 layers): the codec runs them on gathered positions only."""
     net, _ = _variant("model")
