@@ -89,7 +89,7 @@ def memory_needed(padded_width: int, padded_height: int, N: int, M: int, decodin
     the entropy parameters' stream-order arrays (with M) and the transforms' whole-image tensors at low resolution
     (with N): g_s's at H/4 set decoding's peak, until beyond DEEP_TILES_PIXELS its tiles start at H/8 and decoding
     needs less than encoding (at 39 megapixels ~48 B per pixel against ~54; budgeted as encoding)."""
-    deep = padded_width * padded_height > DEEP_TILES_PIXELS
+    deep = synthesis_upsamplings(padded_width, padded_height) > 2
     per_pixel = (0.66 if decoding and not deep else 0.48) * (M + N)
     return int(padded_width * padded_height * per_pixel * 1.25)
 
@@ -198,8 +198,9 @@ class Codec:
     ``skip_zero_channels``: the first layer of g_s reads only the coded channels of ŷ (same pixels up to float
     rounding; set False to time or check the full synthesis). ``synthesis_tile``: g_s's last, highest-resolution
     modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders; at H/8 for images
-    beyond DEEP_TILES_PIXELS, :func:`synthesis_upsamplings`), so a large image's
-    decoding peaks at one tile of them (same pixels up to float rounding, ``lcf.nn.tiling``); None runs the whole image at once. Default: :func:`synthesis_tile` of the device.
+    beyond DEEP_TILES_PIXELS, :func:`synthesis_upsamplings`), so a large image's decoding peaks at one tile of
+    them (same pixels up to float rounding, ``lcf.nn.tiling``); None runs the whole image at once. Default:
+    :func:`synthesis_tile` of the device.
     ``analysis_tile``: the same for g_a's modules from full resolution to H/8, in their output pixels (H/8); the
     latents equal the whole pass's up to float rounding (see ``lcf.nn.tiling.analyse_tiled``).
     """
@@ -339,12 +340,13 @@ class Codec:
         m = coded.size
         channels = np.flatnonzero(coded)
         step = max(1, PARAM_BLOCK // m)
+        flat = [f.flatten(2) for f in features]  # (1, C, h·w)
         out: list[np.ndarray] = []
         families: tuple[str, ...] = ()
         for i in range(0, max(1, positions.size), step):
             block = positions[i:i + step]
             index = torch.from_numpy(block)
-            raw = pen(*(f.flatten(2)[:, :, index, None] for f in features))  # (1, P·M, n, 1), float64 integers
+            raw = pen(*(f[:, :, index, None] for f in flat))  # (1, P·M, n, 1), float64 holding integers
             slots = raw.shape[1] // m
             a = raw[0, :, :, 0].numpy().reshape(m, slots, block.size)[channels].astype(np.int64)  # (mc, P, n)
             p = int_params(a.transpose(0, 2, 1).reshape(-1, slots))

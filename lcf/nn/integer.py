@@ -185,6 +185,12 @@ class IntegerEntropyNet:
                 torch.from_numpy(arrays[f"{layer.key}.bias"].astype(np.float64)),
                 int(arrays[f"{layer.key}.shift"][0]),
             )
+        # ctx at the non-anchors (context(y, nonanchors)) reads only the taps that can reach an anchor
+        (ctx,) = CTX
+        w = self.layers[ctx.key][0]
+        self.ctx_taps = [(di, dj) for di in range(ctx.kernel) for dj in range(ctx.kernel) if (di + dj) % 2 == 1]
+        self.ctx_tap_weight = torch.stack([w[:, :, di, dj] for di, dj in self.ctx_taps], dim=2).reshape(
+            w.shape[0], -1)  # (2M, M·T), columns in (channel, tap) order
 
     @staticmethod
     def inputs(values: np.ndarray | Tensor) -> Tensor:
@@ -256,13 +262,11 @@ class IntegerEntropyNet:
 
     def _context_at(self, anchors: Tensor, positions: np.ndarray) -> Tensor:
         (layer,) = CTX
-        w, b, _ = self.layers[layer.key]
-        k, r = layer.kernel, layer.kernel // 2
+        b = self.layers[layer.key][1]
+        r, taps, weight = layer.kernel // 2, self.ctx_taps, self.ctx_tap_weight
         bsz, m, h, wd = anchors.shape
-        taps = [(di, dj) for di in range(k) for dj in range(k) if (di + dj) % 2 == 1]
-        weight = torch.stack([w[:, :, di, dj] for di, dj in taps], dim=2).reshape(w.shape[0], -1)  # (2M, M·T)
         padded = F.pad(anchors, (r, r, r, r))
-        out = anchors.new_zeros(bsz, w.shape[0], h * wd)
+        out = anchors.new_zeros(bsz, weight.shape[0], h * wd)
         step = max(1, BAND_ELEMENTS // max(1, bsz * m * len(taps)))
         for a in range(0, positions.size, step):
             block = torch.from_numpy(positions[a:a + step])
@@ -270,7 +274,7 @@ class IntegerEntropyNet:
             patches = torch.stack([padded[:, :, i + di, j + dj] for di, dj in taps], dim=2)  # (B, M, T, n)
             acc = torch.matmul(weight, patches.reshape(bsz, -1, block.numel())).add_(b[:, None])  # (B, 2M, n)
             out[:, :, block] = self._finish(acc[..., None], layer)[..., 0]
-        return out.view(bsz, w.shape[0], h, wd)
+        return out.view(bsz, weight.shape[0], h, wd)
 
     @torch.no_grad()
     def pen2(self, t1: Tensor, ctx: Tensor) -> Tensor:

@@ -57,10 +57,11 @@ def tile_plan(g_s: nn.Sequential, latent_channels: int, upsamplings: int | None 
     cached = _PLANS.setdefault(g_s, {})
     if key in cached:
         return cached[key]
-    ups = [i for i, m in enumerate(g_s) if is_upsampling(m) and i > 0][-upsamplings:]
+    ups = [i for i, m in enumerate(g_s) if is_upsampling(m)]
+    starts = [i for i in ups if i > 0][-upsamplings:]  # where the tail may start: something must stay in the head
     plan = None
-    if len(ups) >= 1 and len([m for m in g_s if is_upsampling(m)]) >= 2:
-        split = ups[0]
+    if len(ups) >= 2 and starts:
+        split = starts[0]
         param = next(g_s.parameters())
         with torch.no_grad():
             probe = torch.zeros(1, latent_channels, 1, 1, dtype=param.dtype, device=param.device)
