@@ -153,11 +153,16 @@ def test_train_throughput_times_the_real_training_step_and_chooses(tiny_weights,
         Image.fromarray(make_rgb_array(64, 64, kind="mixed", seed=i)).save(data / f"{i}.png")
     out, choice = tmp_path / "tt.md", tmp_path / "choice"
     assert load_script("train_throughput").main([
-        "--data", str(data), "--weights", str(tiny_weights), "--device", "cpu", "--crop", "64", "--batch", "2",
-        "--warmup", "1", "--steps", "2", "--configs", "fp32", "--out", str(out), "--choose", str(choice)]) == 0
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| fp32 |")]
-    assert len(rows) == 1 and "+0.000 %" in rows[0] and float(rows[0].split("|")[2]) > 0
-    assert choice.read_text().strip() == "fp32"
+        "--data", str(data), "--weights", str(tiny_weights), "--device", "cpu", "--crop", "64", "--batch", "4",
+        "--warmup", "1", "--steps", "2", "--configs", "fp32@1,fp32", "--out", str(out), "--choose", str(choice)]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.read_text().splitlines()
+            if line.startswith("| fp32")}
+    assert set(rows) == {"fp32", "fp32@1"}
+    assert rows["fp32"][0].strip() == "4" and "+0.000 %" in rows["fp32"][3]  # the base: the first at --batch
+    steps, images = float(rows["fp32"][1]), float(rows["fp32"][2])
+    assert steps > 0 and abs(images - 4 * steps) <= 0.1 + 0.01 * images
+    assert rows["fp32@1"][0].strip() == "1" and float(rows["fp32@1"][1]) > 0
+    assert choice.read_text().strip() == "fp32"  # only configs at --batch are chosen (batch 1 usually steps faster)
 
 
 def test_large_images_measures_each_setting_in_its_own_process(tiny_weights, tmp_path):

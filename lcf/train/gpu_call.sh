@@ -6,9 +6,10 @@
 #   bash lcf/train/gpu_call.sh distill MINUTES [PRECISION]              cfg2/3/4 from runs/gpu, export, time decoders
 #   bash lcf/train/gpu_call.sh check                                    time weights/ there, run the exactness tests
 #
-# fit new:    measures the training step per precision first (benchmarks/train_throughput.py; unless PRECISION is
-#             given, trains with the fastest one whose loss agrees with fp32 within 1 %), then starts runs/gpu from
-#             the shipped weights/ (or from checkpoint parts carried in .ckpt/teacher).
+# fit new:    measures the training step per precision first, and fp32 at batch 32 and 64 for the record
+#             (benchmarks/train_throughput.py; unless PRECISION is given, trains with the fastest precision at
+#             LCF_BATCH whose loss agrees with fp32 within 1 %), then starts runs/gpu from the shipped weights/ (or
+#             from checkpoint parts carried in .ckpt/teacher). A larger LCF_BATCH is the caller's choice.
 # fit resume: needs runs/gpu/checkpoint.pt (still there while the machine stays warm) or parts in .ckpt/teacher.
 # check:      what a CPU session cannot measure, for the shipped weights/: every decoder's decode time and GPU
 #             memory on 3 Kodak images, and on kodim01 resized to 12 megapixels with the codec's CUDA tiles and
