@@ -1,4 +1,5 @@
-"""Export of a model to a weights folder: float32 and float16 storage (lcf.train.export)."""
+"""Export of a model to a weights folder: float32 and float16 storage, and an encoder-only run shipped into a copy
+of a folder (lcf.train.export)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,41 @@ def test_float_layout_weights_are_refused_with_the_way_out_and_reexport_converts
     img = make_rgb_array(64, 48, kind="mixed", seed=4)
     data = Codec(current).encode(img, 3.0)
     np.testing.assert_array_equal(Codec(converted).decode(data).rgb, Codec(current).decode(data).rgb)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_an_encoder_only_run_ships_into_a_copy_with_the_same_model_id(tmp_path, tiny_weights):
+    """export_encoder: the new folder's encoder is the run's, every other file is the old folder's byte for byte,
+    and a file encoded with the new encoder decodes with the old folder (same model id)."""
+    from PIL import Image
+
+    from lcf.train.export import export_encoder
+    from lcf.train.loop import TrainConfig, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(make_rgb_array(70, 72, kind="mixed", seed=3)).save(data / "a.png")
+    run = tmp_path / "run"
+    train(TrainConfig(data=[str(data)], run=str(run), N=16, M=24, Mz=16, crop=64, batch=2, steps=3, lr=1e-2,
+                      init_weights=str(tiny_weights), train_only="g_a,h_a"))
+    out = tmp_path / "new"
+    new = export_encoder(run, tiny_weights, out)
+    old = Codec(tiny_weights)
+    assert new.model_id == old.weights.model_id
+    for path in tiny_weights.iterdir():
+        if path.name not in ("encoder.safetensors", "manifest.json"):
+            assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+    assert (out / "encoder.safetensors").read_bytes() != (tiny_weights / "encoder.safetensors").read_bytes()
+    assert new.manifest["info"]["encoder"]["train_only"] == "g_a,h_a"
+
+    image = make_rgb_array(64, 80, kind="mixed", seed=4)
+    data_new = Codec(out).encode(image, quality=3)
+    assert data_new != old.encode(image, quality=3)  # the encoder moved
+    assert np.array_equal(old.decode(data_new).rgb, Codec(out).decode(data_new).rgb)
+
+    with pytest.raises(SystemExit, match="new or empty folder"):
+        export_encoder(run, tiny_weights, out)
+    other = tmp_path / "other"  # a run of another model: its gains and teacher are not the folder's
+    train(TrainConfig(data=[str(data)], run=str(other), N=16, M=24, Mz=16, crop=64, batch=2, steps=1))
+    with pytest.raises(SystemExit, match="was not started from"):
+        export_encoder(other, tiny_weights, tmp_path / "x")

@@ -92,6 +92,32 @@ def test_a_run_starts_from_shipped_weights_and_resumes_from_a_model_only_checkpo
         train(TrainConfig(steps=1, init_weights=str(tmp_path / "nothing"), **{**cfg, "run": str(tmp_path / "r3")}))
 
 
+def test_train_only_the_encoder_leaves_every_other_weight_exact(tmp_path, data):
+    first = tmp_path / "first"
+    cfg = dict(data=[str(data)], N=16, M=24, Mz=16, crop=64, batch=2, log_every=1, minutes=5.0)
+    train(TrainConfig(steps=2, run=str(first), **cfg))
+    before = torch.load(first / "checkpoint.pt", weights_only=False)["model"]
+
+    enc = tmp_path / "enc"
+    train(TrainConfig(steps=4, run=str(enc), init_run=str(first), train_only="g_a,h_a", lr=1e-3, **cfg))
+    ckpt = torch.load(enc / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4  # continues the first run's step count
+    after = ckpt["model"]
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("g_a.", "h_a.")) for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("h_a.") for k in moved)
+
+    train(TrainConfig(steps=5, run=str(enc), train_only="g_a,h_a", **cfg))  # resumes with the same option
+    with pytest.raises(SystemExit, match="same option"):
+        train(TrainConfig(steps=6, run=str(enc), **cfg))
+    with pytest.raises(SystemExit, match="not among the model's modules"):
+        train(TrainConfig(steps=1, run=str(tmp_path / "bad"), train_only="g_a,encoder", **cfg))
+    with pytest.raises(SystemExit, match="no checkpoint.pt"):
+        train(TrainConfig(steps=1, run=str(tmp_path / "bad2"), init_run=str(tmp_path / "nothing"), **cfg))
+    with pytest.raises(SystemExit, match="not both"):
+        TrainConfig(run="r", init_run="a", init_weights="b", **cfg)
+
+
 def test_gpu_only_options_are_refused_on_the_cpu(tmp_path):
     common = dict(data=[], run=str(tmp_path))
     with pytest.raises(SystemExit, match="bf16 is for CUDA"):

@@ -5,6 +5,7 @@ Examples:
     python -m lcf.train distill --teacher-run runs/cpu --student cfg3 --data ../shared/data/train/shard-00 \
         --run runs/cfg3 --minutes 60
     python -m lcf.train export --run runs/cpu --out weights/ --student runs/cfg3
+    python -m lcf.train export-encoder --run runs/enc --weights weights --out new-weights   # same model id
     python -m lcf.train reexport --weights old-weights --out weights --dtype float16
     python -m lcf.train eval --run runs/cpu --images ../shared/data/kodak --max-images 4
     python -m lcf.train pack --run runs/gpu --out $OUT/teacher      # parts under 16 MiB (the GPU's file limit)
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "precision": "fp32 (TF32 matrix units on CUDA) or bf16 (autocast, CUDA only; slower for this model on an H100)",
         "channels_last": "NHWC tensors (CUDA only; slower for this model on an H100)",
         "init_weights": "a new run starts from the teacher of this shipped weights folder (e.g. weights)",
+        "init_run": "a new run starts from the networks and step of this run's checkpoint (Adam afresh)",
+        "train_only": "train only these top-level modules, comma-separated (g_a,h_a: the encoder; the entropy "
+                      "model, the model id and the decoders stay exactly as they are)",
         "minutes": "stop after this wall time (a checkpoint is always left)",
         "steps": "stop at this (absolute) step; lr halves after --lr-decay-at of it",
         "crop": "random square crops of this side (256 recommended: small crops teach border statistics)",
@@ -53,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                      help="a distillation run whose student decoder to ship too (repeatable)")
     exp.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                      help="storage type of the network tensors (benchmarks/weights_precision.py measures the cost)")
+    exe = sub.add_parser("export-encoder", help="a copy of a weights folder with the encoder of an encoder-only run "
+                                                "(fit --train-only g_a,h_a): same model id, same decoders")
+    exe.add_argument("--run", required=True, help="the encoder-only run (started with --init-run or --init-weights)")
+    exe.add_argument("--weights", required=True, help="the weights folder it was started from")
+    exe.add_argument("--out", required=True, help="where to write (a new folder)")
+    exe.add_argument("--notes", default="", help="free text for the manifest")
     rex = sub.add_parser("reexport", help="write a weights folder again in this lcf's layout (new model id)")
     rex.add_argument("--weights", required=True, help="the weights folder to read")
     rex.add_argument("--out", required=True, help="where to write (a new folder)")
@@ -92,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
         qualities = [float(q) for q in args.qualities.split(",") if q.strip()]
         print(format_result(evaluate(args.run, args.images, qualities, args.max_images)))
+    elif args.cmd == "export-encoder":
+        from lcf.train.export import export_encoder
+
+        export_encoder(args.run, args.weights, args.out, notes=args.notes)
     elif args.cmd == "reexport":
         from lcf.train.export import reexport
 

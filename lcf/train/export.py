@@ -1,4 +1,5 @@
-"""Export a trained model to a shipped weights folder (``lcf/weights.py`` describes the layout).
+"""Export a trained model to a shipped weights folder (``lcf/weights.py`` describes the layout), or only a
+fine-tuned encoder into a copy of one (:func:`export_encoder`: the model id and the decoders stay).
 
 Besides the float network tensors (g_a, h_a, the gains, the decoders) this computes, once, what the entropy side
 needs as integers: the integer layers of h_s, ctx, PEN1 and PEN2 (``lcf.nn.integer.integer_arrays``), the per-family
@@ -9,19 +10,30 @@ those floats are evaluated; encoders and decoders only read the stored integers.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.numpy import save_file
 
 from lcf.entropy import build_family_tables, build_z_tables
+from lcf.errors import LcfError
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.integer import integer_arrays
 from lcf.train.distill import attach_students, is_distill_checkpoint
 from lcf.train.loop import model_from_folder
-from lcf.weights import ENCODER_PREFIXES, Weights, save_weights
+from lcf.weights import (
+    ENCODER_FILE,
+    ENCODER_PREFIXES,
+    MANIFEST,
+    Weights,
+    load_weights,
+    save_weights,
+)
 
 Z_BOUND = 32
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -109,3 +121,44 @@ def reexport(root: str | os.PathLike, out: str | os.PathLike, dtype: str = "floa
     weights = export_model(model, out, info=info, tables=tables, dtype=dtype)
     print(f"re-exported {root} (model {old.model_id.hex()}) to {out} ({dtype}): model id {weights.model_id.hex()}")
     return weights
+
+
+def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | os.PathLike, notes: str = "") -> Weights:
+    """A copy of the weights folder ``root`` at ``out`` whose encoder (g_a, h_a) comes from the checkpoint of
+    ``run``, an encoder-only fine-tuning run (``fit --train-only g_a,h_a``) started from those weights: every other
+    file is copied byte for byte, so the model id and the decoders stay the same and every file made with ``root``
+    still decodes. Refuses a run whose other networks (gains, teacher decoder) are not ``root``'s, as stored."""
+    root, out = Path(root), Path(out)
+    try:
+        weights = load_weights(root)
+    except LcfError as exc:
+        raise SystemExit(f"--weights {root}: {exc}") from None
+    if out.exists() and (out.resolve() == root.resolve() or any(out.iterdir())):
+        raise SystemExit(f"--out {out} must be a new or empty folder (not the weights folder itself)")
+    ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if ckpt.get("model_config") != weights.model_config:
+        raise SystemExit(f"{run} trains a {ckpt.get('model_config')} model, {root} holds {weights.model_config}")
+    dtype = weights.manifest.get("info", {}).get("storage_dtype", "float32")
+    store = STORAGE_DTYPES[dtype]
+    state = {k: v.detach().to(torch.float32).numpy() for k, v in ckpt["model"].items()}
+    shipped = {**{k: v for k, v in weights.entropy.items() if k.startswith("gain.")},
+               **{f"decoders.teacher.{k}": v for k, v in weights.decoder("teacher").items()}}
+    for key, value in shipped.items():
+        if key not in state or not np.array_equal(state[key].astype(store), value):
+            raise SystemExit(f"{run} was not started from {root}: its {key} differs from the shipped one (an "
+                             f"encoder-only run keeps every network but g_a and h_a as it found them)")
+    encoder = {k: state[k].astype(store) for k in weights.encoder()}
+    out.mkdir(parents=True, exist_ok=True)
+    for path in root.iterdir():
+        if path.is_file() and path.name not in (ENCODER_FILE, MANIFEST):
+            shutil.copy2(path, out / path.name)
+    save_file(encoder, str(out / ENCODER_FILE))
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest.setdefault("info", {})["encoder"] = {
+        "run": str(run), "steps": int(ckpt["step"]), "train_only": ckpt["train_config"].get("train_only", ""),
+        "notes": notes}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    result = load_weights(out)
+    print(f"encoder of {run} (step {ckpt['step']}) with the rest of {root} in {out}: model id "
+          f"{result.model_id.hex()} (unchanged)")
+    return result

@@ -5,7 +5,10 @@ state), trains until ``--minutes`` have passed or ``--steps`` is reached, and al
 ``--save-every`` seconds, written atomically). One step draws one quality level per sample (uniformly from 1..7) so
 a single set of weights learns every level; λ2 (the L1 sparsity weight) is applied for the first ``--l1-steps``.
 
-A new run may start from a shipped weights folder instead (``--init-weights``: its teacher, float32, Adam afresh).
+A new run may start from a shipped weights folder instead (``--init-weights``: its teacher, float32, Adam afresh)
+or from another run's checkpoint (``--init-run``: its networks and step, Adam afresh). ``--train-only g_a,h_a``
+trains those top-level modules alone and keeps every other weight exactly as it was: fine-tuning the encoder this way
+changes neither the entropy model (the model id) nor any decoder, so every existing file still decodes.
 On CUDA the float32 products use the TF32 matrix units; ``--precision bf16`` (autocast; the likelihoods stay float32)
 and ``--channels-last`` are options that ``benchmarks/train_throughput.py`` found slower for this model on an H100.
 Logged values are summed on the device (``LevelWindow``) so that a step never waits for the GPU.
@@ -53,6 +56,8 @@ class TrainConfig:
     precision: str = "fp32"              # fp32 (TF32 matrix units on CUDA) | bf16 (autocast; CUDA only)
     channels_last: bool = False          # NHWC tensors on CUDA (refused on the CPU: torch's CPU backward crashes)
     init_weights: str = ""               # a new run starts from this shipped weights folder (teacher networks)
+    init_run: str = ""                   # ... or from this run's checkpoint (networks and step; Adam afresh)
+    train_only: str = ""                 # comma-separated top-level modules to train (e.g. g_a,h_a); "" = all
     threads: int = 0                     # torch intra-op threads; 0 = leave as is
     log_every: int = 50
     extra: dict = field(default_factory=dict)
@@ -63,6 +68,8 @@ class TrainConfig:
         on_cuda = self.device.startswith("cuda")
         if self.precision == "bf16" and not on_cuda:
             raise SystemExit("--precision bf16 is for CUDA devices; on the CPU train in fp32")
+        if self.init_weights and self.init_run:
+            raise SystemExit("give --init-weights or --init-run, not both")
         if self.channels_last and not on_cuda:
             raise SystemExit("--channels-last is for CUDA devices (torch's CPU backward of a strided 1x1 conv "
                              "crashes on channels_last input)")
@@ -191,6 +198,38 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
     return model, int(weights.manifest.get("info", {}).get("steps", 0))
 
 
+def model_from_run(run: str | Path) -> tuple[LcfModel, int]:
+    """The networks of another run's checkpoint (fit or its own kind) and the step it reached: a new run can start
+    from them (``--init-run``) with Adam afresh."""
+    path = Path(run) / "checkpoint.pt"
+    if not path.is_file():
+        raise SystemExit(f"--init-run {run}: no checkpoint.pt there")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "model_config" not in ckpt or "model" not in ckpt:
+        raise SystemExit(f"--init-run {run}: {path} is not a fit checkpoint (no model_config or model)")
+    model = LcfModel(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model, int(ckpt["step"])
+
+
+def trainable_parameters(model: LcfModel, train_only: str) -> list[torch.nn.Parameter]:
+    """The parameters the optimiser updates: every one (``train_only`` empty) or those of the named top-level
+    modules; the others get ``requires_grad = False`` (no weight gradients computed, bit-identical after training).
+    SystemExit for a name that is not a module of the model."""
+    names = [n.strip() for n in train_only.split(",") if n.strip()]
+    if not names:
+        return list(model.parameters())
+    modules = dict(model.named_children())
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        raise SystemExit(f"--train-only: {', '.join(unknown)} not among the model's modules ({', '.join(modules)})")
+    keep = [p for n in names for p in modules[n].parameters()]
+    chosen = {id(p) for p in keep}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    return keep
+
+
 def restore_progress(ckpt: dict, optimiser: torch.optim.Optimizer, sampler: CropSampler, files: list) -> int:
     """Resume a run where its checkpoint left it: optimiser, data order (when the data files are the same) and torch
     RNG; returns the step. The networks are the caller's (fit and distill store different ones)."""
@@ -238,15 +277,25 @@ def train(cfg: TrainConfig) -> dict:
             raise SystemExit(f"--init-weights {cfg.init_weights} holds a {model.config.to_dict()} model; "
                              f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
         print(f"new run from the weights in {cfg.init_weights} (exported at step {step})", flush=True)
+    elif cfg.init_run and not ckpt_path.exists():
+        model, step = model_from_run(cfg.init_run)
+        if model.config != model_cfg:
+            raise SystemExit(f"--init-run {cfg.init_run} holds a {model.config.to_dict()} model; "
+                             f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
+        print(f"new run from the checkpoint of {cfg.init_run} (step {step})", flush=True)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimiser = torch.optim.Adam(trainable_parameters(model, cfg.train_only), lr=cfg.lr)
     files = find_images(cfg.data)
     sampler = CropSampler(load_images(files, cfg.crop), cfg.crop, cfg.batch, seed=cfg.seed)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt["model_config"] != model_cfg.to_dict():
             raise SystemExit(f"{ckpt_path} was trained with {ckpt['model_config']}, not {model_cfg.to_dict()}")
+        was = ckpt.get("train_config", {}).get("train_only", "")
+        if was != cfg.train_only:
+            raise SystemExit(f"{ckpt_path} trains --train-only {was!r}; resume it with the same option "
+                             f"(got {cfg.train_only!r})")
         model.load_state_dict(ckpt["model"])
         step = restore_progress(ckpt, optimiser, sampler, files)
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
