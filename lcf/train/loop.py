@@ -212,6 +212,20 @@ def model_from_run(run: str | Path) -> tuple[LcfModel, int]:
     return model, int(ckpt["step"])
 
 
+def starting_point(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[LcfModel, int]:
+    """The model and step a new run starts from: ``--init-weights`` (a shipped folder) or ``--init-run`` (another
+    run's checkpoint); SystemExit when it holds a model of other widths than the run asks for."""
+    flag, source = ("--init-weights", cfg.init_weights) if cfg.init_weights else ("--init-run", cfg.init_run)
+    model, step = model_from_weights(source) if cfg.init_weights else model_from_run(source)
+    if model.config != model_cfg:
+        raise SystemExit(f"{flag} {source} holds a {model.config.to_dict()} model; "
+                         f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
+    what = f"the weights in {source} (exported at step {step})" if cfg.init_weights else (
+        f"the checkpoint of {source} (step {step})")
+    print(f"new run from {what}", flush=True)
+    return model, step
+
+
 def trainable_parameters(model: LcfModel, train_only: str) -> list[torch.nn.Parameter]:
     """The parameters the optimiser updates: every one (``train_only`` empty) or those of the named top-level
     modules; the others get ``requires_grad = False`` (no weight gradients computed, bit-identical after training).
@@ -271,18 +285,8 @@ def train(cfg: TrainConfig) -> dict:
     model_cfg = ModelConfig(N=cfg.N, M=cfg.M, Mz=cfg.Mz)
     torch.manual_seed(cfg.seed)
     model, step = LcfModel(model_cfg), 0
-    if cfg.init_weights and not ckpt_path.exists():
-        model, step = model_from_weights(cfg.init_weights)
-        if model.config != model_cfg:
-            raise SystemExit(f"--init-weights {cfg.init_weights} holds a {model.config.to_dict()} model; "
-                             f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
-        print(f"new run from the weights in {cfg.init_weights} (exported at step {step})", flush=True)
-    elif cfg.init_run and not ckpt_path.exists():
-        model, step = model_from_run(cfg.init_run)
-        if model.config != model_cfg:
-            raise SystemExit(f"--init-run {cfg.init_run} holds a {model.config.to_dict()} model; "
-                             f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
-        print(f"new run from the checkpoint of {cfg.init_run} (step {step})", flush=True)
+    if not ckpt_path.exists() and (cfg.init_weights or cfg.init_run):
+        model, step = starting_point(cfg, model_cfg)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     optimiser = torch.optim.Adam(trainable_parameters(model, cfg.train_only), lr=cfg.lr)
