@@ -81,6 +81,11 @@ class Weights:
             self._encoder = _load(self.root / self.manifest["files"]["encoder"])
         return self._encoder
 
+    def encoder_id(self) -> bytes:
+        """The encoder's identifier, hashed like the model id over ``encoder.safetensors``: it tells apart two
+        encoders of one model (an encoder fine-tuned alone keeps the model id), e.g. for benchmark rows."""
+        return model_id_of(self.encoder())
+
     def decoder(self, name: str) -> dict[str, np.ndarray]:
         self._check_decoder(name)
         if name not in self._decoders:

@@ -363,7 +363,8 @@ def test_bench_measures_lcf_and_a_classical_codec(tmp_path: Path, tiny_weights: 
     for name in ("photos_per_image.csv", "photos_rd.csv", "photos_rd.png", "photos.md"):
         assert (out / name).stat().st_size > 0, name
     stamp = json.loads((out / "photos_lcf.json").read_text())
-    assert stamp == {"decoder": "teacher", "model_id": api.get_codec(tiny_weights).weights.model_id.hex()}
+    weights = api.get_codec(tiny_weights).weights
+    assert stamp == {"decoder": "teacher", "model_id": weights.model_id.hex(), "encoder_id": weights.encoder_id().hex()}
     assert lcf_cli("bench", tmp_path / "nowhere", "--weights", tiny_weights).exit_code != 0
 
 

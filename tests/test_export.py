@@ -104,6 +104,7 @@ def test_an_encoder_only_run_ships_into_a_copy_with_the_same_model_id(tmp_path, 
     new = export_encoder(run, tiny_weights, out)
     old = Codec(tiny_weights)
     assert new.model_id == old.weights.model_id
+    assert new.encoder_id() != old.weights.encoder_id()  # what tells the two apart (benchmark rows, lcf bench)
     for path in tiny_weights.iterdir():
         if path.name not in ("encoder.safetensors", "manifest.json"):
             assert (out / path.name).read_bytes() == path.read_bytes(), path.name

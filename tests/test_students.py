@@ -226,3 +226,8 @@ def test_lcf_info_lists_the_decoders(student_weights):
     assert doc["default_decoder"] == "teacher"
     assert {d["name"]: d["arch"]["N"] for d in doc["decoders"]} == {"teacher": 16, "cfg2": 16, "cfg3": 12,
                                                                      "cfg4": 8}
+    from lcf.weights import load_weights
+
+    assert doc["encoder_id"] == load_weights(student_weights).encoder_id().hex()
+    as_file = runner.invoke(app, ["info", str(student_weights), "--json"])  # the folder given as FILE: the same
+    assert as_file.exit_code == 0 and json.loads(as_file.stdout) == doc

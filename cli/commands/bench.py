@@ -13,12 +13,13 @@ from lcf_cli.common import Device, Weights, err_console, report_errors
 
 def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int = 0):
     """The runner's hook for lcf, (rgb, quality) -> (bytes, reconstruction, encode s, decode s), and what identifies
-    the lcf being measured (model id, decoder and, above 0, the effort: rows of other weights are never reused by
-    --resume)."""
+    the lcf being measured (model id, encoder id, decoder and, above 0, the effort: rows of other weights, or of
+    another encoder of the same model, are never reused by --resume)."""
     from lcf import api
 
     codec = api.get_codec(weights, device)
-    identity = {"model_id": codec.weights.model_id.hex(), "decoder": codec.resolve_decoder(decoder)}
+    identity = {"model_id": codec.weights.model_id.hex(), "encoder_id": codec.weights.encoder_id().hex(),
+                "decoder": codec.resolve_decoder(decoder)}
     if effort:
         identity["effort"] = effort
 

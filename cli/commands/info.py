@@ -34,14 +34,16 @@ def info(
 
     The chunk table lists each chunk's type, offset, payload length and whether its CRC matches. A damaged file
     is listed as far as it can be, then the problem is reported and the exit code says what it is. Without FILE,
-    or with --weights, it lists the decoders (synthesis networks) the weights offer: any of them decodes any file
-    of the same model (lcf decode --decoder NAME).
+    with --weights, or with a weights folder as FILE, it lists the decoders (synthesis networks) the weights offer:
+    any of them decodes any file of the same model (lcf decode --decoder NAME).
 
     [bold]Examples[/]
       lcf info photo.lcf
       lcf info photo.lcf --json | jq .header.width
       lcf info --weights weights/
     """
+    if file is not None and weights is None and (file / "manifest.json").is_file():
+        file, weights = None, file  # `lcf info weights/`: a weights folder given as FILE
     listing = _decoders(weights) if file is None or weights is not None else None
     if file is None:
         if json:
@@ -94,13 +96,15 @@ def _decoders(weights: Path | None) -> dict:
     return {
         "weights": str(w.root),
         "model_id": w.model_id.hex(),
+        "encoder_id": w.encoder_id().hex(),
         "default_decoder": w.default_decoder,
         "decoders": [{"name": name, **w.decoder_info(name)} for name in w.decoder_names],
     }
 
 
 def _print_decoders(listing: dict) -> None:
-    out_console.print(f"weights   {listing['weights']} (model id {listing['model_id']})", markup=False)
+    out_console.print(f"weights   {listing['weights']} (model id {listing['model_id']}, encoder id "
+                      f"{listing['encoder_id']})", markup=False)
     table = Table("decoder", "kind", "N", "attention", "residual", "parameters", "bytes", box=None, pad_edge=False)
     for d in listing["decoders"]:
         arch = d.get("arch", {})
