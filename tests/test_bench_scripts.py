@@ -165,6 +165,24 @@ def test_train_throughput_times_the_real_training_step_and_chooses(tiny_weights,
     assert choice.read_text().strip() == "fp32"  # only configs at --batch are chosen (batch 1 usually steps faster)
 
 
+def test_train_step_cost_counts_arithmetic_that_scales_with_the_batch_and_ops_that_do_not(tiny_weights, tmp_path):
+    script = load_script("train_step_cost")
+    from lcf.train.loop import model_from_weights
+
+    model, _ = model_from_weights(tiny_weights)
+    one, two = script.step_cost(model, 64, 1), script.step_cost(model, 64, 2)
+    assert one["total_gflop"] > one["forward_gflop"] > 0
+    assert two["total_gflop"] == pytest.approx(2 * one["total_gflop"], rel=1e-6)
+    for key in ("forward_ops", "backward_ops"):  # launches do not grow with the batch (a few depend on its levels)
+        assert one[key] > 100 and abs(two[key] - one[key]) <= 0.05 * one[key], key
+    out = tmp_path / "cost.md"
+    assert script.main(["--weights", str(tiny_weights), "--crop", "64", "--batch", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"| {two['forward_ops']} | {two['backward_ops']} | {two['forward_ops'] + two['backward_ops']} |" in text
+    with pytest.raises(SystemExit, match="multiple of 64"):
+        script.main(["--weights", str(tiny_weights), "--crop", "100"])
+
+
 def test_large_images_measures_each_setting_in_its_own_process(tiny_weights, tmp_path):
     src = tmp_path / "photo.png"
     Image.fromarray(make_rgb_array(80, 60, kind="mixed", seed=4)).save(src)
