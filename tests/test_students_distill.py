@@ -161,6 +161,24 @@ def test_eval_reports_estimated_rate_and_psnr_of_a_checkpoint(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("step 123 (3 images): q2 ")
 
 
+def test_bd_rate_between_two_evaluations(tmp_path, capsys):
+    from lcf.train.__main__ import main
+    from lcf.train.evaluate import bd_rate_between
+
+    points = {1.0: (0.2, 27.0), 4.0: (0.4, 30.0), 7.0: (0.6, 31.0)}
+    cheaper = {q: (b * 0.9, p) for q, (b, p) in points.items()}  # 10 % fewer bits at every PSNR
+    assert bd_rate_between({"points": points}, {"points": cheaper}) == pytest.approx(-10.0)
+    assert bd_rate_between({"points": cheaper}, {"points": points}) == pytest.approx(100 / 9)
+    with pytest.raises(ValueError, match="different qualities"):
+        bd_rate_between({"points": points}, {"points": {1.0: (0.2, 27.0)}})
+    teacher_run, data, _ = _teacher_run(tmp_path)
+    assert main(["eval", "--run", str(teacher_run), "--images", str(data), "--max-images", "1", "--qualities",
+                 "1,7", "--against", str(teacher_run)]) == 0
+    out = capsys.readouterr().out.splitlines()  # both evaluations, then the BD-rate (NaN here: an untrained model's
+    assert len(out) == 3 and out[0] == out[1]  # PSNR does not rise with the rate)
+    assert out[2].startswith(f"BD-rate of {teacher_run} against {teacher_run}: ")
+
+
 def test_eval_of_a_distillation_run_measures_its_student_on_the_teachers_latents(tmp_path, capsys):
     from lcf.train.__main__ import main
     from lcf.train.evaluate import evaluate

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--images", required=True, help="folder of held-out images (never the training data)")
     ev.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
     ev.add_argument("--qualities", default="1,4,7", help="comma-separated quality levels (default 1,4,7)")
+    ev.add_argument("--against", default=None, metavar="RUN",
+                    help="also evaluate this run and print the BD-rate (pchip, PSNR) of --run against it")
     pk = sub.add_parser("pack", help="cut a run's checkpoint.pt into parts under 16 MiB (lcf.train.shards)")
     pk.add_argument("--run", required=True)
     pk.add_argument("--out", required=True, help="folder for checkpoint.partNN and checkpoint.parts.json")
@@ -101,7 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         from lcf.train.evaluate import evaluate, format_result
 
         qualities = [float(q) for q in args.qualities.split(",") if q.strip()]
-        print(format_result(evaluate(args.run, args.images, qualities, args.max_images)))
+        result = evaluate(args.run, args.images, qualities, args.max_images)
+        print(format_result(result))
+        if args.against:
+            from lcf.train.evaluate import bd_rate_between
+
+            reference = evaluate(args.against, args.images, qualities, args.max_images)
+            print(format_result(reference))
+            print(f"BD-rate of {args.run} against {args.against}: {bd_rate_between(reference, result):+.2f} %")
     elif args.cmd == "export-encoder":
         from lcf.train.export import export_encoder
 

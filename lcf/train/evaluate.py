@@ -1,6 +1,7 @@
 """Validation of a training checkpoint: the float model's estimated rate and its PSNR on held-out images.
 
     python -m lcf.train eval --run runs/cpu --images ../shared/data/kodak --max-images 4 [--qualities 1,4,7]
+                             [--against OTHER_RUN]
 
 For each quality: the mean over the images of bpp = -log2 of the likelihoods of ŷ and ẑ (rounded, as in eval mode)
 per pixel, and the PSNR of the (unclamped) reconstruction of the teacher g_s; images are padded to multiples of 64
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lcf.bench.bdrate import bd_rate
 from lcf.bench.runner import list_images, load_rgb
 from lcf.train.distill import is_distill_checkpoint, load_teacher
 from lcf.train.losses import rate_distortion_loss
@@ -63,3 +65,14 @@ def format_result(result: dict) -> str:
     for name, psnr in result.get("students", {}).items():
         lines.append(f"  student {name}: " + "  ".join(f"q{q:g} {p:.2f} dB" for q, p in psnr.items()))
     return "\n".join(lines)
+
+
+def bd_rate_between(reference: dict, test: dict) -> float:
+    """BD-rate (pchip, PSNR; percent, negative = ``test`` saves bits) between two :func:`evaluate` results of the same
+    qualities; NaN when fewer than two qualities or no overlap."""
+    qualities = sorted(reference["points"])
+    if sorted(test["points"]) != qualities:
+        raise ValueError("the two evaluations measured different qualities")
+    ref, new = reference["points"], test["points"]
+    return bd_rate([ref[q][0] for q in qualities], [ref[q][1] for q in qualities],
+                   [new[q][0] for q in qualities], [new[q][1] for q in qualities])
