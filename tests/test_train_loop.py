@@ -107,7 +107,7 @@ def test_train_only_the_encoder_leaves_every_other_weight_exact(tmp_path, data):
     assert moved and all(k.startswith(("g_a.", "h_a.")) for k in moved), sorted(moved)[:5]
     assert any(k.startswith("h_a.") for k in moved)
 
-    train(TrainConfig(steps=5, run=str(enc), train_only="g_a,h_a", **cfg))  # resumes with the same option
+    train(TrainConfig(steps=5, run=str(enc), train_only="h_a, g_a,g_a", **cfg))  # the same modules: resumes
     with pytest.raises(SystemExit, match="same option"):
         train(TrainConfig(steps=6, run=str(enc), **cfg))
     with pytest.raises(SystemExit, match="not among the model's modules"):

@@ -226,11 +226,16 @@ def starting_point(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[LcfModel, 
     return model, step
 
 
+def module_names(train_only: str) -> list[str]:
+    """``--train-only`` as a list of distinct module names, sorted ("h_a, g_a,g_a" -> ["g_a", "h_a"])."""
+    return sorted({n.strip() for n in train_only.split(",") if n.strip()})
+
+
 def trainable_parameters(model: LcfModel, train_only: str) -> list[torch.nn.Parameter]:
     """The parameters the optimiser updates: every one (``train_only`` empty) or those of the named top-level
     modules; the others get ``requires_grad = False`` (no weight gradients computed, bit-identical after training).
     SystemExit for a name that is not a module of the model."""
-    names = [n.strip() for n in train_only.split(",") if n.strip()]
+    names = module_names(train_only)
     if not names:
         return list(model.parameters())
     modules = dict(model.named_children())
@@ -297,7 +302,7 @@ def train(cfg: TrainConfig) -> dict:
         if ckpt["model_config"] != model_cfg.to_dict():
             raise SystemExit(f"{ckpt_path} was trained with {ckpt['model_config']}, not {model_cfg.to_dict()}")
         was = ckpt.get("train_config", {}).get("train_only", "")
-        if was != cfg.train_only:
+        if module_names(was) != module_names(cfg.train_only):
             raise SystemExit(f"{ckpt_path} trains --train-only {was!r}; resume it with the same option "
                              f"(got {cfg.train_only!r})")
         model.load_state_dict(ckpt["model"])
