@@ -13,8 +13,9 @@ units on CUDA; ``bf16`` is autocast with the likelihoods kept in float32; ``+cl`
 channels_last; ``@B`` runs batches of B instead of ``--batch`` (a step of this small model costs about as much at
 batch 16 as at 32 on an H100 if it is bound by kernel launches, not arithmetic: the images/s column says). The loss
 of the first step against the first config's at ``--batch`` tells how far a precision moves the objective (other
-batches draw other samples: their column compares nothing). ``--choose`` picks among the configs at ``--batch`` only: the batch size changes the
-training itself, so it is a decision for the person starting the run, not for this script.
+batches draw other samples: their column compares nothing). ``--choose`` picks among the configs at ``--batch``
+only: the batch size changes the training itself, so it is a decision for the person starting the run, not for
+this script.
 On the CPU only ``fp32`` is allowed (the issue's CPU runs are measured by ``python -m lcf.train fit`` itself).
 """
 

@@ -231,3 +231,16 @@ def test_lcf_info_lists_the_decoders(student_weights):
     assert doc["encoder_id"] == load_weights(student_weights).encoder_id().hex()
     as_file = runner.invoke(app, ["info", str(student_weights), "--json"])  # the folder given as FILE: the same
     assert as_file.exit_code == 0 and json.loads(as_file.stdout) == doc
+
+
+def test_lcf_info_lists_a_decode_only_folder(student_weights, tmp_path):
+    import shutil
+
+    from lcf_cli.main import app
+
+    folder = tmp_path / "decode-only"
+    shutil.copytree(student_weights, folder)
+    (folder / "encoder.safetensors").unlink()
+    result = CliRunner().invoke(app, ["info", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "no encoder: decoding only" in result.stdout and "cfg4" in result.stdout

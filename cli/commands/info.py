@@ -90,21 +90,26 @@ def _print_table(result: api.FileInfo) -> None:
 
 
 def _decoders(weights: Path | None) -> dict:
-    from lcf.weights import load_weights  # reads manifest.json and the entropy model's digest; no torch
+    from lcf.errors import LcfIOError
+    from lcf.weights import load_weights  # reads manifest.json, the entropy model and the encoder; no torch
 
     w = load_weights(weights)
+    try:
+        encoder_id = w.encoder_id().hex()
+    except LcfIOError:  # a decode-only folder: encoder.safetensors is needed to encode only
+        encoder_id = None
     return {
         "weights": str(w.root),
         "model_id": w.model_id.hex(),
-        "encoder_id": w.encoder_id().hex(),
+        "encoder_id": encoder_id,
         "default_decoder": w.default_decoder,
         "decoders": [{"name": name, **w.decoder_info(name)} for name in w.decoder_names],
     }
 
 
 def _print_decoders(listing: dict) -> None:
-    out_console.print(f"weights   {listing['weights']} (model id {listing['model_id']}, encoder id "
-                      f"{listing['encoder_id']})", markup=False)
+    encoder = f"encoder id {listing['encoder_id']}" if listing["encoder_id"] else "no encoder: decoding only"
+    out_console.print(f"weights   {listing['weights']} (model id {listing['model_id']}, {encoder})", markup=False)
     table = Table("decoder", "kind", "N", "attention", "residual", "parameters", "bytes", box=None, pad_edge=False)
     for d in listing["decoders"]:
         arch = d.get("arch", {})
