@@ -199,17 +199,14 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
 
 
 def model_from_run(run: str | Path) -> tuple[LcfModel, int]:
-    """The networks of another run's checkpoint (fit or its own kind) and the step it reached: a new run can start
-    from them (``--init-run``) with Adam afresh."""
-    path = Path(run) / "checkpoint.pt"
-    if not path.is_file():
+    """The networks of another run's checkpoint (a fit run, or a distillation run's pinned teacher) and the step
+    it reached: a new run can start from them (``--init-run``) with Adam afresh."""
+    if not (Path(run) / "checkpoint.pt").is_file():
         raise SystemExit(f"--init-run {run}: no checkpoint.pt there")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "model_config" not in ckpt or "model" not in ckpt:
-        raise SystemExit(f"--init-run {run}: {path} is not a fit checkpoint (no model_config or model)")
-    model = LcfModel(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model, int(ckpt["step"])
+    from lcf.train.distill import load_teacher  # distill builds on this module
+
+    model, meta = load_teacher(run)
+    return model, int(meta["step"])
 
 
 def starting_point(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[LcfModel, int]:
