@@ -143,6 +143,30 @@ class Decoded:
         return to_pil(self.rgb, color=self.color, alpha=self.alpha, icc=self.icc, exif=self.exif, xmp=self.xmp)
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What an encode computes before the quality enters (:meth:`Codec.analysis`): each quality's latents are
+    ``round(features · gain(q))`` (then refined, for effort > 0), so g_a runs once for any number of qualities."""
+
+    prepared: PreparedImage
+    features: torch.Tensor              # g_a(x) before the gain, (1, M, Hp/16, Wp/16) float on the codec's device
+    x: torch.Tensor | None              # the padded input (1, 3, Hp, Wp) in [0, 1], kept for refinement (effort > 0)
+    effort: int                         # the highest effort its latents may be asked for
+    side_chunks: tuple[Chunk, ...]      # ALPH, iCCP, eXIf, xMPd: the same at every quality
+
+
+def _side_chunks(prepared: PreparedImage) -> Iterator[Chunk]:
+    h, w = prepared.rgb.shape[:2]
+    if prepared.alpha is not None:
+        yield Chunk("ALPH", compress_alpha(np.ascontiguousarray(prepared.alpha).tobytes(), w, h))
+    if prepared.icc:
+        yield Chunk("iCCP", prepared.icc)
+    if prepared.exif:
+        yield Chunk("eXIf", prepared.exif.removeprefix(EXIF_PREFIX))
+    if prepared.xmp:
+        yield Chunk("xMPd", prepared.xmp)
+
+
 def check_device(device: str) -> torch.device:
     if device == "cpu":
         return torch.device("cpu")
@@ -378,9 +402,17 @@ class Codec:
         """Image -> quantized latents (no entropy coding). ``effort`` > 0 refines g_a's latents for the decoder
         ``decoder`` (default: the weights' default) in ``EFFORT_ITERATIONS[effort]`` steps (lcf.nn.refine), calling
         ``progress(done, total)`` after each."""
-        prepared = image if isinstance(image, PreparedImage) else load_image(image)
         quality = check_quality(quality)
-        iterations = EFFORT_ITERATIONS[check_effort(effort)]
+        analysis = self.analysis(image, effort)
+        return analysis.prepared, quality, self.symbols_at(analysis, quality, effort, decoder, progress)
+
+    def analysis(self, image, effort: int = 0) -> Analysis:
+        """Image -> :class:`Analysis`: what an encode does before the quality enters (load, pad, g_a), done once for
+        any number of qualities (:meth:`symbols_at`, :meth:`write`; lcf.ratecontrol searches the quality so).
+        ``effort``: the highest effort the latents will be asked for (its memory is checked here, and effort > 0
+        keeps the padded input for refinement)."""
+        prepared = image if isinstance(image, PreparedImage) else load_image(image)
+        effort = check_effort(effort)
         self._ensure_encoder()
         h, w = prepared.rgb.shape[:2]
         x = torch.from_numpy(np.array(prepared.rgb)).permute(2, 0, 1)[None].contiguous()
@@ -389,21 +421,35 @@ class Codec:
         self.check_memory(wp, hp, effort=effort)
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
-        q = torch.tensor([quality], dtype=torch.float32, device=self.device)
         with torch.no_grad():
             x = x.contiguous(memory_format=analysis_memory_format(self.device))
-            y = self.model.analyse(x, q, tile=self.analysis_tile).contiguous()
+            features = self.model.analyse_ungained(x, tile=self.analysis_tile)
+        return Analysis(prepared, features, x if effort else None, effort, tuple(_side_chunks(prepared)))
+
+    def symbols_at(self, analysis: Analysis, quality: float, effort: int | None = None, decoder: str | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Symbols:
+        """The quantized latents of ``analysis`` at ``quality``, exactly those of a plain encode at that quality and
+        ``effort`` (default: the analysis's; at most it). ``decoder``, ``progress``: as for :meth:`analyse`."""
+        quality = check_quality(quality)
+        effort = analysis.effort if effort is None else check_effort(effort)
+        if effort > analysis.effort:
+            raise UsageError(f"this analysis was made for effort {analysis.effort} and cannot refine at effort {effort}")
+        iterations = EFFORT_ITERATIONS[effort]
+        q = torch.tensor([quality], dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            y = self.model.apply_gain(analysis.features, q).contiguous()
         if iterations:  # the layout of y is back to the default one for h_a, g_s and the symbols
             name = self.resolve_decoder(decoder)
             self._ensure_decoder(name)
-            y = refine_latents(self.model, self._entropy_on_device(), self.model.decoders[name], x, y, quality,
-                               iterations, height=h, width=w, progress=progress).y
+            h, w = analysis.prepared.rgb.shape[:2]
+            y = refine_latents(self.model, self._entropy_on_device(), self.model.decoders[name], analysis.x, y,
+                               quality, iterations, height=h, width=w, progress=progress).y
         with torch.inference_mode():
             z = self.model.hyper_analyse(y)
             y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
             z_hat = torch.round(z)[0].to("cpu", torch.int32).numpy()
         coded = (y_hat != 0).reshape(y_hat.shape[0], -1).any(axis=1)
-        return prepared, quality, Symbols(z_hat=z_hat, y_hat=y_hat, coded=coded)
+        return Symbols(z_hat=z_hat, y_hat=y_hat, coded=coded)
 
     def _entropy_on_device(self) -> EntropyOnDevice:
         with self._lock:
@@ -454,10 +500,15 @@ class Codec:
     def _encode(self, image, quality: float, decoder: str | None, effort: int,
                 progress: Callable[[int, int], None] | None, estimate: bool) -> tuple[bytes, dict]:
         decoder = self.resolve_decoder(decoder)
-        prepared, quality, symbols = self.analyse(image, quality, effort, decoder, progress)
-        hyper, anchor, nonanchor, bits = self.code_symbols(symbols, estimate)
+        quality = check_quality(quality)
+        analysis = self.analysis(image, effort)
+        symbols = self.symbols_at(analysis, quality, effort, decoder, progress)
+        return self.write(analysis, quality, decoder, symbols, estimate)
+
+    def header_for(self, prepared: PreparedImage, quality: float, decoder: str) -> Header:
+        """The HEAD of this image's file at ``quality`` recommending ``decoder``."""
         h, w = prepared.rgb.shape[:2]
-        header = Header(
+        return Header(
             width=w,
             height=h,
             color=ColorFormat.GRAY8 if prepared.color == "L" else ColorFormat.RGB8,
@@ -467,28 +518,26 @@ class Codec:
             latent_channels=self.config.M,
             hyper_channels=self.config.Mz,
         )
+
+    def write(self, analysis: Analysis, quality: float, decoder: str, symbols: Symbols,
+              estimate: bool = False) -> tuple[bytes, dict]:
+        """The .lcf file of ``symbols`` (from :meth:`symbols_at` at ``quality``), and its stats as
+        :meth:`encode_with_stats` reports them (the bits estimate only when ``estimate``)."""
+        hyper, anchor, nonanchor, bits = self.code_symbols(symbols, estimate)
         chunks = [
             Chunk("CMAP", pack_bitmap(symbols.coded)),
             Chunk("HYPR", hyper),
             Chunk("ANCH", anchor),
             Chunk("NANC", nonanchor),
+            *analysis.side_chunks,
         ]
-        if prepared.alpha is not None:
-            chunks.append(Chunk("ALPH", compress_alpha(np.ascontiguousarray(prepared.alpha).tobytes(), w, h)))
-        if prepared.icc:
-            chunks.append(Chunk("iCCP", prepared.icc))
-        if prepared.exif:
-            exif = prepared.exif
-            chunks.append(Chunk("eXIf", exif.removeprefix(EXIF_PREFIX)))
-        if prepared.xmp:
-            chunks.append(Chunk("xMPd", prepared.xmp))
-        data = write_container(header, chunks)
+        data = write_container(self.header_for(analysis.prepared, quality, decoder), chunks)
         stats = {
             "bits_estimated": bits,
             "stream_bytes": {"hyper": len(hyper), "anchor": len(anchor), "nonanchor": len(nonanchor)},
             "coded_channels": int(symbols.coded.sum()),
             "channels": int(symbols.coded.size),
-            "notes": prepared.notes,
+            "notes": analysis.prepared.notes,
         }
         return data, stats
 

@@ -132,7 +132,15 @@ class LcfModel(nn.Module):
     def analyse(self, x: Tensor, quality: Tensor, tile: int | None = None) -> Tensor:
         """y = g_a(x) · gain(q), float; the coded symbols are round(y). ``tile``: run g_a's modules from full
         resolution to H/8 in tiles of this many of their output pixels (lcf.nn.tiling.analyse_tiled)."""
-        return (analyse_tiled(self.g_a, x, tile) if tile else self.g_a(x)) * self.gain.gain(quality)
+        return self.apply_gain(self.analyse_ungained(x, tile), quality)
+
+    def analyse_ungained(self, x: Tensor, tile: int | None = None) -> Tensor:
+        """g_a(x), before the quality's gain: what every quality shares (``apply_gain`` makes y of it)."""
+        return analyse_tiled(self.g_a, x, tile) if tile else self.g_a(x)
+
+    def apply_gain(self, features: Tensor, quality: Tensor) -> Tensor:
+        """y = features · gain(q), with ``features`` from :meth:`analyse_ungained`."""
+        return features * self.gain.gain(quality)
 
     def hyper_analyse(self, y: Tensor) -> Tensor:
         """z = h_a(y), float; the coded symbols are round(z)."""
