@@ -28,6 +28,7 @@ from lcf.errors import (
     LcfIOError,
     LimitError,
     ModelMismatchError,
+    UnreachableTargetError,
     UnsupportedImageError,
     UsageError,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "LcfIOError",
     "LimitError",
     "ModelMismatchError",
+    "UnreachableTargetError",
     "UnsupportedImageError",
     "UsageError",
     "__version__",

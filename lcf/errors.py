@@ -70,6 +70,14 @@ class LcfIOError(LcfError):
     exit_code = 8
 
 
+class UnreachableTargetError(LcfError):
+    """A rate-control target (``--target-size``, ``--target-bpp``, ``--target-psnr``) that no quality meets: a size
+    below the smallest file or a PSNR above the best one. The message gives the nearest reachable value
+    (``--keep-nearest`` writes that file instead, :mod:`lcf.ratecontrol`)."""
+
+    exit_code = 9
+
+
 __all__ = [
     "LcfError",
     "UsageError",
@@ -79,4 +87,5 @@ __all__ = [
     "ModelMismatchError",
     "UnsupportedImageError",
     "LcfIOError",
+    "UnreachableTargetError",
 ]

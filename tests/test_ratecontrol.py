@@ -1,0 +1,238 @@
+"""Rate control (lcf.ratecontrol): size parsing, targets, the grid search, and targets met on a codec with the
+chosen file byte for byte a plain encode at the chosen quality."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from images import exif_bytes, make_gray, make_rgb, make_rgba, srgb_icc, xmp_packet
+from lcf import api
+from lcf.errors import UnreachableTargetError, UsageError
+from lcf.ratecontrol import K_MAX, K_MIN, Target, encode_to_target, parse_size, search
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+STEP = 1 / 256
+
+
+# -- sizes ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, size", [
+    ("12000", 12000), (12000, 12000), ("10KB", 10_000), ("10kb", 10_000), ("10 kB", 10_000), ("10k", 10_000),
+    ("1.5MB", 1_500_000), ("1.5M", 1_500_000), ("2MiB", 2 * 1024 * 1024), ("1KiB", 1024), ("0.5GiB", 1 << 29),
+    ("3GB", 3_000_000_000), ("4.35KB", 4350), ("1.0005kB", 1000), (" 7B ", 7), (".5kB", 500), ("2.", 2),
+])
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "KB", "10XB", "-5", "0", "0.4", "0kB", "1e3", "1..5MB", "10 K B", "ten",
+                                  True, "10kbit"])
+def test_parse_size_refuses(text):
+    with pytest.raises(UsageError) as info:
+        parse_size(text)
+    assert info.value.exit_code == 2
+
+
+def test_target_checks_its_value():
+    assert Target.size("1.5kB") == Target("size", 1500)
+    assert Target("size", 1500.0).value == 1500
+    for kind, value in [("size", 0), ("size", 10.5), ("bpp", -1), ("psnr", math.inf), ("psnr", math.nan),
+                        ("bpp", True), ("quality", 3), ("psnr", "30")]:
+        with pytest.raises(UsageError):
+            Target(kind, value)
+
+
+def test_bpp_target_is_a_byte_limit_rounded_down():
+    assert Target("bpp", 0.5).max_bytes(1000) == 62     # 62.5 bytes: 62 fit, 63 would be 0.504 bpp
+    assert Target("bpp", 0.5).max_bytes(1008) == 63
+    assert Target("size", 999).max_bytes(5) == 999
+
+
+# -- the search alone ----------------------------------------------------------------------------------------------
+
+
+def straddles(seen: dict[int, float]) -> tuple[int, int]:
+    """The adjacent pair (k low, k + 1 high) the search must end on."""
+    pairs = [(k, k + 1) for k in seen if seen[k] < 0 and k + 1 in seen and not seen[k + 1] < 0]
+    assert pairs, sorted(seen.items())
+    return pairs[0]
+
+
+@pytest.mark.parametrize("crossing", [256.5, 300.2, 700.9, 1024.5, 1500.1, 1791.5])
+@pytest.mark.parametrize("curve", ["log-size", "psnr"])
+def test_search_ends_on_the_crossing_in_few_probes(crossing, curve):
+    if curve == "log-size":  # a convex rise, like log(bytes) against quality
+        f = lambda k: 0.002 * (k - 256) + 2e-7 * (k - 256) ** 2  # noqa: E731
+        slope = 0.18 / 256
+    else:  # a flattening rise, like PSNR against quality
+        f = lambda k: 3.0 * math.log1p((k - 256) / 200)  # noqa: E731
+        slope = 0.35 / 256
+    calls: list[int] = []
+
+    def residual(k: int) -> float:
+        calls.append(k)
+        return f(k) - f(crossing)
+
+    seen = search(residual, slope=slope)
+    assert straddles(seen) == (math.floor(crossing), math.floor(crossing) + 1)
+    assert len(calls) == len(set(calls)) == len(seen)  # no grid point is probed twice
+    assert len(seen) <= 9
+
+
+def test_search_stops_at_the_ends_of_the_grid():
+    seen = search(lambda k: k + 1.0, slope=0.01)  # everything high: down to quality 1
+    assert min(seen) == K_MIN and all(r >= 0 for r in seen.values())
+    seen = search(lambda k: -1.0 - k, slope=0.01)  # everything low: up to quality 7
+    assert max(seen) == K_MAX and all(r < 0 for r in seen.values())
+    assert len(search(lambda k: math.inf, slope=0.01)) == 2  # an infinite PSNR: straight to quality 1
+
+
+def test_search_survives_a_curve_that_is_not_monotone():
+    def residual(k: int) -> float:  # a rise with wiggles that cross zero several times near 1000
+        return (k - 1000) * 1e-3 + 0.02 * math.sin(k / 3.0)
+
+    seen = search(residual, slope=1e-3)
+    low, high = straddles(seen)
+    assert 960 <= low <= 1040 and len(seen) < 40
+
+
+def test_search_respects_max_probes():
+    seen = search(lambda k: (k - 1000.5) * 1e-6, slope=1.0, max_probes=3)  # a prior slope far too steep
+    assert len(seen) == 3
+
+
+# -- targets on a codec --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rgb():
+    return np.asarray(make_rgb(72, 56, "mixed", seed=3))
+
+
+def plain(codec, image, quality, effort=0, decoder=None) -> bytes:
+    return codec.encode(image, quality, decoder, effort)
+
+
+def probe_at(result, quality):
+    return [p for p in result.probes if p.quality == quality and p.effort == result.effort]
+
+
+def test_size_target_is_the_best_quality_that_fits(tiny_codec, rgb):
+    low, high = len(plain(tiny_codec, rgb, 2.0)), len(plain(tiny_codec, rgb, 6.0))
+    limit = (low + high) // 2
+    result = encode_to_target(tiny_codec, rgb, Target("size", limit))
+    assert result.met and result.bytes <= limit and 2.0 < result.quality < 6.0
+    assert result.data == plain(tiny_codec, rgb, result.quality)  # byte for byte a plain encode
+    above = probe_at(result, result.quality + STEP)  # the next grid point was tried and does not fit
+    assert above and above[0].bytes > limit
+    assert above[0].bytes == len(plain(tiny_codec, rgb, result.quality + STEP))  # probes are exact sizes
+    assert result.psnr is None and result.bpp == result.bytes * 8 / (72 * 56)
+    assert len(result.probes) <= 10
+
+
+def test_bpp_target(tiny_codec, rgb):
+    bpp = len(plain(tiny_codec, rgb, 3.3)) * 8 / (72 * 56)
+    result = encode_to_target(tiny_codec, rgb, Target("bpp", bpp), measure=True)
+    assert result.met and result.bpp <= bpp and result.quality >= 3.3
+    assert result.data == plain(tiny_codec, rgb, result.quality)
+    assert result.psnr == api.psnr(rgb, tiny_codec.decode(result.data).rgb)  # measure: the decoded PSNR
+
+
+def test_psnr_target_is_the_smallest_quality_that_reaches_it(tiny_codec, rgb):
+    goal = api.psnr(rgb, tiny_codec.decode(plain(tiny_codec, rgb, 4.5)).rgb)
+    result = encode_to_target(tiny_codec, rgb, Target("psnr", goal))
+    assert result.met and result.psnr >= goal
+    assert result.data == plain(tiny_codec, rgb, result.quality)
+    assert result.psnr == api.psnr(rgb, tiny_codec.decode(result.data).rgb)  # exactly what a decoder produces
+    if result.quality > 1:
+        below = probe_at(result, result.quality - STEP)
+        assert below and below[0].psnr < goal
+        assert below[0].psnr == api.psnr(rgb, tiny_codec.decode(plain(tiny_codec, rgb, result.quality - STEP)).rgb)
+
+
+def test_targets_at_the_ends_are_met(tiny_codec, rgb):
+    big = encode_to_target(tiny_codec, rgb, Target.size("1GB"))
+    assert big.met and big.quality == 7.0 and len(big.probes) == 2
+    easy = encode_to_target(tiny_codec, rgb, Target("psnr", 1.0))
+    assert easy.met and easy.quality == 1.0 and easy.data == plain(tiny_codec, rgb, 1.0)
+
+
+def test_a_size_too_small_is_refused_with_the_smallest_file(tiny_codec, rgb):
+    smallest = len(plain(tiny_codec, rgb, 1.0))
+    with pytest.raises(UnreachableTargetError) as info:
+        encode_to_target(tiny_codec, rgb, Target("size", 100), name="in.png")
+    assert info.value.exit_code == 9
+    assert f"in.png: no quality fits in 100 bytes: the smallest file is {smallest:,} bytes" in str(info.value)
+    assert "--keep-nearest" in str(info.value)
+    kept = encode_to_target(tiny_codec, rgb, Target("size", 100), keep_nearest=True)
+    assert not kept.met and kept.quality == 1.0 and kept.data == plain(tiny_codec, rgb, 1.0)
+    assert "smallest file" in kept.message
+
+
+def test_a_psnr_too_high_is_refused_with_the_best_psnr(tiny_codec, rgb):
+    with pytest.raises(UnreachableTargetError) as info:
+        encode_to_target(tiny_codec, rgb, Target("psnr", 99.0))
+    assert "no quality reaches 99 dB PSNR: the best is" in str(info.value)
+    kept = encode_to_target(tiny_codec, rgb, Target("psnr", 99.0), keep_nearest=True)
+    assert not kept.met and kept.psnr == max(p.psnr for p in kept.probes)
+    assert f"the best is {kept.psnr:.2f} dB" in kept.message
+    assert kept.data == plain(tiny_codec, rgb, kept.quality)
+
+
+@pytest.mark.parametrize("image", [
+    make_rgba(40, 30, "gradient", alpha="noise"),
+    make_gray(33, 20, "edges"),
+], ids=["rgba", "gray"])
+def test_alpha_gray_and_metadata_files_are_plain_encodes(tiny_codec, image):
+    image.info["icc_profile"] = srgb_icc()
+    image.info["exif"] = exif_bytes(orientation=1)
+    image.info["xmp"] = xmp_packet()
+    from lcf.image import load_image
+
+    prepared = load_image(image)
+    limit = len(plain(tiny_codec, prepared, 4.0))
+    result = encode_to_target(tiny_codec, prepared, Target("size", limit))
+    assert result.met and result.quality >= 4.0
+    assert result.data == plain(tiny_codec, prepared, result.quality)
+
+
+def test_effort_searches_again_with_refined_probes(tiny_codec, rgb):
+    rgb = rgb[:32, :40]
+    limit = len(plain(tiny_codec, rgb, 4.0))
+    steps: list[tuple[int, int]] = []
+    result = encode_to_target(tiny_codec, rgb, Target("size", limit), effort=1,
+                              progress=lambda done, total: steps.append((done, total)))
+    assert result.met and result.effort == 1 and result.bytes <= limit
+    assert result.data == plain(tiny_codec, rgb, result.quality, effort=1)  # a plain encode at effort 1
+    refined = [p for p in result.probes if p.effort == 1]
+    assert refined and len(steps) == 8 * len(refined)
+    assert result.probes[0].effort == 0  # the search at effort 0 comes first
+
+
+def test_the_recommended_decoder_measures_psnr(rgb):
+    from lcf.codec import Codec
+
+    shipped = Codec()  # the bundled weights: several decoders, and a PSNR that rises with quality
+    name = [n for n in shipped.decoder_names if n != shipped.weights.default_decoder][-1]
+    small = rgb[:40, :48]
+    goal = api.psnr(small, shipped.decode(shipped.encode(small, 3.0, name)).rgb)
+    result = encode_to_target(shipped, small, Target("psnr", goal), decoder=name)
+    assert result.met and result.decoder == name and result.quality <= 3.0
+    assert result.data == plain(shipped, small, result.quality, decoder=name)
+    decoded = shipped.decode(result.data)
+    assert decoded.decoder == name and result.psnr == api.psnr(small, decoded.rgb)
+
+
+def test_bad_arguments(tiny_codec, rgb):
+    with pytest.raises(UsageError):
+        encode_to_target(tiny_codec, rgb, ("size", 1000))
+    with pytest.raises(UsageError):
+        encode_to_target(tiny_codec, rgb, Target("size", 1000), effort=7)
+    analysis = tiny_codec.analysis(rgb, effort=0)
+    with pytest.raises(UsageError, match="effort 0"):
+        tiny_codec.symbols_at(analysis, 4.0, effort=1)
