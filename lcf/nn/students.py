@@ -163,24 +163,35 @@ def feature_channels(g_s: nn.Sequential, M: int) -> list[int]:
 # -- skipping the all-zero latent channels ----------------------------------------------------------------------------
 
 
-def _coded_conv(conv: nn.Conv2d, y_c: Tensor, idx: Tensor) -> Tensor:
+def _layout(x: Tensor) -> torch.memory_format:
+    """The memory format of ``x``: channels_last or the default. The coded channels keep y's: oneDNN's
+    convolutions in the default layout over a channel count such as 83 sum in an order that depends on the number of
+    threads (pixels differed by ±1 between 1 and 2 threads), in channels_last they do not
+    (``benchmarks/thread_determinism.py``)."""
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+
+
+def _coded_conv(conv: nn.Conv2d, y_c: Tensor, idx: Tensor, like: Tensor | None = None) -> Tensor:
     """conv(y) computed from the coded channels y_c = y[:, idx] only: the weight's input channels sliced to idx.
 
-    Equal to conv(y) up to float rounding because the other input channels of y are zero.
+    Equal to conv(y) up to float rounding because the other input channels of y are zero. With no channel coded,
+    the bias alone, in the layout of ``like`` (y; default y_c).
     """
     if conv.groups != 1 or conv.stride != (1, 1):
         raise ValueError("only stride-1, ungrouped convolutions read the latent")
     if idx.numel() == 0:  # nothing coded: only the bias is left
         b, _, h, w = y_c.shape
         bias = conv.bias if conv.bias is not None else y_c.new_zeros(conv.out_channels)
-        return bias.view(1, -1, 1, 1).expand(b, -1, h, w).contiguous()
+        layout = _layout(y_c if like is None else like)
+        return bias.view(1, -1, 1, 1).expand(b, -1, h, w).contiguous(memory_format=layout)
     weight = conv.weight.index_select(1, idx)
     return F.conv2d(y_c, weight, conv.bias, 1, conv.padding, conv.dilation)
 
 
 def _coded_residual_unit(unit: nn.Module, y: Tensor, y_c: Tensor, idx: Tensor) -> Tensor:
     head, rest = unit.conv[0], unit.conv[1:]
-    return F.relu(rest(_coded_conv(head, y_c, idx)) + y)
+    return F.relu(rest(_coded_conv(head, y_c, idx, y)) + y)
 
 
 def _coded_first_layer(module: nn.Module, y: Tensor, y_c: Tensor, idx: Tensor) -> Tensor | None:
@@ -190,12 +201,12 @@ def _coded_first_layer(module: nn.Module, y: Tensor, y_c: Tensor, idx: Tensor) -
         mask = _coded_residual_unit(module.mask[0], y, y_c, idx)
         return y + module.trunk[1:](trunk) * torch.sigmoid(module.mask[1:](mask))
     if isinstance(module, ResidualBlock):
-        out = F.leaky_relu(_coded_conv(module.conv1, y_c, idx), 0.01)
+        out = F.leaky_relu(_coded_conv(module.conv1, y_c, idx, y), 0.01)
         out = F.leaky_relu(module.conv2(out), 0.01)
-        return out + (_coded_conv(module.skip, y_c, idx) if module.skip is not None else y)
+        return out + (_coded_conv(module.skip, y_c, idx, y) if module.skip is not None else y)
     if isinstance(module, ResidualBlockUpsample):
-        out = F.leaky_relu(module.subpel[1](_coded_conv(module.subpel[0], y_c, idx)), 0.01)
-        return module.igdn(module.conv(out)) + module.upsample[1](_coded_conv(module.upsample[0], y_c, idx))
+        out = F.leaky_relu(module.subpel[1](_coded_conv(module.subpel[0], y_c, idx, y)), 0.01)
+        return module.igdn(module.conv(out)) + module.upsample[1](_coded_conv(module.upsample[0], y_c, idx, y))
     return None
 
 
@@ -224,7 +235,8 @@ def synthesise_coded(g_s: nn.Sequential, y: Tensor, coded: Tensor | Iterable[boo
     if bool(coded.all()):
         return g_s(y)
     idx = torch.nonzero(coded).reshape(-1)
-    out = _coded_first_layer(g_s[0], y, y.index_select(1, idx), idx)
+    y_c = y.index_select(1, idx).contiguous(memory_format=_layout(y))  # index_select drops channels_last
+    out = _coded_first_layer(g_s[0], y, y_c, idx)
     if out is None:
         return g_s(y)
     for module in g_s[1:]:
