@@ -237,14 +237,25 @@ def test_chunk_length_and_file_size_limits() -> None:
 
 def test_claimed_length_beyond_the_file_is_truncation_not_allocation() -> None:
     data = bytearray(sample_file())
-    data[70:74] = (2**31 - 1).to_bytes(4, "big")  # CMAP claims 2 GiB
-    with pytest.raises(LimitError):
-        read_container(bytes(data))
-    with pytest.raises(CorruptDataError, match="truncated"):
-        read_container(bytes(data), Limits.unlimited())
-    data[70:74] = (2**31).to_bytes(4, "big")
-    with pytest.raises(FormatError, match="exceeds the format's maximum"):
-        read_container(bytes(data), Limits.unlimited())
+    for claim in (2**31 - 1, 2**31, 2**32 - 1):  # CMAP claims 2 GiB, more than the format allows, 4 GiB
+        data[70:74] = claim.to_bytes(4, "big")
+        for limits in (Limits(), Limits.unlimited()):
+            with pytest.raises(CorruptDataError, match="truncated or the chunk's length is damaged") as info:
+                read_container(bytes(data), limits)
+            assert (info.value.chunk, info.value.offset, info.value.exit_code) == ("CMAP", 70, 4)
+
+
+def test_a_flipped_bit_in_any_chunk_length_is_corruption_not_a_limit() -> None:
+    """Issue 20: a length pointing past the end of the file was a LimitError (exit 5, "raise it with
+    Limits(max_chunk_length=...)") or a FormatError; every flipped bit of a length field is damage (exit 4)."""
+    data = sample_file(alpha=True, metadata=True, unknown=True, width=40, height=30)
+    for chunk in walk_chunks(data):
+        for bit in range(32):
+            damaged = bytearray(data)
+            damaged[chunk.offset:chunk.offset + 4] = (chunk.length ^ (1 << bit)).to_bytes(4, "big")
+            with pytest.raises(CorruptDataError) as info:
+                read_container(bytes(damaged))
+            assert "Limits(" not in str(info.value), (chunk.type, bit, info.value)
 
 
 def test_limits_must_be_positive() -> None:

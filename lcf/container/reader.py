@@ -52,8 +52,9 @@ class ChunkInfo:
 def walk_chunks(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Iterator[ChunkInfo]:
     """Yield the chunks of ``data`` up to and including LEND, checking framing but not CRCs or chunk order.
 
-    Raises on a bad signature or version, a bad chunk type, a length over the limits, truncation, or bytes after
-    LEND. Used by :func:`read_container`, and by ``lcf info`` to list the chunks of a damaged file.
+    Raises on a bad signature or version, a bad chunk type, truncation (or a length beyond the end of the data), a
+    length over the limits, or bytes after LEND. Used by :func:`read_container`, and by ``lcf info`` to list the
+    chunks of a damaged file.
     """
     limits.check_file_size(len(data))
     error = fmt.preamble_error(data)
@@ -70,14 +71,15 @@ def walk_chunks(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Iterator[Chunk
         if not fmt.is_valid_type(type_bytes):
             raise FormatError(f"invalid chunk type {type_bytes!r}: a type is four ASCII letters", offset=pos + 4)
         chunk_type = type_bytes.decode("ascii")
+        chunk_end = pos + fmt.CHUNK_OVERHEAD + length
+        if chunk_end > end:  # before the limits: a length beyond the data is damage, not a size to allow
+            raise CorruptDataError(f"file is truncated or the chunk's length is damaged: the chunk claims {length} "
+                                   f"payload bytes and a CRC, only {end - pos - 8} bytes follow its type",
+                                   chunk=chunk_type, offset=pos)
         if length > fmt.MAX_CHUNK_LENGTH:
             raise FormatError(f"chunk length {length} exceeds the format's maximum {fmt.MAX_CHUNK_LENGTH}",
                               chunk=chunk_type, offset=pos)
         limits.check_chunk_length(length, chunk=chunk_type, offset=pos)
-        chunk_end = pos + fmt.CHUNK_OVERHEAD + length
-        if chunk_end > end:
-            raise CorruptDataError(f"file is truncated: the chunk needs {length} payload bytes and a CRC, only "
-                                   f"{end - pos - 8} bytes follow its type", chunk=chunk_type, offset=pos)
         stored = int.from_bytes(data[chunk_end - 4:chunk_end], "big")
         computed = fmt.chunk_crc(type_bytes, view[pos + 8:chunk_end - 4])
         yield ChunkInfo(chunk_type, pos, length, stored, computed)
