@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from lcf.api import Limits, io_error
 from lcf.effort import MAX_EFFORT
-from lcf.errors import LcfError
+from lcf.errors import LcfError, UsageError
 
 #: Messages, warnings and progress go to stderr; data and --json go to stdout.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -54,6 +54,14 @@ def fail(exc: LcfError) -> None:
     """Print ``exc`` and exit with its code."""
     err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(exc.exit_code)
+
+
+def refuse_stdio(*paths: Path) -> None:
+    """"-" as a file name means stdin/stdout to most tools; lcf does not read or write pipes yet, so it refuses "-"
+    rather than create a file of that name. A file really named "-" is given by a longer path (``$PWD/-``)."""
+    if any(str(path) == "-" for path in paths):
+        raise UsageError("'-' (standard input or output) is not supported yet: give a file name "
+                         "(a file named '-' as $PWD/-)")
 
 
 def print_json(value: Any) -> None:

@@ -2,7 +2,7 @@
 
 Every function raises only :class:`lcf.errors.LcfError` subclasses for problems a user can cause (file-system errors
 become :class:`LcfIOError`). Outputs are written atomically: to a temporary file in the destination's folder, renamed
-into place only when complete.
+into place only when complete (:mod:`lcf.fileio`); an output is never the input (:func:`check_output`).
 
 A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call.
 """
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import os
 import re
-import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from lcf.container import ChunkInfo, Container, Header, Limits, read_container, 
 from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.effort import check_effort
 from lcf.errors import LcfError, LcfIOError, UsageError
+from lcf.fileio import atomic_write, io_error, read_bytes
 
 PathLike = str | os.PathLike[str]
 
@@ -125,7 +125,8 @@ def encode_file(
     effort: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
-    """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists).
+    """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists, but never
+    when it is ``src`` itself: see :func:`check_output`).
 
     ``quality`` in [1, 7] (continuous; higher = better and larger; stored to 1/256), ``device`` "cpu" or "cuda[:N]"
     for the analysis and synthesis transforms, ``decoder`` the decoder recorded as recommended in the header
@@ -142,6 +143,7 @@ def encode_file(
     check_effort(effort)
     check_device(device)
     _require_file(src)
+    check_output(src, dst)
     _require_parent(dst)
     codec = get_codec(weights, device)
     prepared = load_image(src)
@@ -161,16 +163,20 @@ def decode_file(
     device: str = "cpu",
     weights: PathLike | None = None,
     limits: Limits | None = None,
+    reencode: bool = False,
 ) -> DecodeReport:
     """Decode the .lcf file ``src`` into the image ``dst``; its suffix picks the format (.png, .ppm, ...).
 
     ``decoder`` overrides the header's recommended decoder; ``limits`` guards memory (default :class:`Limits`).
-    Raises FormatError, CorruptDataError, LimitError, ModelMismatchError, LcfIOError.
+    ``dst`` is never ``src`` itself (see :func:`check_output`), and an .lcf ``dst`` (the pixels encoded again, a
+    second lossy step, through the Pillow plugin) is refused unless ``reencode``. Raises UsageError, FormatError,
+    CorruptDataError, LimitError, ModelMismatchError, LcfIOError.
     """
     from lcf.image import save_image
 
     start = time.perf_counter()
     check_device(device)
+    _check_image_output(src, dst, reencode)
     limits = limits or Limits()
     data = read_bytes(src, limits)
     read_container(data, limits)
@@ -230,25 +236,30 @@ def batch(
     limits: Limits | None = None,
     progress: Callable[[BatchItem], None] | None = None,
     effort: int = 0,
+    follow_symlinks: bool = False,
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
     ``to="lcf"`` encodes images (files with an image extension Pillow reads; with ``include``, any matching file)
     into .lcf files; any other ``to`` (an image format such as "png") decodes .lcf files into that format;
-    ``effort`` as in :func:`encode_file` (encoding only). ``include``/``exclude`` are glob patterns on paths relative to ``src`` ("*" also matches "/"; a pattern without
-    "/" also matches the bare file name); existing outputs are skipped unless ``overwrite``; ``workers`` files run
-    at once, in that many processes; ``progress`` is called after each file. A failing file does not stop the batch:
-    it is reported in the result (``report.failed``; the exit code of the first is ``report.exit_code``).
+    ``effort`` as in :func:`encode_file` (encoding only). ``include``/``exclude`` are glob patterns on paths
+    relative to ``src`` ("*" also matches "/"; a pattern without "/" also matches the bare file name); existing
+    outputs are skipped unless ``overwrite``; ``workers`` files run at once, in that many processes; ``progress`` is
+    called after each file. A failing file does not stop the batch: it is reported in the result
+    (``report.failed``; the exit code of the first is ``report.exit_code``).
 
     Outputs appear only complete (temporary file + rename), so an interrupted batch leaves no partial file and a
-    rerun resumes it. Returns a :class:`lcf.batch.BatchReport` (a BatchReport with sizes and totals); details in
-    :mod:`lcf.batch`.
+    rerun resumes it; two batches on one ``dst`` share the work. No output lands on an input or inside ``src``
+    (``dst`` may lie inside ``src``: it is never read); symlinks that leave ``src`` are read only with
+    ``follow_symlinks``, and every entry not read is listed in ``report.left_out``. UsageError, before any work,
+    when two inputs share an output or no input is found. Returns a :class:`lcf.batch.BatchReport` (a BatchReport
+    with sizes and totals); details in :mod:`lcf.batch` and :mod:`lcf.batchplan`.
     """
     from lcf.batch import run
 
     return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
                overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
-               effort=effort)
+               effort=effort, follow_symlinks=follow_symlinks)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------
@@ -313,61 +324,25 @@ def _require_parent(path: PathLike) -> Path:
     return parent
 
 
-def read_bytes(path: PathLike, limits: Limits | None = None) -> bytes:
-    """The contents of ``path``, refusing (LimitError) a file larger than ``limits.max_file_size`` before reading."""
-    limits = limits or Limits()
+def check_output(src: PathLike, dst: PathLike) -> None:
+    """Refuse (UsageError, before any work) an output that is the input: the same file, also through a symlink, a
+    hard link or another spelling of the path. Writing it would destroy the input."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            limits.check_file_size(size)
-            data = f.read() if limits.max_file_size is None else f.read(limits.max_file_size + 1)
-    except IsADirectoryError:
-        raise LcfIOError(f"{path}: is a folder, not a file") from None
-    except OSError as exc:
-        raise io_error(exc, path) from None
-    limits.check_file_size(len(data))  # the file grew while we read it
-    return data
+        same = os.path.lexists(dst) and os.path.samefile(src, dst)
+    except OSError:
+        same = False
+    if same:
+        raise UsageError(f"the output {dst} is the input {src}: writing it would destroy the input; "
+                         "choose another output name")
 
 
-def atomic_write(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place when complete.
-
-    A reader of ``path`` sees the old file or the new one, never a partial one; on any error nothing is left behind.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise io_error(exc, path) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise io_error(exc, path) from None
-        raise
-
-
-@functools.cache
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def io_error(exc: OSError, path: PathLike | None = None) -> LcfIOError:
-    """An LcfIOError for ``exc`` naming the file: "PATH: No such file or directory"."""
-    where = exc.filename if exc.filename is not None else path
-    reason = exc.strerror or str(exc)
-    return LcfIOError(f"{where}: {reason}" if where is not None else reason)
+def _check_image_output(src: PathLike, dst: PathLike, reencode: bool) -> None:
+    """decode_file's output rules: never the input, and an .lcf output only when asked for (``reencode``)."""
+    check_output(src, dst)
+    if Path(dst).suffix.lower() == ".lcf" and not reencode:
+        raise UsageError(f"the output {dst} is an .lcf file: decoding to .lcf encodes the pixels again, a second "
+                         f"lossy step; write an image (-o {Path(dst).with_suffix('.png')}) or ask for it "
+                         "explicitly (--reencode)")
 
 
 __all__ = [
@@ -381,6 +356,7 @@ __all__ = [
     "atomic_write",
     "batch",
     "check_device",
+    "check_output",
     "check_effort",
     "check_quality",
     "decode_file",

@@ -55,7 +55,6 @@ import contextlib
 import io
 import os
 import re
-import secrets
 import struct
 import threading
 import warnings
@@ -67,6 +66,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lcf.errors import LcfError, LcfIOError, LimitError, UnsupportedImageError, UsageError
+from lcf.fileio import atomic_output
 
 DEFAULT_MAX_PIXELS = 89_478_485
 """Pillow's ``MAX_IMAGE_PIXELS`` (1024 * 1024 * 1024 // 4 // 3) and lcf.container's default pixel limit."""
@@ -597,49 +597,38 @@ def to_pil(
 
 
 def save_image(img: Image.Image, path: str | os.PathLike[str], *, format: str | None = None, **params: object) -> None:
-    """Write ``img`` atomically: a temporary file in the same folder, then ``os.replace`` (no half-written file).
-
-    The format comes from ``format`` or the file extension. ICC/EXIF/XMP from ``img.info`` are written where the
-    format can hold them (PNG: iCCP, eXIf, iTXt "XML:com.adobe.xmp"; JPEG and WebP: all three; TIFF: ICC, EXIF tags
-    and XMP tag 700). JPEG and WebP default to quality 95. ``params`` go to Pillow's writer and win over defaults.
+    """Write ``img`` atomically to ``path`` (:func:`lcf.fileio.atomic_output`: a temporary file beside it, renamed
+    into place when complete; no half-written file). The format comes from ``format`` or the file extension; the
+    rest as in :func:`write_image`.
     """
     target = os.fspath(path)
-    fmt = (format or Image.registered_extensions().get(os.path.splitext(target)[1].lower(), "")).upper()
+    fmt = format or Image.registered_extensions().get(os.path.splitext(target)[1].lower(), "")
     if not fmt:
         raise UsageError(f"cannot tell the image format of {target} from its extension; pass format=")
+    with atomic_output(target) as fp:
+        write_image(img, fp, fmt, name=target, **params)
+
+
+def write_image(img: Image.Image, fp: IO[bytes], format: str, *, name: str = "the output", **params: object) -> None:
+    """Write ``img`` as ``format`` to the binary file ``fp`` (``name`` is for messages).
+
+    ICC/EXIF/XMP from ``img.info`` are written where the format can hold them (PNG: iCCP, eXIf, iTXt
+    "XML:com.adobe.xmp"; JPEG and WebP: all three; TIFF: ICC, EXIF tags and XMP tag 700). JPEG and WebP default to
+    quality 95. ``params`` go to Pillow's writer and win over defaults. Raises LcfIOError (the disk is full, ...) or
+    UsageError (the format cannot hold this image).
+    """
+    fmt = format.upper()
     options = {**_SAVE_DEFAULTS.get(fmt, {}), **_metadata_options(img, fmt), **params}
-    directory = os.path.dirname(os.path.abspath(target))
-    temp = _create_temp(directory, os.path.basename(target))
     try:
-        with open(temp, "wb") as fp:
-            img.save(fp, format=fmt, **options)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(temp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(exc, LcfError) or not isinstance(exc, Exception):
-            raise
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise LcfIOError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        raise UsageError(f"cannot write this {img.mode} image as {fmt} to {target}: {exc}") from exc
-
-
-def _create_temp(directory: str, basename: str) -> str:
-    """Create an empty temporary file beside the target, with the permissions the umask gives a new file."""
-    for _ in range(100):
-        temp = os.path.join(directory, f".{basename}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            raise LcfIOError(f"cannot write into {directory}: no such folder") from None
-        except OSError as exc:
-            raise LcfIOError(f"cannot write into {directory}: {exc.strerror or exc}") from exc
-        return temp
-    raise LcfIOError(f"cannot create a temporary file in {directory}")
+        img.save(fp, format=fmt, **options)
+    except LcfError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise LcfIOError(f"cannot write {name}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot write this {img.mode} image as {fmt} to {name}: {exc}") from exc
+    except Exception as exc:
+        raise UsageError(f"cannot write this {img.mode} image as {fmt} to {name}: {exc}") from exc
 
 
 def _metadata_options(img: Image.Image, fmt: str) -> dict[str, object]:
@@ -667,4 +656,4 @@ def _metadata_options(img: Image.Image, fmt: str) -> dict[str, object]:
     return options
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "NOTE_16_BIT", "PreparedImage", "load_image", "save_image", "to_pil"]
+__all__ = ["DEFAULT_MAX_PIXELS", "NOTE_16_BIT", "PreparedImage", "load_image", "save_image", "to_pil", "write_image"]

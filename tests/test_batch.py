@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lcf import api
-from lcf.batch import TEMP_MARK, clean_stale_temps, is_temp_name
+from lcf.batch import clean_stale_temps, is_temp_name
 from lcf.container import read_container
 from lcf.errors import UsageError
 from lcf_cli.main import app
@@ -236,30 +236,42 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path, tiny_weights, tiny_cod
 
 
 def test_stale_temporary_files_are_cleaned_and_never_inputs(tmp_path, tiny_weights):
+    """Only the temporary file of a planned output whose writer is gone (unlocked) is deleted: see test_user_files.py
+    for the files that look like temporary files and are not."""
+    import fcntl
+
     src = build_tree(tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"),
-                                        f".b.png{TEMP_MARK}999999999-abcd": b"half a file",
-                                        ".c.png.1a2b3c4d.tmp": b"a temporary file of lcf encode"})
+                                        "sub/b.png": to_bytes(make_rgb(9, 9), "PNG"),
+                                        "c.png": to_bytes(make_rgb(7, 7), "PNG"),
+                                        ".d.png.lcf-tmp": b"half a file"})
     out = tmp_path / "out"
-    dead, alive = f".a.lcf{TEMP_MARK}999999999-0badf00d", f".a.lcf{TEMP_MARK}{os.getpid()}-0badf00d"
-    build_tree(out, {dead: b"partial", "sub/" + dead: b"partial", alive: b"someone else's, still writing"})
-    report = api.batch(src, out, weights=tiny_weights)
-    assert [i.src.name for i in report.items] == ["a.png"] and report.cleaned == 2
-    assert set(tree(out)) == {"a.lcf", alive}
-    assert is_temp_name(dead) and is_temp_name(".x.png.1a2b3c4d.tmp") and not is_temp_name("x.lcf")
-    assert clean_stale_temps(out) == 0 and (out / alive).exists()
+    build_tree(out, {".a.lcf.lcf-tmp": b"partial", "sub/.b.lcf.lcf-tmp": b"partial",
+                     ".c.lcf.lcf-tmp": b"someone else's, still writing"})
+    with open(out / ".c.lcf.lcf-tmp", "rb") as held:  # a live writer holds its lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        report = api.batch(src, out, weights=tiny_weights)
+        assert [(i.src.name, i.status) for i in report.items] == [("a.png", "ok"), ("c.png", "skipped"),
+                                                                   ("b.png", "ok")]
+        assert report.cleaned == 2 and set(tree(out)) == {"a.lcf", "sub/b.lcf", ".c.lcf.lcf-tmp"}
+        assert clean_stale_temps([out / "c.lcf"]) == 0 and (out / ".c.lcf.lcf-tmp").exists()
+    assert clean_stale_temps([out / "c.lcf"]) == 1 and set(tree(out)) == {"a.lcf", "sub/b.lcf"}
+    assert is_temp_name(".a.lcf.lcf-tmp") and not is_temp_name("x.lcf") and not is_temp_name("x.lcf-tmp")
 
 
 def test_a_failed_write_leaves_nothing(tmp_path, tiny_weights, monkeypatch):
     src = build_tree(tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"),
                                         "b.png": to_bytes(make_rgb(9, 9), "PNG")})
-    real_replace = os.replace
 
-    def disk_full(a, b):
-        if str(b).endswith("a.lcf"):
-            raise OSError(28, "No space left on device")
-        real_replace(a, b)
+    def disk_full(real):
+        def move(a, b, **kwargs):
+            if str(b).endswith("a.lcf"):
+                raise OSError(28, "No space left on device")
+            real(a, b, **kwargs)
+        return move
 
-    monkeypatch.setattr(os, "replace", disk_full)
+    # outputs are moved into place by a hard link (never over an existing file), or renamed with --overwrite
+    monkeypatch.setattr(os, "replace", disk_full(os.replace))
+    monkeypatch.setattr(os, "link", disk_full(os.link))
     report = api.batch(src, tmp_path / "out", weights=tiny_weights)
     assert [(i.src.name, i.status, i.exit_code) for i in report.items] == [("a.png", "failed", 8), ("b.png", "ok", 0)]
     assert "No space left on device" in report.failed[0].error
@@ -272,12 +284,11 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights, monkeypatch):
     src = build_tree(tmp_path / "src", {f"{k}.png": to_bytes(make_rgb(8, 8, seed=k), "PNG") for k in range(3)})
     real = batch_module._write_bytes
 
-    def interrupted(path, data):
-        if "1.lcf" in path:
-            with open(path, "wb") as f:
-                f.write(data[:5])
+    def interrupted(held, data):
+        if held.path.name == "1.lcf":
+            held.file.write(data[:5])
             raise KeyboardInterrupt
-        real(path, data)
+        real(held, data)
 
     monkeypatch.setattr(batch_module, "_write_bytes", interrupted)
     result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights)
@@ -291,11 +302,13 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights, monkeypatch):
 def test_colliding_outputs_and_dst_inside_src(tmp_path, tiny_weights):
     src = build_tree(tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"),
                                         "a.ppm": to_bytes(make_rgb(8, 8, seed=1), "PPM")})
-    report = api.batch(src, src / "out", weights=tiny_weights)
-    assert [(i.src.name, i.status) for i in report.items] == [("a.png", "ok"), ("a.ppm", "failed")]
-    assert report.exit_code == 2 and "also the output of" in report.failed[0].error
-    again = api.batch(src, src / "out", weights=tiny_weights)  # out/ (inside src/) is not read as input
-    assert [(i.src.name, i.status) for i in again.items] == [("a.png", "skipped"), ("a.ppm", "failed")]
+    with pytest.raises(UsageError, match="more than one file") as refused:  # before any work: nothing written
+        api.batch(src, src / "out", weights=tiny_weights)
+    assert "a.png, a.ppm" in str(refused.value) and not (src / "out").exists()
+    report = api.batch(src, src / "out", exclude=["a.ppm"], weights=tiny_weights)
+    assert [(i.src.name, i.status) for i in report.items] == [("a.png", "ok")]
+    again = api.batch(src, src / "out", exclude=["a.ppm"], weights=tiny_weights)  # out/ (inside src/) is not read
+    assert [(i.src.name, i.status) for i in again.items] == [("a.png", "skipped")]
 
 
 @pytest.mark.parametrize("kwargs, message", [

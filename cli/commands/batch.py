@@ -31,6 +31,7 @@ from lcf_cli.common import (
     err_console,
     limits,
     print_json,
+    refuse_stdio,
     report_errors,
 )
 
@@ -57,6 +58,9 @@ def batch(
                                          help="Files processed at once, each in its own process.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip).")]
         = False,
+    follow_symlinks: Annotated[bool, typer.Option(
+        "--follow-symlinks", help="Also read symlinks to files outside SRC (default: list them as left out).")]
+        = False,
     device: Device = "cpu",
     decoder: Annotated[str | None, typer.Option(
         "--decoder", metavar="NAME",
@@ -71,7 +75,15 @@ def batch(
     Images are found by their file extension (anything Pillow reads); "*" in a GLOB also matches "/", and a
     GLOB without "/" also matches bare file names. Outputs are written to a temporary file and renamed into place
     when complete: an interrupted batch (Ctrl-C, kill, crash) leaves no partial file, and running the same command
-    again resumes it, since existing outputs are skipped unless --overwrite. Sources are never modified.
+    again resumes it, since existing outputs are skipped unless --overwrite. Sources are never modified, and lcf
+    deletes nothing in DST but its own temporary files (.NAME.lcf-tmp) of killed runs. Two batches on one DST share
+    the work: a file another run is converting is skipped.
+
+    Refused before any work (exit code 2): DST that is SRC or holds it (DST inside SRC is fine: it is never read),
+    two files with one output (x.png and x.PNG: rename one or --exclude it), an output that would land on an input,
+    and a SRC with no input (the message lists the suffixes looked for). Symlinks to files outside SRC (unless
+    --follow-symlinks), broken symlinks, symlinked folders (never followed) and special files are not read; each is
+    listed ("SKIP", and "left_out" in --json).
 
     A file that fails does not stop the batch; failures are listed at the end and the exit code is that of the
     first one (in sorted order). Progress and the summary go to stderr, --json to stdout.
@@ -81,20 +93,25 @@ def batch(
       lcf batch encoded/ decoded/ --to png --workers 2
       lcf batch photos/ encoded/ --include '*.png' --exclude 'raw/*' --json
     """
+    refuse_stdio(src, dst)
     bar = _ProgressBar(decoding=to.lower() != "lcf")
     try:
         with bar:
             report = api.batch(src, dst, quality=quality, effort=effort, to=to, include=tuple(include or ()),
                                exclude=tuple(exclude or ()), workers=workers, overwrite=overwrite, device=device,
-                               decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar)
+                               decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar,
+                               follow_symlinks=follow_symlinks)
     except KeyboardInterrupt:
         err_console.print(f"interrupted after {bar.finished} file(s); every output written is complete: run the same "
                           "command again to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if json:
         print_json({"summary": _summary(report), "seconds": report.seconds,
-                    "files": [_item_dict(item) for item in report.items]})
+                    "files": [_item_dict(item) for item in report.items],
+                    "left_out": [entry.as_dict() for entry in getattr(report, "left_out", ())]})
     else:
+        for entry in getattr(report, "left_out", ()):
+            err_console.print(f"SKIP  {entry.path}: {entry.reason}", markup=False)
         for item in report.failed:
             err_console.print(f"FAIL  {item.src}: {item.error}", markup=False)
         _print_summary(report)
@@ -175,10 +192,15 @@ def _print_summary(report: api.BatchReport) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("files done", str(s["done"]))
-    table.add_row("skipped (output exists)", str(s["skipped"]))
+    busy = s.get("skipped_busy", 0)
+    table.add_row("skipped (output exists)", str(s["skipped"] - busy))
+    if busy:
+        table.add_row("skipped (another lcf run converts it)", str(busy))
     table.add_row("failed", f"[red]{s['failed']}[/]" if s["failed"] else "0")
     if s.get("ignored"):
         table.add_row("ignored (not an input type)", str(s["ignored"]))
+    if s.get("left_out"):
+        table.add_row("left out (links, special files: SKIP)", str(s["left_out"]))
     if "bytes_in" in s:
         table.add_row("bytes in", _bytes(s["bytes_in"]))
         table.add_row("bytes out", _bytes(s["bytes_out"]))

@@ -9,15 +9,15 @@ from typing import Annotated
 import typer
 
 from lcf import api
-from lcf_cli.common import Device, Effort, Weights, err_console, report_errors, working
+from lcf_cli.common import Device, Effort, Weights, err_console, refuse_stdio, report_errors, working
 
 
 @report_errors
 def encode(
     src: Annotated[Path, typer.Argument(metavar="SRC", show_default=False,
                                         help="Image to encode (PNG, JPEG, PPM, ... anything Pillow reads).")],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="DST", help="The .lcf file to write.",
-                                         show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DST", show_default=False,
+                                         help="The .lcf file to write (replaced if it exists; never SRC itself).")],
     quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
                                            help="1 (smallest) .. 7 (best); any value in between.")] = 4.0,
     effort: Effort = 0,
@@ -30,7 +30,9 @@ def encode(
 ) -> None:
     """Encode an image into an .lcf file.
 
-    The output is written to a temporary file next to DST and renamed into place when complete.
+    The output is written to a temporary file next to DST (.DST.lcf-tmp) and renamed into place when complete.
+    DST may not be SRC (the same file, also through a link or another spelling of the path): that is refused
+    before any work, as is "-" (pipes are not supported yet).
     Alpha, ICC profile, EXIF and XMP are kept.
 
     [bold]Examples[/]
@@ -39,6 +41,7 @@ def encode(
       lcf encode photo.png -o photo.lcf --effort 2     (slower, smaller file)
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
     """
+    refuse_stdio(src, output)
     with _RefineBar(effort) as bar, working(f"encoding {src}") if not effort else nullcontext():
         report = api.encode_file(src, output, quality=quality, effort=effort, device=device, decoder=decoder,
                                  weights=weights, measure=verbose, progress=bar.update)
