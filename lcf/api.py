@@ -14,6 +14,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
 from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.effort import check_effort
-from lcf.errors import LcfError, LcfIOError, UsageError
+from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, UsageError
 from lcf.fileio import atomic_write, io_error, read_bytes
 
 PathLike = str | os.PathLike[str]
@@ -46,7 +47,9 @@ class EncodeReport:
 
 @dataclass(frozen=True)
 class DecodeReport:
-    """What :func:`decode_file` did; ``decoder`` is the name of the decoder (g_s variant) that was used."""
+    """What :func:`decode_file` did; ``decoder`` is the name of the decoder (g_s variant) that was used; ``notes``
+    what a user should know (the file's recommended decoder missing from the weights: :class:`DecoderFallbackWarning`).
+    """
 
     src: Path
     dst: Path
@@ -54,6 +57,7 @@ class DecodeReport:
     height: int
     decoder: str
     seconds: float
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ def decode_file(
     decoded = get_codec(weights, device).decode(data, decoder, limits)
     save_image(decoded.to_pil(), dst)
     h, w = decoded.rgb.shape[:2]
-    return DecodeReport(Path(src), Path(dst), w, h, decoded.decoder, time.perf_counter() - start)
+    return DecodeReport(Path(src), Path(dst), w, h, decoded.decoder, time.perf_counter() - start, decoded.notes)
 
 
 def encode_image(image, *, quality: float = 4.0, decoder: str | None = None, device: str = "cpu",
@@ -197,14 +201,23 @@ def encode_image(image, *, quality: float = 4.0, decoder: str | None = None, dev
 
 def decode_bytes(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
                  limits: Limits | None = None):
-    """The bytes of a .lcf file -> a PIL image (mode RGB, RGBA, L or LA as the file says)."""
-    return get_codec(weights, device).decode(bytes(data), decoder, limits).to_pil()
+    """The bytes of a .lcf file -> a PIL image (mode RGB, RGBA, L or LA as the file says). Warns
+    (:class:`DecoderFallbackWarning`) when the file's recommended decoder is missing from the weights."""
+    return _warn_notes(get_codec(weights, device).decode(bytes(data), decoder, limits)).to_pil()
 
 
 def decode_array(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
                  limits: Limits | None = None):
-    """The bytes of a .lcf file -> an (H, W, 3) uint8 numpy array (alpha and metadata dropped)."""
-    return get_codec(weights, device).decode(bytes(data), decoder, limits).rgb
+    """The bytes of a .lcf file -> an (H, W, 3) uint8 numpy array (alpha and metadata dropped). Warns as
+    :func:`decode_bytes` does."""
+    return _warn_notes(get_codec(weights, device).decode(bytes(data), decoder, limits)).rgb
+
+
+def _warn_notes(decoded):
+    """``decoded``, after a :class:`DecoderFallbackWarning` for each of its notes (for callers that get pixels only)."""
+    for note in decoded.notes:
+        warnings.warn(f"lcf: {note}", DecoderFallbackWarning, stacklevel=3)
+    return decoded
 
 
 def validate_deep(data: bytes, weights: PathLike | None = None, *, limits: Limits | None = None) -> None:

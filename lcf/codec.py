@@ -132,6 +132,7 @@ class Decoded:
     xmp: bytes | None
     decoder: str
     symbols: Symbols
+    notes: tuple[str, ...] = ()     # what a user should know: the recommended decoder missing (DecoderFallbackWarning)
 
     @property
     def color(self) -> str:
@@ -604,6 +605,7 @@ class Codec:
         container = read_container(data, limits or Limits())
         header = container.header
         name = self.resolve_decoder(decoder, header.decoder)
+        notes = () if name in (decoder, header.decoder) else (fallback_note(header.decoder, name, self.decoder_names),)
         symbols = self.decode_symbols(container)
         rgb = self.synthesise(symbols, header, name)
         alpha = container.alpha
@@ -617,7 +619,15 @@ class Codec:
             xmp=container.xmp,
             decoder=name,
             symbols=symbols,
+            notes=notes,
         )
+
+
+def fallback_note(recommended: str, used: str, available: list[str]) -> str:
+    """What :class:`lcf.errors.DecoderFallbackWarning` says: the file's recommended decoder is missing from the
+    weights (spec/lcf.md, "decoder": fall back to the default and say so)."""
+    return (f"the file recommends the decoder {recommended!r}, which these weights do not have (they have "
+            f"{', '.join(available)}); decoded with their default, {used!r} (--decoder NAME picks one)")
 
 
 UNEXPECTED = "unexpected failure while decoding"

@@ -70,6 +70,13 @@ class LcfIOError(LcfError):
     exit_code = 8
 
 
+class DecoderFallbackWarning(UserWarning):
+    """Not an error: the file recommends a decoder (synthesis network) that the loaded weights do not have, so it
+    was decoded with their default one (spec/lcf.md, "decoder": a decoder SHOULD fall back and say so).
+    :meth:`lcf.codec.Codec.decode` and :func:`lcf.api.decode_file` return it as a note (``notes``), the API
+    functions that return only pixels warn with it, and the ``lcf`` command prints it on stderr."""
+
+
 class UnreachableTargetError(LcfError):
     """A rate-control target (``--target-size``, ``--target-bpp``, ``--target-psnr``) that no quality meets: a size
     below the smallest file or a PSNR above the best one. The message gives the nearest reachable value
@@ -88,4 +95,5 @@ __all__ = [
     "UnsupportedImageError",
     "LcfIOError",
     "UnreachableTargetError",
+    "DecoderFallbackWarning",
 ]

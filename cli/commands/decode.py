@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from lcf import api
 from lcf_cli.common import (
@@ -39,8 +40,8 @@ def decode(
 ) -> None:
     """Decode an .lcf file into an image.
 
-    By default the decoder recommended in the file is used; --decoder picks another (any decoder of the same
-    weights decodes any file). The output is written to a temporary file next to DST (.DST.lcf-tmp) and renamed
+    By default the decoder recommended in the file is used (when the weights lack it, their default, with a warning
+    on stderr); --decoder picks another (any decoder of the same weights decodes any file). The output is written to a temporary file next to DST (.DST.lcf-tmp) and renamed
     into place when complete. Refused before any work: a DST that is SRC (also through a link or another spelling
     of the path), an .lcf DST unless --reencode (decoding to .lcf encodes the pixels again), and "-" (pipes are not
     supported yet).
@@ -54,6 +55,8 @@ def decode(
     with working(f"decoding {src}"):
         report = api.decode_file(src, output, decoder=decoder, device=device, weights=weights,
                                  limits=limits(max_pixels), reencode=reencode)
+    for note in report.notes:  # the file's recommended decoder is missing from the weights
+        err_console.print(f"warning: {escape(str(report.src))}: {escape(note)}")
     if verbose:
         err_console.print(f"{report.dst}: {report.width}x{report.height}, decoder {report.decoder}, "
                           f"{report.seconds:.2f} s")
