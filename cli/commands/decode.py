@@ -41,10 +41,10 @@ def decode(
     """Decode an .lcf file into an image.
 
     By default the decoder recommended in the file is used (when the weights lack it, their default, with a warning
-    on stderr); --decoder picks another (any decoder of the same weights decodes any file). The output is written to a temporary file next to DST (.DST.lcf-tmp) and renamed
-    into place when complete. Refused before any work: a DST that is SRC (also through a link or another spelling
-    of the path), an .lcf DST unless --reencode (decoding to .lcf encodes the pixels again), and "-" (pipes are not
-    supported yet).
+    on stderr); --decoder picks another (any decoder of the same weights decodes any file). The output is written
+    to a temporary file next to DST (.DST.lcf-tmp) and renamed into place when complete. Refused before any work:
+    a DST that is SRC (also through a link or another spelling of the path), an .lcf DST unless --reencode
+    (decoding to .lcf encodes the pixels again), and "-" (pipes are not supported yet).
 
     [bold]Examples[/]
       lcf decode photo.lcf -o photo.png
