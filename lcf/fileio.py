@@ -16,7 +16,9 @@ through a *claim*::
 * The only file lcf ever deletes is the temporary file of an output it is about to write (or is cleaning up for):
   the exact name ``.NAME.lcf-tmp``, a regular file, and unlocked, that is, its writer is gone (killed, crashed).
   A symlink, a folder or any other name is never deleted. Where there is no ``flock`` (Windows), a file that
-  another process holds open cannot be deleted, which gives the same answer.
+  another process holds open cannot be deleted, which gives the same answer. On a file system without locks (some
+  network file systems) lcf cannot tell a live writer from a dead one, so it deletes nothing and reports the output
+  as being written by another process until the temporary file is removed by hand.
 """
 
 from __future__ import annotations
