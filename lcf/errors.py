@@ -85,6 +85,12 @@ class UnreachableTargetError(LcfError):
     exit_code = 9
 
 
+class TrainError(LcfError):
+    """The training tools (``python -m lcf.train``, :mod:`lcf.train`) cannot go on: missing or unusable data, a
+    checkpoint or start folder that is not what it must be, a model that does not fit the output limits. Not raised
+    by the ``lcf`` command; ``python -m lcf.train`` prints the message and exits with code 1."""
+
+
 __all__ = [
     "LcfError",
     "UsageError",
@@ -94,6 +100,7 @@ __all__ = [
     "ModelMismatchError",
     "UnsupportedImageError",
     "LcfIOError",
+    "TrainError",
     "UnreachableTargetError",
     "DecoderFallbackWarning",
 ]

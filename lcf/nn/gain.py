@@ -18,16 +18,21 @@ from lcf.errors import UsageError
 
 
 class QualityGain(nn.Module):
+    """``check_quality`` (default true) refuses qualities outside [1, L] with a UsageError; checking reads the
+    qualities back to the host, so a training step that draws its levels itself on the device turns it off
+    (``lcf.train.step.host_checks``) and can then run without waiting for the device (e.g. in a CUDA graph)."""
+
     def __init__(self, levels: int, channels: int) -> None:
         super().__init__()
         self.levels = levels
+        self.check_quality = True
         init = (torch.arange(levels, dtype=torch.float32) - (levels - 1) / 2) * (0.5 * torch.log(torch.tensor(2.0)))
         self.log_gain = nn.Parameter(init.view(levels, 1).repeat(1, channels))
         self.log_inv_gain = nn.Parameter(-init.view(levels, 1).repeat(1, channels))
 
     def _interpolate(self, table: Tensor, quality: Tensor) -> Tensor:
         q = torch.as_tensor(quality, dtype=table.dtype, device=table.device).reshape(-1)
-        if q.numel() == 0 or bool(((q < 1) | (q > self.levels) | torch.isnan(q)).any()):
+        if q.numel() == 0 or (self.check_quality and bool(((q < 1) | (q > self.levels) | torch.isnan(q)).any())):
             raise UsageError(f"quality must lie in [1, {self.levels}], got {q.tolist()}")
         if self.levels == 1:
             return torch.exp(table[0]).expand(q.numel(), -1).reshape(q.numel(), -1, 1, 1)
