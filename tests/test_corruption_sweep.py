@@ -1,0 +1,74 @@
+"""benchmarks/corruption_sweep.py and fuzz/fuzz_container.py run end to end and report what they find."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+
+def load(path: str):
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.path.insert(0, str((ROOT / path).parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def test_sweep_catches_every_damage_the_crc_covers(tiny_weights, tmp_path):
+    sweep = load("benchmarks/corruption_sweep.py")
+    out = tmp_path / "sweep.md"
+    assert sweep.main(["--weights", str(tiny_weights), "--small", "16x16", "--large", "64x64", "--random", "30",
+                       "--random-deep", "10", "--out", str(out)]) == 0
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| **all** |")]
+    assert [r[3] for r in rows] == list(sweep.CLASSES)
+    for row in rows:
+        cases, caught, crashes, problems = int(row[4].replace(",", "")), row[5], row[9], row[10]
+        assert cases > 0 and crashes == "0" and problems == "0", row
+        if row[3] != "bit flip (CRCs recomputed)":
+            assert caught.endswith("(100.00 %)"), row
+
+
+def test_sweep_reports_a_decode_that_touches_the_users_folder(tiny_weights, tmp_path, monkeypatch):
+    sweep = load("benchmarks/corruption_sweep.py")
+    real = sweep.api.decode_file
+
+    def leaky(src, dst, **kw):  # a decoder that leaves a partial output behind when it fails
+        Path(dst).write_bytes(b"partial")
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(sweep.api, "decode_file", leaky)
+    out = tmp_path / "sweep.md"
+    assert sweep.main(["--weights", str(tiny_weights), "--small", "16x16", "--large", "", "--classes", "truncation",
+                       "--out", str(out)]) == 1
+    assert "the folder holds ['holiday.png', 'in.lcf', 'out.png']" in out.read_text()
+
+
+def test_fuzz_container_harness_passes_on_mutants_and_flags_a_bug(monkeypatch):
+    harness = load("fuzz/fuzz_container.py")
+    rng = random.Random(3)
+    mutate_bytes = harness.random_bytes_mutator(rng)
+    seeds = harness.seed_files()
+    for seed in seeds:
+        harness.check(seed)
+    for _ in range(300):
+        harness.check(harness.mutate(rng.choice(seeds), rng, mutate_bytes))
+    import lcf.container
+
+    def broken(data, limits=None):
+        raise IndexError("a reader bug")
+
+    monkeypatch.setattr(lcf.container, "read_container", broken)
+    with pytest.raises(harness.Finding, match="IndexError escaped"):
+        harness.check(seeds[0])
