@@ -58,7 +58,8 @@ def encode(
 
     ``quality`` 1..7 (continuous); ``decoder`` the decoder to recommend in the header; ``device`` "cpu" or "cuda[:N]"
     for the transforms; ``weights`` a weights folder (default: the bundled one); ``effort`` 0..3, encode time spent
-    on a smaller file at the same quality (0 = fastest; :mod:`lcf.effort`). Raises an :class:`LcfError`.
+    on a better latent: a smaller file at equal PSNR, while at the same quality both size and PSNR change (0 =
+    fastest; :mod:`lcf.effort`). Raises an :class:`LcfError`.
     """
     from lcf import api
 

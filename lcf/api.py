@@ -33,7 +33,8 @@ _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 @dataclass(frozen=True)
 class EncodeReport:
-    """What :func:`encode_file` did. ``bytes`` is the size of the .lcf file; ``bpp`` = bytes * 8 / pixels."""
+    """What :func:`encode_file` did. ``bytes`` is the size of the .lcf file; ``bpp`` = bytes * 8 / pixels; ``notes``
+    what was changed in the image to code it (16 -> 8 bits, palette or CMYK -> RGB, ...; :mod:`lcf.image`)."""
 
     src: Path
     dst: Path
@@ -43,6 +44,7 @@ class EncodeReport:
     bpp: float
     psnr: float | None
     seconds: float
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ def encode_file(
     for the analysis and synthesis transforms, ``decoder`` the decoder recorded as recommended in the header
     (default: the weights' default), ``weights`` a folder with a ``manifest.json`` (default: the bundled weights).
     ``measure`` also decodes the result to report its PSNR against the input. ``effort`` 0..3 spends more encode
-    time on a smaller file at the same quality (0: fastest; see :mod:`lcf.effort`); decoding is unaffected;
+    time on a better latent: a smaller file at equal PSNR; at the same ``quality`` both size and PSNR change (0:
+    fastest; see :mod:`lcf.effort`); decoding is unaffected;
     ``progress(done, total)`` is called after each refinement step.
     Raises UsageError, UnsupportedImageError, LcfIOError, LimitError.
     """
@@ -156,7 +159,7 @@ def encode_file(
     h, w = prepared.rgb.shape[:2]
     value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
     return EncodeReport(Path(src), Path(dst), w, h, len(data), len(data) * 8 / (w * h), value,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, prepared.notes)
 
 
 def decode_file(

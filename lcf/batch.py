@@ -60,18 +60,21 @@ BUSY = "another lcf process is writing its output"
 class BatchItem(api.BatchItem):
     """One file of a batch (see :class:`lcf.api.BatchItem`) with sizes: ``bytes_in`` of the source, ``bytes_out`` of
     the output; ``pixels`` = width * height and ``bpp`` = bits of the .lcf file per pixel, for converted files;
-    ``note`` says why a file was skipped (:data:`EXISTS`, :data:`BUSY`)."""
+    ``note`` says why a file was skipped (:data:`EXISTS`, :data:`BUSY`); ``notes`` what was changed in an encoded
+    image to code it (16 -> 8 bits, palette or CMYK -> RGB, ...; :mod:`lcf.image`)."""
 
     bytes_in: int = 0
     bytes_out: int = 0
     pixels: int = 0
     bpp: float | None = None
     note: str | None = None
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"src": str(self.src), "dst": str(self.dst), "status": self.status, "error": self.error,
                 "exit_code": self.exit_code, "seconds": self.seconds, "bytes_in": self.bytes_in,
-                "bytes_out": self.bytes_out, "pixels": self.pixels, "bpp": self.bpp, "note": self.note}
+                "bytes_out": self.bytes_out, "pixels": self.pixels, "bpp": self.bpp, "note": self.note,
+                "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -186,10 +189,10 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
     finally:
         _current_claim = None
     return BatchItem(src, dst, "ok", seconds=time.perf_counter() - start, bytes_in=item[0], bytes_out=item[1],
-                     pixels=item[2], bpp=item[3])
+                     pixels=item[2], bpp=item[3], notes=item[4])
 
 
-def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float]:
+def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...]]:
     from lcf.image import load_image
 
     size_in = src.stat().st_size
@@ -198,10 +201,10 @@ def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
                                                                       settings.effort)
     _write_bytes(held, data)
     pixels = prepared.width * prepared.height
-    return size_in, len(data), pixels, len(data) * 8 / pixels
+    return size_in, len(data), pixels, len(data) * 8 / pixels, prepared.notes
 
 
-def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float]:
+def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...]]:
     from lcf.image import write_image
 
     data = api.read_bytes(src, settings.limits)
@@ -209,7 +212,7 @@ def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
     image = decoded.to_pil()
     write_image(image, held.file, settings.format or "", name=str(held.path))
     pixels = image.width * image.height
-    return len(data), held.file.tell(), pixels, len(data) * 8 / pixels
+    return len(data), held.file.tell(), pixels, len(data) * 8 / pixels, ()
 
 
 def _write_bytes(held: fileio.Claim, data: bytes) -> None:

@@ -1,5 +1,6 @@
-"""Encoder effort: how long the encoder searches for a smaller file at the same quality (torch-free, so the API and
-the CLI can check it without loading the networks).
+"""Encoder effort: how long the encoder searches for a better latent for the image (torch-free, so the API and the
+CLI can check it without loading the networks). What it buys: a smaller file at equal PSNR; at the same quality both
+the size and the PSNR change (refinement optimises that level's rate-distortion trade-off, not the size alone).
 
 Effort 0 codes g_a's latents as they are; effort e > 0 refines them for ``EFFORT_ITERATIONS[e]`` iterations
 (lcf.nn.refine). Like ``cwebp -m`` or ``avifenc --speed``, it costs encode time only: any decoder decodes every
@@ -18,6 +19,6 @@ DEFAULT_EFFORT = 0
 def check_effort(effort: int) -> int:
     """``effort`` if it is an integer 0..MAX_EFFORT, else UsageError."""
     if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
-        raise UsageError(f"effort must be an integer from 0 (fastest) to {MAX_EFFORT} (smallest files at the same "
-                         f"quality), got {effort!r}")
+        raise UsageError(f"effort must be an integer from 0 (fastest) to {MAX_EFFORT} (slowest; smallest files at "
+                         f"equal PSNR), got {effort!r}")
     return effort

@@ -3,6 +3,20 @@
 Every error a user can cause is an :class:`LcfError`. Each subclass maps to one exit code of the ``lcf`` command
 (see the README), and each message says what is wrong, where (chunk type and byte offset when there is a file), and,
 where it helps, what to do about it.
+
+Each subclass also derives from the builtin exception a Python user (and Pillow's conventions) expects for its kind,
+so that code written for any image library catches it::
+
+    UsageError                                  -> ValueError   (bad arguments: what to pass instead)
+    FormatError, CorruptDataError,
+    ModelMismatchError, UnsupportedImageError,
+    LcfIOError                                  -> OSError      (a file or its data: Pillow raises OSError, and
+                                                                 UnidentifiedImageError is one)
+    LcfError, LimitError and the others         -> Exception    (LimitError as Pillow's DecompressionBombError)
+
+The builtin base changes nothing else: ``str(err)``, ``err.args``, ``.message``, ``.chunk``, ``.offset`` and
+``exit_code`` are those of :class:`LcfError` (``OSError.errno``, ``strerror`` and ``filename`` are None), and a
+handler that catches ``LcfError`` before ``OSError``/``ValueError`` (as the ``lcf`` command does) keeps the exit codes.
 """
 
 from __future__ import annotations
@@ -28,19 +42,25 @@ class LcfError(Exception):
         return f"{self.message} ({', '.join(where)})" if where else self.message
 
 
-class UsageError(LcfError):
+class ConversionWarning(UserWarning):
+    """Not an error: lcf changed the image it was given to code it (bit depth, colour space, palette, ICC profile,
+    orientation; see :mod:`lcf.image`). The Pillow plugin warns with it when saving; the ``lcf`` command prints the
+    same notes on stderr."""
+
+
+class UsageError(LcfError, ValueError):
     """Bad arguments or options."""
 
     exit_code = 2
 
 
-class FormatError(LcfError):
+class FormatError(LcfError, OSError):
     """The data is not a valid .lcf file: signature, version, chunk order, unknown critical chunk, bad field."""
 
     exit_code = 3
 
 
-class CorruptDataError(LcfError):
+class CorruptDataError(LcfError, OSError):
     """The file has the right shape but its bytes are damaged: CRC mismatch, truncation, a stream that does not decode."""
 
     exit_code = 4
@@ -52,19 +72,19 @@ class LimitError(LcfError):
     exit_code = 5
 
 
-class ModelMismatchError(LcfError):
+class ModelMismatchError(LcfError, OSError):
     """The file was encoded with other weights than the ones loaded."""
 
     exit_code = 6
 
 
-class UnsupportedImageError(LcfError):
+class UnsupportedImageError(LcfError, OSError):
     """An input image that lcf cannot encode (unreadable, animated, zero-sized, ...)."""
 
     exit_code = 7
 
 
-class LcfIOError(LcfError):
+class LcfIOError(LcfError, OSError):
     """A file-system error: missing file, permission denied, disk full."""
 
     exit_code = 8
@@ -92,6 +112,7 @@ class TrainError(LcfError):
 
 
 __all__ = [
+    "ConversionWarning",
     "LcfError",
     "UsageError",
     "FormatError",

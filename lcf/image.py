@@ -16,8 +16,9 @@ input mode                      coded as                        color  note
 ==============================  ==============================  =====  ==========================================
 RGB, RGBX                       RGB                             RGB
 RGBA, RGBa, RGB + tRNS colour   RGB + alpha (un-premultiplied)  RGB
-P (palette), PA                 RGB, + alpha if transparent     RGB
-1, L                            gray repeated to R=G=B          L
+P (palette), PA                 RGB, + alpha if transparent     RGB    "palette input converted to RGB[A]"
+1                               gray 0/255 repeated to R=G=B    L      "1-bit input converted to 8-bit gray"
+L                               gray repeated to R=G=B          L
 LA, La, L + tRNS value          gray + alpha                    L
 I;16, I;16B, I;16L, I;16N       gray, 16 -> 8 bits rounded      L      "16-bit input reduced to 8 bits"
 I (32-bit int)                  gray; 0..255 as is, else as     L      16-bit note; a clipped note if < 0 or
@@ -26,6 +27,9 @@ F (float)                       gray; [0, 1] scaled by 255,     L      "floating
                                 else read on 0..255, clipped
 16-bit RGB/RGBA/LA PNG          8 bits rounded from the full    RGB/L  "16-bit input reduced to 8 bits"
                                 16-bit samples
+16-bit RGB/RGBA TIFF            8 bits as Pillow reads them     RGB    "16-bit input reduced to 8 bits"
+                                (the high byte)
+PPM with maxval > 255           8 bits as Pillow scales them    RGB    "16-bit input reduced to 8 bits"
 CMYK                            sRGB via embedded ICC, else     RGB    "CMYK input converted ..."; the CMYK
                                 Pillow's plain conversion              profile is dropped
 LAB                             sRGB (Pillow's conversion)      RGB    note; the profile is dropped
@@ -33,12 +37,23 @@ YCbCr, HSV                      RGB                             RGB    note
 ==============================  ==============================  =====  ==========================================
 
 numpy arrays: (H, W) and (H, W, 1) gray, (H, W, 2) gray + alpha, (H, W, 3) RGB, (H, W, 4) RGBA; dtype uint8 as is,
-bool as 0/255, uint16 rounded to 8 bits (note), float in [0, 1] scaled by 255 and rounded (note).
+bool as 0/255 (note), uint16 rounded to 8 bits (note), float in [0, 1] scaled by 255 and rounded (note).
 
 EXIF orientation is applied to the pixels (as ``ImageOps.exif_transpose`` does) and the orientation is then reset
 to 1 in the EXIF (patched in place, so every other byte is kept) and in the XMP, so a viewer does not turn the
-image a second time. EXIF is kept in the form JPEG's APP1 uses and Pillow's writers accept: ``b"Exif\\0\\0"`` +
-TIFF structure.
+image a second time; a note says so ("EXIF orientation 6 applied: ..."). EXIF is kept in the form JPEG's APP1 uses
+and Pillow's writers accept: ``b"Exif\\0\\0"`` + TIFF structure.
+
+``notes`` (``PreparedImage.notes``, one short sentence each, no repeats) say what was changed,
+whenever the decoded image will differ from the input other than by lossy coding: the conversions marked in the
+table (bit depth, palette, colour space), what happened to an embedded ICC profile when the pixels were converted
+("ICC profile dropped: ..." for CMYK and LAB, whose profile no longer describes the RGB coded; "ICC profile kept:
+..." otherwise), values clipped, the EXIF orientation applied, the extra images of MPO/PSD left out. No note for
+what the decoder gives back as it was: RGB, RGBA, L, LA, the padding of RGBX, premultiplied RGBa/La (stored
+un-premultiplied), a tRNS colour (stored as an alpha plane), ICC/EXIF/XMP carried unchanged. Notes are about what
+lcf was given: a file's own samples, or a PIL image as it is (Pillow itself reads a 16-bit RGB PNG or TIFF as 8-bit
+RGB, so an image it has already loaded has nothing left to reduce). The library only returns the notes; the ``lcf``
+command prints them and the Pillow plugin warns with them.
 
 Animated and multi-frame inputs (GIF, APNG, WebP, multi-page TIFF, ...) are refused: lcf codes one still image and
 choosing a frame silently would lose the rest. Two formats are the exception because their first image *is* the
@@ -84,6 +99,15 @@ _TRANSPOSE: dict[int, Callable[[np.ndarray], np.ndarray]] = {  # EXIF orientatio
     6: lambda a: np.rot90(a, -1),  # ROTATE_270
     7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # TRANSVERSE
     8: lambda a: np.rot90(a, 1),  # ROTATE_90
+}
+_ORIENTATION_WORDS = {
+    2: "mirrored left to right",
+    3: "rotated by 180 degrees",
+    4: "mirrored top to bottom",
+    5: "transposed (mirrored along the main diagonal)",
+    6: "rotated by 90 degrees clockwise",
+    7: "transversed (mirrored along the other diagonal)",
+    8: "rotated by 90 degrees counter-clockwise",
 }
 _XMP_ORIENTATION = (
     re.compile(rb"""(tiff:Orientation\s*=\s*["'])[0-9](["'])"""),
@@ -236,22 +260,31 @@ def _from_pil(
         raise UnsupportedImageError(f"{name} has no pixels ({width}x{height})")
     _check_pixel_limit(name, width, height, max_pixels)
     wide_rawmode = _png_wide_rawmode(im)
+    before = len(notes)
+    if wide_rawmode is None and _narrowed_by_pillow(im):
+        notes.append(NOTE_16_BIT)
     try:
         im.load()
         planes, alpha, color, drops_icc = _planes(im, wide_rawmode, reopen, notes)
+        converted = len(notes) > before  # every note of _planes is a change of bit depth or colour space
         icc, exif, xmp = _metadata(im)
         orientation = _orientation(im)
     except LcfError:
         raise
     except Exception as exc:
         raise _pillow_failure(name, exc) from exc
-    if drops_icc:
+    if icc is not None and drops_icc:
+        notes.append(f"ICC profile dropped: it describes the {im.mode} input, not the RGB pixels coded")
         icc = None
+    elif icc is not None and converted:
+        notes.append("ICC profile kept: it still describes the converted pixels")
     if orientation in _TRANSPOSE:
         planes = _TRANSPOSE[orientation](planes)
         alpha = None if alpha is None else _TRANSPOSE[orientation](alpha)
         exif = _reset_exif_orientation(exif, notes)
         xmp = _reset_xmp_orientation(xmp)
+        notes.append(f"EXIF orientation {orientation} applied: the pixels are {_ORIENTATION_WORDS[orientation]} "
+                     "and the orientation stored is 1")
     return _prepared(planes, alpha, color, icc, exif, xmp, notes)
 
 
@@ -283,8 +316,12 @@ def _planes(
         return _deep_gray(im, notes) + ("L", False)
     if mode in ("1", "L", "LA", "La"):
         target, color = ("LA" if im.has_transparency_data else "L"), "L"
+        if mode == "1":
+            notes.append("1-bit input converted to 8-bit gray")
     elif mode in ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA"):
         target, color = ("RGBA" if im.has_transparency_data else "RGB"), "RGB"
+        if mode in ("P", "PA"):
+            notes.append(f"palette input converted to {target}")
     elif mode == "CMYK":
         return _split(np.asarray(_cmyk_to_rgb(im, notes)), "RGB") + (True,)
     elif mode in ("LAB", "YCbCr", "HSV"):
@@ -319,6 +356,20 @@ def _png_wide_rawmode(im: Image.Image) -> str | None:
     if len(rawmodes) == 1 and (rawmode := rawmodes.pop()) in _PNG_WIDE_RAWMODES:
         return rawmode
     return None
+
+
+def _narrowed_by_pillow(im: Image.Image) -> bool:
+    """Whether Pillow reduces this file's samples to 8 bits as it loads them, into an 8-bit mode (16-bit RGB/RGBA
+    TIFF: the high byte; PPM with maxval > 255: scaled). Read from the tile before load() clears it."""
+    if im.mode.startswith("I") or im.mode == "F":
+        return False
+    for tile in getattr(im, "tile", None) or ():
+        args = tile.args if isinstance(tile.args, tuple) else (tile.args,)
+        if args and isinstance(args[0], str) and ";16" in args[0]:
+            return True
+        if tile.codec_name == "ppm" and len(args) > 1 and isinstance(args[1], int) and args[1] > 255:
+            return True
+    return False
 
 
 def _png_16bit_planes(
@@ -507,6 +558,7 @@ def _array_to_8bit(pixels: np.ndarray, notes: list[str]) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels
     if pixels.dtype == np.bool_:
+        notes.append("boolean input converted to 8 bits (0 and 255)")
         return pixels.astype(np.uint8) * 255
     if pixels.dtype == np.uint16:
         notes.append(NOTE_16_BIT)

@@ -4,12 +4,19 @@ Built like Pillow's own QoiImagePlugin/WebPImagePlugin::
 
     Image.open -> _accept(prefix)   the 8-byte signature 8B 4C 43 46 0D 0A 1A 0A
                -> LcfImageFile._open()   lcf.container.read_container: structure, CRCs, header, ICC/EXIF/XMP
-                                         into info; the streams are not decoded. A FormatError here is a
-                                         SyntaxError ("not an lcf file"); CorruptDataError/LimitError propagate.
-                                         The pixel limit is Pillow's (Image.MAX_IMAGE_PIXELS), checked by
-                                         Image.open right after _open, as for every Pillow format.
+                                         into info; the streams are not decoded. The pixel limit is Pillow's
+                                         (Image.MAX_IMAGE_PIXELS), checked by Image.open right after _open, as for
+                                         every Pillow format; a file over lcf's file-size limit is a LimitError.
     im.load()  -> lcf.api.decode_bytes()  the whole image, once, with the options given to register()
-    im.save    -> _save() -> lcf.api.encode_image(im, quality=, decoder=, effort=)
+    im.verify()                           raises what _open found wrong after the header (nothing to decode)
+    im.save    -> _save() -> lcf.image.load_image(im) -> lcf.api.encode_image(prepared, quality=, decoder=, effort=)
+
+Damaged files behave as Pillow's own formats do (a truncated PNG opens and fails on load):
+
+    signature or HEAD unreadable     _open raises SyntaxError, so Image.open raises UnidentifiedImageError
+    HEAD fine, later chunks damaged  Image.open succeeds (size, mode, lcf_* info); load() and verify() raise the
+    (truncation, CRC, chunk order)   CorruptDataError/FormatError, both OSErrors (lcf.errors)
+    streams do not decode            load() raises CorruptDataError (an OSError); other weights: ModelMismatchError
 
 Importing this module registers the plugin with the default options; :func:`register` changes them, as
 pillow-heif's ``register_heif_opener`` does::
@@ -18,9 +25,19 @@ pillow-heif's ``register_heif_opener`` does::
     lcf.pillow.register(decoder="student-s", device="cuda")
 
 ``info`` after open: ``icc_profile``, ``exif``, ``xmp`` (bytes, where the file has them) and ``lcf_quality``,
-``lcf_decoder`` (the recommended decoder), ``lcf_model_id`` (hex). Save options: ``quality`` (1.0..7.0, default 4),
-``decoder`` (the decoder name to recommend in the header), ``effort`` (0..3, encoder effort: slower, smaller file at
-the same quality; see lcf.effort).
+``lcf_decoder`` (the recommended decoder), ``lcf_model_id`` (hex). Save options:
+
+- ``quality``: lcf's own scale, the same as ``lcf encode -q`` and ``lcf.encode``: any number from 1.0 (smallest file)
+  to 7.0 (best), default 4.0; ``im.info["lcf_quality"]`` of an opened file is on it too. It is not the 0..100 scale
+  of JPEG, WebP or AVIF: a value outside 1..7 (such as ``quality=95``) raises a ValueError (:class:`UsageError`)
+  that says so, and nothing is written.
+- ``decoder``: the decoder name to recommend in the header.
+- ``effort``: 0..3, encoder effort (lcf.effort): more encode time for a better latent; at equal PSNR the file is
+  smaller, at the same quality both size and PSNR change.
+
+What lcf changes in the image to code it (16 -> 8 bits, CMYK or palette -> RGB, an ICC profile dropped, EXIF
+orientation applied; :mod:`lcf.image`) is reported by ``warnings.warn`` with :class:`lcf.errors.ConversionWarning`,
+one warning per note.
 
 The codec modules are imported only when needed, so that importing lcf does not import torch.
 """
@@ -28,12 +45,14 @@ The codec modules are imported only when needed, so that importing lcf does not 
 from __future__ import annotations
 
 import importlib
+import math
 import numbers
+import warnings
 from typing import IO, Any
 
 from PIL import Image, ImageFile
 
-from lcf.errors import FormatError, LcfError, UsageError
+from lcf.errors import ConversionWarning, CorruptDataError, FormatError, LcfError, UsageError
 
 SIGNATURE = b"\x8bLCF\r\n\x1a\n"
 FORMAT = "LCF"
@@ -66,6 +85,7 @@ class LcfImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "lcf learned image codec"
     _lcf_data: bytes | None = None
+    _lcf_error: LcfError | None = None  # what is wrong after a readable HEAD; raised by load() and verify()
 
     def _open(self) -> None:
         if self.fp is None or not _accept(self.fp.read(len(SIGNATURE))):
@@ -77,10 +97,13 @@ class LcfImageFile(ImageFile.ImageFile):
         data = SIGNATURE + self.fp.read()
         try:
             container = container_api.read_container(data, limits)
-        except FormatError as exc:
-            raise SyntaxError(str(exc)) from exc
-        header = container.header
-        alpha, icc, exif, xmp = _ancillaries(container)
+        except (FormatError, CorruptDataError) as exc:
+            header = _readable_header(container_api, data, limits)
+            self._lcf_error = exc
+            alpha = icc = exif = xmp = None
+        else:
+            header = container.header
+            alpha, icc, exif, xmp = _ancillaries(container)
         gray = getattr(header.color, "name", str(header.color)) == "GRAY8"
         self._mode = ("L" if gray else "RGB") + ("A" if alpha is not None else "")
         self._size = (int(header.width), int(header.height))
@@ -94,6 +117,8 @@ class LcfImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile("lcf", (0, 0, *self._size), 0, None)]  # a marker: load() decodes, not a tile
 
     def load(self) -> Any:
+        if self._lcf_error is not None:
+            raise self._lcf_error
         if self.tile and self._lcf_data is not None:
             decoded = _decode(self._lcf_data)
             if decoded.size != self.size:
@@ -111,6 +136,19 @@ class LcfImageFile(ImageFile.ImageFile):
 
     def load_seek(self, pos: int) -> None:
         pass  # one image, decoded whole by load(); defined so that ImageFile.Parser uses our load()
+
+    def verify(self) -> None:
+        """Pillow's integrity check without decoding: structure and every CRC were checked by _open."""
+        if self._lcf_error is not None:
+            raise self._lcf_error
+
+
+def _readable_header(container_api: Any, data: bytes, limits: Any) -> Any:
+    """The header of a file whose later chunks are damaged; SyntaxError ("not an lcf file") if HEAD is not readable."""
+    try:
+        return container_api.read_header_only(data, limits)
+    except (FormatError, CorruptDataError) as exc:
+        raise SyntaxError(f"not a readable lcf file: {exc}") from exc
 
 
 def _remaining(fp: IO[bytes]) -> int:
@@ -146,21 +184,32 @@ def _decode(data: bytes) -> Image.Image:
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = getattr(im, "encoderinfo", {}) or {}
-    quality = info.get("quality", DEFAULT_QUALITY)
-    if isinstance(quality, bool) or not isinstance(quality, numbers.Real):
-        raise UsageError(f"lcf quality must be a number in [{QUALITY_RANGE[0]}, {QUALITY_RANGE[1]}], got {quality!r}")
-    if not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
-        raise UsageError(f"lcf quality must be in [{QUALITY_RANGE[0]}, {QUALITY_RANGE[1]}], got {quality}")
+    quality = _check_quality(info.get("quality", DEFAULT_QUALITY))
     overrides = {k: info[k] for k in ("icc_profile", "exif", "xmp") if info.get(k) is not None}
     if overrides:  # Pillow's convention: save(..., icc_profile=...) wins over im.info
         im = im.copy()
         im.info.update(overrides)
     api = _require("lcf.api", "encode_image")
+    prepared = _require("lcf.image", "load_image").load_image(im)
+    for note in prepared.notes:
+        warnings.warn(f"lcf: {note}", ConversionWarning, stacklevel=3)  # 3: the caller of Image.save
     kwargs: dict[str, Any] = {"decoder": info.get("decoder"), "device": _options["device"],
                               "effort": info.get("effort", 0)}
     if _options["weights"] is not None:
         kwargs["weights"] = _options["weights"]
-    fp.write(api.encode_image(im, quality=float(quality), **kwargs))
+    fp.write(api.encode_image(prepared, quality=quality, **kwargs))
+
+
+def _check_quality(quality: object) -> float:
+    """``quality`` of save() as a float on lcf's 1..7 scale; a UsageError (a ValueError) that says what to pass."""
+    low, high = QUALITY_RANGE
+    scale = f"lcf's quality is a number from {low:g} (smallest file) to {high:g} (best), default {DEFAULT_QUALITY:g}"
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Real):
+        raise UsageError(f"{scale}, got {quality!r}: pass e.g. quality=5")
+    if not low <= quality <= high:
+        hint = " (not the 0..100 of JPEG, WebP or AVIF)" if math.isfinite(quality) and high < quality <= 100 else ""
+        raise UsageError(f"{scale}{hint}, got {quality:g}: pass quality={low:g}..{high:g}, e.g. quality=5")
+    return float(quality)
 
 
 def _require(module_name: str, attribute: str) -> Any:

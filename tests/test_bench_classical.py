@@ -157,3 +157,44 @@ def test_run_benchmark_rejects_bad_hooks_and_names(tmp_path):
         run_benchmark(
             images, codecs=[], lcf_encode_decode=lambda x, q: (10, x[:8], 0.0, 0.0), quick=True, log=lambda _: None
         )
+
+
+def test_without_matplotlib_the_run_warns_first_and_writes_everything_else(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(gradient_noise(seed=5)).save(images / "a.png")
+    monkeypatch.setattr(report, "plotting_available", lambda: False)
+    log = []
+
+    def hook(rgb, q):
+        log.append("measured")
+        return _fake_lcf(rgb, q)
+
+    result = run_benchmark(images, codecs=[], lcf_encode_decode=hook, out_dir=tmp_path / "out", quick=True,
+                           log=log.append, name="k")
+    assert 'matplotlib is not installed' in log[0] and 'pip install "lcf[bench]"' in log[0]
+    assert sum("matplotlib" in line for line in log) == 1
+    assert "png" not in result.files and not (tmp_path / "out" / "k_rd.png").exists()
+    assert set(result.files) == {"per_image_csv", "curves_csv", "bd_csv", "markdown"}
+    assert all(path.stat().st_size > 0 for path in result.files.values())
+    assert "k_rd.png" not in result.files["markdown"].read_text()
+    with pytest.raises(ValueError, match="matplotlib"):  # asked for explicitly: refused before measuring
+        run_benchmark(images, codecs=[], lcf_encode_decode=hook, out_dir=tmp_path / "out", quick=True, plot=True,
+                      log=log.append)
+    assert log.count("measured") == 3
+
+
+def test_a_plot_that_fails_to_import_keeps_the_other_outputs(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(gradient_noise(seed=6)).save(images / "a.png")
+
+    def broken(*args, **kwargs):
+        raise ImportError("libfreetype.so.6: cannot open shared object file")
+
+    monkeypatch.setattr(report, "plot_rd", broken)
+    log = []
+    result = run_benchmark(images, codecs=[], lcf_encode_decode=_fake_lcf, out_dir=tmp_path / "out", quick=True,
+                           log=log.append, plot=True, name="k")
+    assert "png" not in result.files and result.files["curves_csv"].exists()
+    assert any("no R-D plot: libfreetype" in line for line in log)

@@ -209,7 +209,9 @@ def test_cmyk_with_an_unusable_profile_falls_back_and_drops_it() -> None:
 def test_other_colour_spaces_become_rgb(mode: str) -> None:
     original = make_rgb(12, 8, "gradient")
     prepared = load_image(original.convert(mode))
-    assert prepared.color == "RGB" and len(prepared.notes) == 1
+    assert prepared.color == "RGB" and len(prepared.notes) == (2 if mode == "LAB" else 1)
+    if mode == "LAB":  # Pillow's convert("LAB") attaches a LAB profile, which cannot describe the sRGB coded
+        assert prepared.icc is None and prepared.notes[1].startswith("ICC profile dropped")
     error = np.abs(prepared.rgb.astype(int) - np.asarray(original, dtype=int))
     assert error.mean() < 3 and error.max() <= 24  # 8-bit LAB loses a little near the gamut's edge
 
@@ -553,3 +555,70 @@ def test_save_errors(tmp_path) -> None:  # noqa: ANN001
 def test_make_alpha_kinds_cover_the_range() -> None:  # the shared helper itself
     assert make_alpha(16, 16, "gradient").min() == 0 and make_alpha(16, 16, "gradient").max() == 255
     assert set(np.unique(make_alpha(16, 16, "binary")).tolist()) == {0, 255}
+
+
+# --------------------------------------------------------------------------------------------- notes (issue 21)
+
+
+def test_palette_notes_say_rgb_or_rgba() -> None:
+    plain = load_image(to_bytes(make_palette(15, 9), "PNG"))
+    transparent = load_image(to_bytes(make_palette(15, 9, transparency=True), "PNG", transparency=0))
+    assert plain.notes == ("palette input converted to RGB",)
+    assert transparent.notes == ("palette input converted to RGBA",)
+
+
+def test_icc_profile_kept_or_dropped_is_a_note_only_when_the_pixels_change() -> None:
+    palette = make_palette(15, 9)
+    kept = load_image(to_bytes(palette, "PNG", icc_profile=srgb_icc()))
+    assert kept.icc == srgb_icc() and kept.notes == ("palette input converted to RGB",
+                                                     "ICC profile kept: it still describes the converted pixels")
+    cmyk = make_rgb(10, 6, "gradient").convert("CMYK")
+    cmyk.info["icc_profile"] = srgb_icc()
+    dropped = load_image(cmyk)
+    assert dropped.icc is None
+    assert dropped.notes[-1] == "ICC profile dropped: it describes the CMYK input, not the RGB pixels coded"
+    assert load_image(to_bytes(make_rgb(6, 4), "PNG", icc_profile=srgb_icc())).notes == ()  # nothing changed
+
+
+def test_one_bit_and_boolean_inputs_have_a_note() -> None:
+    assert load_image(make_rgb(8, 8, "checker").convert("1")).notes == ("1-bit input converted to 8-bit gray",)
+    assert load_image(np.eye(4, dtype=bool)).notes == ("boolean input converted to 8 bits (0 and 255)",)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_note(orientation: int) -> None:
+    data = to_bytes(make_rgb(7, 4, "noise"), "PNG", exif=exif_bytes(orientation=orientation))
+    notes = load_image(data).notes
+    if orientation == 1:
+        assert notes == ()
+    else:
+        assert len(notes) == 1 and notes[0].startswith(f"EXIF orientation {orientation} applied: the pixels are ")
+        assert notes[0].endswith("and the orientation stored is 1")
+
+
+def test_unchanged_inputs_have_no_notes() -> None:
+    for image in (make_rgb(6, 4), make_rgba(6, 4), make_rgb(6, 4).convert("L"), make_mode("LA", 6, 4)):
+        assert load_image(to_bytes(image, "PNG")).notes == (), image.mode
+
+
+def _tiff_rgb16(samples: np.ndarray) -> bytes:
+    """An uncompressed little-endian 16-bit RGB TIFF (Pillow cannot write one)."""
+    h, w, _ = samples.shape
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 8 + 2 + 10 * 12 + 4), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, 8 + 2 + 10 * 12 + 4 + 6), (277, 3, 1, 3), (278, 3, 1, h), (279, 4, 1, samples.size * 2),
+            (284, 3, 1, 1)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHIHH", t, k, n, v, 0) if k == 3 and n == 1 else struct.pack("<HHII", t, k, n, v)
+        for t, k, n, v in tags) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<3H", 16, 16, 16) + samples.astype("<u2").tobytes()
+
+
+def test_bit_depth_that_pillow_reduces_itself_has_the_note() -> None:
+    samples = np.random.default_rng(4).integers(0, 65536, (3, 5, 3)).astype(np.uint16)
+    tiff = load_image(_tiff_rgb16(samples))
+    assert tiff.notes == (NOTE_16_BIT,) and np.array_equal(tiff.rgb, samples >> 8)  # Pillow's pixels, unchanged
+    header = b"P6\n5 3\n65535\n"
+    ppm = load_image(header + samples.astype(">u2").tobytes())
+    assert ppm.notes == (NOTE_16_BIT,) and ppm.rgb.shape == (3, 5, 3)
+    for fmt in ("TIFF", "PPM"):  # 8-bit files of the same formats: nothing to say
+        assert load_image(to_bytes(make_rgb(5, 3, "noise"), fmt)).notes == ()

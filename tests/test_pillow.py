@@ -12,6 +12,7 @@ import functools
 import io
 import sys
 import types
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from images import make_rgb, make_rgba, srgb_icc, to_bytes, xmp_packet
 from PIL import Image, UnidentifiedImageError
 
 import lcf.container
+import lcf.errors
 import lcf.pillow
 from lcf.errors import CorruptDataError, FormatError, LcfError, LimitError, UsageError
 
@@ -76,8 +78,8 @@ class FakeCodec:
         assert decoded is not None
         return decoded.copy()
 
-    def encode_image(self, im: Image.Image, **kwargs: Any) -> bytes:
-        self.encode_calls.append({"image": im.copy(), "info": dict(im.info), **kwargs})
+    def encode_image(self, prepared: Any, **kwargs: Any) -> bytes:  # an lcf.image.PreparedImage, as _save makes it
+        self.encode_calls.append({"prepared": prepared, **kwargs})
         return SIGNATURE + b"encoded"
 
 
@@ -182,9 +184,9 @@ def test_format_error_means_not_mine(codec: FakeCodec) -> None:
         Image.open(io.BytesIO(SIGNATURE + b"unknown"))
 
 
-def test_corrupt_data_is_reported_not_hidden(codec: FakeCodec) -> None:
+def test_unreadable_header_means_not_mine(codec: FakeCodec) -> None:
     data = codec.add(b"x", CorruptDataError("CRC mismatch", chunk="HEAD", offset=14))
-    with pytest.raises(CorruptDataError, match="CRC"):
+    with pytest.raises(UnidentifiedImageError):  # as Pillow's PNG plugin does for a broken IHDR
         Image.open(io.BytesIO(data))
 
 
@@ -218,7 +220,7 @@ def test_save_passes_quality_and_decoder(codec: FakeCodec) -> None:
     image.save(buffer, format="LCF", quality=2, decoder="student")
     assert buffer.getvalue() == (SIGNATURE + b"encoded") * 2
     assert [(c["quality"], c["decoder"]) for c in codec.encode_calls] == [(4.0, None), (2.0, "student")]
-    assert np.array_equal(np.asarray(codec.encode_calls[0]["image"]), np.asarray(image))
+    assert np.array_equal(codec.encode_calls[0]["prepared"].rgb, np.asarray(image))
 
 
 def test_save_by_extension(codec: FakeCodec, tmp_path) -> None:  # noqa: ANN001
@@ -229,7 +231,7 @@ def test_save_by_extension(codec: FakeCodec, tmp_path) -> None:  # noqa: ANN001
 def test_save_metadata_overrides_without_touching_the_image(codec: FakeCodec) -> None:
     image = make_rgb(4, 4)
     image.save(io.BytesIO(), format="LCF", icc_profile=b"icc", xmp=b"<x/>")
-    assert codec.encode_calls[0]["info"]["icc_profile"] == b"icc" and codec.encode_calls[0]["info"]["xmp"] == b"<x/>"
+    assert codec.encode_calls[0]["prepared"].icc == b"icc" and codec.encode_calls[0]["prepared"].xmp == b"<x/>"
     assert "icc_profile" not in image.info
 
 
@@ -272,5 +274,74 @@ def test_real_container_errors() -> None:
         Image.open(io.BytesIO(data[:8] + b"\x00\x63" + data[10:]))
     damaged = bytearray(data)
     damaged[-20] ^= 0xFF  # inside a stream chunk: its CRC no longer matches
-    with pytest.raises(CorruptDataError):
-        Image.open(io.BytesIO(bytes(damaged)))
+    with Image.open(io.BytesIO(bytes(damaged))) as im:  # the header is fine: it opens, as a truncated PNG does
+        assert (im.format, im.size) == ("LCF", (100, 50))
+        with pytest.raises(CorruptDataError, match="CRC"):
+            im.load()
+
+
+# ------------------------------------------------------------------ Pillow's conventions (issue 21)
+
+
+@pytest.mark.parametrize("quality", [95, 80, 100, 8])
+def test_save_with_a_jpeg_style_quality_says_what_to_pass(codec: FakeCodec, quality: int) -> None:
+    with pytest.raises(ValueError, match=r"1 \(smallest file\) to 7 \(best\).*not the 0\.\.100 of JPEG"):
+        make_rgb(4, 4).save(io.BytesIO(), format="LCF", quality=quality)
+    assert codec.encode_calls == []
+
+
+def test_quality_of_an_opened_file_saves_again(codec: FakeCodec) -> None:
+    data = codec.add(b"q", _container(Header(4, 4, quality=6.25)), decoded=make_rgb(4, 4))
+    with Image.open(io.BytesIO(data)) as im:
+        im.save(io.BytesIO(), format="LCF", quality=im.info["lcf_quality"])
+    assert codec.encode_calls[-1]["quality"] == 6.25
+
+
+def test_save_warns_with_each_conversion_note(codec: FakeCodec) -> None:
+    with pytest.warns(lcf.errors.ConversionWarning, match="lcf: palette input converted to RGB"):
+        make_rgb(8, 8, "noise").convert("P").save(io.BytesIO(), format="LCF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing changed: no warning
+        make_rgb(8, 8, "noise").save(io.BytesIO(), format="LCF")
+
+
+def test_save_to_a_path_with_a_bad_quality_leaves_no_file(codec: FakeCodec, tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError):
+        make_rgb(4, 4).save(tmp_path / "x.lcf", quality=95)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _truncated_and_damaged() -> list[bytes]:
+    samples = pytest.importorskip("lcf.container.samples")
+    data = samples.sample_file(alpha=True, metadata=True)
+    damaged = bytearray(data)
+    damaged[-20] ^= 0xFF
+    return [data[: len(data) // 2], data[:-5], bytes(damaged)]
+
+
+def test_damaged_files_are_oserrors_on_load_and_verify_as_for_pillows_formats() -> None:
+    """What a Pillow user writes for a truncated PNG works for a truncated .lcf file."""
+    for data in _truncated_and_damaged():
+        with Image.open(io.BytesIO(data)) as im:  # the header is readable
+            try:
+                im.load()
+            except OSError as exc:  # the Pillow way
+                assert isinstance(exc, LcfError) and exc.exit_code in (3, 4)
+            else:
+                raise AssertionError("a damaged file decoded")
+        with Image.open(io.BytesIO(data)) as im, pytest.raises(OSError):
+            im.verify()
+
+
+def test_not_an_lcf_header_is_unidentified_the_pillow_way() -> None:
+    samples = pytest.importorskip("lcf.container.samples")
+    data = samples.sample_file()
+    for bad in (data[:20], data[:8] + b"\x00\x63" + data[10:], lcf.pillow.SIGNATURE):
+        try:
+            Image.open(io.BytesIO(bad))
+        except UnidentifiedImageError:  # an OSError too
+            pass
+        else:
+            raise AssertionError("an unreadable header was identified")
+    with Image.open(io.BytesIO(data)) as im:
+        im.verify()  # an intact file verifies

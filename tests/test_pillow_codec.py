@@ -13,6 +13,7 @@ import pytest
 from images import exif_bytes, make_mode, make_rgb, make_rgba, srgb_icc, xmp_packet
 from PIL import Image, UnidentifiedImageError
 
+import lcf.errors
 import lcf.pillow
 from lcf.errors import LcfError
 from lcf.image import load_image, to_pil
@@ -101,3 +102,27 @@ def test_load_image_reads_lcf_files(tmp_path) -> None:  # noqa: ANN001
     make_rgb(16, 8, "gradient").save(path, quality=4)
     prepared = load_image(path)
     assert (prepared.width, prepared.height) == (16, 8)
+
+
+def test_a_truncated_lcf_is_handled_like_any_bad_image(tmp_path) -> None:  # noqa: ANN001
+    """The loop a Pillow user writes over a folder of images, with one truncated .lcf file in it."""
+    good, bad = tmp_path / "good.lcf", tmp_path / "bad.lcf"
+    make_rgb(16, 16, "noise").save(good, quality=4)
+    bad.write_bytes(good.read_bytes()[:-40])
+    loaded, skipped = [], []
+    for path in (good, bad):
+        try:
+            with Image.open(path) as im:
+                im.load()
+                loaded.append(path.name)
+        except (UnidentifiedImageError, OSError) as exc:
+            skipped.append((path.name, type(exc).__name__))
+    assert loaded == ["good.lcf"] and skipped == [("bad.lcf", "CorruptDataError")]
+
+
+def test_saving_a_16_bit_image_warns(tmp_path) -> None:  # noqa: ANN001
+    image = make_mode("I;16", 8, 8)
+    with pytest.warns(lcf.errors.ConversionWarning, match="16-bit input reduced to 8 bits"):
+        image.save(tmp_path / "deep.lcf")
+    with Image.open(tmp_path / "deep.lcf") as im:
+        assert im.mode == "L" and im.size == (8, 8)

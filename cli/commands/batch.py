@@ -86,7 +86,9 @@ def batch(
     listed ("SKIP", and "left_out" in --json).
 
     A file that fails does not stop the batch; failures are listed at the end and the exit code is that of the
-    first one (in sorted order). Progress and the summary go to stderr, --json to stdout.
+    first one (in sorted order). Progress and the summary go to stderr, --json to stdout. What lcf changes in an
+    image to encode it (16 -> 8 bits, CMYK or palette -> RGB, ...) is a "note:" line on stderr and "notes" in the
+    file's --json record, as for lcf encode.
 
     [bold]Examples[/]
       lcf batch photos/ encoded/ --quality 5
@@ -166,6 +168,8 @@ class _ProgressBar:
         self.progress.update(self.task, advance=1, bytes_in=task.fields["bytes_in"] + getattr(item, "bytes_in", 0))
         if item.status == "failed" and self.progress.console.is_terminal:  # live; the full list comes at the end
             self.progress.console.print(f"FAIL  {item.src}: {item.error}", markup=False, highlight=False)
+        for note in getattr(item, "notes", ()):  # what lcf changed in an image to encode it, as lcf encode says it
+            self.progress.console.print(f"note: {item.src}: {note}", markup=False, highlight=False)
 
 
 def _summary(report: api.BatchReport) -> dict[str, Any]:

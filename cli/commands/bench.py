@@ -76,22 +76,28 @@ def bench(
     time. Prints a table, writes CSV, draws the R-D curves to a PNG and computes BD-rates of lcf against every
     other curve (published ones included when --published is given).
 
+    The plot needs matplotlib, an optional dependency: pip install "lcf\\[bench]". Without it, a warning says so before
+    anything is measured, and the table, CSV files and markdown are still written.
+
     [bold]Examples[/]
       lcf bench ../shared/data/kodak --out results --published ../shared/reference/kodak_published.csv
       lcf bench photos/ --codecs webp,avif --quick
       lcf bench ../shared/data/kodak --out results --effort 0,2 --resume    (adds the lcf-e2 curve)
     """
     from lcf.bench import report
-    from lcf.bench.runner import lcf_variant, run_benchmark
+    from lcf.bench.runner import lcf_variant, no_plot_warning, run_benchmark
 
+    plot = report.plotting_available()  # before the weights are loaded or anything is measured
+    if not plot:
+        err_console.print(no_plot_warning(), highlight=False, markup=False)
     names = [] if codecs.strip() == "none" else [c.strip() for c in codecs.split(",") if c.strip()]
     hooks, identities = {}, {}
     for e in parse_efforts(effort):
         hooks[lcf_variant(e)], identities[lcf_variant(e)] = lcf_hook(weights, device, decoder, e)
     result = run_benchmark(
         images, names, hooks, out, quick=quick, max_images=max_images, published_csv=published, resume=resume,
-        name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False),
-        lcf_identity=identities,
+        name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False, markup=False),
+        lcf_identity=identities, plot=plot,
     )
     report.print_curves(result.curves)
     first = next(iter(hooks))

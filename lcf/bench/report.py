@@ -216,8 +216,25 @@ def print_bd(results: Sequence[BDResult], title: str = "BD-rate (test vs referen
 _FAMILY = {"jpeg420": "jpeg", "jpeg": "jpeg", "avif": "av1", "av1": "av1", "bpg_444_x265_ycbcr": "hevc", "hm": "hevc"}
 
 
+PLOT_EXTRA = 'pip install "lcf[bench]"'
+"""What installs the optional plotting dependency (matplotlib), for messages."""
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib, an optional dependency (the ``bench`` extra), can be imported: checked before a benchmark
+    starts, so that a missing plotter is said at once instead of after minutes of measuring."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # a broken or half-removed installation
+        return False
+
+
 def plot_rd(curves: Sequence[RDCurve], path: str | Path, title: str = "Kodak", max_bpp: float | None = 2.2) -> Path:
-    """PSNR vs bpp and MS-SSIM (dB) vs bpp side by side; measured solid with markers, published dashed."""
+    """PSNR vs bpp and MS-SSIM (dB) vs bpp side by side; measured solid with markers, published dashed.
+
+    Needs matplotlib (``pip install "lcf[bench]"``); ImportError without it."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,7 +10,8 @@ imported here: whoever integrates lcf passes
 
 and it is swept over ``lcf_qualities`` (the levels 1..7 by default). With an ``out_dir``, per-image rows are appended
 to ``<name>_per_image.csv`` as they are measured (``resume=True`` skips rows already there), and at the end the
-averaged curves, BD-rates, an R-D plot and a markdown fragment are written beside it.
+averaged curves, BD-rates, an R-D plot and a markdown fragment are written beside it. The plot needs matplotlib (the
+``bench`` extra): without it everything else is still written, and a warning says so before anything is measured.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def run_benchmark(
     name: str = "kodak",
     log: Callable[[str], None] | None = None,
     lcf_identity: dict | None = None,
+    plot: bool | None = None,
 ) -> BenchmarkResult:
     """Measure ``codecs`` (ids of ``lcf.bench.classical.CODECS``, plus "lcf" when a hook is given) on the images.
 
@@ -147,8 +149,17 @@ def run_benchmark(
     Several lcf encoders in one run (e.g. efforts 0 and 2): ``lcf_encode_decode`` a dict {curve id: hook} (ids from
     :func:`lcf_variant`) and ``lcf_identity`` a dict {curve id: identity}, stamped in ``<name>_<curve id>.json``.
     ``anchor`` defaults to the first lcf curve.
+
+    ``plot``: draw the R-D PNG (True), or not (False); None (default): draw it when matplotlib is installed, else log
+    one warning before measuring. True without matplotlib is a ValueError, raised before anything is measured.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if plot is None:
+        plot = report.plotting_available()
+        if not plot and out_dir is not None:
+            log(no_plot_warning())
+    elif plot and not report.plotting_available():
+        raise ValueError(f"plot=True needs matplotlib, which is not installed: {report.PLOT_EXTRA}")
     if lcf_encode_decode is None or isinstance(lcf_encode_decode, dict):
         hooks = dict(lcf_encode_decode or {})
         identities = dict(lcf_identity or {})
@@ -210,9 +221,15 @@ def run_benchmark(
     result = BenchmarkResult(tuple(measurements), tuple(curves), tuple(bd_anchor), tuple(bd_refs), elapsed_s=elapsed)
     if out is not None:
         result.files.update(
-            write_outputs(result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/")
+            write_outputs(result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/",
+                          plot=plot, log=log)
         )
     return result
+
+
+def no_plot_warning() -> str:
+    return (f"warning: matplotlib is not installed, so no R-D plot (PNG) will be drawn; the table, CSV files and "
+            f"markdown are written as usual ({report.PLOT_EXTRA} adds the plot)")
 
 
 def _drop_stale_lcf_rows(done: dict, stamp: Path, variant: str, identity: dict, log: Callable[[str], None]) -> dict:
@@ -239,14 +256,22 @@ def _append_row(path: Path, m: Measurement) -> None:
         csv.DictWriter(f, fieldnames=report.MEASUREMENT_COLUMNS).writerow(report.measurement_row(m))
 
 
-def write_outputs(result: BenchmarkResult, out: Path, name: str, images_desc: str = "") -> dict[str, Path]:
-    """Curves CSV, BD CSV, R-D PNG and the markdown fragment ``<name>.md`` (the per-image CSV is written during the run)."""
+def write_outputs(result: BenchmarkResult, out: Path, name: str, images_desc: str = "", *, plot: bool = True,
+                  log: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Curves CSV, BD CSV, R-D PNG (if ``plot``) and the markdown fragment ``<name>.md`` (the per-image CSV is written
+    during the run). A plot that cannot be drawn (matplotlib missing or broken) is logged and skipped."""
     files = {
         "per_image_csv": out / f"{name}_per_image.csv",
         "curves_csv": report.write_curves_csv(result.curves, out / f"{name}_rd.csv"),
         "bd_csv": report.write_bd_csv(result.bd_anchor + result.bd_references, out / f"{name}_bd.csv"),
-        "png": report.plot_rd(result.curves, out / f"{name}_rd.png", title=f"{name}: {images_desc}".rstrip(": ")),
     }
+    if plot:
+        try:
+            files["png"] = report.plot_rd(result.curves, out / f"{name}_rd.png",
+                                          title=f"{name}: {images_desc}".rstrip(": "))
+        except ImportError as exc:
+            (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
+                f"warning: no R-D plot: {exc} ({report.PLOT_EXTRA})")
     md = [f"R-D points ({images_desc}, mean over images):", "", report.markdown_curves(result.curves), ""]
     if result.bd_anchor:
         md += [
@@ -262,7 +287,8 @@ def write_outputs(result: BenchmarkResult, out: Path, name: str, images_desc: st
             report.markdown_bd(result.bd_references),
             "",
         ]
-    md += [f"![R-D curves]({name}_rd.png)", ""]
+    if "png" in files:
+        md += [f"![R-D curves]({name}_rd.png)", ""]
     files["markdown"] = out / f"{name}.md"
     files["markdown"].write_text("\n".join(md), encoding="utf-8")
     return files
