@@ -488,8 +488,8 @@ class Codec:
     def encode(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
                progress: Callable[[int, int], None] | None = None) -> bytes:
         """Any image lcf.image.load_image accepts -> the bytes of a .lcf file. ``effort`` 0..3: more encode time
-        for a smaller file at the same quality (latent refinement, lcf.nn.refine; ``progress(done, total)`` after
-        each of its steps); decoding is the same."""
+        for a better latent, smaller at equal PSNR (at the same quality both size and PSNR change; latent
+        refinement, lcf.nn.refine; ``progress(done, total)`` after each of its steps); decoding is the same."""
         return self._encode(image, quality, decoder, effort, progress, estimate=False)[0]
 
     def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
