@@ -93,10 +93,10 @@ def decoder_table(codec: Codec) -> list[str]:
     rows = ["| decoder | kind | N | attention | residual | parameters | size |", "|---|---|---|---|---|---:|---:|"]
     for name in codec.decoder_names:
         info = codec.weights.decoder_info(name)
-        arch = info["arch"]
+        arch = codec.weights.decoder_arch(name)
         default = " (default)" if name == codec.weights.default_decoder else ""
-        rows.append(f"| {name}{default} | {arch.get('kind')} | {arch.get('N')} | {arch.get('attention', True)} | "
-                    f"{arch.get('residual', True)} | {info['parameters']:,} | {info['bytes'] / 2**20:.2f} MiB |")
+        rows.append(f"| {name}{default} | {arch.kind} | {arch.N} | {arch.attention} | {arch.residual} | "
+                    f"{info.parameters or 0:,} | {(info.bytes or 0) / 2**20:.2f} MiB |")
     return rows
 
 

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             print(result, file=sys.stderr)
             return 1
         default = " (default)" if name == codec.weights.default_decoder else ""
-        rows.append(f"| {name}{default} | {codec.weights.decoder_info(name)['parameters']:,} | "
+        rows.append(f"| {name}{default} | {codec.weights.decoder_info(name).parameters or 0:,} | "
                     f"{result['gs'] * 1e3:.1f} | {result['full'] * 1e3:.1f} | {result['psnr']:.2f} | "
                     + ("n/a |" if result["peak"] is None else f"{result['peak']:,.0f} |"))
         print(f"{name} done", file=sys.stderr, flush=True)

@@ -49,7 +49,7 @@ def measure(codec: Codec, files: list[Path], qualities: list[float]) -> dict[flo
 
 def report(a: Path, b: Path, pa: dict, pb: dict, n_images: int, image_dir: Path) -> list[str]:
     qs = sorted(pa)
-    label_a, label_b = (Codec(r).weights.manifest["info"].get("storage_dtype", "float32") for r in (a, b))
+    label_a, label_b = (Codec(r).weights.manifest.info.get("storage_dtype", "float32") for r in (a, b))
     rows = ["| quality | " + f"{label_a}: bpp / PSNR | {label_b}: bpp / PSNR | Δbpp | ΔPSNR (dB) |",
             "|---:|---:|---:|---:|---:|"]
     for q in qs:

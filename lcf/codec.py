@@ -59,11 +59,10 @@ from lcf.errors import (
     UsageError,
 )
 from lcf.image import PreparedImage, load_image
-from lcf.nn import IntegerEntropyNet, LcfModel, ModelConfig
+from lcf.nn import IntegerEntropyNet, LcfModel
 from lcf.nn.integer import INTEGER_PREFIXES, check_integer_arrays, float_state
 from lcf.nn.refine import EntropyOnDevice, refine_latents
-from lcf.nn.students import same_network
-from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, load_weights
+from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, float_layout, load_weights
 
 PAD = 64  # g_a and h_a downsample by 64 in all
 DEFAULT_MAX_MEMORY = 8 << 30  # bytes; LCF_MAX_MEMORY (GiB) or Codec(max_memory=...) changes it
@@ -239,15 +238,15 @@ class Codec:
         self.device = check_device(device)
         self.analysis_tile: int | None = analysis_tile(self.device)
         self.synthesis_tile: int | None = synthesis_tile(self.device)
-        self.config = ModelConfig.from_dict(self.weights.model_config)
+        self.config = self.weights.manifest.model_config  # load_weights checked entropy.safetensors against it
         self.model = LcfModel(self.config).eval()
         self._load_entropy(self.weights.entropy)
-        self.family_tables = FamilyTables.from_arrays(
-            {k: v for k, v in self.weights.entropy.items() if k.startswith("tables.family.")}
-        )
-        self.z_tables = ZTables.from_arrays(
-            {k: v for k, v in self.weights.entropy.items() if k.startswith("tables.z.")}
-        )
+        tables = {k: v for k, v in self.weights.entropy.items() if k.startswith("tables.")}
+        try:
+            self.family_tables = FamilyTables.from_arrays({k: v for k, v in tables.items() if ".family." in k})
+            self.z_tables = ZTables.from_arrays({k: v for k, v in tables.items() if k.startswith("tables.z.")})
+        except ValueError as exc:
+            raise ModelMismatchError(f"{self.weights.root / self.weights.manifest.entropy_file}: {exc}") from None
         if self.z_tables.channels != self.config.Mz:
             raise ModelMismatchError(f"z tables have {self.z_tables.channels} channels, the model {self.config.Mz}")
         self._encoder_loaded = False
@@ -293,7 +292,10 @@ class Codec:
     def _ensure_encoder(self) -> None:
         with self._lock:
             if not self._encoder_loaded:
-                self._load(_tensors(self.weights.encoder(), ENCODER_PREFIXES), "encoder", ENCODER_PREFIXES)
+                shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()
+                          if k.startswith(ENCODER_PREFIXES)}
+                arrays = self.weights.encoder(float_layout(shapes))  # checked before its data is read
+                self._load(_tensors(arrays, ENCODER_PREFIXES), "encoder", ENCODER_PREFIXES)
                 self.model.g_a.to(self.device, memory_format=analysis_memory_format(self.device))
                 self.model.h_a.to(self.device)
                 self._encoder_loaded = True
@@ -301,16 +303,11 @@ class Codec:
     def _ensure_decoder(self, name: str) -> None:
         with self._lock:
             if name not in self._decoders_loaded:
-                arrays = self.weights.decoder(name)
-                arch = self.weights.decoder_info(name).get("arch")
-                if arch is None and name not in self.model.decoders:
-                    raise ModelMismatchError(f"decoder {name!r} of the weights has no arch in manifest.json")
-                if arch is not None and (name not in self.model.decoders
-                                         or not same_network(arch, self.model.decoder_archs[name])):
-                    try:  # a student (or another teacher shape): build its g_s from the manifest's arch
-                        self.model.add_decoder(name, arch)
-                    except UsageError as exc:
-                        raise ModelMismatchError(f"decoder {name!r} cannot be built by this lcf: {exc}") from None
+                arch = self.weights.decoder_arch(name)
+                arrays = self.weights.decoder(name)  # its tensors checked against the arch before being read
+                if name not in self.model.decoders or not arch.same_network(self.model.decoder_archs[name]):
+                    # a student (or another teacher shape): build its g_s from the manifest's arch
+                    self.model.add_decoder(name, arch)
                 prefix = f"decoders.{name}."
                 self._load({prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()},
                            f"decoder {name!r}", (prefix,))

@@ -66,8 +66,8 @@ def _float_layout_copy(weights, out):
     """The folder as lcf wrote it before integer entropy networks: h_s, ctx, PEN1, PEN2 as float32 tensors."""
     entropy = {k: v for k, v in weights.entropy.items() if not k.startswith(INTEGER_PREFIXES)}
     entropy.update({k: v.numpy() for k, v in float_state(weights.entropy).items()})
-    decoders = {name: (weights.decoder_info(name)["arch"], weights.decoder(name)) for name in weights.decoder_names}
-    return save_weights(out, model_config=weights.model_config, encoder=weights.encoder(), entropy=entropy,
+    decoders = {name: (weights.decoder_arch(name), weights.decoder(name)) for name in weights.decoder_names}
+    return save_weights(out, model_config=weights.manifest.model_config, encoder=weights.encoder(), entropy=entropy,
                         decoders=decoders, default_decoder=weights.default_decoder)
 
 
@@ -109,7 +109,7 @@ def test_an_encoder_only_run_ships_into_a_copy_with_the_same_model_id(tmp_path, 
         if path.name not in ("encoder.safetensors", "manifest.json"):
             assert (out / path.name).read_bytes() == path.read_bytes(), path.name
     assert (out / "encoder.safetensors").read_bytes() != (tiny_weights / "encoder.safetensors").read_bytes()
-    assert new.manifest["info"]["encoder"]["train_only"] == "g_a,h_a"
+    assert new.manifest.info["encoder"]["train_only"] == "g_a,h_a"
 
     image = make_rgb_array(64, 80, kind="mixed", seed=4)
     data_new = Codec(out).encode(image, quality=3)

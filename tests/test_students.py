@@ -14,13 +14,12 @@ from typer.testing import CliRunner
 from images import make_rgb_array
 from lcf.container import read_container
 from lcf.errors import ModelMismatchError, UsageError
+from lcf.manifest import DecoderArch
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.students import (
     KINDS,
     build_decoder,
-    normalize_arch,
     parameter_count,
-    same_network,
     student_arch,
     synthesis_features,
     synthesise_coded,
@@ -33,24 +32,27 @@ STUDENTS = ("cfg2", "cfg3", "cfg4")
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_decoder_builds_from_its_arch_and_upsamples_by_16(kind):
     arch = student_arch(kind, 16, 24)
-    assert arch == normalize_arch(json.loads(json.dumps(arch)))  # survives the manifest
+    assert arch == DecoderArch.from_dict(json.loads(json.dumps(arch.to_dict())))  # survives the manifest
     g_s = build_decoder(arch)
     x_hat, feats = synthesis_features(g_s, torch.randn(2, 24, 3, 2))
     assert x_hat.shape == (2, 3, 48, 32)
     assert [f.shape[-2:] for f in feats] == [(6, 4), (12, 8), (24, 16)]
-    assert all(f.shape[1] == arch["N"] for f in feats)
+    assert all(f.shape[1] == arch.N for f in feats)
 
 
-def test_arch_dicts():
-    assert student_arch("cfg2", 64, 96) == {"kind": "cfg2", "N": 64, "M": 96, "attention": False, "residual": False}
-    assert student_arch("cfg3", 64, 96) == {"kind": "cfg3", "N": 48, "M": 96, "attention": True, "residual": True}
-    assert student_arch("cfg4", 64, 96)["N"] == 32
-    assert normalize_arch({"kind": "teacher", "N": 64, "M": 96})["attention"] is True  # manifests before issue 6
-    assert same_network(student_arch("cfg1", 64, 96), student_arch("teacher", 64, 96))
+def test_archs():
+    assert student_arch("cfg2", 64, 96).to_dict() == {"kind": "cfg2", "N": 64, "M": 96, "attention": False,
+                                                      "residual": False}
+    assert student_arch("cfg3", 64, 96) == DecoderArch("cfg3", N=48, M=96, attention=True, residual=True)
+    assert student_arch("cfg4", 64, 96).N == 32
+    assert DecoderArch.from_dict({"kind": "teacher", "N": 64, "M": 96}).attention is True  # manifests before issue 6
+    assert student_arch("cfg1", 64, 96).same_network(student_arch("teacher", 64, 96))
     for bad in ({"kind": "cfg3", "N": 47, "M": 96}, {"kind": "x", "N": 8, "M": 8, "depthwise": True},
-                {"kind": "x", "N": 8, "M": 8, "attention": "yes"}):
+                {"kind": "x", "N": 8, "M": 8, "attention": "yes"}, {"kind": "x", "N": 8192, "M": 8}):
         with pytest.raises(UsageError):
-            normalize_arch(bad)
+            DecoderArch.from_dict(bad)
+    with pytest.raises(TypeError, match="DecoderArch"):
+        build_decoder({"kind": "teacher", "N": 8, "M": 8})
     with pytest.raises(UsageError):
         student_arch("cfg9", 64, 96)
 
@@ -106,7 +108,7 @@ def test_manifest_records_each_decoder_with_its_arch(student_weights):
     manifest = json.loads((student_weights / "manifest.json").read_text())
     assert set(manifest["decoders"]) == {"teacher", *STUDENTS}
     for name, entry in manifest["decoders"].items():
-        assert entry["arch"] == student_arch(name, 16, 24)
+        assert entry["arch"] == student_arch(name, 16, 24).to_dict()
         assert (student_weights / entry["file"]).exists() and entry["file"] == f"decoder-{name}.safetensors"
     params = {n: e["parameters"] for n, e in manifest["decoders"].items()}
     assert params["cfg4"] < params["cfg3"] < params["teacher"]

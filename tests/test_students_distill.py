@@ -108,8 +108,8 @@ def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
 
     weights = export_run(run, tmp_path / "w")  # a distillation run ships its pinned teacher and its student
     assert weights.decoder_names == ["teacher", "cfg2"]
-    assert weights.decoder_info("cfg2")["arch"] == student_arch("cfg2", 16, 24)
-    assert weights.manifest["info"]["students"]["cfg2"]["distill_steps"] == 3
+    assert weights.decoder_info("cfg2").arch == student_arch("cfg2", 16, 24)
+    assert weights.manifest.info["students"]["cfg2"]["distill_steps"] == 3
     codec = Codec(weights)
     img = make_rgb_array(50, 40, seed=4)
     data_bytes = codec.encode(img, 3.0)

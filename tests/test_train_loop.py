@@ -70,7 +70,7 @@ def test_checkpoint_parts_join_back_and_refuse_damage(tmp_path):
 def test_a_run_starts_from_shipped_weights_and_resumes_from_a_model_only_checkpoint(tmp_path, data, tiny_weights):
     model, step = model_from_weights(tiny_weights)
     weights = load_weights(tiny_weights)
-    assert step == int(weights.manifest.get("info", {}).get("steps", 0))
+    assert step == int(weights.manifest.info.get("steps", 0))
     run = tmp_path / "run"
     cfg = dict(data=[str(data)], run=str(run), N=16, M=24, Mz=16, crop=64, batch=2, log_every=1, minutes=5.0)
     train(TrainConfig(steps=step, init_weights=str(tiny_weights), **cfg))  # no step: the weights, as a checkpoint

@@ -42,7 +42,7 @@ def info(
       lcf info photo.lcf --json | jq .header.width
       lcf info --weights weights/
     """
-    if file is not None and weights is None and (file / "manifest.json").is_file():
+    if file is not None and weights is None and file.is_dir():
         file, weights = None, file  # `lcf info weights/`: a weights folder given as FILE
     listing = _decoders(weights) if file is None or weights is not None else None
     if file is None:
@@ -103,7 +103,7 @@ def _decoders(weights: Path | None) -> dict:
         "model_id": w.model_id.hex(),
         "encoder_id": encoder_id,
         "default_decoder": w.default_decoder,
-        "decoders": [{"name": name, **w.decoder_info(name)} for name in w.decoder_names],
+        "decoders": [{"name": name, **w.decoder_info(name).to_json()} for name in w.decoder_names],
     }
 
 

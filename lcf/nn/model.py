@@ -12,60 +12,22 @@ computes them. In eval mode the rates use the rounded values.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lcf.errors import UsageError
+from lcf.manifest import DecoderArch, ModelConfig  # ModelConfig is defined there, with the bounds of a manifest
 
 from .context import CheckerboardContext, anchor_mask, split
 from .gain import QualityGain
 from .hyper import FactorizedDensity, hyper_analysis, hyper_synthesis
 from .likelihood import mixture_likelihood
 from .pen import AnchorPEN, MixtureTensors, NonAnchorPEN
-from .students import (
-    build_decoder,
-    check_decoder_name,
-    normalize_arch,
-    teacher_arch,
-)
+from .students import build_decoder, check_decoder_name, teacher_arch
 from .tiling import analyse_tiled, synthesise_tiled
 from .transforms import analysis_transform
-
-MSE_LAMBDAS = (0.0016, 0.0032, 0.0075, 0.015, 0.03, 0.045, 0.06)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Channel widths: N (g_a/g_s/h_a/h_s), M (latent y), Mz (hyper latent z); one λ per quality level."""
-
-    N: int = 128
-    M: int = 192
-    Mz: int = 128
-    levels: tuple = field(default=MSE_LAMBDAS)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
-        for name in ("N", "M", "Mz"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 2 or value % 2:
-                raise UsageError(f"ModelConfig.{name} must be an even integer >= 2, got {value!r}")
-        if not self.levels or any(not v > 0 for v in self.levels):
-            raise UsageError(f"ModelConfig.levels must be a non-empty tuple of positive λ, got {self.levels!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["levels"] = list(self.levels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        unknown = set(d) - {"N", "M", "Mz", "levels"}
-        if unknown:
-            raise UsageError(f"unknown ModelConfig keys {sorted(unknown)}; expected N, M, Mz, levels")
-        return cls(**{k: tuple(v) if k == "levels" else v for k, v in d.items()})
 
 
 def ste_round(v: Tensor) -> Tensor:
@@ -94,7 +56,7 @@ class LcfModel(nn.Module):
         self.pen_nonanchor = NonAnchorPEN(M)
         self.z_density = FactorizedDensity(Mz)
         self.gain = QualityGain(len(config.levels), M)
-        self.decoder_archs: dict[str, dict[str, Any]] = {"teacher": teacher_arch(N, M)}
+        self.decoder_archs: dict[str, DecoderArch] = {"teacher": teacher_arch(N, M)}
         self.decoders = nn.ModuleDict({"teacher": build_decoder(self.decoder_archs["teacher"])})
 
     # -- training ---------------------------------------------------------------------------------------------
@@ -156,11 +118,10 @@ class LcfModel(nn.Module):
         out = synthesise_tiled(g_s, y, tile, coded, upsamplings)
         return out.clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
 
-    def add_decoder(self, name: str, arch: dict[str, Any]) -> nn.Module:
+    def add_decoder(self, name: str, arch: DecoderArch) -> nn.Module:
         """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""
-        arch = normalize_arch(arch)
-        if arch["M"] != self.config.M:
-            raise UsageError(f"decoder {name!r} reads M = {arch['M']} latent channels, the model has {self.config.M}")
+        if isinstance(arch, DecoderArch) and arch.M != self.config.M:
+            raise UsageError(f"decoder {name!r} reads M = {arch.M} latent channels, the model has {self.config.M}")
         self.decoders[check_decoder_name(name)] = build_decoder(arch)
         self.decoder_archs[name] = arch
         return self.decoders[name]

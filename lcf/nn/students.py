@@ -5,7 +5,8 @@ a student replaces g_s only. So every file decodes with every shipped decoder, a
 choice (the paper also distils θ1 and θ2 into a student entropy model; lcf keeps one entropy model, so its
 distillation transfers the reconstruction and the intermediate features of g_s instead, see ``lcf.train.distill``).
 
-A decoder is described by an *arch* dict, stored in the weights manifest (``decoders.<name>.arch``)::
+A decoder is described by a :class:`lcf.manifest.DecoderArch`, stored in the weights manifest
+(``decoders.<name>.arch``, parsed and bounded by ``lcf.manifest``)::
 
     {"kind": "cfg3", "N": 48, "M": 96, "attention": true, "residual": true}
 
@@ -30,28 +31,25 @@ All-zero latent channels (bit 0 in the channel bitmap CMAP) can be skipped by th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
 from lcf.errors import UsageError
+from lcf.manifest import DECODER_NAME, DecoderArch
 
 from .layers import ResidualBlock, ResidualBlockUpsample, SimplifiedAttention, subpel_conv3x3
 from .transforms import synthesis_transform
 
 KINDS = ("teacher", "cfg1", "cfg2", "cfg3", "cfg4")
-ARCH_KEYS = ("kind", "N", "M", "attention", "residual")
 _WIDTH = {"teacher": 1.0, "cfg1": 1.0, "cfg2": 1.0, "cfg3": 0.75, "cfg4": 0.5}
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
 def check_decoder_name(name: str) -> str:
     """A decoder name as the header stores it: 1..16 ASCII letters, digits, '-' or '_'."""
-    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+    if not isinstance(name, str) or DECODER_NAME.fullmatch(name) is None:
         raise UsageError(f"a decoder name is 1..16 ASCII letters, digits, '-' or '_', got {name!r}")
     return name
 
@@ -60,53 +58,31 @@ def _even(value: float) -> int:
     return max(2, 2 * round(value / 2))
 
 
-def student_arch(kind: str, N: int, M: int) -> dict[str, Any]:
-    """The arch dict of recipe ``kind`` (one of KINDS) for a teacher of widths N (g_s) and M (latent)."""
+def student_arch(kind: str, N: int, M: int) -> DecoderArch:
+    """The arch of recipe ``kind`` (one of KINDS) for a teacher of widths N (g_s) and M (latent)."""
     if kind not in KINDS:
         raise UsageError(f"unknown decoder recipe {kind!r}; choose one of {', '.join(KINDS)}")
     full = kind != "cfg2"
-    return normalize_arch({"kind": kind, "N": _even(N * _WIDTH[kind]), "M": M, "attention": full, "residual": full})
+    return DecoderArch(kind=kind, N=_even(N * _WIDTH[kind]), M=M, attention=full, residual=full)
 
 
-def teacher_arch(N: int, M: int) -> dict[str, Any]:
+def teacher_arch(N: int, M: int) -> DecoderArch:
     return student_arch("teacher", N, M)
 
 
-def normalize_arch(arch: dict[str, Any]) -> dict[str, Any]:
-    """Validated arch dict with every key; attention and residual default to true (manifests written before them)."""
-    if not isinstance(arch, dict):
-        raise UsageError(f"a decoder arch must be a dict, got {type(arch).__name__}")
-    unknown = set(arch) - set(ARCH_KEYS)
-    if unknown:
-        raise UsageError(f"decoder arch has unknown keys {sorted(unknown)} (a newer lcf made it?); known: {ARCH_KEYS}")
-    out = {"kind": arch.get("kind", "teacher"), "N": arch.get("N"), "M": arch.get("M"),
-           "attention": arch.get("attention", True), "residual": arch.get("residual", True)}
-    if not isinstance(out["kind"], str) or not out["kind"]:
-        raise UsageError(f"decoder arch kind must be a non-empty string, got {out['kind']!r}")
-    for key in ("N", "M"):
-        v = out[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 2 or v % 2:
-            raise UsageError(f"decoder arch {key} must be an even integer >= 2, got {v!r}")
-    for key in ("attention", "residual"):
-        if not isinstance(out[key], bool):
-            raise UsageError(f"decoder arch {key} must be true or false, got {out[key]!r}")
-    return out
+def _typed(arch: DecoderArch) -> DecoderArch:
+    if not isinstance(arch, DecoderArch):
+        raise TypeError(f"a decoder is built from an lcf.manifest.DecoderArch, got {type(arch).__name__}")
+    return arch
 
 
-def same_network(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """True when two arch dicts build the same network (``kind`` is only a label)."""
-    a, b = normalize_arch(a), normalize_arch(b)
-    return all(a[k] == b[k] for k in ARCH_KEYS[1:])
-
-
-def build_decoder(arch: dict[str, Any]) -> nn.Sequential:
+def build_decoder(arch: DecoderArch) -> nn.Sequential:
     """The synthesis transform g_s of ``arch``: ŷ·inv_gain (B, M, h, w) -> x̂ (B, 3, 16h, 16w).
 
     With attention and residual modules this is exactly :func:`lcf.nn.transforms.synthesis_transform` (same
     state-dict keys), so the teacher and teacher-shaped students share one definition.
     """
-    a = normalize_arch(arch)
-    N, M, attn, res = a["N"], a["M"], a["attention"], a["residual"]
+    N, M, attn, res = _typed(arch).N, arch.M, arch.attention, arch.residual
     if attn and res:
         return synthesis_transform(N, M)
     make = {
@@ -121,7 +97,7 @@ def build_decoder(arch: dict[str, Any]) -> nn.Sequential:
         "res3": lambda: ResidualBlock(N, N),
         "out": lambda: subpel_conv3x3(N, 3, 2),
     }
-    layers = [make[role]() for role in _roles(a)]
+    layers = [make[role]() for role in _roles(arch)]
     return nn.Sequential(*layers)
 
 
@@ -247,16 +223,16 @@ def synthesise_coded(g_s: nn.Sequential, y: Tensor, coded: Tensor | Iterable[boo
 # -- initialising a student from the teacher --------------------------------------------------------------------------
 
 
-def _roles(arch: dict[str, Any]) -> list[str]:
+def _roles(arch: DecoderArch) -> list[str]:
     """The teacher layout position of each module of ``arch``'s g_s (see the module docstring)."""
-    a = normalize_arch(arch)
-    keep = {"attn_M": a["attention"], "res_M": a["residual"], "up1": True, "res1": a["residual"], "up2": True,
-            "attn_N": a["attention"], "res2": a["residual"], "up3": True, "res3": a["residual"], "out": True}
+    attn, res = _typed(arch).attention, arch.residual
+    keep = {"attn_M": attn, "res_M": res, "up1": True, "res1": res, "up2": True,
+            "attn_N": attn, "res2": res, "up3": True, "res3": res, "out": True}
     return [role for role, kept in keep.items() if kept]
 
 
-def init_from_teacher(student: nn.Sequential, student_arch_: dict[str, Any], teacher: nn.Sequential,
-                      teacher_arch_: dict[str, Any]) -> tuple[int, int]:
+def init_from_teacher(student: nn.Sequential, student_arch_: DecoderArch, teacher: nn.Sequential,
+                      teacher_arch_: DecoderArch) -> tuple[int, int]:
     """Copy the teacher's weights into the student, module by module (same layout position).
 
     A tensor of the same shape is copied; a smaller one gets the teacher's leading slice in every dimension (a

@@ -45,15 +45,14 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
+from lcf.manifest import DecoderArch
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.students import (
     KINDS,
     build_decoder,
     feature_channels,
     init_from_teacher,
-    normalize_arch,
     parameter_count,
-    same_network,
     student_arch,
     synthesis_features,
 )
@@ -200,7 +199,7 @@ def _frozen(model: LcfModel) -> LcfModel:
     return model
 
 
-def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequential, str]:
+def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[DecoderArch, nn.Sequential, str]:
     """(arch, student g_s, how it was initialised) for ``cfg.student`` of ``teacher``'s widths."""
     c = teacher.config
     arch = student_arch(cfg.student, c.N, c.M)
@@ -208,7 +207,7 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
     init = cfg.init
     if cfg.init_run:
         earlier, _ = load_distilled(cfg.init_run)
-        if not same_network(arch, earlier.arch):
+        if not arch.same_network(earlier.arch):
             raise SystemExit(f"--init-run {cfg.init_run} holds a {earlier.arch} student, not {arch}")
         student.load_state_dict(earlier.state)
         return arch, student, (f"student of {cfg.init_run} ({earlier.steps} steps from teacher step "
@@ -216,9 +215,9 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
     if cfg.init_weights:
         return arch, student, _student_from_weights(cfg, arch, student)
     if init == "auto":
-        init = "teacher" if same_network(arch, teacher.decoder_archs["teacher"]) else "slice"
+        init = "teacher" if arch.same_network(teacher.decoder_archs["teacher"]) else "slice"
     if init == "teacher":
-        if not same_network(arch, teacher.decoder_archs["teacher"]):
+        if not arch.same_network(teacher.decoder_archs["teacher"]):
             raise SystemExit(f"--init teacher needs a student of the teacher's shape; {cfg.student} is {arch}")
         student.load_state_dict(teacher.decoders["teacher"].state_dict())
         how = "teacher weights"
@@ -230,7 +229,7 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[dict, nn.Sequen
     return arch, student, how
 
 
-def _student_from_weights(cfg: DistillConfig, arch: dict, student: nn.Sequential) -> str:
+def _student_from_weights(cfg: DistillConfig, arch: DecoderArch, student: nn.Sequential) -> str:
     """Load decoder ``cfg.name`` of the shipped weights at ``cfg.init_weights`` into ``student``; say what it was."""
     from lcf.errors import LcfError
     from lcf.weights import load_weights
@@ -241,10 +240,10 @@ def _student_from_weights(cfg: DistillConfig, arch: dict, student: nn.Sequential
         arrays = weights.decoder(cfg.name)
     except LcfError as exc:
         raise SystemExit(f"--init-weights {cfg.init_weights}: {exc}") from None
-    if not same_network(arch, info.get("arch", {})):
-        raise SystemExit(f"--init-weights {cfg.init_weights}: decoder {cfg.name!r} is {info.get('arch')}, not {arch}")
+    if info.arch is None or not arch.same_network(info.arch):
+        raise SystemExit(f"--init-weights {cfg.init_weights}: decoder {cfg.name!r} is {info.arch}, not {arch}")
     student.load_state_dict({k: torch.from_numpy(v.astype("float32")) for k, v in arrays.items()})
-    steps = weights.manifest.get("info", {}).get("students", {}).get(cfg.name, {}).get("distill_steps", "?")
+    steps = weights.manifest.info.get("students", {}).get(cfg.name, {}).get("distill_steps", "?")
     return f"decoder {cfg.name!r} of {cfg.init_weights} (model {weights.model_id.hex()[:8]}, {steps} distill steps)"
 
 
@@ -263,7 +262,7 @@ def distill(cfg: DistillConfig) -> dict:
         teacher = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
         teacher.load_state_dict(ckpt["teacher_model"])
         teacher_meta = ckpt["teacher_meta"]
-        arch = normalize_arch(ckpt["arch"])
+        arch = DecoderArch.from_dict(ckpt["arch"])
         student = build_decoder(arch)
         how = ckpt["init"]
     else:
@@ -295,7 +294,7 @@ def distill(cfg: DistillConfig) -> dict:
                 "kind": CHECKPOINT_KIND,
                 "student": cfg.student,
                 "name": cfg.name,
-                "arch": arch,
+                "arch": arch.to_dict(),
                 "init": how,
                 "student_state": student.state_dict(),
                 "adapters": adapters.state_dict(),
@@ -374,7 +373,7 @@ class DistilledDecoder:
     """A student as a distillation run left it: what export needs."""
 
     name: str
-    arch: dict
+    arch: DecoderArch
     state: dict[str, Tensor]
     teacher_digest: str
     teacher_step: int
@@ -392,8 +391,8 @@ def load_distilled(run: str | Path) -> tuple[DistilledDecoder, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not is_distill_checkpoint(ckpt):
         raise SystemExit(f"{path} is not a distillation run (python -m lcf.train distill ...)")
-    student = DistilledDecoder(ckpt["name"], ckpt["arch"], ckpt["student_state"], ckpt["teacher_digest"],
-                               ckpt["teacher_meta"]["step"], ckpt["step"], str(run))
+    student = DistilledDecoder(ckpt["name"], DecoderArch.from_dict(ckpt["arch"]), ckpt["student_state"],
+                               ckpt["teacher_digest"], ckpt["teacher_meta"]["step"], ckpt["step"], str(run))
     return student, ckpt
 
 
@@ -411,7 +410,8 @@ def attach_students(model: LcfModel, runs: list[str | Path]) -> dict[str, dict]:
                 f"or export with --run {run} to ship the teacher that student was distilled from."
             )
         model.add_decoder(student.name, student.arch).load_state_dict(student.state)
-        info[student.name] = {"run": str(run), "distill_steps": student.steps, "arch": model.decoder_archs[student.name]}
+        info[student.name] = {"run": str(run), "distill_steps": student.steps,
+                              "arch": model.decoder_archs[student.name].to_dict()}
     return info
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from lcf.bench.bdrate import bd_rate
 from lcf.bench.runner import list_images, load_rgb
+from lcf.manifest import DecoderArch
 from lcf.train.distill import is_distill_checkpoint, load_teacher
 from lcf.train.losses import rate_distortion_loss
 
@@ -32,7 +33,7 @@ def evaluate(run: str | Path, images: str | Path, qualities: list[float], max_im
     ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
     students = []
     if is_distill_checkpoint(ckpt):
-        model.add_decoder(ckpt["name"], ckpt["arch"]).load_state_dict(ckpt["student_state"])
+        model.add_decoder(ckpt["name"], DecoderArch.from_dict(ckpt["arch"])).load_state_dict(ckpt["student_state"])
         students.append(ckpt["name"])
     model.eval()
     files = list_images(images)[:max_images]

@@ -10,7 +10,7 @@ those floats are evaluated; encoders and decoders only read the stored integers.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -84,7 +84,7 @@ def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None =
         prefix = f"decoders.{name}."
         tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         decoders[name] = (model.decoder_archs[name], tensors)
-    return save_weights(out, model_config=model.config.to_dict(), encoder=encoder, entropy=entropy,
+    return save_weights(out, model_config=model.config, encoder=encoder, entropy=entropy,
                         decoders=decoders, default_decoder="teacher", info={**(info or {}), "storage_dtype": dtype})
 
 
@@ -115,7 +115,7 @@ def reexport(root: str | os.PathLike, out: str | os.PathLike, dtype: str = "floa
     tables, decoders and info. The model id changes with the entropy networks: files of the old folder do not decode
     with the new one."""
     model, old = model_from_folder(root)
-    info = {k: v for k, v in old.manifest.get("info", {}).items() if k != "storage_dtype"}
+    info = {k: v for k, v in old.manifest.info.items() if k != "storage_dtype"}
     info["reexported_from"] = old.model_id.hex()
     tables = {k: v for k, v in old.entropy.items() if k.startswith("tables.")}
     weights = export_model(model, out, info=info, tables=tables, dtype=dtype)
@@ -136,9 +136,10 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
     if out.exists() and (out.resolve() == root.resolve() or any(out.iterdir())):
         raise SystemExit(f"--out {out} must be a new or empty folder (not the weights folder itself)")
     ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    if ckpt.get("model_config") != weights.model_config:
-        raise SystemExit(f"{run} trains a {ckpt.get('model_config')} model, {root} holds {weights.model_config}")
-    dtype = weights.manifest.get("info", {}).get("storage_dtype", "float32")
+    if ckpt.get("model_config") != weights.manifest.model_config.to_dict():
+        raise SystemExit(f"{run} trains a {ckpt.get('model_config')} model, {root} holds "
+                         f"{weights.manifest.model_config.to_dict()}")
+    dtype = weights.manifest.info.get("storage_dtype", "float32")
     store = STORAGE_DTYPES[dtype]
     state = {k: v.detach().to(torch.float32).numpy() for k, v in ckpt["model"].items()}
     shipped = {**{k: v for k, v in weights.entropy.items() if k.startswith("gain.")},
@@ -153,11 +154,10 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
         if path.is_file() and path.name not in (ENCODER_FILE, MANIFEST):
             shutil.copy2(path, out / path.name)
     save_file(encoder, str(out / ENCODER_FILE))
-    manifest = json.loads((root / MANIFEST).read_text())
-    manifest.setdefault("info", {})["encoder"] = {
-        "run": str(run), "steps": int(ckpt["step"]), "train_only": ckpt["train_config"].get("train_only", ""),
-        "notes": notes}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    encoder_info = {"run": str(run), "steps": int(ckpt["step"]),
+                    "train_only": ckpt["train_config"].get("train_only", ""), "notes": notes}
+    manifest = dataclasses.replace(weights.manifest, info={**weights.manifest.info, "encoder": encoder_info})
+    (out / MANIFEST).write_text(manifest.dumps())
     result = load_weights(out)
     print(f"encoder of {run} (step {ckpt['step']}) with the rest of {root} in {out}: model id "
           f"{result.model_id.hex()} (unchanged)")

@@ -163,7 +163,7 @@ def model_from_folder(root: str | Path) -> tuple[LcfModel, Weights]:
     it stays untrained. SystemExit with the reason for a folder that is not a complete lcf weights folder."""
     try:
         weights = load_weights(root)
-        model = LcfModel(ModelConfig.from_dict(weights.model_config))
+        model = LcfModel(weights.manifest.model_config)
         entropy = weights.entropy
         state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in {**weights.encoder(), **entropy}.items()
                  if k.startswith(ENCODER_PREFIXES + ("gain.",))
@@ -172,7 +172,7 @@ def model_from_folder(root: str | Path) -> tuple[LcfModel, Weights]:
             state.update(float_state(entropy))
         for name in weights.decoder_names:
             if name != "teacher":
-                model.add_decoder(name, weights.decoder_info(name)["arch"])
+                model.add_decoder(name, weights.decoder_arch(name))
             state.update({f"decoders.{name}.{k}": torch.from_numpy(v.astype(np.float32))
                           for k, v in weights.decoder(name).items()})
     except LcfError as exc:
@@ -195,7 +195,7 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
     model = LcfModel(full.config)
     model.load_state_dict({k: v for k, v in full.state_dict().items()
                            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
-    return model, int(weights.manifest.get("info", {}).get("steps", 0))
+    return model, int(weights.manifest.info.get("steps", 0))
 
 
 def model_from_run(run: str | Path) -> tuple[LcfModel, int]:

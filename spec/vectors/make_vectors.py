@@ -307,7 +307,7 @@ def generate(*, keep_weights: bool = False) -> dict:
         "weights": {
             "folder": "weights",
             "model_id": codec.weights.model_id.hex(),
-            "model_config": codec.weights.model_config,
+            "model_config": codec.weights.manifest.model_config.to_dict(),
         },
         "generated_with": {
             "lcf": lcf.__version__,
