@@ -80,17 +80,15 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lcf.constants import EXIF_PREFIX
+from lcf.container.limits import DEFAULT_MAX_PIXELS  # Pillow's MAX_IMAGE_PIXELS
 from lcf.errors import LcfError, LcfIOError, LimitError, UnsupportedImageError, UsageError
 from lcf.fileio import atomic_output
-
-DEFAULT_MAX_PIXELS = 89_478_485
-"""Pillow's ``MAX_IMAGE_PIXELS`` (1024 * 1024 * 1024 // 4 // 3) and lcf.container's default pixel limit."""
 
 NOTE_16_BIT = "16-bit input reduced to 8 bits"
 
 _PRIMARY_IMAGE_FORMATS = frozenset({"MPO", "PSD"})
 _ORIENTATION_TAG = 0x0112
-_EXIF_PREFIX = b"Exif\x00\x00"
 _TRANSPOSE: dict[int, Callable[[np.ndarray], np.ndarray]] = {  # EXIF orientation -> pixel op (Image.Transpose)
     2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
     3: lambda a: a[::-1, ::-1],  # ROTATE_180
@@ -467,7 +465,7 @@ def _metadata(im: Image.Image) -> tuple[bytes | None, bytes | None, bytes | None
         exif_value = parsed.tobytes() if len(parsed) else None
     exif = _as_bytes(exif_value.tobytes() if isinstance(exif_value, Image.Exif) else exif_value)
     if exif is not None and exif[:4] in (b"II*\x00", b"MM\x00*"):
-        exif = _EXIF_PREFIX + exif
+        exif = EXIF_PREFIX + exif
     xmp = _as_bytes(info.get("xmp") or info.get("XML:com.adobe.xmp"))
     return icc, exif, xmp
 
@@ -508,7 +506,7 @@ def _reset_exif_orientation(exif: bytes | None, notes: list[str]) -> bytes | Non
 
 
 def _patch_orientation(exif: bytes) -> bytes | None:
-    start = len(_EXIF_PREFIX) if exif.startswith(_EXIF_PREFIX) else 0
+    start = len(EXIF_PREFIX) if exif.startswith(EXIF_PREFIX) else 0
     order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(exif[start : start + 4])
     if order is None:
         return None

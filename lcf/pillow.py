@@ -45,21 +45,18 @@ The codec modules are imported only when needed, so that importing lcf does not 
 from __future__ import annotations
 
 import importlib
-import math
-import numbers
 import warnings
 from typing import IO, Any
 
 from PIL import Image, ImageFile
 
-from lcf.errors import ConversionWarning, CorruptDataError, FormatError, LcfError, UsageError
+from lcf.constants import DEFAULT_QUALITY, EXIF_PREFIX, MAX_QUALITY, MIN_QUALITY, SIGNATURE
+from lcf.errors import ConversionWarning, CorruptDataError, FormatError, LcfError
+from lcf.options import check_quality
 
-SIGNATURE = b"\x8bLCF\r\n\x1a\n"
 FORMAT = "LCF"
 EXTENSION = ".lcf"
 MIME = "image/x-lcf"
-DEFAULT_QUALITY = 4.0
-QUALITY_RANGE = (1.0, 7.0)
 
 _options: dict[str, Any] = {"decoder": None, "device": "cpu", "weights": None}
 
@@ -168,8 +165,8 @@ def _ancillaries(container: Any) -> tuple[Any, bytes | None, bytes | None, bytes
     alpha = getattr(container, "alpha", chunks.get("ALPH"))
     icc = getattr(container, "icc", chunks.get("iCCP"))
     exif = getattr(container, "exif", chunks.get("eXIf"))
-    if exif is not None and not exif.startswith(b"Exif\x00\x00"):
-        exif = b"Exif\x00\x00" + exif  # the eXIf chunk holds bare TIFF; Pillow's info["exif"] carries the prefix
+    if exif is not None and not exif.startswith(EXIF_PREFIX):
+        exif = EXIF_PREFIX + exif  # the eXIf chunk holds bare TIFF; Pillow's info["exif"] carries the prefix
     xmp = getattr(container, "xmp", chunks.get("xMPd"))
     return alpha, icc, exif, xmp
 
@@ -202,14 +199,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 def _check_quality(quality: object) -> float:
     """``quality`` of save() as a float on lcf's 1..7 scale; a UsageError (a ValueError) that says what to pass."""
-    low, high = QUALITY_RANGE
-    scale = f"lcf's quality is a number from {low:g} (smallest file) to {high:g} (best), default {DEFAULT_QUALITY:g}"
-    if isinstance(quality, bool) or not isinstance(quality, numbers.Real):
-        raise UsageError(f"{scale}, got {quality!r}: pass e.g. quality=5")
-    if not low <= quality <= high:
-        hint = " (not the 0..100 of JPEG, WebP or AVIF)" if math.isfinite(quality) and high < quality <= 100 else ""
-        raise UsageError(f"{scale}{hint}, got {quality:g}: pass quality={low:g}..{high:g}, e.g. quality=5")
-    return float(quality)
+    return check_quality(quality, how=f"pass quality={MIN_QUALITY:g}..{MAX_QUALITY:g}, e.g. quality=5")
 
 
 def _require(module_name: str, attribute: str) -> Any:

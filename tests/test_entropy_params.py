@@ -12,8 +12,8 @@ from lcf.entropy.params import (
     ANCHOR_FAMILIES,
     ANCHOR_SLOTS,
     EXP_TABLE,
-    MEAN_MAX,
-    MEAN_MIN,
+    MEAN_GRID_MAX,
+    MEAN_GRID_MIN,
     NONANCHOR_FAMILIES,
     NONANCHOR_SLOTS,
     RAW_SCALE_THRESHOLDS,
@@ -68,7 +68,7 @@ def test_int_params_grids_determinism_and_closeness_to_the_float_mixture(seed, n
         assert np.array_equal(a, b)
     if n:
         assert np.all(p.weights.sum(axis=1) == WEIGHT_TOTAL) and p.weights.min() >= 0
-        assert MEAN_MIN <= p.means.min() and p.means.max() <= MEAN_MAX
+        assert MEAN_GRID_MIN <= p.means.min() and p.means.max() <= MEAN_GRID_MAX
         w, mu, sc = float_mixture(raw)
         # the table softmax is within 0.4 % (1/256 in the exponent) plus the 2**-14 grid of the float softmax
         assert np.all(np.abs(p.weights - w * WEIGHT_TOTAL) <= 0.005 * w * WEIGHT_TOTAL + 2.0)
@@ -147,7 +147,7 @@ def test_intparams_validates():
     for key, bad in (
         ("weights", np.array([[WEIGHT_TOTAL, 1, 0]])),
         ("weights", np.array([[WEIGHT_TOTAL + 1, -1, 0]])),
-        ("means", np.array([[MEAN_MAX + 1, 0, 0]])),
+        ("means", np.array([[MEAN_GRID_MAX + 1, 0, 0]])),
         ("scale_idx", np.array([[SCALE_LEVELS, 0, 0]])),
         ("scale_idx", np.zeros((1, 2), int)),
         ("means", np.zeros((1, 3))),  # float

@@ -10,8 +10,8 @@ from lcf.entropy.mixture import BUCKETS, MixturePlan
 from lcf.entropy.params import (
     ANCHOR_FAMILIES,
     FAMILIES,
-    MEAN_MAX,
-    MEAN_MIN,
+    MEAN_GRID_MAX,
+    MEAN_GRID_MIN,
     MEAN_SCALE,
     SCALE_LEVELS,
     WEIGHT_TOTAL,
@@ -50,8 +50,8 @@ def random_int_params(seed: int, n: int, families, spread: int = 6) -> IntParams
     centre = rng.integers(-(1 << spread), 1 << spread, (n, 1)) * MEAN_SCALE
     means = centre + rng.integers(-8 * MEAN_SCALE, 8 * MEAN_SCALE, (n, k))
     far = rng.random((n, k)) < 0.05
-    means[far] = rng.choice([MEAN_MIN, MEAN_MAX, 0], far.sum())
-    means = np.clip(means, MEAN_MIN, MEAN_MAX)
+    means[far] = rng.choice([MEAN_GRID_MIN, MEAN_GRID_MAX, 0], far.sum())
+    means = np.clip(means, MEAN_GRID_MIN, MEAN_GRID_MAX)
     scale_idx = rng.integers(0, SCALE_LEVELS, (n, k))
     scale_idx[rng.random((n, k)) < 0.1] = SCALE_LEVELS - 1
     return IntParams(w, means, scale_idx, families)

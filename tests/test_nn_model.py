@@ -10,7 +10,8 @@ import torch
 from lcf.entropy import int_params
 from lcf.entropy.params import SCALE_THRESHOLDS, WEIGHT_TOTAL
 from lcf.errors import UsageError
-from lcf.nn import SCALE_MAX, SCALE_MIN, IntegerEntropyNet, LcfModel, MixtureTensors, ModelConfig, exact_mode
+from lcf.constants import SCALE_MAX, SCALE_MIN
+from lcf.nn import IntegerEntropyNet, LcfModel, MixtureTensors, ModelConfig, exact_mode
 from lcf.nn.integer import float_state, integer_arrays
 
 TINY = ModelConfig(N=16, M=16, Mz=8)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import zlib
 
+from lcf.constants import SIGNATURE  # its bytes and why: lcf.constants
 from lcf.errors import CorruptDataError, FormatError, LcfError
 
-#: 8B: high bit set (catches 7-bit transfers, not ASCII text); "LCF"; CR LF (catches CR LF -> LF);
-#: ^Z (stops `type` on DOS); LF (catches LF -> CR LF).
-SIGNATURE = b"\x8bLCF\r\n\x1a\n"
 VERSION = 1
 PREAMBLE_SIZE = len(SIGNATURE) + 2  # signature + u16 version
 CHUNK_OVERHEAD = 12  # length (4) + type (4) + CRC (4)

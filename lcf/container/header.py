@@ -28,6 +28,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from lcf.constants import MAX_QUALITY, MIN_QUALITY
 from lcf.errors import FormatError
 
 MAX_DIMENSION = 2**24 - 1
@@ -35,8 +36,6 @@ PAD = 64  # padded sizes are multiples of the total down-sampling of g_a then h_
 LATENT_STRIDE = 16
 HYPER_STRIDE = 64
 QUALITY_SCALE = 256
-MIN_QUALITY = 1.0
-MAX_QUALITY = 7.0
 MODEL_ID_SIZE = 16
 MAX_DECODER_LENGTH = 16
 DECODER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,16}")

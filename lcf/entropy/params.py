@@ -8,7 +8,7 @@ maps them onto the integer parameters the tables are indexed by, with integer op
 
 * weights: softmax by a pinned exponential table (EXP_TABLE), then largest-remainder rounding to non-negative
   integers summing to exactly ``2**WEIGHT_BITS``;
-* means: from 1/4096 to the grid m / 16 (round half up), clamped to ±1024;
+* means: from 1/4096 to the grid m / 16 (round half up), clamped to ±MEAN_LIMIT (1024; lcf.constants);
 * scales: an index into ``SCALE_LEVELS`` log-spaced levels over ``[SCALE_MIN, SCALE_MAX]``: the number of
   RAW_SCALE_THRESHOLDS the raw value reaches (softplus(raw) compared with the level boundaries, done once, in advance).
 
@@ -22,19 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lcf.constants import ANCHOR_FAMILIES, FAMILIES, MEAN_LIMIT, NONANCHOR_FAMILIES, SCALE_MAX, SCALE_MIN
+
 WEIGHT_BITS = 14
 WEIGHT_TOTAL = 1 << WEIGHT_BITS
 MEAN_FRAC_BITS = 4
 MEAN_SCALE = 1 << MEAN_FRAC_BITS  # F: means live on the grid m / 16
-MEAN_MIN = -(1 << 15) * MEAN_SCALE  # -32768
-MEAN_MAX = (1 << 15) * MEAN_SCALE - 1  # 32767.9375
-SCALE_MIN = 0.11
-SCALE_MAX = 64.0
+MEAN_GRID_MIN = -(1 << 15) * MEAN_SCALE  # what IntParams.means may hold: -32768 in latent units
+MEAN_GRID_MAX = (1 << 15) * MEAN_SCALE - 1  # 32767.9375; int_params clamps to the narrower ±MEAN_LIMIT
 SCALE_LEVELS = 64
-
-FAMILIES = ("G", "L", "S")  # Gaussian (sigma), Laplacian (b), logistic (s); the index is the family code
-ANCHOR_FAMILIES = ("G", "G", "G", "L", "L", "L", "S", "S", "S")  # GLLMM, K = 9
-NONANCHOR_FAMILIES = ("G", "G", "G")  # GMM, K = 3
 
 # SCALE_THRESHOLDS[i] = SCALE_MIN * (SCALE_MAX / SCALE_MIN) ** ((2 * i + 1) / (2 * (SCALE_LEVELS - 1))), i = 0..62:
 # the geometric midpoint between levels i and i + 1. Pinned as float64 literals so that no platform's log/exp can
@@ -83,8 +79,8 @@ def family_codes(families: tuple[str, ...]) -> np.ndarray:
 class IntParams:
     """Integer entropy parameters on the spec's grids; int32 arrays of shape (n, K).
 
-    ``weights`` >= 0 summing to ``WEIGHT_TOTAL`` per element; ``means`` in [MEAN_MIN, MEAN_MAX] (units of 1/16);
-    ``scale_idx`` in [0, SCALE_LEVELS); ``families`` has K letters from ``FAMILIES``.
+    ``weights`` >= 0 summing to ``WEIGHT_TOTAL`` per element; ``means`` in [MEAN_GRID_MIN, MEAN_GRID_MAX] (units of
+    1/16); ``scale_idx`` in [0, SCALE_LEVELS); ``families`` has K letters from ``FAMILIES``.
     """
 
     weights: np.ndarray
@@ -108,7 +104,7 @@ class IntParams:
             raise ValueError("IntParams arrays must have the same shape")
         if self.n:
             _check_range("weights", self.weights, 0, WEIGHT_TOTAL)
-            _check_range("means", self.means, MEAN_MIN, MEAN_MAX)
+            _check_range("means", self.means, MEAN_GRID_MIN, MEAN_GRID_MAX)
             _check_range("scale_idx", self.scale_idx, 0, SCALE_LEVELS - 1)
             sums = self.weights.sum(axis=1, dtype=np.int64)
             if np.any(sums != WEIGHT_TOTAL):
@@ -133,7 +129,7 @@ def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
 RAW_FRAC_BITS = 12  # raw slots are integers r standing for r / 2**12 (lcf.nn.integer.FRAC_BITS)
 ANCHOR_SLOTS = 30  # GLLMM: 0..8 component logits (k = 3f + j), 9..17 means, 18..26 scales, 27..29 family logits
 NONANCHOR_SLOTS = 9  # GMM: 0..2 component logits, 3..5 means, 6..8 scales
-RAW_MEAN_LIMIT = 1024 * MEAN_SCALE  # means are clamped to ±1024
+RAW_MEAN_LIMIT = MEAN_LIMIT * MEAN_SCALE  # means are clamped to ±MEAN_LIMIT
 
 # EXP_TABLE[i] = floor(2**24 · exp(-i / 256) + 1/2) for i < EXP_LENGTH; beyond it the weight is 0. Every entry lies
 # more than 5e-5 from a rounding boundary, so any exp accurate to 1e-12 gives this table (tests check its digest).
@@ -218,8 +214,8 @@ __all__ = [
     "EXP_TABLE",
     "FAMILIES",
     "MEAN_FRAC_BITS",
-    "MEAN_MAX",
-    "MEAN_MIN",
+    "MEAN_GRID_MAX",
+    "MEAN_GRID_MIN",
     "MEAN_SCALE",
     "NONANCHOR_FAMILIES",
     "NONANCHOR_SLOTS",

@@ -12,7 +12,7 @@ with the component CDFs (μ = mean, s = scale, t = x − μ):
     "S" logistic  F(x) = sigmoid(t / s)                      s = logistic scale (variance π² s² / 3)
 
 The entropy layer builds its integer tables from exactly these definitions and from the scale range
-[SCALE_MIN, SCALE_MAX] (log-spaced grid); both numbers live here and nowhere else.
+[SCALE_MIN, SCALE_MAX] (log-spaced grid); both numbers live in lcf.constants, which both layers read.
 
 Each bin is evaluated on the side of the mean where it lies (the "symmetric trick": v = |ŷ − μ| and both bin edges
 are mapped to the left tail), so that tail probabilities are differences of small, accurately computed numbers instead
@@ -26,13 +26,9 @@ import math
 import torch
 from torch import Tensor
 
-SCALE_MIN = 0.11
-SCALE_MAX = 64.0
-MEAN_MAX = 1024.0
-LIKELIHOOD_MIN = 1e-9
+from lcf.constants import SCALE_MAX, SCALE_MIN
 
-FAMILIES_GLLMM = ("G", "G", "G", "L", "L", "L", "S", "S", "S")
-FAMILIES_GMM = ("G", "G", "G")
+LIKELIHOOD_MIN = 1e-9
 
 _SQRT_HALF = math.sqrt(0.5)
 

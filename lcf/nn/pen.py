@@ -12,7 +12,8 @@ Raw output layout: channel c·P + p holds slot p of latent channel c (P = 30 or 
     GMM:   0..2 component logits, 3..5 means, 6..8 scales
 
 Weights: GMM softmax over the 3 logits; GLLMM softmax over the 3 families × softmax within each family, so the 9
-joint weights sum to 1. Scales: softplus, clamped to [SCALE_MIN, SCALE_MAX]. Means: clamped to [−MEAN_MAX, MEAN_MAX].
+joint weights sum to 1. Scales: softplus, clamped to [SCALE_MIN, SCALE_MAX]. Means: clamped to
+[−MEAN_LIMIT, MEAN_LIMIT] (both ranges: lcf.constants).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-from .likelihood import FAMILIES_GLLMM, FAMILIES_GMM, MEAN_MAX, SCALE_MAX, SCALE_MIN, bounded
+from lcf.constants import ANCHOR_FAMILIES, MEAN_LIMIT, NONANCHOR_FAMILIES, SCALE_MAX, SCALE_MIN
+
+from .likelihood import bounded
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class MixtureTensors:
     """Per-element mixture parameters, each of shape (B, M, K, h, w): the component axis is 2.
 
     ``families[k]`` names component k's family: "G" Gaussian, "L" Laplacian, "S" logistic (see likelihood.py).
-    Weights sum to 1 over K; scales lie in [SCALE_MIN, SCALE_MAX]; means in [−MEAN_MAX, MEAN_MAX].
+    Weights sum to 1 over K; scales lie in [SCALE_MIN, SCALE_MAX]; means in [−MEAN_LIMIT, MEAN_LIMIT].
     """
 
     weights: Tensor
@@ -45,7 +48,7 @@ def _scales(raw: Tensor) -> Tensor:
 
 
 def _means(raw: Tensor) -> Tensor:
-    return bounded(raw, -MEAN_MAX, MEAN_MAX)
+    return bounded(raw, -float(MEAN_LIMIT), float(MEAN_LIMIT))
 
 
 def _pen_stack(cin: int, hidden: int, cout: int) -> nn.Sequential:
@@ -59,7 +62,7 @@ def _pen_stack(cin: int, hidden: int, cout: int) -> nn.Sequential:
 class AnchorPEN(nn.Module):
     """PEN1: T1 → GLLMM parameters of every position (used at anchors)."""
 
-    families = FAMILIES_GLLMM
+    families = ANCHOR_FAMILIES
     slots = 30
 
     def __init__(self, M: int) -> None:
@@ -80,7 +83,7 @@ class AnchorPEN(nn.Module):
 class NonAnchorPEN(nn.Module):
     """PEN2: [T1, ctx(ŷ anchors)] → GMM parameters of every position (used at non-anchors)."""
 
-    families = FAMILIES_GMM
+    families = NONANCHOR_FAMILIES
     slots = 9
 
     def __init__(self, M: int) -> None:
