@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from lcf.errors import UsageError
 from lcf.manifest import DECODER_NAME, DecoderArch
 
-from .layers import ResidualBlock, ResidualBlockUpsample, SimplifiedAttention, subpel_conv3x3
-from .transforms import synthesis_transform
+from .layers import ResidualBlock, ResidualBlockUpsample, SimplifiedAttention
+from .transforms import synthesis_roles, synthesis_transform
 
 KINDS = ("teacher", "cfg1", "cfg2", "cfg3", "cfg4")
 _WIDTH = {"teacher": 1.0, "cfg1": 1.0, "cfg2": 1.0, "cfg3": 0.75, "cfg4": 0.5}
@@ -77,28 +77,9 @@ def _typed(arch: DecoderArch) -> DecoderArch:
 
 
 def build_decoder(arch: DecoderArch) -> nn.Sequential:
-    """The synthesis transform g_s of ``arch``: ŷ·inv_gain (B, M, h, w) -> x̂ (B, 3, 16h, 16w).
-
-    With attention and residual modules this is exactly :func:`lcf.nn.transforms.synthesis_transform` (same
-    state-dict keys), so the teacher and teacher-shaped students share one definition.
-    """
-    N, M, attn, res = _typed(arch).N, arch.M, arch.attention, arch.residual
-    if attn and res:
-        return synthesis_transform(N, M)
-    make = {
-        "attn_M": lambda: SimplifiedAttention(M),
-        "res_M": lambda: ResidualBlock(M, N),
-        "up1": lambda: ResidualBlockUpsample(N if res else M, N, 2),
-        "res1": lambda: ResidualBlock(N, N),
-        "up2": lambda: ResidualBlockUpsample(N, N, 2),
-        "attn_N": lambda: SimplifiedAttention(N),
-        "res2": lambda: ResidualBlock(N, N),
-        "up3": lambda: ResidualBlockUpsample(N, N, 2),
-        "res3": lambda: ResidualBlock(N, N),
-        "out": lambda: subpel_conv3x3(N, 3, 2),
-    }
-    layers = [make[role]() for role in _roles(arch)]
-    return nn.Sequential(*layers)
+    """The synthesis transform g_s of ``arch``: ŷ·inv_gain (B, M, h, w) -> x̂ (B, 3, 16h, 16w), built by
+    :func:`lcf.nn.transforms.synthesis_transform` (the one definition of g_s, teacher and students alike)."""
+    return synthesis_transform(_typed(arch).N, arch.M, attention=arch.attention, residual=arch.residual)
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -225,10 +206,7 @@ def synthesise_coded(g_s: nn.Sequential, y: Tensor, coded: Tensor | Iterable[boo
 
 def _roles(arch: DecoderArch) -> list[str]:
     """The teacher layout position of each module of ``arch``'s g_s (see the module docstring)."""
-    attn, res = _typed(arch).attention, arch.residual
-    keep = {"attn_M": attn, "res_M": res, "up1": True, "res1": res, "up2": True,
-            "attn_N": attn, "res2": res, "up3": True, "res3": res, "out": True}
-    return [role for role, kept in keep.items() if kept]
+    return synthesis_roles(_typed(arch).attention, arch.residual)
 
 
 def init_from_teacher(student: nn.Sequential, student_arch_: DecoderArch, teacher: nn.Sequential,
