@@ -1,6 +1,7 @@
-"""lcf/train/gpu_call.sh, the script of one call on a lent GPU machine, run here on the CPU (LCF_DEVICE=cpu) with a
-tiny model: a new run, the refusal to resume without a checkpoint, the resume from carried checkpoint parts
-after the machine was lost, and the check call (decoder timings tiled and whole, conformance tests)."""
+"""tools/gpu_call.sh, the script of one call on a lent GPU machine, run here on the CPU (LCF_DEVICE=cpu): preparing
+the data to carry, a lease call (slow: the 60-second dry run of the whole command with a tiny model, then a second
+call on the same "warm machine" that adds a shard and continues), and the check call (decoder timings tiled and
+whole, conformance tests). Slow tests run with ``python -m pytest -m slow tests/test_gpu_call.py``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -16,67 +18,91 @@ from PIL import Image
 
 from images import make_rgb_array
 
-SCRIPT = Path(__file__).resolve().parent.parent / "lcf" / "train" / "gpu_call.sh"
+SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "gpu_call.sh"
+MIB16 = 16 * 1024 * 1024
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def _call(workdir: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+def _images(folder: Path, count: int, seed: int, size: int = 128) -> None:
+    folder.mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(make_rgb_array(size, size, kind="mixed", seed=seed + i)).save(folder / f"{seed + i}.png")
+
+
+def _call(workdir: Path, out: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     if out.exists():
         shutil.rmtree(out)  # the device empties $OUT before every command
     out.mkdir()
-    env = {**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "LCF_CROP": "64", "LCF_BATCH": "2",
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=workdir, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **env})
 
 
-def test_fit_new_resume_and_carry_back_after_a_lost_machine(tmp_path, tiny_weights):
+def test_prepare_copies_the_shards_and_a_validation_set_and_says_what_to_carry(tmp_path):
+    src, work = tmp_path / "train", tmp_path / "repo"
+    for k, n in ((0, 2), (1, 2), (8, 5)):
+        _images(src / f"shard-0{k}", n, 10 * k, size=64)
+    work.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    (work / ".gitignore").write_text("/.data/\n")
+    done = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "3", "00", "01"], cwd=work,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "carry: .data/val .data/shard-00 .data/shard-01" in done.stdout and "(limit 64 MiB" in done.stdout
+    assert sorted(p.name for p in (work / ".data").iterdir()) == ["shard-00", "shard-01", "val"]
+    assert sorted(p.name for p in (work / ".data" / "val").iterdir()) == ["80.png", "81.png", "82.png"]
+    refused = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "3", "08"], cwd=work,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "validation shard" in refused.stderr
+
+
+def test_a_lease_call_without_data_or_arguments_says_what_is_missing(tmp_path):
     work, out = tmp_path / "repo", tmp_path / "out"
-    (work / ".data" / "shard-00").mkdir(parents=True)
-    for i in range(3):
-        Image.fromarray(make_rgb_array(70, 66, kind="mixed", seed=i)).save(work / ".data" / "shard-00" / f"{i}.png")
-    shutil.copytree(tiny_weights, work / "weights")
-
-    lost = _call(work, out, "fit", "resume", "0.01", "1e-4", "fp32")
-    assert lost.returncode == 3 and "NO CHECKPOINT" in lost.stderr
-
-    new = _call(work, out, "fit", "new", "0.01", "1e-4", "fp32")
-    assert new.returncode == 0, new.stderr
-    assert "new run from the weights in weights" in new.stdout
-    assert (out / "teacher" / "checkpoint.parts.json").exists()
-    with tarfile.open(out / "logs.tgz") as tar:
-        assert "logs/fit.log" in tar.getnames()
-
-    # the machine is gone (runs/ with it); the parts of the last call come back in .ckpt/teacher
-    shutil.rmtree(work / "runs")
-    shutil.copytree(out / "teacher", work / ".ckpt" / "teacher")
-    again = _call(work, out, "fit", "resume", "0.01", "1e-4", "fp32")
-    assert again.returncode == 0, again.stderr
-    assert "resumed from runs/gpu/checkpoint.pt" in again.stdout
-
+    work.mkdir()
+    missing = _call(work, out, "lease", "1")
+    assert missing.returncode == 3 and "NO DATA" in missing.stderr
     bad = _call(work, out, "nonsense")
     assert bad.returncode == 2 and "usage" in bad.stderr
 
 
-def test_distill_call_exports_every_student_and_times_the_decoders(tmp_path, tiny_weights):
+@pytest.mark.slow
+def test_a_60_second_lease_call_fills_its_output_within_the_limits_and_a_second_call_continues(tmp_path,
+                                                                                               tiny_weights):
     work, out = tmp_path / "repo", tmp_path / "out"
-    for folder, n in ((".data/shard-00", 3), (".data/kodak", 1)):
-        (work / folder).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(make_rgb_array(70, 66, kind="mixed", seed=i)).save(work / folder / f"{i}.png")
-    shutil.copytree(tiny_weights, work / "weights")  # a teacher only: the students start from a sliced teacher
-    assert _call(work, out, "fit", "new", "0.01", "1e-4", "fp32").returncode == 0
+    for k in range(2):
+        _images(work / ".data" / f"shard-0{k}", 3, 10 * k)
+    _images(work / ".data" / "val", 2, 80)
+    shutil.copytree(tiny_weights, work / "weights")
+    options = ["--crop", "64", "--tile", "64", "--batches", "2,4", "--student-batch", "2", "--val-batch", "8",
+               "--trial-seconds", "1", "--val-seconds", "15", "--save-seconds", "20", "--print-seconds", "10",
+               "--margin", "8", "--threads", "1"]
+    start = time.monotonic()
+    first = _call(work, out, "lease", "1.0", *options)
+    wall = time.monotonic() - start
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert wall < 65, wall  # 60 s from the start of python -m lcf.train, then the copy
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["ema.safetensors", "lease.log", "raw.safetensors", "students.safetensors", "summary.json"]
+    assert all((out / f).stat().st_size < MIB16 for f in files)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["seconds"]["total"] <= 60 and summary["steps"] > 10
+    assert summary["init"]["source"].startswith("weights folder weights") and summary["store_dtype"] == "float32"
+    assert summary["init"]["z_density"].startswith("fitted to the folder's z tables")
+    assert sorted(summary["students"]) == ["cfg2", "cfg3", "cfg4", "teacher"]
+    assert len(summary["validation"]) >= 3 and 0 < summary["fraction_in_steps"] < 1
+    last = (work / "runs" / "last-lease").read_text().strip()
+    assert last.startswith("runs/lease-") and (work / last / "summary.json").is_file()
 
-    done = _call(work, out, "distill", "0.01", "fp32")
-    assert done.returncode == 0, done.stderr
-    manifest = json.loads((out / "weights" / "manifest.json").read_text())
-    assert sorted(manifest["decoders"]) == ["cfg2", "cfg3", "cfg4", "teacher"]
-    with tarfile.open(out / "logs.tgz") as tar:
-        assert {"logs/cfg2.log", "logs/cfg3.log", "logs/cfg4.log", "logs/device_decode.md"} <= set(tar.getnames())
-    assert "| cfg4 |" in done.stdout and "every repeat bit-exact" in done.stdout
+    _images(work / ".data" / "shard-02", 2, 20)  # the next call carries one more shard; the first two stay there
+    again = _call(work, out, "lease", "0.5", *options)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((out / "summary.json").read_text())
+    assert second["init"]["source"] == f"lease folder {last} ({summary['shipped']})"
+    assert [s["folder"] for s in second["shards"]["train"]] == ["shard-00", "shard-01", "shard-02"]
+    assert second["init"]["steps_before"] == summary["total_steps"] and len(second["history"]) == 2
 
 
+@pytest.mark.slow
 def test_check_times_the_weights_tiled_and_whole_and_runs_the_conformance_tests(tmp_path, tiny_weights):
     work, out = tmp_path / "repo", tmp_path / "out"
     shutil.copytree(tiny_weights, work / "weights")
@@ -85,8 +111,7 @@ def test_check_times_the_weights_tiled_and_whole_and_runs_the_conformance_tests(
     (work / ".data" / "kodak").mkdir(parents=True)
     for i in range(1, 3):
         Image.fromarray(make_rgb_array(48, 40, kind="mixed", seed=i)).save(work / ".data" / "kodak" / f"kodim0{i}.png")
-    done = subprocess.run(["bash", str(SCRIPT), "check"], cwd=work, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "LCF_LARGE": "160x96"})
+    done = _call(work, out, "check", LCF_LARGE="160x96")
     assert done.returncode == 0, done.stderr
     with tarfile.open(out / "logs.tgz") as tar:
         names = set(tar.getnames())

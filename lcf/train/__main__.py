@@ -9,17 +9,55 @@ Examples:
     python -m lcf.train reexport --weights old-weights --out weights --dtype float16
     python -m lcf.train eval --run runs/cpu --images ../shared/data/kodak --max-images 4
     python -m lcf.train pack --run runs/gpu --out $OUT/teacher      # parts under 16 MiB (the GPU's file limit)
+    python -m lcf.train lease --data .data/shard-0{0,1} --val .data/val --init weights --out runs/lease \
+        --minutes 9 --device cuda                                    # one GPU call: teacher, then students
+    python -m lcf.train export-lease --lease runs/lease --out new-weights
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import time
 
+STARTED = time.monotonic()  # a lease's --minutes count from here
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from lcf.errors import LcfError  # noqa: E402
 from lcf.train.distill import add_arguments as add_distill_arguments
-from lcf.train.distill import config_from_args as distill_config_from_args
-from lcf.train.distill import distill
-from lcf.train.loop import TrainConfig, train
+from lcf.train.distill import config_from_args as distill_config_from_args  # noqa: E402
+from lcf.train.distill import distill  # noqa: E402
+from lcf.train.lease import LeaseConfig  # noqa: E402
+from lcf.train.loop import TrainConfig, train  # noqa: E402
+
+LEASE_HELP = {
+    "data": "folders of training images (e.g. .data/shard-00 .data/shard-01); the last is held out for validation "
+            "unless --val is given",
+    "out": "output folder, new or empty: raw/ema/students .safetensors, lease.log, summary.json",
+    "minutes": "wall time of the whole process, from its start (the files are written before it ends)",
+    "val": "validation folder (never trained on); its loss per level is logged every --val-seconds",
+    "init": "start from this weights folder (e.g. weights) or an earlier lease's --out folder; none: a new model",
+    "N": "widths of a new model (N, M, Mz); 0: those of --init",
+    "device": "cpu, cuda or cuda:N (under torchrun: each process its local GPU)",
+    "crop": "side of the square training crops (a multiple of 64)",
+    "tile": "images are cut into tiles of this side (the shards are 256x256 crops: one tile each)",
+    "precisions": "precisions to try, fp32 first (fp32 = TF32 matrix units on CUDA; bf16: CUDA only)",
+    "batches": "batch sizes to try; the fastest (crops/s) configuration that matches fp32 trains",
+    "lr": "peak learning rate (after --warmup-steps, until the decay)",
+    "decay_fraction": "the lr decays linearly to 0 over this last fraction of the teacher's (and students') time",
+    "ema_decay": "decay of the weights' exponential moving average (the better of EMA and raw ships)",
+    "students": "student decoders distilled after the teacher, comma-separated (empty: none)",
+    "student_share": "fraction of the training time given to the students",
+    "teacher_steps": "stop the teacher after this many steps (0: when its share of the time is up)",
+    "student_steps": "stop the students after this many steps (0: when the time is up)",
+    "student_views": "symmetries of each tile whose g_a output is cached for the students (1, 2, 4 or 8)",
+    "graphs": "CUDA graphs: auto (on with one process), on, off",
+    "trial_seconds": "seconds each precision x batch candidate is timed",
+    "margin": "seconds kept at the end for the last validation and the files",
+    "store_dtype": "float storage of the weights files: auto (float32 if under 16 MB, else float16)",
+    "decode_threads": "threads decoding the images (0: one per CPU)",
+    "threads": "torch intra-op threads (0: leave as is)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +121,46 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--run", required=True)
     dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
     add_distill_arguments(dist)
+    add_lease_arguments(sub.add_parser("lease", help="train in one process for a fixed wall time (a GPU lease): "
+                                                     "teacher, then students; model-only weights out"))
+    lex = sub.add_parser("export-lease", help="write a weights folder from a lease's output folder")
+    lex.add_argument("--lease", required=True, help="the lease's --out folder")
+    lex.add_argument("--out", required=True, help="where to write (a new folder)")
+    lex.add_argument("--dtype", default="float16", choices=["float32", "float16"])
+    lex.add_argument("--notes", default="", help="free text for the manifest")
     args = parser.parse_args(argv)
-    if args.cmd == "fit":
+    try:
+        return run(args)
+    except LcfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def add_lease_arguments(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    for f in fields(LeaseConfig):
+        flag = f"--{f.name.replace('_', '-')}"
+        if f.name == "data":
+            parser.add_argument(flag, nargs="+", required=True, help=LEASE_HELP["data"])
+        elif f.name in ("out", "minutes"):
+            parser.add_argument(flag, required=True, type=float if f.name == "minutes" else str,
+                                help=LEASE_HELP[f.name])
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default,
+                                help=LEASE_HELP.get(f.name, "(default: %(default)s)"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == "lease":
+        from lcf.train.lease import lease
+
+        lease(LeaseConfig(**{k: v for k, v in vars(args).items() if k != "cmd"}), started=STARTED)
+    elif args.cmd == "export-lease":
+        from lcf.train.lease_export import export_lease
+
+        export_lease(args.lease, args.out, dtype=args.dtype, notes=args.notes)
+    elif args.cmd == "fit":
         cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k != "cmd"})
         train(cfg)
     elif args.cmd == "distill":

@@ -11,7 +11,6 @@ and the loop that runs a phase to its budget.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -202,7 +201,7 @@ def run_phase(plan: PhasePlan, *, broadcast: Callable[[list[float]], list[float]
         plan.ema_weight.fill_(1.0 - ema_decay(plan.ema_decay, step))
         plan.runner()
         step += 1
-        if step % plan.flush_every:
+        if step % plan.flush_every and step != plan.schedule.max_steps:
             continue
         row = plan.meters.read()
         finite, skipped = torch.stack([all_finite(params).float(), plan.step.skipped.clone()]).cpu().tolist()
@@ -227,8 +226,10 @@ def run_phase(plan: PhasePlan, *, broadcast: Callable[[list[float]], list[float]
         result.history.append({"step": step, "minutes": round((now - start) / 60, 4), "lr": lr, **row})
         if is_main and now - last_print >= print_seconds:
             last_print = now
-            say(f"step {step}  lr {lr:.2e}  loss {row.get('loss', math.nan):.4f}  "
-                + "  ".join(f"q{lv} {row[f'psnr_q{lv}']:.2f}dB" for lv in (1, 4, 7) if f"psnr_q{lv}" in row))
+            say(f"step {step}  lr {lr:.2e}  " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                           if k.startswith("loss") and "_q" not in k) + "  "
+                + "  ".join(f"{k} {v:.2f}dB" for k, v in row.items() if k.startswith("psnr") and k[-3:] in
+                            ("_q1", "_q4", "_q7")))
         if now - last_val >= val_seconds and not stop:
             validate(step)
             last_val = time.monotonic()

@@ -12,6 +12,8 @@ the wall time enters only at log flushes (:meth:`BudgetSchedule.observe`), where
 is estimated from the measured rate (steps per second of wall time, pauses for validation included). Once the decay
 has begun, each new estimate re-aims the line from the current (step, lr) to (new end, 0), so the lr never jumps.
 The phase ends at that step (:meth:`done`) or, whatever the estimate, at its wall-time end (checked at each flush).
+With ``max_steps`` the phase is planned in steps instead (a smoke test, a run of a fixed length): the decay covers
+its last ``decay_fraction`` of steps, and the wall-time end still applies.
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ class BudgetSchedule:
     decay_fraction: float
     start_time: float                    # the phase's wall clock (time.monotonic) at its first step
     end_time: float
+    max_steps: int = 0                   # > 0: the phase ends after this many steps (the decay is planned in steps)
     anchor_step: int | None = None       # the decay line runs from (anchor_step, anchor_lr) to (end_step, 0)
     anchor_lr: float = 0.0
     end_step: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.peak > 0 or self.warmup_steps < 0 or not 0 <= self.decay_fraction <= 1:
+        if not self.peak > 0 or self.warmup_steps < 0 or not 0 <= self.decay_fraction <= 1 or self.max_steps < 0:
             raise ValueError(f"bad schedule: peak {self.peak}, warm-up {self.warmup_steps}, "
-                             f"decay fraction {self.decay_fraction}")
+                             f"decay fraction {self.decay_fraction}, steps {self.max_steps}")
+        if self.max_steps:
+            self.anchor_step = int((1.0 - self.decay_fraction) * self.max_steps)
+            self.anchor_lr = self.peak
+            self.end_step = self.max_steps
 
     def lr(self, step: int) -> float:
         """The lr of step ``step`` (0-based within the phase)."""
@@ -51,7 +58,7 @@ class BudgetSchedule:
     def observe(self, step: int, now: float, rate: float) -> None:
         """At a flush after ``step`` steps, at wall time ``now``, running at ``rate`` steps per second: start the
         decay when its time has come, and re-aim it at the step the remaining time allows."""
-        if now < self.decay_time and self.end_step is None:
+        if self.max_steps or (now < self.decay_time and self.end_step is None):
             return
         self.anchor_lr = self.lr(step)
         self.anchor_step = step

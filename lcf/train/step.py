@@ -193,13 +193,11 @@ class StateCopy:
 
     @torch.no_grad()
     def take(self) -> None:
-        for c, t in zip(self.copy, self.tensors):
-            c.copy_(t)
+        torch._foreach_copy_(self.copy, self.tensors)
 
     @torch.no_grad()
     def restore(self) -> None:
-        for c, t in zip(self.copy, self.tensors):
-            t.copy_(c)
+        torch._foreach_copy_(self.tensors, self.copy)
 
 
 def all_finite(tensors: Sequence[Tensor]) -> Tensor:
