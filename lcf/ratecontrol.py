@@ -39,15 +39,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from lcf.container.header import MAX_QUALITY, MIN_QUALITY, QUALITY_SCALE
-from lcf.effort import check_effort
+from lcf.constants import DEFAULT_QUALITY, MAX_QUALITY, MIN_QUALITY
+from lcf.container.header import QUALITY_SCALE
 from lcf.errors import UnreachableTargetError, UsageError
+from lcf.options import check_effort
 
 if TYPE_CHECKING:
     from lcf.codec import Analysis, Codec, Symbols
 
 K_MIN, K_MAX = int(MIN_QUALITY * QUALITY_SCALE), int(MAX_QUALITY * QUALITY_SCALE)  # the quality grid, in 1/256
-K_START = 4 * QUALITY_SCALE  # the default quality: the first probe
+K_START = int(DEFAULT_QUALITY * QUALITY_SCALE)  # the first probe
 # Prior slopes per quality unit, for the second probe only (later ones use the slopes they see). Measured with the
 # shipped weights on kodim01 (sizes 13,792 -> 40,948 bytes and PSNR 25.16 -> 27.19 dB from quality 1 to 7).
 SIZE_SLOPE = 0.18   # ln(bytes)
