@@ -253,6 +253,8 @@ def batch(
     progress: Callable[[BatchItem], None] | None = None,
     effort: int = 0,
     follow_symlinks: bool = False,
+    scheduler: str | None = None,
+    cluster: str | None = None,
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
@@ -270,12 +272,17 @@ def batch(
     ``follow_symlinks``, and every entry not read is listed in ``report.left_out``. UsageError, before any work,
     when two inputs share an output or no input is found. Returns a :class:`lcf.batch.BatchReport` (a BatchReport
     with sizes and totals); details in :mod:`lcf.batch` and :mod:`lcf.batchplan`.
+
+    ``scheduler`` (the address of a running Dask scheduler, "tcp://HOST:8786") or ``cluster`` ("local" or "local:N",
+    a Dask LocalCluster of N processes) converts the files on a Dask cluster instead of ``workers`` local processes,
+    with the same outputs and report; ``src``, ``dst`` and ``weights`` must then be paths every worker sees. Needs
+    ``pip install "lcf[dask]"``; see :mod:`lcf.batch_dask`.
     """
     from lcf.batch import run
 
     return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
                overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
-               effort=effort, follow_symlinks=follow_symlinks)
+               effort=effort, follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------

@@ -12,8 +12,11 @@
    rerun resumes where the last run stopped).
 2. **Clean up**: the temporary file of a planned output (``.NAME.lcf-tmp``, :mod:`lcf.fileio`) whose writer is
    gone (a killed run) is deleted. Nothing else in DST is ever deleted.
-3. **Run** one file per task, here (``workers=1``) or in a pool of ``workers`` processes (forkserver, else spawn).
-   Each worker uses ``cores // workers`` PyTorch threads and loads its :class:`lcf.codec.Codec` once. Each file
+3. **Run** one file per task, by an :class:`Executor` (chosen in one place, :func:`executor_for`): here
+   (``workers=1``), in a pool of ``workers`` processes (forkserver, else spawn), or on a Dask cluster
+   (``scheduler``/``cluster``: :mod:`lcf.batch_dask`, imported only then). Every executor runs :func:`convert` on
+   each file; the plan, the claims and the report are the same. Each pool worker uses ``cores // workers`` PyTorch
+   threads and loads its :class:`lcf.codec.Codec` once. Each file
    first *claims* its output (:func:`lcf.fileio.claim`): a file that another lcf process is converting right now is
    skipped, and one whose output appeared meanwhile too, so two batches on one DST share the work and never write an
    output twice. A file that fails is reported with its error and the batch goes on; a worker process that dies (a
@@ -208,7 +211,8 @@ def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
     from lcf.image import write_image
 
     data = api.read_bytes(src, settings.limits)
-    decoded = api.get_codec(settings.weights, settings.device).decode(data, settings.decoder, settings.limits)
+    codec = api.codec_for_data(data, settings.weights, settings.device, settings.limits)  # by the file's model id
+    decoded = codec.decode(data, settings.decoder, settings.limits)
     image = decoded.to_pil()
     write_image(image, held.file, settings.format or "", name=str(held.path))
     pixels = image.width * image.height
@@ -366,6 +370,86 @@ def _run_pool(jobs: Sequence[Job], settings: Settings, workers: int, done: Calla
     pool.executor.shutdown(wait=True)
 
 
+# -- executors: where the files are converted --------------------------------------------------------------------
+
+Done = Callable[[Job, BatchItem], None]
+"""Called by an executor once per job with its result, in the order files finish."""
+
+
+class Executor:
+    """Where a batch converts its files. Every executor runs :func:`convert` on each job (the same code everywhere)
+    and reports each result through ``done``; planning, cleaning up and the report stay in :func:`run`.
+
+    :func:`run` calls :meth:`check` (before DST is created: fail on what would fail every file), :meth:`start` (DST
+    exists: start or reach the workers, and check them), :meth:`run`, and :meth:`close` (always, also after an
+    error or Ctrl-C), each only when there are files to convert, except :meth:`close`.
+    """
+
+    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
+        """Raise LcfError (before any file) on what would fail every file: weights, decoder name, device."""
+
+    def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
+        """Get the workers ready; raise LcfError when they cannot convert (before any file)."""
+
+    def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
+        """Convert every job and report it through ``done``; per-file problems are items, never exceptions."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the workers."""
+
+
+class LocalExecutor(Executor):
+    """This process (one worker, or one file to convert) or a pool of ``workers`` processes (:func:`_run_pool`)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.processes = workers
+
+    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
+        self.processes = min(self.workers, len(jobs))
+        if self.processes <= 1:
+            names = api.get_codec(settings.weights, settings.device).decoder_names
+        else:
+            from lcf.weights import load_weights
+
+            names = load_weights(settings.weights).decoder_names
+            if settings.device != "cpu":
+                from lcf.codec import check_device
+
+                check_device(settings.device)
+        check_decoder(settings, names)
+
+    def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
+        if self.processes <= 1:
+            for job in jobs:
+                done(job, convert(settings, job.src, job.dst))
+        else:
+            _run_pool(jobs, settings, self.processes, done)
+
+
+def check_decoder(settings: Settings, names: Sequence[str]) -> None:
+    """UsageError when ``settings.decoder`` is not one of the weights' decoders ``names``."""
+    if settings.decoder is not None and settings.decoder not in names:
+        raise UsageError(f"no decoder named {settings.decoder!r} in these weights; available: {', '.join(names)}")
+
+
+def executor_for(workers: int = 1, scheduler: str | None = None, cluster: str | None = None) -> Executor:
+    """The one place where a batch's executor is chosen: a Dask cluster with ``scheduler`` (the address of a running
+    scheduler) or ``cluster`` ("local" or "local:N"), else this process or a pool of ``workers`` processes. Options
+    are checked here (UsageError), before anything is read; Dask is imported only when it is used."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be at least 1, got {workers!r}")
+    if scheduler is None and cluster is None:
+        return LocalExecutor(workers)
+    if workers != 1:
+        raise UsageError("--workers counts processes on this machine; with --scheduler or --cluster the cluster's "
+                         "workers convert the files (start dask-worker with --nworkers N, or use --cluster local:N)")
+    from lcf.batch_dask import DaskExecutor
+
+    return DaskExecutor(scheduler=scheduler, cluster=cluster)
+
+
 # -- the batch -----------------------------------------------------------------------------------------------------
 
 
@@ -386,29 +470,27 @@ def run(
     progress: Progress | None = None,
     effort: int = 0,
     follow_symlinks: bool = False,
+    scheduler: str | None = None,
+    cluster: str | None = None,
 ) -> BatchReport:
     """Convert the folder tree ``src`` into ``dst`` (see the module docstring and :func:`lcf.api.batch`).
 
+    ``scheduler`` (a Dask scheduler's address, "tcp://HOST:8786") or ``cluster`` ("local" or "local:N") converts the
+    files on a Dask cluster instead of ``workers`` local processes (:mod:`lcf.batch_dask`).
+
     Raises (before converting anything) UsageError for bad options and for the plan's refusals (see
-    :mod:`lcf.batchplan`), LcfIOError when ``src`` is not a folder or ``dst`` cannot be created, and whatever loading
-    the weights raises; every per-file problem is in the report.
+    :mod:`lcf.batchplan`), LcfIOError when ``src`` is not a folder or ``dst`` cannot be created (or a Dask worker
+    cannot read ``src`` or write ``dst``), ModelMismatchError when a Dask worker has other weights, and whatever
+    loading the weights raises; every per-file problem is in the report.
     """
     start = time.perf_counter()
     settings = settings_for(to, quality, decoder, device, weights, limits, effort, overwrite)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be at least 1, got {workers!r}")
+    executor = executor_for(workers, scheduler, cluster)
     src_path, dst_path = Path(src), Path(dst)
     check_folders(src_path, dst_path)
     plan = make_plan(src_path, dst_path, settings, include, exclude, follow_symlinks=follow_symlinks)
     outputs = [job.dst for job in (*plan.jobs, *plan.exists)]
     cleaned = clean_stale_temps(outputs) if dst_path.is_dir() else 0
-    processes = min(workers, len(plan.jobs))
-    if plan.jobs:
-        _check_setup(settings, processes)
-        try:
-            dst_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise api.io_error(exc, dst_path) from None
     items: dict[int, api.BatchItem] = {}
 
     def report(index: int, item: api.BatchItem) -> None:
@@ -416,18 +498,23 @@ def run(
         if progress is not None:
             progress(item)
 
-    for index, item in _decided(plan, dst_path):
-        report(index, item)
-    start_hook = getattr(progress, "start", None)
-    if callable(start_hook):
-        start_hook(len(plan.jobs))
     try:
-        if processes <= 1:
-            for job in plan.jobs:
-                report(job.index, convert(settings, job.src, job.dst))
-        else:
-            _run_pool(plan.jobs, settings, processes, lambda job, item: report(job.index, item))
+        if plan.jobs:
+            executor.check(settings, plan.jobs)
+            try:
+                dst_path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise api.io_error(exc, dst_path) from None
+            executor.start(settings, src_path, dst_path, plan.jobs)
+        for index, item in _decided(plan, dst_path):
+            report(index, item)
+        start_hook = getattr(progress, "start", None)
+        if callable(start_hook):
+            start_hook(len(plan.jobs))
+        if plan.jobs:
+            executor.run(settings, plan.jobs, lambda job, item: report(job.index, item))
     finally:
+        executor.close()
         clean_stale_temps(outputs)  # after an interruption: what stopped workers could not delete themselves
     ordered = tuple(items[i] for i in sorted(items))
     return BatchReport(items=ordered, seconds=time.perf_counter() - start, to="lcf" if settings.encode
@@ -447,22 +534,6 @@ def _decided(plan: Plan, dst: Path) -> list[tuple[int, BatchItem]]:
     return sorted(decided, key=lambda pair: pair[0])
 
 
-def _check_setup(settings: Settings, processes: int) -> None:
-    """Fail once, before any file, on what would fail every file: weights, decoder name, device."""
-    if processes <= 1:
-        codec = api.get_codec(settings.weights, settings.device)
-        names = codec.decoder_names
-    else:
-        from lcf.weights import load_weights
-
-        names = load_weights(settings.weights).decoder_names
-        if settings.device != "cpu":
-            from lcf.codec import check_device
-
-            check_device(settings.device)
-    if settings.decoder is not None and settings.decoder not in names:
-        raise UsageError(f"no decoder named {settings.decoder!r} in these weights; available: {', '.join(names)}")
-
-
-__all__ = ["BUSY", "EXISTS", "BatchItem", "BatchReport", "LeftOut", "Progress", "Settings", "clean_stale_temps",
-           "convert", "is_temp_name", "make_plan", "run", "settings_for"]
+__all__ = ["BUSY", "EXISTS", "BatchItem", "BatchReport", "Done", "Executor", "LeftOut", "LocalExecutor", "Progress",
+           "Settings", "check_decoder", "clean_stale_temps", "convert", "executor_for", "is_temp_name", "make_plan",
+           "run", "settings_for"]

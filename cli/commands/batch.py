@@ -56,6 +56,14 @@ def batch(
         = None,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1,
                                          help="Files processed at once, each in its own process.")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", metavar="ADDRESS",
+        help="Convert on a running Dask cluster: its scheduler's address (tcp://HOST:8786). SRC, DST and --weights "
+             "must be paths every worker sees. Needs pip install 'lcf[dask]'.")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", metavar="local[:N]",
+        help="Start a Dask LocalCluster of N worker processes on this machine (local: one per core), to try "
+             "--scheduler on one machine. Needs pip install 'lcf[dask]'.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip).")]
         = False,
     follow_symlinks: Annotated[bool, typer.Option(
@@ -90,10 +98,19 @@ def batch(
     image to encode it (16 -> 8 bits, CMYK or palette -> RGB, ...) is a "note:" line on stderr and "notes" in the
     file's --json record, as for lcf encode.
 
+    On a Dask cluster (--scheduler, or --cluster local:N on this machine) every worker converts files with the same
+    code and guarantees; the client plans, shows progress and prints the same summary. Before the first file each
+    worker loads the weights (once per worker process), checks that their model id is the client's (exit code 6
+    otherwise, naming the worker), that it can read SRC and write DST (exit code 8: SRC, DST and --weights must be
+    on a file system shared at the same paths); a worker killed mid-file loses nothing: its file is retried on
+    another worker and written once. Without --scheduler/--cluster, Dask is not used.
+
     [bold]Examples[/]
       lcf batch photos/ encoded/ --quality 5
       lcf batch encoded/ decoded/ --to png --workers 2
       lcf batch photos/ encoded/ --include '*.png' --exclude 'raw/*' --json
+      lcf batch /shared/photos /shared/encoded --scheduler tcp://head:8786 --weights /shared/weights
+      lcf batch photos/ encoded/ --cluster local:2
     """
     refuse_stdio(src, dst)
     bar = _ProgressBar(decoding=to.lower() != "lcf")
@@ -102,7 +119,7 @@ def batch(
             report = api.batch(src, dst, quality=quality, effort=effort, to=to, include=tuple(include or ()),
                                exclude=tuple(exclude or ()), workers=workers, overwrite=overwrite, device=device,
                                decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar,
-                               follow_symlinks=follow_symlinks)
+                               follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster)
     except KeyboardInterrupt:
         err_console.print(f"interrupted after {bar.finished} file(s); every output written is complete: run the same "
                           "command again to resume")

@@ -1,0 +1,392 @@
+"""``lcf batch`` on a Dask cluster: ``--scheduler ADDRESS`` (a running ``dask.distributed`` scheduler: started by
+``dask-scheduler``/``dask-worker``, Kubernetes, SLURM through dask-jobqueue, ...) or ``--cluster local[:N]`` (a
+``LocalCluster`` of N worker processes on this machine, for a try). Imported by :func:`lcf.batch.executor_for` only
+then; Dask is the optional extra ``lcf[dask]``.
+
+    this process (the client)             each worker process of the cluster
+    -------------------------------       -----------------------------------------------------------------------
+    plan SRC -> DST (lcf.batchplan)
+    probe every worker            ---->   :func:`probe`: the same lcf version; the weights loaded (once per
+                                          process) with the client's model id, and encoder id when encoding; SRC
+                                          readable; DST writable (a probe file ``.lcf-probe-*.lcf-tmp`` that it
+                                          creates and deletes)
+    one task per file             ---->   :func:`convert_task` -> :func:`lcf.batch.convert`: the same claim,
+    as_completed -> progress,     <----   conversion and publication as the process pool; a BatchItem back
+      report (lcf.batch.run)
+
+Paths: the workers read SRC and the weights and write DST at the paths the client names (made absolute), so those
+must be the same paths on every machine: a shared file system (NFS, CephFS, Lustre, ...) mounted at one place. The
+weights reach a worker as files: the lcf package installed there (its shipped weights, or ``$LCF_WEIGHTS`` on that
+machine), or ``--weights DIR`` on the shared file system. Before the first file, every worker present is checked
+(above); one joining later is checked by its first task, and a mismatch there stops the batch.
+
+Faults: a worker killed mid-file (``kill -9``, the OOM killer, a lost machine) dies holding its claim; the kernel
+drops its lock, Dask runs the task again on another worker, whose claim deletes the dead worker's temporary file and
+writes the output once. A file that kills ``distributed.scheduler.allowed-failures`` + 1 workers (3 + 1 by default)
+is reported failed, as the pool reports a file that kills its worker twice. Where a crashed machine's locks outlive
+it (NFS, until its lease expires), the retried file is reported "skipped" (another lcf process is writing its
+output) and the next run converts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lcf import api, errors, fileio
+from lcf.batch import BatchItem, Done, Executor, _cores, _worker_died, check_decoder, convert
+from lcf.batchplan import Job, Settings
+from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
+
+CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler
+WORKER_TIMEOUT = 60.0   # seconds to wait for a first worker to join it
+PROBE_TIMEOUT = 600.0   # seconds for every worker to load the weights and answer its probe
+INSTALL = "pip install 'lcf[dask]' (Dask's distributed scheduler)"
+SHARED = ("SRC, DST and --weights must be paths that every worker sees, at the same place on every machine (a "
+          "shared file system)")
+
+
+# -- what every worker must share with the client ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a worker must have in common with the client: lcf's version and the weights' model id (and encoder id
+    when encoding: two folders of one model id may hold different encoders, which write different valid files)."""
+
+    version: str
+    model_id: str
+    encoder_id: str | None
+
+
+def identity_of(settings: Settings) -> Identity:
+    """The client's :class:`Identity`, from its own view of the weights (no PyTorch)."""
+    from lcf import __version__
+    from lcf.weights import load_weights
+
+    weights = load_weights(settings.weights)
+    check_decoder(settings, weights.decoder_names)
+    encoder_id = weights.encoder_id().hex() if settings.encode else None
+    return Identity(__version__, weights.model_id.hex(), encoder_id)
+
+
+@dataclass(frozen=True)
+class WorkerProblem:
+    """A check that failed on a worker, returned (not raised: lcf's errors need not pickle) and raised on the client
+    as ``error``, the name of a class of :mod:`lcf.errors`."""
+
+    error: str
+    message: str
+
+    def exception(self) -> LcfError:
+        cls = getattr(errors, self.error, LcfError)
+        return cls(self.message) if isinstance(cls, type) and issubclass(cls, LcfError) else LcfError(self.message)
+
+
+# -- on the workers ----------------------------------------------------------------------------------------------
+
+_ready_lock = threading.Lock()
+_ready: dict[tuple[Any, ...], WorkerProblem | None] = {}  # per worker process: loaded and checked, or the problem
+
+
+def worker_name() -> str:
+    """"worker tcp://10.0.0.7:40123 (node7)": the worker running this task, for messages."""
+    try:
+        from distributed import get_worker
+
+        address = get_worker().address
+    except (ImportError, ValueError):
+        address = f"pid {os.getpid()}"
+    return f"worker {address} ({socket.gethostname()})"
+
+
+def ready(settings: Settings, identity: Identity) -> WorkerProblem | None:
+    """Load the weights once per worker process (:func:`lcf.api.get_codec` keeps the codec) and check them against
+    the client's ``identity``; the answer is kept, so later tasks pay nothing."""
+    key = (settings.weights, settings.device, settings.encode, settings.decoder, identity)
+    with _ready_lock:  # one thread loads; the others of this process wait for it
+        if key not in _ready:
+            _ready[key] = _check_worker(settings, identity)
+        return _ready[key]
+
+
+def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | None:
+    from lcf import __version__
+
+    where = worker_name()
+    if __version__ != identity.version:
+        return WorkerProblem("LcfError", f"{where} runs lcf {__version__}, this client lcf {identity.version}: install "
+                                         "the same lcf on every worker")
+    try:
+        codec = api.get_codec(settings.weights, settings.device)
+        model_id = codec.weights.model_id.hex()
+        encoder_id = codec.weights.encoder_id().hex() if settings.encode else None
+        names = codec.decoder_names
+    except LcfError as exc:
+        return WorkerProblem(type(exc).__name__, f"{where}: {exc}")
+    except (OSError, MemoryError) as exc:
+        return WorkerProblem("LcfIOError", f"{where}: cannot load the weights: {exc}")
+    root = codec.weights.root
+    advice = ("give every worker the same weights: the same installed lcf package, or --weights DIR on a shared "
+              "path")
+    if model_id != identity.model_id:
+        return WorkerProblem("ModelMismatchError", f"{where} loads the weights {root} of model id {model_id[:16]}..., "
+                             f"this client's have model id {identity.model_id[:16]}...: {advice}")
+    if encoder_id != identity.encoder_id:
+        return WorkerProblem("ModelMismatchError", f"{where} loads the weights {root} with another encoder (encoder id "
+                             f"{encoder_id[:16] if encoder_id else None}..., this client's "
+                             f"{(identity.encoder_id or '')[:16]}...): its files would differ; {advice}")
+    if settings.decoder is not None and settings.decoder not in names:
+        return WorkerProblem("UsageError", f"{where}: no decoder named {settings.decoder!r} in the weights {root}; "
+                             f"available there: {', '.join(names)}")
+    return None
+
+
+def _use_threads(host_threads: dict[str, int]) -> None:
+    """PyTorch threads of this task: the cores of this machine shared by the worker threads on it (from the client's
+    view of the cluster; a worker it did not see counts its own threads)."""
+    import torch
+
+    try:
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+
+        worker = get_worker()
+        sharing = host_threads.get(get_address_host(worker.address), worker.state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        sharing = 1
+    threads = max(1, _cores() // max(1, sharing))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def probe(settings: Settings, identity: Identity, src: str, sample: str, dst: str) -> WorkerProblem | str:
+    """Run first on every worker, before any file: the weights (:func:`ready`), SRC readable (listed, and one input
+    opened), DST writable (a probe file created and deleted by this task). Returns the worker's name."""
+    problem = ready(settings, identity)
+    if problem is not None:
+        return problem
+    where = worker_name()
+    try:
+        os.listdir(src)
+        with open(sample, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return WorkerProblem("LcfIOError", f"{where} cannot read SRC {src} ({exc.filename or src}: "
+                                           f"{exc.strerror or exc}); {SHARED}")
+    try:
+        held = fileio.claim(Path(dst) / f"lcf-probe-{uuid.uuid4().hex[:12]}")  # .lcf-probe-*.lcf-tmp: never an input
+        if held is not None:
+            with held:  # leaving the block deletes it: the only file deleted is the one made here
+                held.file.write(b"lcf probe\n")
+                held.file.flush()
+    except (LcfError, OSError) as exc:
+        return WorkerProblem("LcfIOError", f"{where} cannot write DST {dst} ({exc}); {SHARED}")
+    return where
+
+
+def convert_task(settings: Settings, identity: Identity, host_threads: dict[str, int], src: str,
+                 dst: str) -> BatchItem | WorkerProblem:
+    """One file on a worker: :func:`lcf.batch.convert`, after the worker's weights are checked (once)."""
+    problem = ready(settings, identity)
+    if problem is not None:
+        return problem
+    _use_threads(host_threads)
+    return convert(settings, Path(src), Path(dst))
+
+
+# -- on the client -----------------------------------------------------------------------------------------------
+
+
+def parse_cluster(spec: str) -> int:
+    """The worker processes of ``--cluster local`` (one per core) or ``local:N``; UsageError otherwise."""
+    name, _, count = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if name == "local" and not count:
+        return _cores()
+    if name == "local" and count.isdigit() and int(count) >= 1:
+        return int(count)
+    raise UsageError(f"--cluster takes 'local' (one worker process per core) or 'local:N' (N processes), got {spec!r}; "
+                     "for a cluster of machines, start dask-scheduler and dask-worker and pass --scheduler ADDRESS")
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(f"--scheduler and --cluster need Dask, which is not installed: {INSTALL}") from None
+    return distributed
+
+
+Task = Callable[..., Any]
+
+
+class DaskExecutor(Executor):
+    """Converts the files of a batch on a Dask cluster (see the module docstring). ``task`` runs one file on a worker
+    (:func:`convert_task`; benchmarks pass one that does nothing, to time the round trip)."""
+
+    def __init__(self, scheduler: str | None = None, cluster: str | None = None, *, task: Task = convert_task,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        if (scheduler is None) == (cluster is None):
+            raise UsageError("give either --scheduler ADDRESS or --cluster local[:N], not both")
+        if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+            raise UsageError(f"--scheduler takes the address of a Dask scheduler (tcp://HOST:8786), got {scheduler!r}")
+        self.scheduler = scheduler.strip() if scheduler is not None else None
+        self.local_workers = parse_cluster(cluster) if cluster is not None else None
+        self.task, self.connect_timeout = task, connect_timeout
+        self.client: Any = None
+        self.cluster: Any = None
+        self.identity: Identity | None = None
+        self.host_threads: dict[str, int] = {}
+        self.threads = 1
+        self.token = uuid.uuid4().hex[:12]
+
+    @property
+    def where(self) -> str:
+        return f"the Dask scheduler at {self.scheduler}" if self.scheduler else "the local Dask cluster"
+
+    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
+        _distributed()
+        self.identity = identity_of(settings)  # the workers check their device themselves: the client may have no GPU
+
+    def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
+        distributed = _distributed()
+        self._connect(distributed)
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
+        except (TimeoutError, OSError):
+            raise LcfError(f"no worker joined {self.where} within {WORKER_TIMEOUT:.0f} s: start workers with "
+                           f"`dask-worker {self.scheduler or 'ADDRESS'}`") from None
+        self._probe(settings, Path(os.path.abspath(src)), Path(os.path.abspath(jobs[0].src)),
+                    Path(os.path.abspath(dst)))
+
+    def _connect(self, distributed: Any) -> None:
+        try:
+            if self.scheduler is None:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=self.local_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                    silence_logs=logging.ERROR)
+                self.client = distributed.Client(self.cluster, set_as_default=False)
+            else:
+                self.client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise LcfError(f"cannot reach {self.where} ({type(exc).__name__}: {exc}); start one with `dask-scheduler` "
+                           "(it prints its address, tcp://HOST:8786) and workers with `dask-worker ADDRESS`") from None
+
+    def _workers(self) -> dict[str, Any]:
+        """Address -> information of every worker of the cluster now."""
+        try:
+            info = self.client.scheduler_info(n_workers=-1)  # all of them (distributed >= 2025.1 lists 5 by default)
+        except TypeError:
+            info = self.client.scheduler_info()
+        return info["workers"]
+
+    def _probe(self, settings: Settings, src: Path, sample: Path, dst: Path) -> None:
+        """Run :func:`probe` on every worker present, pinned to it; raise the first problem (before any file)."""
+        from distributed.comm import get_address_host
+
+        workers = self._workers()
+        self.host_threads = {}
+        for address, info in workers.items():
+            host = get_address_host(address)
+            self.host_threads[host] = self.host_threads.get(host, 0) + int(info.get("nthreads", 1))
+        self.threads = sum(self.host_threads.values())
+        pending = {self.client.submit(probe, settings, self.identity, str(src), str(sample), str(dst),
+                                      workers=[address], allow_other_workers=False, pure=False,
+                                      key=f"lcf-probe-{self.token}-{k}"): address
+                   for k, address in enumerate(workers)}
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        try:
+            while pending:
+                for future in [f for f in pending if f.done()]:
+                    self._answer(future, pending.pop(future))
+                alive = set(self._workers())
+                for future in [f for f, address in pending.items() if address not in alive]:
+                    del pending[future]  # the worker left; one that replaces it is checked by its first task
+                    future.cancel()
+                if pending and time.monotonic() > deadline:
+                    raise LcfError(f"{len(pending)} worker(s) of {self.where} did not load the weights within "
+                                   f"{PROBE_TIMEOUT:.0f} s: {', '.join(sorted(pending.values()))}")
+                time.sleep(0.05 if pending else 0)
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _answer(self, future: Any, address: str) -> None:
+        """Raise what the probe of the worker at ``address`` found wrong."""
+        if future.status == "cancelled":
+            raise LcfError(f"{self.where} dropped the check of worker {address} (the scheduler was restarted?)")
+        answer = future.result() if future.status == "finished" else future.exception()
+        if isinstance(answer, WorkerProblem):
+            raise answer.exception()
+        if isinstance(answer, BaseException):
+            raise LcfError(f"worker {address} could not run lcf's check ({type(answer).__name__}: {answer}): install "
+                           "the same lcf on every worker")
+
+    def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
+        """One task per file, at most a window of them submitted at once (the scheduler and this process hold only
+        those), results taken as they complete."""
+        from distributed import as_completed
+
+        window = max(32, 4 * self.threads)
+        todo = iter(jobs)
+        futures: dict[Any, Job] = {}
+
+        def submit(job: Job) -> Any:
+            future = self.client.submit(self.task, settings, self.identity, self.host_threads,
+                                        os.path.abspath(job.src), os.path.abspath(job.dst), pure=False,
+                                        key=f"lcf-{self.token}-{job.index}")
+            futures[future] = job
+            return future
+
+        try:
+            completed = as_completed([submit(job) for job in itertools.islice(todo, window)], loop=self.client.loop)
+            for future in completed:
+                job = futures.pop(future)
+                item = self._item(future, job)
+                future.release()
+                done(job, item)
+                following = next(todo, None)
+                if following is not None:
+                    completed.add(submit(following))
+        finally:
+            if futures:  # an error or Ctrl-C: what has not started is dropped; a running file finishes (complete)
+                with contextlib.suppress(Exception):
+                    self.client.cancel(list(futures))
+
+    def _item(self, future: Any, job: Job) -> BatchItem:
+        from distributed import KilledWorker
+
+        if future.status == "finished":
+            result = future.result()
+            if isinstance(result, WorkerProblem):  # a worker that joined after the start, with other weights
+                raise result.exception()
+            return dataclasses.replace(result, src=job.src, dst=job.dst)
+        if future.status == "error":
+            error = future.exception()
+            if isinstance(error, KilledWorker):
+                return _worker_died(job)
+            return BatchItem(job.src, job.dst, "failed", f"internal error: {error!r}", 1)
+        raise LcfError(f"{self.where} dropped the task of {job.src} ({future.status}: the scheduler was restarted or "
+                       "lost this client); every output written is complete: run the same command again to resume")
+
+    def close(self) -> None:
+        for part in (self.client, self.cluster):  # the local cluster's workers stop here, before lcf cleans up
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        self.client = self.cluster = None
+
+
+__all__ = ["DaskExecutor", "Identity", "WorkerProblem", "convert_task", "identity_of", "parse_cluster", "probe",
+           "ready"]

@@ -1,0 +1,337 @@
+"""lcf batch on Dask (--scheduler, --cluster; lcf.batch_dask): the same outputs, summary and --json as the local run,
+resume, early failures (weights of another model, a worker that cannot read SRC or write DST), a worker killed
+mid-file, and Dask never imported without those options. The Dask tests run on one LocalCluster of 2 processes (the
+module's fixture) and skip when Dask is not installed (pip install "lcf[dask]")."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from images import make_rgb, to_bytes
+from typer.testing import CliRunner
+
+from lcf import api
+from lcf.batch import is_temp_name
+from lcf.batchplan import settings_for
+from lcf.errors import LcfIOError, ModelMismatchError
+from lcf_cli.main import app
+
+HAS_DASK = importlib.util.find_spec("distributed") is not None
+needs_dask = pytest.mark.skipif(not HAS_DASK, reason='needs Dask: pip install "lcf[dask]"')
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+runner = CliRunner()
+BAD = {"bad/notes.png": b"these are notes, not a PNG\n"}
+
+
+def lcf_cli(*args: str | Path):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def build_tree(root: Path, count: int, size: tuple[int, int] = (24, 20), bad: bool = True) -> Path:
+    for k in range(count):
+        path = root / ("ab"[k % 2]) / f"{k:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(to_bytes(make_rgb(*size, "mixed", seed=k), "PNG"))
+    for name, data in (BAD.items() if bad else ()):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (relative path -> bytes), hidden and temporary ones included."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def records(output: str, root: Path) -> tuple[dict, list[dict]]:
+    """The --json summary without timings, and the file records without timings and with DST paths relative."""
+    data = json.loads(output)
+    summary = {k: v for k, v in data["summary"].items() if k != "seconds"}
+    files = [{**{k: v for k, v in f.items() if k != "seconds"}, "dst": Path(f["dst"]).relative_to(root).as_posix()}
+             for f in data["files"]]
+    return summary, files
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of 2 worker processes of one thread each (what `dask-worker --nworkers 2` starts)."""
+    if not HAS_DASK:
+        pytest.skip('needs Dask: pip install "lcf[dask]"')
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as local, Client(local, set_as_default=False) as client:
+        client.run(_one_thread)
+        yield local, client
+
+
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+# -- without Dask ------------------------------------------------------------------------------------------------
+
+
+def test_without_scheduler_or_cluster_dask_is_never_imported(tmp_path: Path, tiny_weights: Path) -> None:
+    src = build_tree(tmp_path / "src", 2, bad=False)
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom lcf_cli.main import app\n"
+            f"r = CliRunner().invoke(app, ['batch', {str(src)!r}, {str(tmp_path / 'out')!r}, '--weights', "
+            f"{str(tiny_weights)!r}, '--workers', '2'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'lcf')))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout
+    assert "'lcf.batch'" in loaded and "dask" not in loaded and "distributed" not in loaded
+    assert len(list((tmp_path / "out").rglob("*.lcf"))) == 2
+
+
+def test_scheduler_without_dask_installed_says_how_to_install(tmp_path: Path, tiny_weights: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what `import distributed` meets when it is absent
+    src = build_tree(tmp_path / "src", 1, bad=False)
+    result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 2
+    assert "pip install 'lcf[dask]'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--cluster", "remote"], "--cluster takes 'local'"),
+    (["--cluster", "local:0"], "--cluster takes 'local'"),
+    (["--cluster", "local:2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "--workers counts processes on this machine"),
+])
+def test_bad_cluster_options_are_refused_before_any_work(tmp_path: Path, tiny_weights: Path, options: list[str],
+                                                         expected: str) -> None:
+    src = build_tree(tmp_path / "src", 1, bad=False)
+    result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, *options)
+    assert result.exit_code == 2 and expected in result.output
+    assert not (tmp_path / "out").exists()
+
+
+# -- on a cluster ------------------------------------------------------------------------------------------------
+
+
+@needs_dask
+def test_scheduler_gives_the_local_outputs_summary_and_json_and_resumes(cluster, tmp_path: Path,
+                                                                        tiny_weights: Path) -> None:
+    local_cluster, _ = cluster
+    src = build_tree(tmp_path / "src", 6)
+    here, there = tmp_path / "here", tmp_path / "there"
+    local = lcf_cli("batch", src, here, "--weights", tiny_weights, "--json")
+    remote = lcf_cli("batch", src, there, "--weights", tiny_weights, "--json", "--scheduler",
+                     local_cluster.scheduler_address)
+    assert local.exit_code == remote.exit_code == 7  # the bad file (UnsupportedImageError) in both
+    assert tree(there) == tree(here) and len(tree(here)) == 6  # byte for byte; no probe or temporary file left
+    assert records(remote.stdout, there) == records(local.stdout, here)
+    summary, files = records(remote.stdout, there)
+    assert (summary["done"], summary["failed"]) == (6, 1)
+    assert [f["exit_code"] for f in files if f["status"] == "failed"] == [7]
+
+    # The rerun resumes: everything converted is skipped, the bad file fails again.
+    again = lcf_cli("batch", src, there, "--weights", tiny_weights, "--scheduler", local_cluster.scheduler_address)
+    assert again.exit_code == 7
+    assert "0 done, 6 skipped, 1 failed" in again.stderr and "FAIL" in again.stderr
+
+    # Decoding on the cluster gives the local decoder's images.
+    decoded_here = lcf_cli("batch", here, tmp_path / "png-here", "--to", "png", "--weights", tiny_weights)
+    decoded_there = lcf_cli("batch", there, tmp_path / "png-there", "--to", "png", "--weights", tiny_weights,
+                            "--scheduler", local_cluster.scheduler_address)
+    assert decoded_here.exit_code == decoded_there.exit_code == 0
+    assert tree(tmp_path / "png-there") == tree(tmp_path / "png-here") and len(tree(tmp_path / "png-here")) == 6
+
+
+@needs_dask
+def test_cluster_local_starts_and_stops_its_own_workers(tmp_path: Path, tiny_weights: Path) -> None:
+    src = build_tree(tmp_path / "src", 2, bad=False)
+    result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--cluster", "local:1", "--json")
+    assert result.exit_code == 0, result.output
+    summary, files = records(result.stdout, tmp_path / "out")
+    assert summary["done"] == 2 and [f["status"] for f in files] == ["ok", "ok"]
+    assert sorted(tree(tmp_path / "out")) == ["a/00.lcf", "b/01.lcf"]
+
+
+@needs_dask
+def test_progress_is_fed_by_the_cluster(cluster, tmp_path: Path, tiny_weights: Path) -> None:
+    local_cluster, _ = cluster
+    src = build_tree(tmp_path / "src", 5, bad=False)
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    (tmp_path / "out" / "a" / "00.lcf").write_bytes(b"an output of an earlier run")  # skipped, reported first
+    seen: list[tuple[str, str]] = []
+
+    class Progress:
+        def start(self, todo: int) -> None:
+            seen.append(("start", str(todo)))
+
+        def __call__(self, item) -> None:
+            seen.append((item.status, item.src.name))
+
+    report = api.batch(src, tmp_path / "out", weights=tiny_weights, scheduler=local_cluster.scheduler_address,
+                       progress=Progress())
+    assert seen[:2] == [("skipped", "00.png"), ("start", "4")]
+    assert sorted(seen[2:]) == [("ok", f"{k:02d}.png") for k in range(1, 5)]
+    assert len(report.done) == 4 and len(report.skipped) == 1
+
+
+@needs_dask
+def test_weights_of_another_model_on_a_worker_fail_before_any_file(cluster, tmp_path: Path, tiny_weights: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import lcf.batch_dask as batch_dask
+
+    local_cluster, _ = cluster
+    src = build_tree(tmp_path / "src", 3, bad=False)
+    real = batch_dask.identity_of
+    # The client expects another model than the one its workers load (as when a worker's installed lcf or
+    # $LCF_WEIGHTS differs): each worker compares what it loaded with what the client sent.
+    monkeypatch.setattr(batch_dask, "identity_of",
+                        lambda s: dataclasses.replace(real(s), model_id="ab" * 32))
+    result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--scheduler",
+                     local_cluster.scheduler_address)
+    assert result.exit_code == 6, result.output
+    assert "worker tcp://127.0.0.1:" in result.output and "model id abababab" in result.output
+    assert tree(tmp_path / "out") == {}  # nothing converted, the probe file deleted
+
+
+def test_a_worker_checks_its_weights_against_the_clients(tmp_path: Path, tiny_weights: Path) -> None:
+    from lcf.batch_dask import convert_task, identity_of, probe, ready
+
+    other = _other_weights(tmp_path / "other")
+    client_side = settings_for("lcf", 4.0, None, "cpu", tiny_weights, None)
+    worker_side = settings_for("lcf", 4.0, None, "cpu", other, None)
+    expected = identity_of(client_side)
+    assert ready(client_side, expected) is None
+    problem = ready(worker_side, expected)
+    assert problem is not None and isinstance(problem.exception(), ModelMismatchError)
+    assert f"weights {other}" in problem.message and expected.model_id[:16] in problem.message
+    src = build_tree(tmp_path / "src", 1, bad=False)
+    assert probe(worker_side, expected, str(src), str(src / "a" / "00.png"), str(tmp_path)) == problem
+    assert convert_task(worker_side, expected, {}, str(src / "a" / "00.png"), str(tmp_path / "00.lcf")) == problem
+    assert not (tmp_path / "00.lcf").exists()
+
+
+def test_the_probe_reads_src_writes_dst_and_leaves_nothing(tmp_path: Path, tiny_weights: Path) -> None:
+    from lcf.batch_dask import identity_of, probe
+
+    settings = settings_for("lcf", 4.0, None, "cpu", tiny_weights, None)
+    identity = identity_of(settings)
+    src = build_tree(tmp_path / "src", 1, bad=False)
+    sample, dst = src / "a" / "00.png", tmp_path / "dst"
+    dst.mkdir()
+    assert isinstance(probe(settings, identity, str(src), str(sample), str(dst)), str)
+    assert list(dst.iterdir()) == []
+    unwritable = probe(settings, identity, str(src), str(sample), str(tmp_path / "not-there"))
+    assert isinstance(unwritable.exception(), LcfIOError) and "cannot write DST" in unwritable.message
+    unreadable = probe(settings, identity, str(tmp_path / "gone"), str(sample), str(dst))
+    assert isinstance(unreadable.exception(), LcfIOError) and "cannot read SRC" in unreadable.message
+    assert "shared file system" in unreadable.message
+
+
+@needs_dask
+def test_a_worker_that_cannot_write_dst_fails_before_any_file(cluster, tmp_path: Path, tiny_weights: Path) -> None:
+    local_cluster, client = cluster
+    src = build_tree(tmp_path / "src", 3, bad=False)
+    out = tmp_path / "out"
+    one = sorted(client.run(os.getpid))[0]
+    client.run(_refuse_writes_under, str(out), workers=[one])  # as if DST were not shared with that machine
+    try:
+        result = lcf_cli("batch", src, out, "--weights", tiny_weights, "--scheduler",
+                         local_cluster.scheduler_address)
+    finally:
+        client.run(_allow_writes, workers=[one])
+    assert result.exit_code == 8, result.output
+    assert f"worker {one}" in result.output and "cannot write DST" in result.output
+    assert tree(out) == {}
+
+
+def _other_weights(out: Path) -> Path:
+    """Weights of another (tiny, random) model: another model id."""
+    import torch
+
+    from lcf.nn import LcfModel, ModelConfig
+    from lcf.train.export import export_model
+
+    torch.manual_seed(99)
+    export_model(LcfModel(ModelConfig(N=16, M=24, Mz=16)).eval(), out)
+    return out
+
+
+def _refuse_writes_under(folder: str) -> None:
+    real = getattr(os, "_lcf_test_open", os.open)
+
+    def guarded(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.fspath(path).startswith(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, flags, *args, **kwargs)
+
+    os._lcf_test_open = real
+    os.open = guarded
+
+
+def _allow_writes() -> None:
+    os.open = getattr(os, "_lcf_test_open", os.open)
+
+
+@needs_dask
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs /proc/locks to find the worker writing a file")
+def test_a_worker_killed_mid_file_loses_nothing_and_its_file_is_written_once(cluster, tmp_path: Path,
+                                                                             tiny_weights: Path) -> None:
+    from lcf.codec import Codec
+
+    local_cluster, client = cluster
+    count = 12
+    src = build_tree(tmp_path / "src", count, size=(320, 256), bad=False)
+    out = tmp_path / "out"
+    pids = set(client.run(os.getpid).values())
+    killed: dict[str, object] = {}
+
+    def kill_a_writer() -> None:
+        """SIGKILL the worker that holds the claim of a file being converted (from /proc/locks)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for temp in out.rglob(".*.lcf-tmp") if out.exists() else ():
+                try:
+                    inode = temp.stat().st_ino
+                except OSError:
+                    continue
+                for line in Path("/proc/locks").read_text().splitlines():
+                    fields = line.split()
+                    if "FLOCK" in fields and int(fields[-3].rsplit(":", 1)[1]) == inode and int(fields[-4]) in pids:
+                        os.kill(int(fields[-4]), signal.SIGKILL)
+                        killed.update(pid=int(fields[-4]), output=temp.name[1:-len(".lcf-tmp")], where=temp.parent)
+                        return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=kill_a_writer, daemon=True)
+    killer.start()
+    report = api.batch(src, out, weights=tiny_weights, scheduler=local_cluster.scheduler_address)
+    killer.join(5)
+    assert killed, "no worker was seen writing a file: nothing was tested"
+    assert killed["pid"] not in set(client.run(os.getpid).values())  # it is gone (its nanny started another)
+
+    # Every file converted once (a second publication would be "skipped: output exists"), none lost or failed.
+    assert [item.status for item in report.items] == ["ok"] * count, [(i.src, i.error, i.note) for i in report.items]
+    name = Path(killed["where"]) / killed["output"]
+    assert [item.status for item in report.items if item.dst == name] == ["ok"]
+    codec = Codec(tiny_weights)
+    expected = {f"{'ab'[k % 2]}/{k:02d}.lcf": codec.encode(src / "ab"[k % 2] / f"{k:02d}.png", 4.0)
+                for k in range(count)}
+    result = tree(out)
+    assert not [n for n in result if is_temp_name(Path(n).name)]  # the killed worker's temporary file is gone
+    assert result == expected
