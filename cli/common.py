@@ -57,8 +57,9 @@ def fail(exc: LcfError) -> None:
 
 
 def refuse_stdio(*paths: Path) -> None:
-    """"-" as a file name means stdin/stdout to most tools; lcf does not read or write pipes yet, so it refuses "-"
-    rather than create a file of that name. A file really named "-" is given by a longer path (``$PWD/-``)."""
+    """"-" as a file name means stdin/stdout to most tools; where lcf does not read or write pipes (lcf batch: folders;
+    lcf encode/decode take "-", :mod:`lcf_cli.files`), it refuses "-" rather than create a file of that name. A file
+    really named "-" is given by a longer path (``$PWD/-``)."""
     if any(str(path) == "-" for path in paths):
         raise UsageError("'-' (standard input or output) is not supported yet: give a file name "
                          "(a file named '-' as $PWD/-)")

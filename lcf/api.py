@@ -10,13 +10,14 @@ A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reuse
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
@@ -29,6 +30,9 @@ PathLike = str | os.PathLike[str]
 
 MIN_QUALITY, MAX_QUALITY = 1.0, 7.0
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+_FORMAT_NAME = re.compile(r"[a-z0-9]+")
+_COMMON_FORMATS = ("png", "ppm", "tiff", "webp", "bmp", "jpeg")
+_BYTES = (bytes, bytearray, memoryview)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ def encode_file(
     measure: bool = False,
     effort: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> EncodeReport:
     """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists, but never
     when it is ``src`` itself: see :func:`check_output`).
@@ -140,26 +145,62 @@ def encode_file(
     ``measure`` also decodes the result to report its PSNR against the input. ``effort`` 0..3 spends more encode
     time on a better latent: a smaller file at equal PSNR; at the same ``quality`` both size and PSNR change (0:
     fastest; see :mod:`lcf.effort`); decoding is unaffected;
-    ``progress(done, total)`` is called after each refinement step.
+    ``progress(done, total)`` is called after each refinement step. ``max_pixels`` refuses (LimitError) a larger
+    image before its pixels are decoded (None: no limit; the memory cap, ``LCF_MAX_MEMORY``, still applies).
     Raises UsageError, UnsupportedImageError, LcfIOError, LimitError.
     """
-    from lcf.image import load_image
-
-    start = time.perf_counter()
     check_quality(quality)
     check_effort(effort)
     check_device(device)
     _require_file(src)
     check_output(src, dst)
-    _require_parent(dst)
-    codec = get_codec(weights, device)
-    prepared = load_image(src)
-    data = codec.encode(prepared, quality, decoder, effort, progress)
+    require_parent(dst)
+    data, report = _encode(src, Path(src), quality=quality, device=device, decoder=decoder, weights=weights,
+                           measure=measure, effort=effort, progress=progress, max_pixels=max_pixels)
     atomic_write(dst, data)
+    return replace(report, dst=Path(dst))
+
+
+def encode_to_bytes(
+    src: PathLike | bytes,
+    *,
+    name: str = "-",
+    quality: float = 4.0,
+    device: str = "cpu",
+    decoder: str | None = None,
+    weights: PathLike | None = None,
+    measure: bool = False,
+    effort: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[bytes, EncodeReport]:
+    """:func:`encode_file` without the output file: the image ``src`` (a path, or the bytes of an image file, as read
+    from a pipe) -> the bytes of the .lcf file and the report (``src`` = ``name`` for bytes; ``dst`` = ``-``).
+    Nothing is written. ``lcf encode`` uses it to write to standard output only once the whole encode succeeded."""
+    check_quality(quality)
+    check_effort(effort)
+    check_device(device)
+    if isinstance(src, _BYTES):
+        src, label = bytes(src), Path(name)
+    else:
+        label = _require_file(src)
+    return _encode(src, label, quality=quality, device=device, decoder=decoder, weights=weights, measure=measure,
+                   effort=effort, progress=progress, max_pixels=max_pixels)
+
+
+def _encode(source: PathLike | bytes, src: Path, *, quality: float, device: str, decoder: str | None,
+            weights: PathLike | None, measure: bool, effort: int, progress: Callable[[int, int], None] | None,
+            max_pixels: int | None) -> tuple[bytes, EncodeReport]:
+    from lcf.image import load_image
+
+    start = time.perf_counter()
+    codec = get_codec(weights, device)
+    prepared = load_image(source, max_pixels=max_pixels)
+    data = codec.encode(prepared, quality, decoder, effort, progress)
     h, w = prepared.rgb.shape[:2]
     value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
-    return EncodeReport(Path(src), Path(dst), w, h, len(data), len(data) * 8 / (w * h), value,
-                        time.perf_counter() - start, prepared.notes)
+    return data, EncodeReport(src, Path("-"), w, h, len(data), len(data) * 8 / (w * h), value,
+                              time.perf_counter() - start, prepared.notes)
 
 
 def decode_file(
@@ -171,8 +212,10 @@ def decode_file(
     weights: PathLike | None = None,
     limits: Limits | None = None,
     reencode: bool = False,
+    format: str | None = None,
 ) -> DecodeReport:
-    """Decode the .lcf file ``src`` into the image ``dst``; its suffix picks the format (.png, .ppm, ...).
+    """Decode the .lcf file ``src`` into the image ``dst``; ``format`` ("png", "tiff", ...) or else the suffix of
+    ``dst`` (.png, .ppm, ...) picks the image format (:func:`output_format`, checked before any work).
 
     ``decoder`` overrides the header's recommended decoder; ``limits`` guards memory (default :class:`Limits`).
     ``dst`` is never ``src`` itself (see :func:`check_output`), and an .lcf ``dst`` (the pixels encoded again, a
@@ -183,15 +226,90 @@ def decode_file(
 
     start = time.perf_counter()
     check_device(device)
-    _check_image_output(src, dst, reencode)
+    check_image_output(src, dst, reencode)
+    fmt = output_format(dst, format, reencode=reencode)
     limits = limits or Limits()
     data = read_bytes(src, limits)
     read_container(data, limits)
-    _require_parent(dst)
+    require_parent(dst)
     decoded = get_codec(weights, device).decode(data, decoder, limits)
-    save_image(decoded.to_pil(), dst)
+    save_image(decoded.to_pil(), dst, format=fmt)
     h, w = decoded.rgb.shape[:2]
     return DecodeReport(Path(src), Path(dst), w, h, decoded.decoder, time.perf_counter() - start, decoded.notes)
+
+
+def decode_to_bytes(
+    src: PathLike | bytes,
+    format: str,
+    *,
+    name: str = "-",
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: PathLike | None = None,
+    limits: Limits | None = None,
+    reencode: bool = False,
+) -> tuple[bytes, DecodeReport]:
+    """:func:`decode_file` without the output file: the .lcf file ``src`` (a path, or its bytes, as read from a pipe)
+    -> the bytes of the image file in ``format`` ("png", "ppm", ...; "lcf" only with ``reencode``) and the report
+    (``src`` = ``name`` for bytes; ``dst`` = ``-``). Nothing is written."""
+    from lcf.image import write_image
+
+    start = time.perf_counter()
+    check_device(device)
+    fmt = output_format(None, format, reencode=reencode)
+    limits = limits or Limits()
+    data = bytes(src) if isinstance(src, _BYTES) else read_bytes(src, limits)
+    limits.check_file_size(len(data))
+    read_container(data, limits)
+    decoded = get_codec(weights, device).decode(data, decoder, limits)
+    out = io.BytesIO()
+    write_image(decoded.to_pil(), out, fmt, name="standard output")
+    h, w = decoded.rgb.shape[:2]
+    report = DecodeReport(Path(name if isinstance(src, _BYTES) else src), Path("-"), w, h, decoded.decoder,
+                          time.perf_counter() - start, decoded.notes)
+    return out.getvalue(), report
+
+
+def output_format(dst: PathLike | None, format: str | None, *, reencode: bool = False,
+                  option: str = "format=") -> str:
+    """The Pillow format name an image output is written in: ``format`` ("png", "jpg", "tiff", ...; "lcf" only with
+    ``reencode``), else the suffix of ``dst``. UsageError when there is neither, or when they disagree (``x.png``
+    with format "jpeg"); ``option`` is how messages name ``format`` (the command line's ``--to``)."""
+    from lcf.batchplan import writable_formats
+
+    def given(value: object) -> str:
+        return f"{option}{value}" if option.endswith("=") else f"{option} {value}"
+
+    known = {**writable_formats(), **({".lcf": _lcf_format()} if reencode else {})}
+    suffix = Path(dst).suffix.lower() if dst is not None else ""
+    from_suffix = known.get(suffix)
+    if format is None:
+        if from_suffix is not None:
+            return from_suffix
+        what = "there is no file name to take it from" if dst is None else f"{dst} has no suffix" if not suffix else \
+            f"{suffix} (of {dst}) is not an image format lcf can write"
+        raise UsageError(f"cannot tell which image format to write: {what}; name one with {given('FORMAT')} "
+                         f"({', '.join(_COMMON_FORMATS)}, ...)")
+    name = format.lower().removeprefix(".") if isinstance(format, str) else ""
+    if name == "lcf" and not reencode:
+        raise UsageError(f"{given(format)}: decoding to lcf encodes the pixels again, a second lossy step; write an "
+                         f"image ({given('png')}) or ask for it explicitly (--reencode)")
+    fmt = known.get(f".{name}") if _FORMAT_NAME.fullmatch(name) else None
+    if fmt is None and isinstance(format, str) and format.upper() in known.values():  # a Pillow format name ("JPEG2000")
+        fmt = format.upper()
+    if fmt is None:
+        listed = ", ".join(sorted(ext[1:] for ext in known))
+        raise UsageError(f"{given(format)}: not an image format lcf can write; use one of: {listed}")
+    if from_suffix is not None and from_suffix != fmt:
+        raise UsageError(f"{dst} ends in {suffix} ({from_suffix}) but {given(format)} asks for {fmt}: make them "
+                         "agree (or leave one out)")
+    return fmt
+
+
+def _lcf_format() -> str:
+    from lcf.pillow import FORMAT
+
+    return FORMAT
 
 
 def encode_image(image, *, quality: float = 4.0, decoder: str | None = None, device: str = "cpu",
@@ -253,8 +371,6 @@ def batch(
     progress: Callable[[BatchItem], None] | None = None,
     effort: int = 0,
     follow_symlinks: bool = False,
-    scheduler: str | None = None,
-    cluster: str | None = None,
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
@@ -272,17 +388,12 @@ def batch(
     ``follow_symlinks``, and every entry not read is listed in ``report.left_out``. UsageError, before any work,
     when two inputs share an output or no input is found. Returns a :class:`lcf.batch.BatchReport` (a BatchReport
     with sizes and totals); details in :mod:`lcf.batch` and :mod:`lcf.batchplan`.
-
-    ``scheduler`` (the address of a running Dask scheduler, "tcp://HOST:8786") or ``cluster`` ("local" or "local:N",
-    a Dask LocalCluster of N processes) converts the files on a Dask cluster instead of ``workers`` local processes,
-    with the same outputs and report; ``src``, ``dst`` and ``weights`` must then be paths every worker sees. Needs
-    ``pip install "lcf[dask]"``; see :mod:`lcf.batch_dask`.
     """
     from lcf.batch import run
 
     return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
                overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
-               effort=effort, follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster)
+               effort=effort, follow_symlinks=follow_symlinks)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------
@@ -340,7 +451,8 @@ def _require_file(path: PathLike) -> Path:
     return p
 
 
-def _require_parent(path: PathLike) -> Path:
+def require_parent(path: PathLike) -> Path:
+    """The folder an output ``path`` goes into; LcfIOError when it does not exist (checked before any work)."""
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise LcfIOError(f"{path}: the folder {parent} does not exist")
@@ -359,7 +471,7 @@ def check_output(src: PathLike, dst: PathLike) -> None:
                          "choose another output name")
 
 
-def _check_image_output(src: PathLike, dst: PathLike, reencode: bool) -> None:
+def check_image_output(src: PathLike, dst: PathLike, reencode: bool) -> None:
     """decode_file's output rules: never the input, and an .lcf output only when asked for (``reencode``)."""
     check_output(src, dst)
     if Path(dst).suffix.lower() == ".lcf" and not reencode:
@@ -381,12 +493,17 @@ __all__ = [
     "check_device",
     "check_output",
     "check_effort",
+    "check_image_output",
     "check_quality",
     "decode_file",
+    "decode_to_bytes",
     "encode_file",
+    "encode_to_bytes",
     "inspect_file",
     "io_error",
+    "output_format",
     "read_bytes",
+    "require_parent",
     "validate_deep",
     "validate_file",
 ]

@@ -17,10 +17,13 @@ Entries of SRC that are not read, each reported (:class:`LeftOut`), never silent
 outside SRC (unless ``follow_symlinks``), a broken symlink, a symlink into DST, a symlinked folder (folders are
 never followed: no cycles, no leaving SRC), and anything that is not a regular file (fifo, socket, device). A
 symlink to a file inside SRC is read like the file. lcf's own temporary files are never inputs.
+
+:func:`plan_files` applies the same rules to files named one by one, ``lcf encode a.png b.jpg -d OUT``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -103,9 +106,9 @@ def settings_for(
         encode, fmt, suffix = True, None, LCF_SUFFIX
     else:
         encode, suffix = False, "." + to
-        fmt = _writable_formats().get(suffix)
+        fmt = writable_formats().get(suffix)
         if fmt is None:
-            known = ", ".join(sorted(ext[1:] for ext in _writable_formats()))
+            known = ", ".join(sorted(ext[1:] for ext in writable_formats()))
             raise UsageError(f"--to {to}: not an image format lcf can write; use lcf or one of: {known}")
     return Settings(encode=encode, format=fmt, suffix=suffix, quality=float(quality), decoder=decoder, device=device,
                     effort=effort, weights=None if weights is None else str(Path(weights).resolve()),
@@ -196,22 +199,68 @@ def _why_not_read(path: Path, src_real: Path, dst_real: Path, follow_symlinks: b
     return None
 
 
+def plan_files(srcs: Sequence[Path], folder: Path, suffix: str) -> tuple[Job, ...]:
+    """``lcf encode``/``lcf decode SRC... -d FOLDER``: FOLDER/<stem><suffix> for each input, in the order given.
+
+    Refused before any work (UsageError, nothing written), by the rules of a batch's plan: two inputs with one output
+    (``a.png`` and ``a.jpg``, or one file given twice), every group listed; an output that is one of the inputs
+    (also through a symlink or a hard link)."""
+    srcs = [Path(src) for src in srcs]
+    outputs = [folder / (src.stem + suffix) for src in srcs]
+    shared = _shared(list(map(str, srcs)), outputs)
+    if shared:
+        raise UsageError(
+            f"{len(shared)} output(s) would each be written from more than one input, so only one of them could be "
+            "kept; nothing was converted. Give each its own name (rename one, or convert it on its own with -o):\n"
+            + _listing(shared))
+    inputs: dict[tuple[int, int], Path] = {}
+    for src in srcs:
+        with contextlib.suppress(OSError):
+            inputs.setdefault(_identity(os.stat(src)), src)
+    bad = []
+    for src, out in zip(srcs, outputs):
+        try:
+            hit = inputs.get(_identity(os.stat(out)))
+        except OSError:
+            continue
+        if hit is not None:
+            bad.append(f"  {out}  (from {src})  is the input {hit}")
+    if bad:
+        raise UsageError(f"{len(bad)} output(s) would be written onto an input, destroying it; nothing was converted; "
+                         "choose another folder:\n" + "\n".join(_capped(bad)))
+    return tuple(Job(index, src, out) for index, (src, out) in enumerate(zip(srcs, outputs)))
+
+
 def _check_collisions(inputs: list[tuple[str, Path]], outputs: list[Path], src: Path) -> None:
     """Two inputs with one output: refuse, naming every group and how to resolve it."""
-    groups: dict[Path, list[str]] = {}
-    for (rel, _), out in zip(inputs, outputs):
-        groups.setdefault(out, []).append(rel)
-    shared = [(out, rels) for out, rels in groups.items() if len(rels) > 1]
+    shared = _shared([rel for rel, _ in inputs], outputs)
     if not shared:
         return
-    lines = [f"  {out}  <-  {', '.join(rels)}" for out, rels in shared[:_LISTED]]
-    if len(shared) > _LISTED:
-        lines.append(f"  ... and {len(shared) - _LISTED} more")
     example = shared[0][1][-1]
     raise UsageError(
         f"{len(shared)} output(s) would each be written from more than one file of {src}, so only one of them could "
         f"be kept; nothing was converted. Rename all but one file of each group, or leave them out with --exclude "
-        f"(e.g. --exclude '{example}'):\n" + "\n".join(lines))
+        f"(e.g. --exclude '{example}'):\n" + _listing(shared))
+
+
+def _shared(names: list[str], outputs: list[Path]) -> list[tuple[Path, list[str]]]:
+    """The outputs written from more than one input, each with the names of those inputs."""
+    groups: dict[Path, list[str]] = {}
+    for name, out in zip(names, outputs):
+        groups.setdefault(out, []).append(name)
+    return [(out, group) for out, group in groups.items() if len(group) > 1]
+
+
+def _listing(shared: list[tuple[Path, list[str]]]) -> str:
+    return "\n".join(_capped([f"  {out}  <-  {', '.join(names)}" for out, names in shared]))
+
+
+def _capped(lines: list[str]) -> list[str]:
+    return lines[:_LISTED] + ([f"  ... and {len(lines) - _LISTED} more"] if len(lines) > _LISTED else [])
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _check_outputs(inputs: list[tuple[str, Path]], outputs: list[Path], src_real: Path, dst_real: Path) -> None:
@@ -223,9 +272,8 @@ def _check_outputs(inputs: list[tuple[str, Path]], outputs: list[Path], src_real
         if where in read or (_is_inside(where, src_real) and not _is_inside(where, dst_real)):
             bad.append(f"  {out}  ->  {where}")
     if bad:
-        listed = bad[:_LISTED] + ([f"  ... and {len(bad) - _LISTED} more"] if len(bad) > _LISTED else [])
         raise UsageError(f"{len(bad)} output(s) would be written inside SRC (through a symlinked folder of DST), "
-                         "onto or among the inputs; nothing was converted:\n" + "\n".join(listed))
+                         "onto or among the inputs; nothing was converted:\n" + "\n".join(_capped(bad)))
 
 
 def _nothing_found(src: Path, settings: Settings, include: tuple[str, ...], exclude: tuple[str, ...], ignored: int,
@@ -292,11 +340,13 @@ def _readable_suffixes() -> frozenset[str]:
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN) - {LCF_SUFFIX}
 
 
-def _writable_formats() -> dict[str, str]:
+def writable_formats() -> dict[str, str]:
+    """Suffix (".png") -> Pillow format name ("PNG") of every image format lcf writes (never .lcf)."""
     from PIL import Image
 
     return {ext: fmt for ext, fmt in Image.registered_extensions().items()
             if fmt in Image.SAVE and ext != LCF_SUFFIX and _FORMAT.fullmatch(ext[1:])}
 
 
-__all__ = ["LCF_SUFFIX", "Job", "LeftOut", "Plan", "Settings", "check_folders", "make_plan", "settings_for"]
+__all__ = ["LCF_SUFFIX", "Job", "LeftOut", "Plan", "Settings", "check_folders", "make_plan", "plan_files", "settings_for",
+           "writable_formats"]

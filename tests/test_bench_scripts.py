@@ -215,3 +215,18 @@ def test_analysis_halo_compares_tiles_with_the_whole_pass(tiny_weights, tmp_path
     assert [r[3].strip() for r in rows] == ["0", "8"]
     no_halo, wide = (float(r[4]) for r in rows)
     assert no_halo > 1e-2 and wide < 1e-4
+
+
+def test_cli_startup_compares_separate_calls_with_one_call(tiny_weights, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(3):
+        Image.fromarray(make_rgb_array(32, 24, kind="mixed", seed=k)).save(images / f"im{k}.png")
+    out = tmp_path / "startup.md"
+    assert load_script("cli_startup").main(["--images", str(images), "--count", "2", "--rounds", "1",
+                                            "--weights", str(tiny_weights), "--out", str(out)]) == 0
+    text = out.read_text()  # the outputs of both ways were compared byte for byte before this was written
+    row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    separate, one, ratio = (float(cell.strip().rstrip("x")) for cell in row.split("|")[2:7:2])
+    assert separate > 0 and one > 0 and ratio == pytest.approx(separate / one, rel=0.02)
+    assert "2 images (im0.png .. im1.png)" in text and "median ratio" in text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,25 +11,44 @@ import typer
 from rich.markup import escape
 
 from lcf import api
+from lcf.fileio import atomic_write
 from lcf_cli.common import (
     Device,
     Effort,
     Json,
+    MaxPixels,
     Weights,
     err_console,
     print_json,
-    refuse_stdio,
     report_errors,
     working,
+)
+from lcf_cli.files import (
+    MAX_STDIN_IMAGE,
+    STDIO,
+    check_pipes,
+    convert_each,
+    is_stdio,
+    label,
+    make_folder,
+    plan,
+    read_stdin,
+    write_stdout,
 )
 
 
 @report_errors
 def encode(
-    src: Annotated[Path, typer.Argument(metavar="SRC", show_default=False,
-                                        help="Image to encode (PNG, JPEG, PPM, ... anything Pillow reads).")],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="DST", show_default=False,
-                                         help="The .lcf file to write (replaced if it exists; never SRC itself).")],
+    srcs: Annotated[list[Path], typer.Argument(
+        metavar="SRC", show_default=False,
+        help="Images to encode (PNG, JPEG, PPM, ... anything Pillow reads); - reads one from standard input.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="DST", show_default=False,
+        help="The .lcf file to write, for one SRC (replaced if it exists; never SRC itself); an existing folder "
+             "means FOLDER/<name>.lcf; - writes to standard output.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--output-dir", "-d", metavar="DIR", show_default=False,
+        help="Folder for the outputs, DIR/<name>.lcf for each SRC (created if needed).")] = None,
     quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
                                            help="1 (smallest) .. 7 (best); any value in between.")] = 4.0,
     effort: Effort = 0,
@@ -38,39 +57,89 @@ def encode(
         "--decoder", metavar="NAME", help="Decoder to record as recommended in the file; default from the weights.",
     )] = None,
     weights: Weights = None,
+    max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print size, rate (bpp), PSNR and time.")] = False,
     json: Json = False,
 ) -> None:
-    """Encode an image into an .lcf file.
+    """Encode images into .lcf files: one with -o DST, any number into a folder with -d DIR (as gzip a b c).
 
     The output is written to a temporary file next to DST (.DST.lcf-tmp) and renamed into place when complete.
-    DST may not be SRC (the same file, also through a link or another spelling of the path): that is refused
-    before any work, as is "-" (pipes are not supported yet).
+    DST may not be SRC (the same file, also through a link or another spelling of the path), and with -d no two
+    inputs may share an output (a.png and a.jpg -> a.lcf) nor an output be an input: refused before any work.
+    With several inputs the weights are loaded once; a file that fails is reported (FAIL on stderr) and the others
+    are encoded, then a count is printed and the exit code is that of the first failure.
+    "-" reads the image from standard input (up to 1 GiB) or writes the .lcf file to standard output, once the
+    whole encode has succeeded (nothing on an error); a terminal is refused for either.
     Alpha, ICC profile, EXIF and XMP are kept. lcf codes 8-bit RGB: whatever it changes to get there (16 -> 8 bits,
     CMYK or palette -> RGB, an ICC profile dropped, EXIF orientation applied) is printed as a "note:" line on stderr
-    and listed in --json ("notes"). --json prints the report (size, bpp, notes; PSNR with -v) on stdout.
+    and listed in --json ("notes"). --json prints the report (size, bpp, notes; PSNR with -v) on stdout; with
+    several inputs {"ok": ..., "files": [one report, or an "error", each]}.
+    --max-pixels refuses larger images before decoding them (0: no limit); the memory an image needs is capped
+    too (8 GiB; LCF_MAX_MEMORY=<GiB> raises it).
 
     [bold]Examples[/]
       lcf encode photo.png -o photo.lcf
       lcf encode photo.jpg -o photo.lcf --quality 5.5 -v
+      lcf encode a.png b.png c.jpg -d encoded/
       lcf encode photo.png -o photo.lcf --effort 2 -v  (slower; -v: size and PSNR)
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
+      convert photo.tif png:- | lcf encode - -o - > photo.lcf
+      lcf encode pano.png -o pano.lcf --max-pixels 0
     """
-    refuse_stdio(src, output)
-    with _RefineBar(effort) as bar, working(f"encoding {src}") if not effort else nullcontext():
-        report = api.encode_file(src, output, quality=quality, effort=effort, device=device, decoder=decoder,
-                                 weights=weights, measure=verbose, progress=bar.update)
+    pairs = plan(srcs, output, out_dir, ".lcf")
+    options = {"quality": quality, "effort": effort, "device": device, "decoder": decoder, "weights": weights,
+               "measure": verbose, "max_pixels": max_pixels or None}
+    if len(pairs) == 1:
+        src, dst = pairs[0]
+        check_pipes(src, dst, json=json)
+        make_folder(out_dir)
+        report = _encode_one(src, dst, options)
+        _tell(report, effort, verbose)
+        if json:
+            print_json(asdict(report))
+        return
+    api.check_quality(quality)
+    api.check_effort(effort)
+    api.get_codec(weights, device)  # weights that cannot be loaded are one error, not one per file
+    make_folder(out_dir)
+
+    def convert(src: Path, dst: Path) -> dict:
+        report = _encode_one(src, dst, options)
+        _tell(report, effort, verbose)
+        return asdict(report)
+
+    convert_each(pairs, convert, done="encoded", json=json)
+
+
+def _encode_one(src: Path, dst: Path, options: dict) -> api.EncodeReport:
+    """One image into one .lcf file, or from/to a pipe ("-": the output written only once it is complete)."""
+    effort = options["effort"]
+    spinner = working(f"encoding {label(src, 'standard input')}") if not effort else nullcontext()
+    with _RefineBar(effort) as bar, spinner:
+        if not is_stdio(src) and not is_stdio(dst):
+            return api.encode_file(src, dst, progress=bar.update, **options)
+        if not is_stdio(dst):
+            api.require_parent(dst)
+        source = read_stdin(MAX_STDIN_IMAGE, "an image read from a pipe (a larger one: give its file)") \
+            if is_stdio(src) else src
+        data, report = api.encode_to_bytes(source, name=STDIO, progress=bar.update, **options)
+        if is_stdio(dst):
+            write_stdout(data)
+        else:
+            atomic_write(dst, data)
+        return replace(report, dst=dst)
+
+
+def _tell(report: api.EncodeReport, effort: int, verbose: bool) -> None:
+    """The notes (what lcf changed in the image) and, with -v, the size, rate, PSNR and time, on stderr."""
+    src, dst = escape(label(report.src, "standard input")), escape(label(report.dst, "standard output"))
     for note in report.notes:
-        err_console.print(f"note: {escape(str(report.src))}: {escape(note)}")
-    if json:
-        print_json(asdict(report))
+        err_console.print(f"note: {src}: {escape(note)}")
     if verbose:
         psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
         level = f", effort {effort}" if effort else ""
-        err_console.print(f"{report.dst}: {report.width}x{report.height}, {report.bytes} bytes, "
+        err_console.print(f"{dst}: {report.width}x{report.height}, {report.bytes} bytes, "
                           f"{report.bpp:.4f} bpp{psnr}{level}, {report.seconds:.2f} s")
-
-
 
 
 class _RefineBar:
