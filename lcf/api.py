@@ -4,7 +4,10 @@ Every function raises only :class:`lcf.errors.LcfError` subclasses for problems 
 become :class:`LcfIOError`). Outputs are written atomically: to a temporary file in the destination's folder, renamed
 into place only when complete (:mod:`lcf.fileio`); an output is never the input (:func:`check_output`).
 
-A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call.
+A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call. Encoding uses the
+packaged (newest) model unless ``weights`` (or ``$LCF_WEIGHTS``) names a folder; decoding, without them, uses the
+installed folder whose model id is the file's (:mod:`lcf.models`: the packaged model, released older models,
+``$LCF_WEIGHTS_PATH``), so files of every released model decode.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
 from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.effort import check_effort
-from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, UsageError
+from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, ModelMismatchError, UsageError
 from lcf.fileio import atomic_write, io_error, read_bytes
 
 PathLike = str | os.PathLike[str]
@@ -107,9 +110,35 @@ def _codec_for(weights: str | None, device: str):
 
 
 def get_codec(weights: PathLike | None = None, device: str = "cpu"):
-    """The :class:`lcf.codec.Codec` for a weights folder (default: the shipped ``weights/``) on ``device``."""
+    """The :class:`lcf.codec.Codec` for a weights folder (default: ``$LCF_WEIGHTS``, else the packaged, newest
+    model) on ``device``: the one that encodes. Kept per folder and device."""
+    from lcf.models import encoding_root
+
     check_device(device)
-    return _codec_for(None if weights is None else str(Path(weights).resolve()), device)
+    return _codec_for(str(encoding_root(weights).resolve()), device)
+
+
+def codec_for_model(model_id: bytes, weights: PathLike | None = None, device: str = "cpu"):
+    """The :class:`lcf.codec.Codec` that decodes files of ``model_id``: ``weights`` (or ``$LCF_WEIGHTS``) when
+    given, which must hold that model, else the installed folder of that model (:func:`lcf.models.decoding_root`;
+    only manifests are read to find it). ModelMismatchError names the model and where to get it when none does."""
+    from lcf.models import decoding_root
+
+    check_device(device)
+    return _codec_for(str(decoding_root(model_id, weights).resolve()), device)
+
+
+def codec_for_data(data: bytes, weights: PathLike | None = None, device: str = "cpu", limits: Limits | None = None):
+    """:func:`codec_for_model` for the model id in the header of the .lcf file ``data``. A file whose model is
+    not installed is read whole first, so that a damaged file reports the damage (CorruptDataError) rather than a
+    model id that may be damaged itself."""
+    limits = limits or Limits()
+    header = read_header_only(data, limits)
+    try:
+        return codec_for_model(header.model_id, weights, device)
+    except ModelMismatchError:
+        read_container(data, limits)
+        raise
 
 
 def psnr(a, b) -> float:
@@ -230,9 +259,9 @@ def decode_file(
     fmt = output_format(dst, format, reencode=reencode)
     limits = limits or Limits()
     data = read_bytes(src, limits)
-    read_container(data, limits)
+    container = read_container(data, limits)
     require_parent(dst)
-    decoded = get_codec(weights, device).decode(data, decoder, limits)
+    decoded = codec_for_model(container.header.model_id, weights, device).decode(data, decoder, limits)
     save_image(decoded.to_pil(), dst, format=fmt)
     h, w = decoded.rgb.shape[:2]
     return DecodeReport(Path(src), Path(dst), w, h, decoded.decoder, time.perf_counter() - start, decoded.notes)
@@ -260,8 +289,8 @@ def decode_to_bytes(
     limits = limits or Limits()
     data = bytes(src) if isinstance(src, _BYTES) else read_bytes(src, limits)
     limits.check_file_size(len(data))
-    read_container(data, limits)
-    decoded = get_codec(weights, device).decode(data, decoder, limits)
+    container = read_container(data, limits)
+    decoded = codec_for_model(container.header.model_id, weights, device).decode(data, decoder, limits)
     out = io.BytesIO()
     write_image(decoded.to_pil(), out, fmt, name="standard output")
     h, w = decoded.rgb.shape[:2]
@@ -324,14 +353,16 @@ def decode_bytes(data: bytes, *, decoder: str | None = None, device: str = "cpu"
                  limits: Limits | None = None):
     """The bytes of a .lcf file -> a PIL image (mode RGB, RGBA, L or LA as the file says). Warns
     (:class:`DecoderFallbackWarning`) when the file's recommended decoder is missing from the weights."""
-    return _warn_notes(get_codec(weights, device).decode(bytes(data), decoder, limits)).to_pil()
+    data = bytes(data)
+    return _warn_notes(codec_for_data(data, weights, device, limits).decode(data, decoder, limits)).to_pil()
 
 
 def decode_array(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
                  limits: Limits | None = None):
     """The bytes of a .lcf file -> an (H, W, 3) uint8 numpy array (alpha and metadata dropped). Warns as
     :func:`decode_bytes` does."""
-    return _warn_notes(get_codec(weights, device).decode(bytes(data), decoder, limits)).rgb
+    data = bytes(data)
+    return _warn_notes(codec_for_data(data, weights, device, limits).decode(data, decoder, limits)).rgb
 
 
 def _warn_notes(decoded):
@@ -346,12 +377,13 @@ def validate_deep(data: bytes, weights: PathLike | None = None, *, limits: Limit
     consumed exactly and the model identifier matches ``weights``. Raises an LcfError subclass on any problem.
 
     The checks, in order: structure, CRCs, header fields and ``limits`` (the container reader, before anything is
-    allocated); the model identifier and the latent/hyper channel counts against the weights
-    (ModelMismatchError); then the hyper, anchor and non-anchor streams are decoded with the integer tables and each
-    must end exactly where its chunk ends (CorruptDataError otherwise). The synthesis transform is not run.
+    allocated); the model identifier and the latent/hyper channel counts against ``weights``, or else the installed
+    weights of the file's model (ModelMismatchError when there are none, :mod:`lcf.models`); then the hyper, anchor
+    and non-anchor streams are decoded with the integer tables and each must end exactly where its chunk ends
+    (CorruptDataError otherwise). The synthesis transform is not run.
     """
     container = read_container(data, limits or Limits())
-    get_codec(weights).decode_symbols(container)
+    codec_for_model(container.header.model_id, weights).decode_symbols(container)
 
 
 def batch(
@@ -495,6 +527,8 @@ __all__ = [
     "check_effort",
     "check_image_output",
     "check_quality",
+    "codec_for_data",
+    "codec_for_model",
     "decode_file",
     "decode_to_bytes",
     "encode_file",

@@ -44,6 +44,7 @@ import stat
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,7 +67,23 @@ ENCODER_FILE = "encoder.safetensors"
 ENTROPY_FILE = "entropy.safetensors"
 ENCODER_PREFIXES = ("g_a.", "h_a.")
 ENTROPY_PREFIXES = ("gain.", "h_s.", "ctx.", "pen_anchor.", "pen_nonanchor.", "tables.")
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def packaged_weights() -> Path:
+    """The folder of the packaged (newest) model: the package ``lcf_weights``, which is the project's ``weights/``
+    (pyproject.toml maps it, so a wheel carries it and an installed lcf finds its own copy from any folder), found
+    with importlib.resources; in a checkout installed before that mapping, the ``weights/`` folder beside ``lcf/``.
+    Older released models and $LCF_WEIGHTS_PATH: :mod:`lcf.models`."""
+    try:
+        root = resources.files("lcf_weights")
+    except ModuleNotFoundError:
+        root = None
+    if isinstance(root, Path):  # a package on the file system (not a namespace package or a zip file)
+        return root
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+DEFAULT_WEIGHTS = packaged_weights()
 
 MAX_TENSOR_FILE_BYTES = 256 << 20  # the shipped files are < 16 MiB; the bounds of lcf.manifest need < 160 MiB
 MAX_HEADER_BYTES = 1 << 20         # the shipped headers are < 12 KiB
@@ -372,6 +389,13 @@ def read_tensor_file(path: Path, what: str,
     return arrays
 
 
+def read_plain_file(path: Path, what: str) -> bytes:
+    """The bytes of the file ``path`` of a weights folder, opened and bounded as :func:`read_tensor_file` opens it
+    (a regular file, not a link, at most MAX_TENSOR_FILE_BYTES); to copy a file without parsing it."""
+    with _RegularFile(path, what, MAX_TENSOR_FILE_BYTES) as f:
+        return bytes(f.read_exact(f.size))
+
+
 def read_manifest(root: Path) -> Manifest:
     """The parsed ``manifest.json`` of the folder ``root``."""
     path = root / MANIFEST
@@ -432,7 +456,14 @@ class Weights:
             if check is not None:
                 check(header_of_arrays(self._encoder))
             return self._encoder
-        self._encoder = read_tensor_file(path, "the encoder", check)
+        try:
+            self._encoder = read_tensor_file(path, "the encoder", check)
+        except LcfIOError:
+            if "decode_only" in self.manifest.info and not path.exists():
+                raise LcfIOError(f"{self.root} is a decode-only copy of model {self.model_id.hex()} (no "
+                                 f"{self.manifest.encoder_file}): it decodes files of that model but cannot encode; "
+                                 f"encode with the packaged model (leave out --weights and LCF_WEIGHTS)") from None
+            raise
         return self._encoder
 
     def encoder_id(self) -> bytes:
@@ -472,7 +503,7 @@ def load_weights(root: str | os.PathLike | None = None) -> Weights:
     """Load ``manifest.json`` and the entropy model of a weights folder (default: ``$LCF_WEIGHTS``, else the shipped
     ``weights/``). The entropy model's tensors are checked against the manifest's model_config before they are read,
     which makes a model_config that its files do not have (N is not covered by the model id) fail cleanly."""
-    root = Path(root) if root is not None else Path(os.environ.get("LCF_WEIGHTS", DEFAULT_WEIGHTS))
+    root = Path(root) if root is not None else Path(os.environ.get("LCF_WEIGHTS") or DEFAULT_WEIGHTS)
     manifest = read_manifest(root)
     path = root / manifest.entropy_file
     declared = _declared_model(root, manifest.model_config)

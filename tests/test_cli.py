@@ -266,7 +266,7 @@ def test_decode_with_other_weights_fails_cleanly_without_output(good: Path, tiny
     assert result.exit_code == 6 and "encoded with model" in result.stderr
     assert no_outputs(good.parent, "good.lcf")
     result = lcf_cli("decode", good, "-o", good.parent / "out.png", "--decoder", "nope", "--weights", tiny_weights)
-    assert result.exit_code == 2 and "no decoder named" in result.stderr
+    assert result.exit_code == 6 and "encoded with model" in result.stderr  # the model comes first
     assert no_outputs(good.parent, "good.lcf")
 
 

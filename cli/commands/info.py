@@ -1,4 +1,5 @@
-"""lcf info: header fields and chunk table of an .lcf file; the decoders a weights folder offers."""
+"""lcf info: header fields and chunk table of an .lcf file and the model it needs; the decoders a weights folder
+offers; the installed models."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from lcf import api
+from lcf.models import Lookup, installed_models, lookup
 from lcf_cli.common import (
     Json,
     MaxPixels,
@@ -33,9 +35,12 @@ def info(
     """Show the header and the chunks of an .lcf file (without decoding it), or the decoders of a weights folder.
 
     The chunk table lists each chunk's type, offset, payload length and whether its CRC matches. A damaged file
-    is listed as far as it can be, then the problem is reported and the exit code says what it is. Without FILE,
-    with --weights, or with a weights folder as FILE, it lists the decoders (synthesis networks) the weights offer:
-    any of them decodes any file of the same model (lcf decode --decoder NAME).
+    is listed as far as it can be, then the problem is reported and the exit code says what it is. The "needs"
+    line names the model the file was encoded with and the installed weights folder that decodes it (packaged,
+    released or from LCF_WEIGHTS_PATH; --weights or LCF_WEIGHTS force one), or, when none does, where to get it.
+    Without FILE, with --weights, or with a weights folder as FILE, it lists the decoders (synthesis networks) the
+    weights offer: any of them decodes any file of the same model (lcf decode --decoder NAME); without FILE and
+    --weights, also the installed models.
 
     [bold]Examples[/]
       lcf info photo.lcf
@@ -46,12 +51,16 @@ def info(
         file, weights = None, file  # `lcf info weights/`: a weights folder given as FILE
     listing = _decoders(weights) if file is None or weights is not None else None
     if file is None:
+        models = _models() if weights is None else None
         if json:
-            print_json(listing)
+            print_json({**listing, **({"models": models} if models is not None else {})})
         else:
             _print_decoders(listing)
+            if models is not None:
+                _print_models(models)
         return
     result = api.inspect_file(file, limits(max_pixels))
+    model = lookup(result.header.model_id, weights)
     if json:
         print_json({
             "file": str(result.path),
@@ -61,24 +70,30 @@ def info(
                        for c in result.chunks],
             "valid": result.error is None,
             "error": None if result.error is None else error_dict(result.error),
+            "model": model.to_json(),
             **({"weights": listing} if listing is not None else {}),
         })
     else:
-        _print_table(result)
+        _print_table(result, model)
         if listing is not None:
             _print_decoders(listing)
     if result.error is not None:
         fail(result.error)
 
 
-def _print_table(result: api.FileInfo) -> None:
+def _print_table(result: api.FileInfo, model: Lookup) -> None:
     h = result.header
+    if model.problem is None:
+        needs = f"model {h.model_id.hex()}, installed: {model.root} ({model.source})"
+    else:
+        needs = f"model {h.model_id.hex()}: {model.problem}"
     fields = [
         ("file", f"{result.path} ({result.size} bytes)"),
         ("size", f"{h.width} x {h.height}, {h.color.name}"),
         ("quality", f"{h.quality:g}"),
         ("decoder", h.decoder),
         ("model id", h.model_id.hex()),
+        ("needs", needs),
         ("latent", f"M = {h.latent_channels}, Mz = {h.hyper_channels}, padded {h.padded_width} x {h.padded_height}"),
     ]
     for name, value in fields:
@@ -105,6 +120,18 @@ def _decoders(weights: Path | None) -> dict:
         "default_decoder": w.default_decoder,
         "decoders": [{"name": name, **w.decoder_info(name).to_json()} for name in w.decoder_names],
     }
+
+
+def _models() -> list[dict]:
+    return [m.to_json() for m in installed_models().models]
+
+
+def _print_models(models: list[dict]) -> None:
+    table = Table("installed model", "source", "decoders", "encodes", "weights", box=None, pad_edge=False)
+    for m in models:
+        table.add_row(m["model_id"], m["source"], ", ".join(m["decoders"]), "yes" if m["encodes"] else "no",
+                      m["weights"])
+    out_console.print(table)
 
 
 def _print_decoders(listing: dict) -> None:
