@@ -68,7 +68,10 @@ def check_manifest(data: bytes) -> str:
         return "FormatError"
     except Exception as exc:
         raise Finding(f"parse_manifest raised {type(exc).__name__}: {exc}") from exc
-    again = parse_manifest(manifest.dumps().encode(), "again")
+    try:
+        again = parse_manifest(manifest.dumps().encode(), "again")
+    except FormatError as exc:
+        raise Finding(f"an accepted manifest writes back to text it refuses: {exc}") from exc
     if again != manifest:
         raise Finding("an accepted manifest does not write back to itself")
     for name in (manifest.encoder_file, manifest.entropy_file, *(d.file for d in manifest.decoders.values())):

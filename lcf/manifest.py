@@ -314,11 +314,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON cannot write it back (found by fuzz/fuzz_manifest.py)
+        raise ValueError(f"the number {text[:40]} is beyond the range of a float")
+    return value
+
+
 def strict_json(data: bytes) -> Any:
-    """Strict JSON of untrusted bytes: UTF-8, no NaN/Infinity, no repeated keys. ValueError otherwise (deep nesting,
-    which makes Python's parser recurse, included)."""
+    """Strict JSON of untrusted bytes: UTF-8, no NaN/Infinity (neither as names nor as numbers out of range), no
+    repeated keys. ValueError otherwise (deep nesting, which makes Python's parser recurse, included)."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite,
+                          object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

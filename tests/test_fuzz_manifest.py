@@ -108,14 +108,19 @@ def test_the_tiny_folder_seed_loads(folder_harness, tensors_harness):
 
 
 def test_what_the_fuzzer_found_stays_fixed(tensors_harness):
-    """Two findings of fuzz/fuzz_manifest.py (docs/SECURITY.md): an integer level beyond float (OverflowError), a
-    safetensors dtype that is a list (TypeError)."""
+    """The findings of fuzz/fuzz_manifest.py (docs/SECURITY.md): an integer level beyond float (OverflowError), a
+    number beyond float accepted as infinity and then written back as invalid JSON, a safetensors dtype that is a
+    list (TypeError)."""
     from lcf.manifest import parse_manifest
 
     doc = json.loads(SEEDS[1])
     doc["model_config"]["levels"][0] = 10**400
     with pytest.raises(FormatError, match=r"levels must hold positive finite numbers"):
         parse_manifest(json.dumps(doc).encode())
+    doc = json.loads(SEEDS[1])
+    doc["info"]["big"] = 1.0
+    with pytest.raises(FormatError, match=r"the number 1e400 is beyond the range of a float"):
+        parse_manifest(json.dumps(doc).replace("1.0", "1e400").encode())
     header = b'{"a": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}'
     data = len(header).to_bytes(8, "little") + header + b"\0" * 4
     assert tensors_harness.check(data) == "FormatError"
