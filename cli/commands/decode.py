@@ -69,8 +69,11 @@ def decode(
     DST's suffix, or --to's (they must agree when both are given). Refused before any work: a DST that is SRC (also
     through a link or another spelling of the path), an .lcf DST unless --reencode (decoding to .lcf encodes the
     pixels again), a DST whose format cannot be told, and with -d two inputs with one output or an output that is
-    an input. With several inputs the weights are loaded once; a file that fails is reported (FAIL on stderr) and
-    the others are decoded, then a count is printed and the exit code is that of the first failure.
+    an input.
+
+    With several inputs the weights are loaded once; a file that fails is reported (FAIL on stderr) and the others
+    are decoded, then a count is printed and the exit code is that of the first failure.
+
     "-" reads the .lcf file from standard input (up to the 1 GiB file limit) or writes the image to standard output
     (with --to), once the whole decode has succeeded (nothing on an error); a terminal is refused for either.
 

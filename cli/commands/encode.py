@@ -66,14 +66,18 @@ def encode(
     The output is written to a temporary file next to DST (.DST.lcf-tmp) and renamed into place when complete.
     DST may not be SRC (the same file, also through a link or another spelling of the path), and with -d no two
     inputs may share an output (a.png and a.jpg -> a.lcf) nor an output be an input: refused before any work.
+
     With several inputs the weights are loaded once; a file that fails is reported (FAIL on stderr) and the others
     are encoded, then a count is printed and the exit code is that of the first failure.
+
     "-" reads the image from standard input (up to 1 GiB) or writes the .lcf file to standard output, once the
     whole encode has succeeded (nothing on an error); a terminal is refused for either.
+
     Alpha, ICC profile, EXIF and XMP are kept. lcf codes 8-bit RGB: whatever it changes to get there (16 -> 8 bits,
     CMYK or palette -> RGB, an ICC profile dropped, EXIF orientation applied) is printed as a "note:" line on stderr
     and listed in --json ("notes"). --json prints the report (size, bpp, notes; PSNR with -v) on stdout; with
-    several inputs {"ok": ..., "files": [one report, or an "error", each]}.
+    several inputs an object with "ok" and "files", one report (or "error") per file.
+
     --max-pixels refuses larger images before decoding them (0: no limit); the memory an image needs is capped
     too (8 GiB; LCF_MAX_MEMORY=<GiB> raises it).
 
