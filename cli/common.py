@@ -90,7 +90,9 @@ Decoder = Annotated[str | None, typer.Option(
     "--decoder", metavar="NAME", help="Decoder (synthesis network) to use instead of the one the file recommends.",
 )]
 Weights = Annotated[Path | None, typer.Option(
-    "--weights", metavar="DIR", help="Folder with manifest.json and safetensors files; default: bundled weights.",
+    "--weights", metavar="DIR",
+    help="Folder with manifest.json and safetensors files; default: $LCF_WEIGHTS, else the bundled (newest) model to "
+         "encode and the installed weights of each file's model to decode (lcf info FILE names them).",
 )]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Effort = Annotated[int, typer.Option(

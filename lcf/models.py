@@ -28,7 +28,7 @@ import dataclasses
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,24 +44,39 @@ MAX_FOLDERS = 256  # weights folders read from one folder of LCF_WEIGHTS_PATH (t
 
 @dataclass(frozen=True)
 class Release:
-    """A model id lcf has shipped, and where a user finds its weights. ``installed``: this lcf keeps it installed
-    (packaged or under ``weights/released/``); otherwise ``where`` says which lcf to decode its files with."""
+    """A model id lcf has shipped, and where a user finds its weights (``where``: the lcf that shipped it).
+    ``installed``: this lcf keeps it installed (packaged or under ``weights/released/``; a test checks it).
+    ``decodable``: this lcf can decode its files given its weights folder (False for the float layout before integer
+    entropy networks: only the lcf of ``where`` decodes those files)."""
 
     model_id: str
     where: str
     installed: bool
+    decodable: bool = True
 
 
 RELEASES: tuple[Release, ...] = (
     Release("8bb582f2f55495588fe164e99761907a", "lcf 0.1.0 (weights/ since commit 3d939c5)", True),
     # Development models before integer entropy networks: in git history only; this lcf refuses their float layout.
     Release("aaa070525e9b08026209009be56f8feb",
-            "the weights/ of lcf commit bed2875 (float entropy networks: decode these files with that lcf)", False),
+            "lcf commits bed2875..e193d8d (float entropy networks: decode these files with that lcf and its weights/)",
+            False, False),
     Release("68e12dc387a4922626fd758a4d640876",
-            "the weights/ of lcf commits b0442fd..b66d5ff (float entropy networks: decode with that lcf)", False),
+            "lcf commits b0442fd..de9a058 (float entropy networks: decode these files with that lcf and its weights/)",
+            False, False),
     Release("d9ddf023df273b1642c4d574015820c4",
-            "the weights/ of lcf commits ff3131f..d8119ea (float entropy networks: decode with that lcf)", False),
+            "lcf commits ff3131f..49f629a (float entropy networks: decode these files with that lcf and its weights/)",
+            False, False),
 )
+"""Newest first. To release a new model: make the decode-only copy of the packaged one first (``python -m lcf.models
+release weights``: weights/released/<its model id>/), then export the new model into weights/ and add it here. To
+retire one (weights/ over WEIGHTS_BUDGET): delete its folder under weights/released/ and set ``installed`` False with
+``where`` naming the last lcf version that shipped it (README.md, "Models and old files")."""
+
+WEIGHTS_BUDGET = 40 << 20
+"""Bytes of weights/ (packaged + released) in the tracked tree: of the 64 MiB a GPU lease call carries, this leaves
+~24 MiB for the code (~6 MB) and the training data. Today's packaged model is 18.7 MB, a released copy with the
+teacher decoder 11.2 MB (benchmarks/package_size.py): the packaged model and two released ones fit."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +110,6 @@ class Registry:
 
     models: tuple[InstalledModel, ...]
     skipped: tuple[Skipped, ...]
-
-    def find(self, model_id: bytes) -> InstalledModel | None:
-        """The first folder of ``model_id`` on the search path."""
-        return next((m for m in self.models if m.model_id == model_id), None)
 
     def describe(self, limit: int = 6) -> str:
         """What was searched, for messages: each folder with its model id, then the skipped ones."""
@@ -161,26 +172,38 @@ def _subfolders(folder: Path) -> list[Path]:
     return [p for p in entries if p.is_dir() and (p / MANIFEST).exists()][:MAX_FOLDERS]
 
 
-def installed_models() -> Registry:
-    """Every weights folder on the search path, reading only their manifests."""
-    models: list[InstalledModel] = []
-    skipped: list[Skipped] = []
+def _scan() -> Iterator[InstalledModel | Skipped]:
+    """The folders of the search path, in order, each read (its manifest only) when the caller gets to it."""
     for root, source in search_path():
         if not root.is_dir():
-            skipped.append(Skipped(root, source, "not a folder" if root.exists() else "does not exist"))
+            yield Skipped(root, source, "not a folder" if root.exists() else "does not exist")
+            continue
+        if not (root / MANIFEST).exists() and not (root / MANIFEST).is_symlink():
+            yield Skipped(root, source, f"no {MANIFEST} in it, nor in a folder in it")
             continue
         try:
             manifest = _weights.read_manifest(root)
         except LcfError as exc:
-            skipped.append(Skipped(root, source, str(exc)))
+            yield Skipped(root, source, str(exc))
             continue
         if source == RELEASED and root.name != manifest.model_id.hex():
-            skipped.append(Skipped(root, source, f"holds model {manifest.model_id.hex()}; a released model's "
-                                                 f"folder is named after its model id"))
+            yield Skipped(root, source, f"holds model {manifest.model_id.hex()}; a released model's folder is named "
+                                        f"after its model id")
             continue
-        models.append(InstalledModel(manifest.model_id, root, source, tuple(manifest.decoders),
-                                     (root / manifest.encoder_file).is_file()))
-    return Registry(tuple(models), tuple(skipped))
+        yield InstalledModel(manifest.model_id, root, source, tuple(manifest.decoders),
+                             (root / manifest.encoder_file).is_file())
+
+
+def installed_models() -> Registry:
+    """Every weights folder on the search path, reading only their manifests."""
+    found = list(_scan())
+    return Registry(tuple(m for m in found if isinstance(m, InstalledModel)),
+                    tuple(s for s in found if isinstance(s, Skipped)))
+
+
+def find_model(model_id: bytes) -> InstalledModel | None:
+    """The first folder of ``model_id`` on the search path, reading manifests only up to it."""
+    return next((m for m in _scan() if isinstance(m, InstalledModel) and m.model_id == model_id), None)
 
 
 def where_to_get(model_id: bytes) -> str:
@@ -189,9 +212,10 @@ def where_to_get(model_id: bytes) -> str:
     if release is None:
         return (f"lcf does not know this model (a newer lcf's, or weights made elsewhere): install the lcf that wrote "
                 f"the file, or put the weights folder it was written with on {PATH_VARIABLE} (or pass --weights DIR)")
-    how = "" if not release.installed else (f"; or put its weights folder (a decode-only copy is enough: python -m "
-                                            f"lcf.models release) on {PATH_VARIABLE}")
-    return f"it shipped with {release.where}{how}"
+    if not release.decodable:
+        return f"it shipped with {release.where}"
+    return (f"it shipped with {release.where}: install that lcf, or put the weights folder of that lcf (its "
+            f"weights/released/{release.model_id}/, or weights/ where it was the packaged model) on {PATH_VARIABLE}")
 
 
 def decoding_root(model_id: bytes, weights: str | os.PathLike | None = None) -> Path:
@@ -205,16 +229,15 @@ def decoding_root(model_id: bytes, weights: str | os.PathLike | None = None) -> 
         if have != model_id:
             raise _forced_mismatch(model_id, have, root, how)
         return root
-    registry = installed_models()
-    found = registry.find(model_id)
+    found = find_model(model_id)
     if found is None:
         raise ModelMismatchError(f"this file was encoded with model {model_id.hex()}, which is not installed: "
-                                 f"{where_to_get(model_id)} ({registry.describe()})", chunk="HEAD")
+                                 f"{where_to_get(model_id)} ({installed_models().describe()})", chunk="HEAD")
     return found.root
 
 
 def _forced_mismatch(need: bytes, have: bytes, root: Path, how: str) -> ModelMismatchError:
-    found = installed_models().find(need)
+    found = find_model(need)
     if found is not None:
         hint = (f"model {need.hex()} is installed at {found.root} ({found.source}): leave out --weights and "
                 f"{FORCE_VARIABLE}, and lcf picks it by the file's model id")
@@ -248,8 +271,7 @@ def lookup(model_id: bytes, weights: str | os.PathLike | None = None) -> Lookup:
             return Lookup(model_id, decoding_root(model_id, weights), forced[1], None)
         except LcfError as exc:
             return Lookup(model_id, None, forced[1], exc.message)
-    registry = installed_models()
-    found = registry.find(model_id)
+    found = find_model(model_id)
     if found is None:
         return Lookup(model_id, None, None, f"not installed: {where_to_get(model_id)}")
     return Lookup(model_id, found.root, found.source, None)

@@ -163,9 +163,10 @@ def test_a_missing_model_says_which_and_where_to_get_it(folders: tuple[Path, Pat
 
 def test_a_known_release_is_named(files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch) -> None:
     old = bytes.fromhex("aaa070525e9b08026209009be56f8feb")  # the model before integer entropy networks
-    with pytest.raises(ModelMismatchError, match="lcf commit bed2875"):
+    with pytest.raises(ModelMismatchError, match="lcf commits bed2875..e193d8d"):
         api.decode_array(with_model_id(files[0], old))
-    assert "lcf 0.1.0" in models.where_to_get(bytes.fromhex(models.RELEASES[0].model_id))
+    where = models.where_to_get(bytes.fromhex(models.RELEASES[0].model_id))
+    assert "lcf 0.1.0" in where and models.PATH_VARIABLE in where  # a released model: its folder on the path
 
 
 def test_damage_is_reported_before_a_missing_model(files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch) -> None:
@@ -231,16 +232,19 @@ def test_folders_that_cannot_be_read_are_skipped_and_named(folders: tuple[Path, 
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / MANIFEST).write_text("{not json")
+    (tmp_path / "empty").mkdir()
     packaged = tmp_path / "weights"
     shutil.copytree(a, packaged)
     shutil.copytree(b, packaged / "released" / ("0" * 32))  # a released folder not named after its model id
     clean_env.setattr(lcf_weights, "DEFAULT_WEIGHTS", packaged)
-    clean_env.setenv(models.PATH_VARIABLE, os.pathsep.join([str(bad), str(tmp_path / "missing"), "", str(b)]))
+    clean_env.setenv(models.PATH_VARIABLE, os.pathsep.join([str(bad), str(tmp_path / "missing"), "",
+                                                            str(tmp_path / "empty"), str(b)]))
     registry = models.installed_models()
     assert [m.root for m in registry.models] == [packaged, b]
     reasons = {s.root.name: s.reason for s in registry.skipped}
-    assert set(reasons) == {"bad", "missing", "0" * 32}
+    assert set(reasons) == {"bad", "missing", "empty", "0" * 32}
     assert "not valid JSON" in reasons["bad"] and reasons["missing"] == "does not exist"
+    assert reasons["empty"] == f"no {MANIFEST} in it, nor in a folder in it"
     assert "named after its model id" in reasons["0" * 32]
     assert api.codec_for_data(files[1]).weights.root == b.resolve()  # found past the broken folders
     with pytest.raises(ModelMismatchError, match="skipped .*bad"):
@@ -258,6 +262,14 @@ def test_every_released_model_stays_installed(clean_env: pytest.MonkeyPatch) -> 
     known = {r.model_id for r in models.RELEASES}
     assert all(m.model_id.hex() in known for m in registry.models), "add the new model to lcf.models.RELEASES"
     assert registry.models[0].source == "packaged" and registry.models[0].encodes
+
+
+def test_the_weights_fit_the_gpu_lease_budget() -> None:
+    """Every file under weights/ travels with every GPU lease call: released models are retired (README.md, "Models
+    and old files") before weights/ passes lcf.models.WEIGHTS_BUDGET."""
+    root = Path(__file__).resolve().parent.parent / "weights"
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert 0 < total <= models.WEIGHTS_BUDGET, f"weights/ is {total:,} bytes; retire the oldest released model"
 
 
 def test_packaged_weights_come_from_the_lcf_weights_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
