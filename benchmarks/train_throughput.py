@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         "config's here")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.md"))
     args = p.parse_args(argv)
-    _, _, device = prepare_run("/tmp/lcf-throughput", args.device, args.threads)
+    _, device = prepare_run("/tmp/lcf-throughput", args.device, args.threads)
     images = load_images(find_images(args.data), args.crop)
     rows = [measure(c.strip(), args, images, device) for c in args.configs.split(",") if c.strip()]
     base = next((r for r in rows if r["batch"] == args.batch), rows[0])["first_loss"]

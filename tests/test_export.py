@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from images import make_rgb_array
+
 from lcf.codec import Codec
+from lcf.errors import ModelMismatchError, TrainError
 from lcf.nn import LcfModel, ModelConfig
-from lcf.errors import ModelMismatchError
 from lcf.nn.integer import INTEGER_PREFIXES, float_state
 from lcf.train.export import export_model, reexport
 from lcf.weights import save_weights
@@ -55,9 +55,9 @@ def test_values_that_overflow_float16_are_refused(tmp_path):
     model = _model()
     with torch.no_grad():
         model.g_a[0].conv.weight[0, 0, 0, 0] = 1e6
-    with pytest.raises(SystemExit, match="does not fit in float16"):
+    with pytest.raises(TrainError, match="does not fit in float16"):
         export_model(model, tmp_path / "w", dtype="float16")
-    with pytest.raises(SystemExit, match="--dtype must be one of"):
+    with pytest.raises(TrainError, match="must be one of"):
         export_model(_model(), tmp_path / "w2", dtype="bfloat16")
 
 
@@ -116,9 +116,9 @@ def test_an_encoder_only_run_ships_into_a_copy_with_the_same_model_id(tmp_path, 
     assert data_new != old.encode(image, quality=3)  # the encoder moved
     assert np.array_equal(old.decode(data_new).rgb, Codec(out).decode(data_new).rgb)
 
-    with pytest.raises(SystemExit, match="new or empty folder"):
+    with pytest.raises(TrainError, match="new or empty folder"):
         export_encoder(run, tiny_weights, out)
     other = tmp_path / "other"  # a run of another model: its gains and teacher are not the folder's
     train(TrainConfig(data=[str(data)], run=str(other), N=16, M=24, Mz=16, crop=64, batch=2, steps=1))
-    with pytest.raises(SystemExit, match="was not started from"):
+    with pytest.raises(TrainError, match="was not started from"):
         export_encoder(other, tiny_weights, tmp_path / "x")

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from images import make_rgb_array
+from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "gpu_call.sh"
 MIB16 = 16 * 1024 * 1024

@@ -7,11 +7,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from images import make_rgb_array
 from PIL import Image
 
-from images import make_rgb_array
+from lcf.errors import TrainError
 from lcf.nn import LcfModel, ModelConfig
-from lcf.nn.students import build_decoder, feature_channels, student_arch, synthesis_features
+from lcf.nn.students import (
+    build_decoder,
+    feature_channels,
+    student_arch,
+    synthesis_features,
+)
+from lcf.train.checkpoint import load_checkpoint, save_checkpoint
 from lcf.train.distill import (
     DistillConfig,
     FeatureAdapters,
@@ -67,8 +74,8 @@ def _teacher_run(tmp_path):
     run = tmp_path / "teacher"
     run.mkdir()
     model = _teacher()
-    torch.save({"model": model.state_dict(), "model_config": CONFIG.to_dict(), "step": 123,
-                "train_config": {"note": "test"}}, run / "checkpoint.pt")
+    save_checkpoint(run, {"model": model.state_dict(), "model_config": CONFIG.to_dict(), "step": 123,
+                          "train_config": {"note": "test"}})
     data = tmp_path / "data"
     data.mkdir()
     for i in range(3):
@@ -82,8 +89,8 @@ def _moved_teacher_run(tmp_path, teacher: LcfModel, name: str, step: int):
     run.mkdir()
     with torch.no_grad():
         teacher.h_s[0].weight.add_(0.01)
-    torch.save({"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": step, "train_config": {}},
-               run / "checkpoint.pt")
+    save_checkpoint(run, {"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": step,
+                          "train_config": {}})
     return run
 
 
@@ -96,14 +103,14 @@ def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
     cfg = {"teacher_run": str(teacher_run), "student": "cfg2", "data": [str(data)], "run": str(run), "crop": 64,
            "batch": 2, "log_every": 1, "kd_steps": 2, "minutes": 5.0, "lr": 1e-3}
     distill(DistillConfig(steps=2, **cfg))
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(run)
     assert ckpt["step"] == 2 and ckpt["teacher_digest"] == teacher_digest(teacher)
     assert ckpt["teacher_meta"]["step"] == 123
     distill(DistillConfig(steps=3, **cfg))  # resumes; λ3 = 0 from step 2: the teacher's g_s is not run
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and [r["lam3"] for r in log] == [1.0, 1.0, 0.0]
     assert "teacher_psnr_q1" not in log[-1] or log[-1]["lam3"] > 0
-    with pytest.raises(SystemExit, match="distils cfg2"):
+    with pytest.raises(TrainError, match="distils cfg2"):
         distill(DistillConfig(steps=4, **{**cfg, "student": "cfg4"}))
 
     weights = export_run(run, tmp_path / "w")  # a distillation run ships its pinned teacher and its student
@@ -117,7 +124,7 @@ def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
 
     # the student only ships with the teacher it was distilled from
     moved = _moved_teacher_run(tmp_path, teacher, "moved", 124)
-    with pytest.raises(SystemExit, match="another teacher"):
+    with pytest.raises(TrainError, match="another teacher"):
         export_run(moved, tmp_path / "w2", students=[run])
     np.testing.assert_array_equal(codec.decode(data_bytes).rgb, codec.decode(data_bytes, decoder="teacher").rgb)
 
@@ -127,23 +134,23 @@ def test_init_run_warm_starts_from_an_earlier_student_of_the_same_shape(tmp_path
     common = {"data": [str(data)], "crop": 64, "batch": 2, "log_every": 1, "minutes": 5.0, "lr": 1e-3}
     earlier = tmp_path / "cfg4-old"
     distill(DistillConfig(teacher_run=str(teacher_run), student="cfg4", run=str(earlier), steps=2, **common))
-    old = torch.load(earlier / "checkpoint.pt", weights_only=False)
+    old = load_checkpoint(earlier)
 
     # the teacher moves on; a new run for it starts from the earlier student, not from a sliced teacher
     moved = _moved_teacher_run(tmp_path, teacher, "teacher2", 200)
     new = tmp_path / "cfg4-new"
     distill(DistillConfig(teacher_run=str(moved), student="cfg4", run=str(new), init_run=str(earlier), steps=0,
                           **common))
-    ckpt = torch.load(new / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(new)
     assert ckpt["init"].startswith(f"student of {earlier}")
     assert ckpt["teacher_digest"] == teacher_digest(teacher) != old["teacher_digest"]
     for key, value in old["student_state"].items():
         assert torch.equal(ckpt["student_state"][key], value), key
 
-    with pytest.raises(SystemExit, match="holds a"):  # a cfg3 cannot start from a cfg4
+    with pytest.raises(TrainError, match="holds a"):  # a cfg3 cannot start from a cfg4
         distill(DistillConfig(teacher_run=str(moved), student="cfg3", run=str(tmp_path / "x"), init_run=str(earlier),
                               steps=0, **common))
-    with pytest.raises(SystemExit, match="leave --init at auto"):
+    with pytest.raises(TrainError, match="leave --init at auto"):
         DistillConfig(teacher_run=str(moved), student="cfg4", run=str(tmp_path / "y"), init_run=str(earlier),
                       init="slice", **common)
 

@@ -8,11 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from images import make_rgb_array
 from PIL import Image
 
-from images import make_rgb_array
+from lcf.errors import TrainError
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.deform import deform_conv2d
+from lcf.train.checkpoint import load_checkpoint, save_checkpoint
 from lcf.train.distill import DistillConfig, distill
 from lcf.train.loop import LevelWindow, TrainConfig, model_from_weights, train
 from lcf.train.shards import pack, unpack
@@ -44,27 +46,28 @@ def test_level_window_means_per_level_and_scalars(tmp_path):
 
 
 def test_checkpoint_parts_join_back_and_refuse_damage(tmp_path):
-    ckpt = tmp_path / "run" / "checkpoint.pt"
-    ckpt.parent.mkdir()
-    torch.save({"model": {"w": torch.arange(5000.0)}, "optimiser": {"state": torch.ones(3000)}, "step": 9,
-                "sampler": {"s": 1}, "torch_rng": torch.get_rng_state()}, ckpt)
-    files = pack(ckpt, tmp_path / "parts", part_bytes=7000)
-    assert len(files) > 3 and all(f.stat().st_size <= 7000 for f in files[:-1])
-    assert unpack(tmp_path / "parts", tmp_path / "back" / "checkpoint.pt").read_bytes() == ckpt.read_bytes()
+    run = tmp_path / "run"
+    save_checkpoint(run, {"model": {"w": torch.arange(5000.0)}, "optimiser": {"state": torch.ones(3000)}, "step": 9,
+                          "sampler": {"s": 1}, "torch_rng": torch.get_rng_state()})
+    files = pack(run, tmp_path / "parts", part_bytes=7000)
+    parts = [f for f in files if f.name.startswith("checkpoint.part")]
+    assert len(parts) > 3 and all(f.stat().st_size <= 7000 for f in parts)
+    back = unpack(tmp_path / "parts", tmp_path / "back")
+    for name in ("checkpoint.safetensors", "checkpoint.json"):
+        assert (back / name).read_bytes() == (run / name).read_bytes()
 
-    slim = pack(ckpt, tmp_path / "slim", model_only=True)
-    back = torch.load(unpack(tmp_path / "slim", tmp_path / "slim-back.pt"), weights_only=False)
-    assert "optimiser" not in back and "sampler" not in back and back["step"] == 9
-    assert torch.equal(back["model"]["w"], torch.arange(5000.0)) and len(slim) == 2
+    slim = pack(run, tmp_path / "slim", model_only=True)
+    ckpt = load_checkpoint(unpack(tmp_path / "slim", tmp_path / "slim-back"))
+    assert "optimiser" not in ckpt and "sampler" not in ckpt and ckpt["step"] == 9
+    assert torch.equal(ckpt["model"]["w"], torch.arange(5000.0)) and len(slim) == 3
 
-    part = files[1]
-    part.write_bytes(part.read_bytes()[:-1] + b"\0")
-    with pytest.raises(SystemExit, match="do not join"):
-        unpack(tmp_path / "parts", tmp_path / "bad.pt")
-    files[2].unlink()
-    with pytest.raises(SystemExit, match="cannot read"):
-        unpack(tmp_path / "parts", tmp_path / "bad.pt")
-    assert not (tmp_path / "bad.pt").exists()
+    parts[1].write_bytes(parts[1].read_bytes()[:-1] + b"\0")
+    with pytest.raises(TrainError, match="do not join"):
+        unpack(tmp_path / "parts", tmp_path / "bad")
+    parts[2].unlink()
+    with pytest.raises(TrainError, match="cannot read"):
+        unpack(tmp_path / "parts", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_run_starts_from_shipped_weights_and_resumes_from_a_model_only_checkpoint(tmp_path, data, tiny_weights):
@@ -74,7 +77,7 @@ def test_a_run_starts_from_shipped_weights_and_resumes_from_a_model_only_checkpo
     run = tmp_path / "run"
     cfg = dict(data=[str(data)], run=str(run), N=16, M=24, Mz=16, crop=64, batch=2, log_every=1, minutes=5.0)
     train(TrainConfig(steps=step, init_weights=str(tiny_weights), **cfg))  # no step: the weights, as a checkpoint
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(run)
     assert ckpt["step"] == step
     for key, value in weights.encoder().items():
         assert torch.equal(ckpt["model"][key], torch.from_numpy(np.asarray(value, dtype=np.float32))), key
@@ -83,12 +86,12 @@ def test_a_run_starts_from_shipped_weights_and_resumes_from_a_model_only_checkpo
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [step + 1, step + 2] and all(np.isfinite(r["loss"]) for r in log)
 
-    pack(run / "checkpoint.pt", tmp_path / "parts", model_only=True)  # what a lost GPU machine leaves to carry
-    unpack(tmp_path / "parts", tmp_path / "run2" / "checkpoint.pt")
+    pack(run, tmp_path / "parts", model_only=True)  # what a lost GPU machine leaves to carry
+    unpack(tmp_path / "parts", tmp_path / "run2")
     train(TrainConfig(steps=step + 3, **{**cfg, "run": str(tmp_path / "run2")}))
-    assert torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=False)["step"] == step + 3
+    assert load_checkpoint(tmp_path / "run2")["step"] == step + 3
 
-    with pytest.raises(SystemExit, match="--init-weights"):
+    with pytest.raises(TrainError, match="--init-weights"):
         train(TrainConfig(steps=1, init_weights=str(tmp_path / "nothing"), **{**cfg, "run": str(tmp_path / "r3")}))
 
 
@@ -96,11 +99,11 @@ def test_train_only_the_encoder_leaves_every_other_weight_exact(tmp_path, data):
     first = tmp_path / "first"
     cfg = dict(data=[str(data)], N=16, M=24, Mz=16, crop=64, batch=2, log_every=1, minutes=5.0)
     train(TrainConfig(steps=2, run=str(first), **cfg))
-    before = torch.load(first / "checkpoint.pt", weights_only=False)["model"]
+    before = load_checkpoint(first)["model"]
 
     enc = tmp_path / "enc"
     train(TrainConfig(steps=4, run=str(enc), init_run=str(first), train_only="g_a,h_a", lr=1e-3, **cfg))
-    ckpt = torch.load(enc / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(enc)
     assert ckpt["step"] == 4  # continues the first run's step count
     after = ckpt["model"]
     moved = {k for k in before if not torch.equal(before[k], after[k])}
@@ -108,52 +111,52 @@ def test_train_only_the_encoder_leaves_every_other_weight_exact(tmp_path, data):
     assert any(k.startswith("h_a.") for k in moved)
 
     train(TrainConfig(steps=5, run=str(enc), train_only="h_a, g_a,g_a", **cfg))  # the same modules: resumes
-    with pytest.raises(SystemExit, match="same option"):
+    with pytest.raises(TrainError, match="same option"):
         train(TrainConfig(steps=6, run=str(enc), **cfg))
-    with pytest.raises(SystemExit, match="not among the model's modules"):
+    with pytest.raises(TrainError, match="not among the model's modules"):
         train(TrainConfig(steps=1, run=str(tmp_path / "bad"), train_only="g_a,encoder", **cfg))
-    with pytest.raises(SystemExit, match="no checkpoint.pt"):
+    with pytest.raises(TrainError, match="no checkpoint there"):
         train(TrainConfig(steps=1, run=str(tmp_path / "bad2"), init_run=str(tmp_path / "nothing"), **cfg))
-    with pytest.raises(SystemExit, match="not both"):
+    with pytest.raises(TrainError, match="not both"):
         TrainConfig(run="r", init_run="a", init_weights="b", **cfg)
 
 
 def test_gpu_only_options_are_refused_on_the_cpu(tmp_path):
     common = dict(data=[], run=str(tmp_path))
-    with pytest.raises(SystemExit, match="bf16 is for CUDA"):
+    with pytest.raises(TrainError, match="bf16 is for CUDA"):
         TrainConfig(precision="bf16", **common)
-    with pytest.raises(SystemExit, match="channels-last is for CUDA"):
+    with pytest.raises(TrainError, match="channels-last is for CUDA"):
         TrainConfig(channels_last=True, **common)
-    with pytest.raises(SystemExit, match="--precision must be"):
+    with pytest.raises(TrainError, match="--precision must be"):
         TrainConfig(precision="fp8", **common)
-    with pytest.raises(SystemExit, match="bf16 is for CUDA"):
+    with pytest.raises(TrainError, match="bf16 is for CUDA"):
         DistillConfig(teacher_run="t", student="cfg2", data=[], run="r", precision="bf16")
 
 
-def test_fit_command_line_takes_the_gpu_flags():
+def test_fit_command_line_takes_the_gpu_flags(capsys):
     from lcf.train.__main__ import main
 
-    with pytest.raises(SystemExit, match="channels-last is for CUDA"):
-        main(["fit", "--data", "x", "--run", "y", "--channels-last"])
+    assert main(["fit", "--data", "x", "--run", "y", "--channels-last"]) == 1
+    assert "error: --channels-last is for CUDA" in capsys.readouterr().err
 
 
 def test_student_starts_from_the_decoder_of_shipped_weights(tmp_path, data, tiny_weights):
     teacher, _ = model_from_weights(tiny_weights)
     run = tmp_path / "teacher"
     run.mkdir()
-    torch.save({"model": teacher.state_dict(), "model_config": teacher.config.to_dict(), "step": 5,
-                "train_config": {}}, run / "checkpoint.pt")
+    save_checkpoint(run, {"model": teacher.state_dict(), "model_config": teacher.config.to_dict(), "step": 5,
+                          "train_config": {}})
     common = dict(teacher_run=str(run), data=[str(data)], crop=64, batch=2, minutes=5.0, steps=0)
     # tiny weights ship the teacher only: a cfg1 student (the teacher's shape) named "teacher" starts from it
     distill(DistillConfig(student="cfg1", name="teacher", run=str(tmp_path / "s"), init_weights=str(tiny_weights),
                           **common))
-    ckpt = torch.load(tmp_path / "s" / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "s")
     assert ckpt["init"].startswith("decoder 'teacher' of")
     for key, value in load_weights(tiny_weights).decoder("teacher").items():
         assert torch.equal(ckpt["student_state"][key], torch.from_numpy(np.asarray(value, dtype=np.float32))), key
-    with pytest.raises(SystemExit, match="init-weights"):  # the weights have no cfg2
+    with pytest.raises(TrainError, match="init-weights"):  # the weights have no cfg2
         distill(DistillConfig(student="cfg2", run=str(tmp_path / "s2"), init_weights=str(tiny_weights), **common))
-    with pytest.raises(SystemExit, match="not both"):
+    with pytest.raises(TrainError, match="not both"):
         DistillConfig(student="cfg2", run="r", init_weights="w", init_run="x", data=[], teacher_run="t")
 
 

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from images import make_rgb_array
 from PIL import Image
 
-from images import make_rgb_array
 from lcf.errors import TrainError, UsageError
 from lcf.nn import LcfModel, ModelConfig
 from lcf.train.device_data import DeviceCrops, load_tiles, tiles_of
@@ -210,7 +210,7 @@ def test_a_graph_is_used_only_when_its_steps_match_eager_ones(candidate, accepte
 
 
 def test_on_the_cpu_training_is_eager_and_says_why():
-    model, step = _runner_setup()
+    _, step = _runner_setup()
     assert pick_runner(step, seed=0).note == "no CUDA graphs on cpu"
     assert pick_runner(step, seed=0, graphs=False).note == "graphs switched off"
 

@@ -20,15 +20,15 @@ import time
 
 STARTED = time.monotonic()  # a lease's --minutes count from here
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import sys
 
-from lcf.errors import LcfError  # noqa: E402
+from lcf.errors import LcfError
 from lcf.train.distill import add_arguments as add_distill_arguments
-from lcf.train.distill import config_from_args as distill_config_from_args  # noqa: E402
-from lcf.train.distill import distill  # noqa: E402
-from lcf.train.lease import LeaseConfig  # noqa: E402
-from lcf.train.loop import TrainConfig, train  # noqa: E402
+from lcf.train.distill import config_from_args as distill_config_from_args
+from lcf.train.distill import distill
+from lcf.train.lease import LeaseConfig
+from lcf.train.loop import TrainConfig, train
 
 LEASE_HELP = {
     "data": "folders of training images (e.g. .data/shard-00 .data/shard-01); the last is held out for validation "
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lcf.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    fit = sub.add_parser("fit", help="train or resume from <run>/checkpoint.pt")
+    fit = sub.add_parser("fit", help="train, or resume from the run folder's checkpoint")
     fit.add_argument("--data", nargs="+", required=True, help="folders of training images")
     fit.add_argument("--run", required=True, help="run folder (checkpoint and log.jsonl)")
     helps = {
@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--qualities", default="1,4,7", help="comma-separated quality levels (default 1,4,7)")
     ev.add_argument("--against", default=None, metavar="RUN",
                     help="also evaluate this run and print the BD-rate (pchip, PSNR) of --run against it")
-    pk = sub.add_parser("pack", help="cut a run's checkpoint.pt into parts under 16 MiB (lcf.train.shards)")
+    pk = sub.add_parser("pack", help="cut a run's checkpoint into parts under 16 MiB (lcf.train.shards)")
     pk.add_argument("--run", required=True)
     pk.add_argument("--out", required=True, help="folder for checkpoint.partNN and checkpoint.parts.json")
     pk.add_argument("--model-only", action="store_true", help="leave out the optimiser state (resuming restarts Adam)")
-    up = sub.add_parser("unpack", help="join packed parts back into <run>/checkpoint.pt, checking the SHA-256")
+    up = sub.add_parser("unpack", help="join packed parts back into the run's checkpoint, checking the SHA-256")
     up.add_argument("--parts", required=True, help="folder holding checkpoint.parts.json")
     up.add_argument("--run", required=True)
     dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
@@ -166,15 +166,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "distill":
         distill(distill_config_from_args(args))
     elif args.cmd in ("pack", "unpack"):
-        from pathlib import Path
-
         from lcf.train.shards import pack, unpack
 
         if args.cmd == "pack":
-            for path in pack(Path(args.run) / "checkpoint.pt", args.out, model_only=args.model_only):
+            for path in pack(args.run, args.out, model_only=args.model_only):
                 print(path)
         else:
-            print(unpack(args.parts, Path(args.run) / "checkpoint.pt"))
+            print(unpack(args.parts, args.run))
     elif args.cmd == "eval":
         from lcf.train.evaluate import evaluate, format_result
 

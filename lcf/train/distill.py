@@ -26,7 +26,7 @@ has at another width, e.g. cfg2's first up-sampling block, start random) or from
 ``--init-run RUN`` warm-starts from the student of an earlier distillation run of the same shape (e.g. one distilled
 from an earlier teacher checkpoint): far fewer steps than a sliced start when the teacher has only moved a little.
 
-The run pins its teacher: the first call copies the teacher checkpoint's network into ``<run>/checkpoint.pt``, and
+The run pins its teacher: the first call copies the teacher checkpoint's network into the run's checkpoint, and
 every resumed call uses that copy, so a teacher that keeps training does not move under the student (``--teacher-run``
 may name another distillation run, to distil several students from the same pinned teacher). Export checks that a
 student's teacher is the exported model (``teacher_digest``).
@@ -42,9 +42,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
+from lcf.errors import LcfError, TrainError
 from lcf.manifest import DecoderArch
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.students import (
@@ -56,9 +57,16 @@ from lcf.nn.students import (
     student_arch,
     synthesis_features,
 )
+from lcf.train import checkpoint
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.loop import (PRECISIONS, LevelWindow, _atomic_save, learning_rate, prepare_run, restore_progress,
-                            rng_states)
+from lcf.train.loop import (
+    PRECISIONS,
+    LevelWindow,
+    learning_rate,
+    prepare_run,
+    restore_progress,
+    rng_states,
+)
 
 CHECKPOINT_KIND = "lcf-distill"
 KD_LOSSES = ("mse", "softmax")
@@ -96,21 +104,21 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise TrainError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.precision == "bf16" and not self.device.startswith("cuda"):
-            raise SystemExit("--precision bf16 is for CUDA devices; on the CPU distil in fp32")
+            raise TrainError("--precision bf16 is for CUDA devices; on the CPU distil in fp32")
         if self.init_run and self.init_weights:
-            raise SystemExit("give --init-run or --init-weights, not both")
+            raise TrainError("give --init-run or --init-weights, not both")
         if self.init_weights and self.init != "auto":
-            raise SystemExit(f"--init-weights sets the initialisation itself; leave --init at auto (got {self.init!r})")
+            raise TrainError(f"--init-weights sets the initialisation itself; leave --init at auto (got {self.init!r})")
         if self.student not in KINDS[1:]:
-            raise SystemExit(f"--student must be one of {', '.join(KINDS[1:])}, got {self.student!r}")
+            raise TrainError(f"--student must be one of {', '.join(KINDS[1:])}, got {self.student!r}")
         if self.kd_loss not in KD_LOSSES:
-            raise SystemExit(f"--kd-loss must be one of {KD_LOSSES}, got {self.kd_loss!r}")
+            raise TrainError(f"--kd-loss must be one of {KD_LOSSES}, got {self.kd_loss!r}")
         if self.init not in INITS:
-            raise SystemExit(f"--init must be one of {INITS}, got {self.init!r}")
+            raise TrainError(f"--init must be one of {INITS}, got {self.init!r}")
         if self.init_run and self.init != "auto":
-            raise SystemExit(f"--init-run sets the initialisation itself; leave --init at auto (got {self.init!r})")
+            raise TrainError(f"--init-run sets the initialisation itself; leave --init at auto (got {self.init!r})")
         self.name = self.name or self.student
 
 
@@ -176,14 +184,13 @@ def teacher_digest(model: LcfModel) -> str:
 
 
 def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> tuple[LcfModel, dict]:
-    """The model of a training run's ``checkpoint.pt`` (lcf.train.loop) and {run, step, train_config}.
+    """The model of a training run's checkpoint (lcf.train.loop) and {run, step, train_config}.
 
     ``run`` may also be a distillation run: then its pinned teacher is used, so that several students can be
     distilled from one teacher while that teacher's training run goes on."""
-    path = Path(run) / "checkpoint.pt"
-    if not path.exists():
-        raise SystemExit(f"no teacher checkpoint at {path}; train one first (python -m lcf.train fit)")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if not checkpoint.exists(run):
+        raise TrainError(f"no teacher checkpoint in {run}; train one first (python -m lcf.train fit)")
+    ckpt = checkpoint.load_checkpoint(run, device)
     if ckpt.get("kind") == CHECKPOINT_KIND:
         model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
         model.load_state_dict(ckpt["teacher_model"])
@@ -208,7 +215,7 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[DecoderArch, nn
     if cfg.init_run:
         earlier, _ = load_distilled(cfg.init_run)
         if not arch.same_network(earlier.arch):
-            raise SystemExit(f"--init-run {cfg.init_run} holds a {earlier.arch} student, not {arch}")
+            raise TrainError(f"--init-run {cfg.init_run} holds a {earlier.arch} student, not {arch}")
         student.load_state_dict(earlier.state)
         return arch, student, (f"student of {cfg.init_run} ({earlier.steps} steps from teacher step "
                                f"{earlier.teacher_step})")
@@ -218,7 +225,7 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[DecoderArch, nn
         init = "teacher" if arch.same_network(teacher.decoder_archs["teacher"]) else "slice"
     if init == "teacher":
         if not arch.same_network(teacher.decoder_archs["teacher"]):
-            raise SystemExit(f"--init teacher needs a student of the teacher's shape; {cfg.student} is {arch}")
+            raise TrainError(f"--init teacher needs a student of the teacher's shape; {cfg.student} is {arch}")
         student.load_state_dict(teacher.decoders["teacher"].state_dict())
         how = "teacher weights"
     elif init == "slice":
@@ -231,7 +238,6 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[DecoderArch, nn
 
 def _student_from_weights(cfg: DistillConfig, arch: DecoderArch, student: nn.Sequential) -> str:
     """Load decoder ``cfg.name`` of the shipped weights at ``cfg.init_weights`` into ``student``; say what it was."""
-    from lcf.errors import LcfError
     from lcf.weights import load_weights
 
     try:
@@ -239,9 +245,9 @@ def _student_from_weights(cfg: DistillConfig, arch: DecoderArch, student: nn.Seq
         info = weights.decoder_info(cfg.name)
         arrays = weights.decoder(cfg.name)
     except LcfError as exc:
-        raise SystemExit(f"--init-weights {cfg.init_weights}: {exc}") from None
+        raise TrainError(f"--init-weights {cfg.init_weights}: {exc}") from None
     if info.arch is None or not arch.same_network(info.arch):
-        raise SystemExit(f"--init-weights {cfg.init_weights}: decoder {cfg.name!r} is {info.arch}, not {arch}")
+        raise TrainError(f"--init-weights {cfg.init_weights}: decoder {cfg.name!r} is {info.arch}, not {arch}")
     student.load_state_dict({k: torch.from_numpy(v.astype("float32")) for k, v in arrays.items()})
     steps = weights.manifest.info.get("students", {}).get(cfg.name, {}).get("distill_steps", "?")
     return f"decoder {cfg.name!r} of {cfg.init_weights} (model {weights.model_id.hex()[:8]}, {steps} distill steps)"
@@ -249,15 +255,15 @@ def _student_from_weights(cfg: DistillConfig, arch: DecoderArch, student: nn.Seq
 
 def distill(cfg: DistillConfig) -> dict:
     """Run (or resume) the distillation of one student; return the last logged metrics."""
-    run, ckpt_path, device = prepare_run(cfg.run, cfg.device, cfg.threads)
+    run, device = prepare_run(cfg.run, cfg.device, cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
+    ckpt = checkpoint.load_checkpoint(run, device) if checkpoint.exists(run) else None
     if ckpt is not None:
         if ckpt.get("kind") != CHECKPOINT_KIND:
-            raise SystemExit(f"{ckpt_path} is not a distillation checkpoint; use another --run folder")
+            raise TrainError(f"{run} holds no distillation checkpoint; use another --run folder")
         if (ckpt["student"], ckpt["name"]) != (cfg.student, cfg.name):
-            raise SystemExit(f"{ckpt_path} distils {ckpt['student']} as {ckpt['name']!r}, not {cfg.student} as "
+            raise TrainError(f"{run} distils {ckpt['student']} as {ckpt['name']!r}, not {cfg.student} as "
                              f"{cfg.name!r}; use another --run folder")
         teacher = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
         teacher.load_state_dict(ckpt["teacher_model"])
@@ -282,14 +288,15 @@ def distill(cfg: DistillConfig) -> dict:
         student.load_state_dict(ckpt["student_state"])
         adapters.load_state_dict(ckpt["adapters"])
         step = restore_progress(ckpt, optimiser, sampler, files)
-        print(f"resumed {cfg.name} from {ckpt_path} at step {step}", flush=True)
+        print(f"resumed {cfg.name} from {run} at step {step}", flush=True)
     else:
         print(f"distilling {cfg.name} ({arch}, {parameter_count(student)} parameters, teacher "
               f"{parameter_count(teacher.decoders['teacher'])}) from {cfg.teacher_run} step {teacher_meta['step']}; "
               f"init: {how}", flush=True)
 
     def save() -> None:
-        _atomic_save(
+        checkpoint.save_checkpoint(
+            run,
             {
                 "kind": CHECKPOINT_KIND,
                 "student": cfg.student,
@@ -309,7 +316,6 @@ def distill(cfg: DistillConfig) -> dict:
                 "model_config": teacher.config.to_dict(),
                 "distill_config": asdict(cfg),
             },
-            ckpt_path,
         )
 
     g_t = teacher.decoders["teacher"]
@@ -353,7 +359,7 @@ def distill(cfg: DistillConfig) -> dict:
             last = window.flush(log_path, step=step, lr=learning_rate(cfg, step), lam3=lam3,
                                 minutes=(time.monotonic() - start) / 60)
             if not math.isfinite(last["loss"]):
-                raise SystemExit(f"loss is not finite before step {step}; last checkpoint kept at {ckpt_path}")
+                raise TrainError(f"loss is not finite before step {step}; last checkpoint kept in {run}")
             summary = "  ".join(f"q{lv}:{last.get(f'psnr_q{lv}', math.nan):.2f}"
                                 f"/{last.get(f'teacher_psnr_q{lv}', math.nan):.2f}dB" for lv in (1, 4, 7))
             print(f"step {step}  loss {last['loss']:.4f}  kd {last['kd']:.5f}  student/teacher {summary}", flush=True)
@@ -361,7 +367,7 @@ def distill(cfg: DistillConfig) -> dict:
             save()
             last_save = time.monotonic()
     save()
-    print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+    print(f"stopped at step {step}; checkpoint in {run}", flush=True)
     return last
 
 
@@ -387,10 +393,9 @@ def is_distill_checkpoint(ckpt: dict) -> bool:
 
 def load_distilled(run: str | Path) -> tuple[DistilledDecoder, dict]:
     """(the student of a distillation run, the run's checkpoint: its pinned teacher is ``teacher_model``)."""
-    path = Path(run) / "checkpoint.pt"
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = checkpoint.load_checkpoint(run)
     if not is_distill_checkpoint(ckpt):
-        raise SystemExit(f"{path} is not a distillation run (python -m lcf.train distill ...)")
+        raise TrainError(f"{run} is not a distillation run (python -m lcf.train distill ...)")
     student = DistilledDecoder(ckpt["name"], DecoderArch.from_dict(ckpt["arch"]), ckpt["student_state"],
                                ckpt["teacher_digest"], ckpt["teacher_meta"]["step"], ckpt["step"], str(run))
     return student, ckpt
@@ -404,7 +409,7 @@ def attach_students(model: LcfModel, runs: list[str | Path]) -> dict[str, dict]:
     for run in runs:
         student, _ = load_distilled(run)
         if student.teacher_digest != digest:
-            raise SystemExit(
+            raise TrainError(
                 f"{run} distilled {student.name!r} from another teacher (teacher step {student.teacher_step}, digest "
                 f"{student.teacher_digest}); the exported model's digest is {digest}. Distil again from this teacher, "
                 f"or export with --run {run} to ship the teacher that student was distilled from."
@@ -420,7 +425,7 @@ def attach_students(model: LcfModel, runs: list[str | Path]) -> dict[str, dict]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m lcf.train distill`` (one per DistillConfig field)."""
-    parser.add_argument("--teacher-run", required=True, help="training run whose checkpoint.pt is the teacher")
+    parser.add_argument("--teacher-run", required=True, help="training run whose checkpoint is the teacher")
     parser.add_argument("--student", required=True, choices=KINDS[1:], help="student recipe (lcf.nn.students)")
     parser.add_argument("--data", nargs="+", required=True, help="folders of training images")
     parser.add_argument("--run", required=True, help="run folder of this student (checkpoint and log.jsonl)")

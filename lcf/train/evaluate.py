@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from lcf.bench.bdrate import bd_rate
 from lcf.bench.runner import list_images, load_rgb
 from lcf.manifest import DecoderArch
+from lcf.train.checkpoint import load_checkpoint
 from lcf.train.distill import is_distill_checkpoint, load_teacher
 from lcf.train.losses import rate_distortion_loss
 
@@ -30,7 +31,7 @@ PAD = 64
 def evaluate(run: str | Path, images: str | Path, qualities: list[float], max_images: int | None = None) -> dict:
     """{"step": int, "images": int, "points": {quality: (mean bpp, mean PSNR)}, "students": {name: {quality: PSNR}}}"""
     model, meta = load_teacher(run)
-    ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(run)
     students = []
     if is_distill_checkpoint(ckpt):
         model.add_decoder(ckpt["name"], DecoderArch.from_dict(ckpt["arch"])).load_state_dict(ckpt["student_state"])

@@ -21,10 +21,12 @@ import torch
 from safetensors.numpy import save_file
 
 from lcf.entropy import build_family_tables, build_z_tables
-from lcf.errors import LcfError
+from lcf.errors import LcfError, TrainError
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.integer import integer_arrays
+from lcf.train.checkpoint import load_checkpoint
 from lcf.train.distill import attach_students, is_distill_checkpoint
+from lcf.train.lease_files import round_to_storage
 from lcf.train.loop import model_from_folder
 from lcf.weights import (
     ENCODER_FILE,
@@ -37,25 +39,6 @@ from lcf.weights import (
 
 Z_BOUND = 32
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-def round_to_storage(model: LcfModel, dtype: str) -> None:
-    """Round every floating-point tensor of ``model`` in place to what ``dtype`` can store (a no-op for float32), so
-    that the tables computed from the model afterwards match the network a reader loads. Refuses values that
-    overflow the storage type."""
-    if dtype not in STORAGE_DTYPES:
-        raise SystemExit(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
-    if dtype == "float32":
-        return
-    with torch.no_grad():
-        for key, value in model.state_dict().items():
-            if not value.is_floating_point():
-                continue
-            rounded = value.to(torch.float16)
-            if not bool(torch.isfinite(rounded).all()):
-                raise SystemExit(f"{key} does not fit in {dtype} (largest |value| {float(value.abs().max()):.4g}); "
-                                 f"export as float32")
-            value.copy_(rounded.to(value.dtype))
 
 
 def z_tables(model: LcfModel) -> dict[str, np.ndarray]:
@@ -90,9 +73,9 @@ def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None =
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
                students: Sequence[str | os.PathLike] = (), dtype: str = "float32") -> Weights:
-    """Export the checkpoint of a training run (``<run>/checkpoint.pt``) with the student decoders of the
+    """Export the checkpoint of a training run (lcf.train.checkpoint) with the student decoders of the
     distillation runs ``students``. A distillation run as ``run`` exports its pinned teacher and its student."""
-    ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(run)
     if is_distill_checkpoint(ckpt):
         students = [run, *students]
         meta = ckpt["teacher_meta"]
@@ -132,12 +115,12 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
     try:
         weights = load_weights(root)
     except LcfError as exc:
-        raise SystemExit(f"--weights {root}: {exc}") from None
+        raise TrainError(f"--weights {root}: {exc}") from None
     if out.exists() and (out.resolve() == root.resolve() or any(out.iterdir())):
-        raise SystemExit(f"--out {out} must be a new or empty folder (not the weights folder itself)")
-    ckpt = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        raise TrainError(f"--out {out} must be a new or empty folder (not the weights folder itself)")
+    ckpt = load_checkpoint(run)
     if ckpt.get("model_config") != weights.manifest.model_config.to_dict():
-        raise SystemExit(f"{run} trains a {ckpt.get('model_config')} model, {root} holds "
+        raise TrainError(f"{run} trains a {ckpt.get('model_config')} model, {root} holds "
                          f"{weights.manifest.model_config.to_dict()}")
     dtype = weights.manifest.info.get("storage_dtype", "float32")
     store = STORAGE_DTYPES[dtype]
@@ -146,7 +129,7 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
                **{f"decoders.teacher.{k}": v for k, v in weights.decoder("teacher").items()}}
     for key, value in shipped.items():
         if key not in state or not np.array_equal(state[key].astype(store), value):
-            raise SystemExit(f"{run} was not started from {root}: its {key} differs from the shipped one (an "
+            raise TrainError(f"{run} was not started from {root}: its {key} differs from the shipped one (an "
                              f"encoder-only run keeps every network but g_a and h_a as it found them)")
     encoder = {k: state[k].astype(store) for k in weights.encoder()}
     out.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,16 @@ from lcf.train.lease_students import (
     validate_students,
 )
 from lcf.train.schedule import BudgetSchedule
-from lcf.train.step import DeviceMeters, OptGroup, ParamEMA, TrainStep, fused_adam, host_checks, pick_runner, \
-    time_steps
+from lcf.train.step import (
+    DeviceMeters,
+    OptGroup,
+    ParamEMA,
+    TrainStep,
+    fused_adam,
+    host_checks,
+    pick_runner,
+    time_steps,
+)
 
 STUDENT_KINDS = ("cfg2", "cfg3", "cfg4")
 TRIAL_LR = 0.05          # trial steps train at this fraction of the peak lr (they warm Adam's moments up)
@@ -140,7 +148,7 @@ class LeaseConfig:
         if unknown:
             problems.append(f"--students: {', '.join(unknown)} not among {', '.join(STUDENT_KINDS)}")
         try:
-            self.candidates
+            _ = self.candidates
         except ValueError as exc:
             problems.append(str(exc))
         if problems:

@@ -14,8 +14,15 @@ from pathlib import Path
 from lcf.errors import TrainError
 from lcf.train.distill import teacher_digest
 from lcf.train.export import export_model
-from lcf.train.lease_files import STUDENTS, SUMMARY, Z_DENSITY_FILE, _strict_json, load_students, save_z_density, \
-    start_point
+from lcf.train.lease_files import (
+    STUDENTS,
+    SUMMARY,
+    Z_DENSITY_FILE,
+    _strict_json,
+    load_students,
+    save_z_density,
+    start_point,
+)
 from lcf.weights import Weights
 
 

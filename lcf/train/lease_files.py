@@ -84,7 +84,7 @@ def round_to_storage(model: nn.Module, dtype: str) -> None:
     that what is computed from the model afterwards (tables, students) matches what a reader loads. TrainError for
     values that overflow the storage type."""
     if dtype not in STORE_DTYPES:
-        raise TrainError(f"the storage dtype must be one of {', '.join(STORE_DTYPES)}, got {dtype!r}")
+        raise TrainError(f"the storage dtype (--dtype) must be one of {', '.join(STORE_DTYPES)}, got {dtype!r}")
     if dtype == "float32":
         return
     with torch.no_grad():
@@ -130,12 +130,12 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
             raise TrainError(f"{path} is larger than any lease file ({path.stat().st_size:,} bytes)")
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (a safe_open, not a dict)
     except FileNotFoundError:
         raise TrainError(f"{path} is missing") from None
     except TrainError:
         raise
-    except Exception as exc:  # safetensors raises its own error types for damaged files
+    except Exception as exc:  # noqa: BLE001 (safetensors raises its own error types for damaged files)
         raise TrainError(f"{path} is not a readable safetensors file: {exc}") from None
     description = _strict_json(meta.get("lcf", "null"), f"the metadata of {path}")
     if not isinstance(description, dict) or description.get("format") != FORMAT:
@@ -200,6 +200,17 @@ def save_z_density(folder: Path, model: LcfModel) -> None:
     tmp = folder / (Z_DENSITY_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"lcf": json.dumps({"format": FORMAT, "kind": "z_density"})})
     os.replace(tmp, folder / Z_DENSITY_FILE)
+
+
+def load_z_density(folder: str | os.PathLike) -> dict[str, Tensor]:
+    """The ``z_density.*`` tensors of a weights folder's ``z_density.safetensors`` (float32), {} when it has none."""
+    path = Path(folder) / Z_DENSITY_FILE
+    if not path.is_file():
+        return {}
+    tensors, _ = load_tensors(path)
+    if not all(k.startswith("z_density.") for k in tensors):
+        raise TrainError(f"{path} holds tensors other than the z density's")
+    return tensors
 
 
 def fit_z_density(density: FactorizedDensity, counts: np.ndarray, steps: int = 100, lr: float = 0.1) -> float:
@@ -267,18 +278,13 @@ def _from_weights(root: Path, config: ModelConfig | None) -> StartPoint:
 
     try:
         full, weights = model_from_folder(root)
-    except SystemExit as exc:
+    except TrainError as exc:
         raise TrainError(f"--init {exc}") from None
     _check_config(full, config, root)
     model = LcfModel(full.config)
     model.load_state_dict({k: v for k, v in full.state_dict().items()
                            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
-    if (root / Z_DENSITY_FILE).is_file():
-        tensors, _ = load_tensors(root / Z_DENSITY_FILE)
-        try:
-            model.z_density.load_state_dict({k[len("z_density."):]: v for k, v in tensors.items()})
-        except RuntimeError as exc:
-            raise TrainError(f"{root / Z_DENSITY_FILE} does not fit the model: {str(exc)[:300]}") from None
+    if (root / Z_DENSITY_FILE).is_file():  # model_from_folder loaded it
         z_how = f"shipped ({Z_DENSITY_FILE})"
     else:
         excess = fit_z_density(model.z_density, weights.entropy["tables.z.pmf"])

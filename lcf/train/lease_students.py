@@ -23,7 +23,13 @@ from torch import Tensor, nn
 
 from lcf.manifest import DecoderArch
 from lcf.nn import LcfModel
-from lcf.nn.students import build_decoder, feature_channels, init_from_teacher, student_arch, synthesis_features
+from lcf.nn.students import (
+    build_decoder,
+    feature_channels,
+    init_from_teacher,
+    student_arch,
+    synthesis_features,
+)
 from lcf.train.device_data import DeviceCrops
 from lcf.train.distill import FeatureAdapters, distill_loss
 from lcf.train.lease_phase import autocast

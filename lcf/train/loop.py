@@ -1,6 +1,6 @@
 """The training loop: variable-rate R-D training of :class:`lcf.nn.LcfModel`, resumable and bounded by wall time.
 
-Every call resumes from ``<run>/checkpoint.pt`` when it exists (model, optimiser, step, data-sampler and torch RNG
+Every call resumes from the run folder's checkpoint (``lcf.train.checkpoint``: safetensors plus JSON) when it exists (model, optimiser, step, data-sampler and torch RNG
 state), trains until ``--minutes`` have passed or ``--steps`` is reached, and always leaves a checkpoint (also every
 ``--save-every`` seconds, written atomically). One step draws one quality level per sample (uniformly from 1..7) so
 a single set of weights learns every level; λ2 (the L1 sparsity weight) is applied for the first ``--l1-steps``.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lcf.errors import LcfError
+from lcf.errors import LcfError, TrainError
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.integer import INTEGER_PREFIXES, float_state
+from lcf.train import checkpoint
 from lcf.train.data import CropSampler, find_images, load_images
+from lcf.train.lease_files import load_z_density
 from lcf.train.losses import LossTerms, rate_distortion_loss
 from lcf.weights import ENCODER_PREFIXES, Weights, load_weights
 
@@ -64,24 +65,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise TrainError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         on_cuda = self.device.startswith("cuda")
         if self.precision == "bf16" and not on_cuda:
-            raise SystemExit("--precision bf16 is for CUDA devices; on the CPU train in fp32")
+            raise TrainError("--precision bf16 is for CUDA devices; on the CPU train in fp32")
         if self.init_weights and self.init_run:
-            raise SystemExit("give --init-weights or --init-run, not both")
+            raise TrainError("give --init-weights or --init-run, not both")
         if self.channels_last and not on_cuda:
-            raise SystemExit("--channels-last is for CUDA devices (torch's CPU backward of a strided 1x1 conv "
+            raise TrainError("--channels-last is for CUDA devices (torch's CPU backward of a strided 1x1 conv "
                              "crashes on channels_last input)")
 
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -98,20 +93,20 @@ def flush_log(window: dict[str, list[float]], log_path: Path, **extra) -> dict:
     return row
 
 
-def prepare_run(run_dir: str, device: str, threads: int) -> tuple[Path, Path, torch.device]:
+def prepare_run(run_dir: str, device: str, threads: int) -> tuple[Path, torch.device]:
     """Set torch threads (0 = leave), create the run folder; return (run, its checkpoint path, the device).
     On CUDA, float32 matrix products and convolutions use the TF32 matrix units (training only)."""
     if threads:
         torch.set_num_threads(threads)
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise SystemExit(f"--device {device}: this torch build sees no CUDA GPU")
+            raise TrainError(f"--device {device}: this torch build sees no CUDA GPU")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    return run, run / "checkpoint.pt", torch.device(device)
+    return run, torch.device(device)
 
 
 class LevelWindow:
@@ -159,8 +154,10 @@ class LevelWindow:
 def model_from_folder(root: str | Path) -> tuple[LcfModel, Weights]:
     """The whole model of a weights folder (encoder, entropy networks, every decoder) as a float32 LcfModel, with the
     folder; its entropy networks may be stored as integer layers (this lcf: dequantized, ``float_state``) or as float
-    tensors (before integer networks, model ids up to aaa070525e9b...). The factorized density of z is not shipped:
-    it stays untrained. SystemExit with the reason for a folder that is not a complete lcf weights folder."""
+    tensors (before integer networks, model ids up to aaa070525e9b...). The factorized density of z comes from
+    ``z_density.safetensors`` when the folder has it (lease exports), else it stays untrained (``lcf.train.lease``
+    fits it to the folder's z tables). TrainError with the reason for a folder that is not a complete lcf weights
+    folder."""
     try:
         weights = load_weights(root)
         model = LcfModel(weights.manifest.model_config)
@@ -176,11 +173,12 @@ def model_from_folder(root: str | Path) -> tuple[LcfModel, Weights]:
             state.update({f"decoders.{name}.{k}": torch.from_numpy(v.astype(np.float32))
                           for k, v in weights.decoder(name).items()})
     except LcfError as exc:
-        raise SystemExit(f"{root}: {exc}") from None
+        raise TrainError(f"{root}: {exc}") from None
+    state.update(load_z_density(root))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("z_density.")]
     if missing or unexpected:
-        raise SystemExit(f"{root}: not a complete lcf weights folder "
+        raise TrainError(f"{root}: not a complete lcf weights folder "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     return model.eval(), weights
 
@@ -190,8 +188,8 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
     training run can start from it (``--init-weights``) without its checkpoint."""
     try:
         full, weights = model_from_folder(root)
-    except SystemExit as exc:
-        raise SystemExit(f"--init-weights {exc}") from None
+    except TrainError as exc:
+        raise TrainError(f"--init-weights {exc}") from None
     model = LcfModel(full.config)
     model.load_state_dict({k: v for k, v in full.state_dict().items()
                            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
@@ -201,8 +199,8 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
 def model_from_run(run: str | Path) -> tuple[LcfModel, int]:
     """The networks of another run's checkpoint (a fit run, or a distillation run's pinned teacher) and the step
     it reached: a new run can start from them (``--init-run``) with Adam afresh."""
-    if not (Path(run) / "checkpoint.pt").is_file():
-        raise SystemExit(f"--init-run {run}: no checkpoint.pt there")
+    if not checkpoint.exists(run):
+        raise TrainError(f"--init-run {run}: no checkpoint there")
     from lcf.train.distill import load_teacher  # distill builds on this module
 
     model, meta = load_teacher(run)
@@ -211,11 +209,11 @@ def model_from_run(run: str | Path) -> tuple[LcfModel, int]:
 
 def starting_point(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[LcfModel, int]:
     """The model and step a new run starts from: ``--init-weights`` (a shipped folder) or ``--init-run`` (another
-    run's checkpoint); SystemExit when it holds a model of other widths than the run asks for."""
+    run's checkpoint); TrainError when it holds a model of other widths than the run asks for."""
     flag, source = ("--init-weights", cfg.init_weights) if cfg.init_weights else ("--init-run", cfg.init_run)
     model, step = model_from_weights(source) if cfg.init_weights else model_from_run(source)
     if model.config != model_cfg:
-        raise SystemExit(f"{flag} {source} holds a {model.config.to_dict()} model; "
+        raise TrainError(f"{flag} {source} holds a {model.config.to_dict()} model; "
                          f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
     what = f"the weights in {source} (exported at step {step})" if cfg.init_weights else (
         f"the checkpoint of {source} (step {step})")
@@ -231,14 +229,14 @@ def module_names(train_only: str) -> list[str]:
 def trainable_parameters(model: LcfModel, train_only: str) -> list[torch.nn.Parameter]:
     """The parameters the optimiser updates: every one (``train_only`` empty) or those of the named top-level
     modules; the others get ``requires_grad = False`` (no weight gradients computed, bit-identical after training).
-    SystemExit for a name that is not a module of the model."""
+    TrainError for a name that is not a module of the model."""
     names = module_names(train_only)
     if not names:
         return list(model.parameters())
     modules = dict(model.named_children())
     unknown = [n for n in names if n not in modules]
     if unknown:
-        raise SystemExit(f"--train-only: {', '.join(unknown)} not among the model's modules ({', '.join(modules)})")
+        raise TrainError(f"--train-only: {', '.join(unknown)} not among the model's modules ({', '.join(modules)})")
     keep = [p for n in names for p in modules[n].parameters()]
     chosen = {id(p) for p in keep}
     for p in model.parameters():
@@ -282,29 +280,30 @@ def train_step(model: LcfModel, optimiser: torch.optim.Optimizer, x: torch.Tenso
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; return the last logged metrics."""
-    run, ckpt_path, device = prepare_run(cfg.run, cfg.device, cfg.threads)
+    run, device = prepare_run(cfg.run, cfg.device, cfg.threads)
+    resuming = checkpoint.exists(run)
 
     model_cfg = ModelConfig(N=cfg.N, M=cfg.M, Mz=cfg.Mz)
     torch.manual_seed(cfg.seed)
     model, step = LcfModel(model_cfg), 0
-    if not ckpt_path.exists() and (cfg.init_weights or cfg.init_run):
+    if not resuming and (cfg.init_weights or cfg.init_run):
         model, step = starting_point(cfg, model_cfg)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     optimiser = torch.optim.Adam(trainable_parameters(model, cfg.train_only), lr=cfg.lr)
     files = find_images(cfg.data)
     sampler = CropSampler(load_images(files, cfg.crop), cfg.crop, cfg.batch, seed=cfg.seed)
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if resuming:
+        ckpt = checkpoint.load_checkpoint(run, device)
         if ckpt["model_config"] != model_cfg.to_dict():
-            raise SystemExit(f"{ckpt_path} was trained with {ckpt['model_config']}, not {model_cfg.to_dict()}")
+            raise TrainError(f"{run} was trained with {ckpt['model_config']}, not {model_cfg.to_dict()}")
         was = ckpt.get("train_config", {}).get("train_only", "")
         if module_names(was) != module_names(cfg.train_only):
-            raise SystemExit(f"{ckpt_path} trains --train-only {was!r}; resume it with the same option "
+            raise TrainError(f"{run} trains --train-only {was!r}; resume it with the same option "
                              f"(got {cfg.train_only!r})")
         model.load_state_dict(ckpt["model"])
         step = restore_progress(ckpt, optimiser, sampler, files)
-        print(f"resumed from {ckpt_path} at step {step}", flush=True)
+        print(f"resumed from {run} at step {step}", flush=True)
 
     lambdas = torch.tensor(model_cfg.levels, device=device)
     levels = len(model_cfg.levels)
@@ -315,8 +314,9 @@ def train(cfg: TrainConfig) -> dict:
 
     def save() -> None:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise SystemExit(f"the model has non-finite weights at step {step}; last checkpoint kept at {ckpt_path}")
-        _atomic_save(
+            raise TrainError(f"the model has non-finite weights at step {step}; last checkpoint kept in {run}")
+        checkpoint.save_checkpoint(
+            run,
             {
                 "model": model.state_dict(),
                 "optimiser": optimiser.state_dict(),
@@ -327,7 +327,6 @@ def train(cfg: TrainConfig) -> dict:
                 "model_config": model_cfg.to_dict(),
                 "train_config": asdict(cfg),
             },
-            ckpt_path,
         )
 
     model.train()
@@ -346,7 +345,7 @@ def train(cfg: TrainConfig) -> dict:
             last = window.flush(log_path, step=step, lr=learning_rate(cfg, step),
                                 minutes=(time.monotonic() - start) / 60)
             if not math.isfinite(last["loss"]):
-                raise SystemExit(f"loss is not finite before step {step}; last checkpoint kept at {ckpt_path}")
+                raise TrainError(f"loss is not finite before step {step}; last checkpoint kept in {run}")
             summary = "  ".join(
                 f"q{lv}:{last.get(f'bpp_q{lv}', float('nan')):.3f}bpp/{last.get(f'psnr_q{lv}', float('nan')):.2f}dB"
                 for lv in (1, 4, 7)
@@ -356,5 +355,5 @@ def train(cfg: TrainConfig) -> dict:
             save()
             last_save = time.monotonic()
     save()
-    print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+    print(f"stopped at step {step}; checkpoint in {run}", flush=True)
     return last

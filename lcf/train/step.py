@@ -306,7 +306,7 @@ def pick_runner(step: TrainStep, seed: int, steps: int = 3, loss_tol: float = 2e
     try:
         comparison = compare_runs(step, step, step, lambda: built[0](), state, seed, steps,
                                   prepare=lambda: built.append(make_graph(step, warmup)))
-    except Exception as exc:  # a capture error of any kind: train eagerly instead
+    except Exception as exc:  # noqa: BLE001 (a capture error of any kind: train eagerly instead)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         state.restore()
@@ -329,8 +329,7 @@ def time_steps(run: StepFn, seconds: float, device: torch.device, before: Callab
             before()
         run()
         steps += 1
-        if steps % 4 == 0 or device.type != "cuda":
-            if time.perf_counter() - start >= seconds:
-                break
+        if (steps % 4 == 0 or device.type != "cuda") and time.perf_counter() - start >= seconds:
+            break
     sync(device)
     return steps, time.perf_counter() - start
