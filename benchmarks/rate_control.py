@@ -73,7 +73,8 @@ def measure(codec: Codec, files: list[Path], targets: list[Target], effort: int,
 
 def table(rows: list[dict], plain_seconds: dict, targets: list[Target]) -> list[str]:
     out = ["| target | met inside 1..7 | met at an end | unreachable | mean error | worst error | probes mean / max "
-           "| time / plain encode: wall, mean (max) | CPU, mean (max) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| time / plain encode: wall, mean (max) | CPU, mean (max) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for target in targets:
         mine = [r for r in rows if r["target"] == target]
         met = [r for r in mine if r["outcome"] == "met"]

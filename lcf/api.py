@@ -23,11 +23,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lcf.container import ChunkInfo, Container, Header, Limits, read_container, read_header_only, walk_chunks
+from lcf.container import (
+    ChunkInfo,
+    Container,
+    Header,
+    Limits,
+    read_container,
+    read_header_only,
+    snap_quality,
+    walk_chunks,
+)
 from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.effort import check_effort
 from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, ModelMismatchError, UsageError
 from lcf.fileio import atomic_write, io_error, read_bytes
+from lcf.ratecontrol import Outcome, Target, encode_to_target
 
 PathLike = str | os.PathLike[str]
 
@@ -52,6 +62,8 @@ class EncodeReport:
     psnr: float | None
     seconds: float
     notes: tuple[str, ...] = ()
+    quality: float | None = None        # stored in the file (the 1/256 grid): the one asked for, or a target's
+    target: Outcome | None = None       # what a target came to (lcf.ratecontrol), None without one
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,8 @@ def encode_file(
     effort: int = 0,
     progress: Callable[[int, int], None] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    target: Target | None = None,
+    keep_nearest: bool = False,
 ) -> EncodeReport:
     """Encode the image ``src`` into the .lcf file ``dst`` (written atomically; overwritten if it exists, but never
     when it is ``src`` itself: see :func:`check_output`).
@@ -176,7 +190,11 @@ def encode_file(
     fastest; see :mod:`lcf.effort`); decoding is unaffected;
     ``progress(done, total)`` is called after each refinement step. ``max_pixels`` refuses (LimitError) a larger
     image before its pixels are decoded (None: no limit; the memory cap, ``LCF_MAX_MEMORY``, still applies).
-    Raises UsageError, UnsupportedImageError, LcfIOError, LimitError.
+    ``target`` (:class:`lcf.ratecontrol.Target`: a size, bpp or PSNR) chooses the quality instead of ``quality``:
+    the best quality within a size, the smallest file reaching a PSNR (``measure`` then costs no extra decode for a
+    PSNR target); a target no quality meets raises UnreachableTargetError unless ``keep_nearest``, which writes the
+    nearest file (``report.target.met`` False).
+    Raises UsageError, UnsupportedImageError, LcfIOError, LimitError, UnreachableTargetError.
     """
     check_quality(quality)
     check_effort(effort)
@@ -185,7 +203,8 @@ def encode_file(
     check_output(src, dst)
     require_parent(dst)
     data, report = _encode(src, Path(src), quality=quality, device=device, decoder=decoder, weights=weights,
-                           measure=measure, effort=effort, progress=progress, max_pixels=max_pixels)
+                           measure=measure, effort=effort, progress=progress, max_pixels=max_pixels, target=target,
+                           keep_nearest=keep_nearest)
     atomic_write(dst, data)
     return replace(report, dst=Path(dst))
 
@@ -202,6 +221,8 @@ def encode_to_bytes(
     effort: int = 0,
     progress: Callable[[int, int], None] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    target: Target | None = None,
+    keep_nearest: bool = False,
 ) -> tuple[bytes, EncodeReport]:
     """:func:`encode_file` without the output file: the image ``src`` (a path, or the bytes of an image file, as read
     from a pipe) -> the bytes of the .lcf file and the report (``src`` = ``name`` for bytes; ``dst`` = ``-``).
@@ -214,22 +235,31 @@ def encode_to_bytes(
     else:
         label = _require_file(src)
     return _encode(src, label, quality=quality, device=device, decoder=decoder, weights=weights, measure=measure,
-                   effort=effort, progress=progress, max_pixels=max_pixels)
+                   effort=effort, progress=progress, max_pixels=max_pixels, target=target, keep_nearest=keep_nearest)
 
 
 def _encode(source: PathLike | bytes, src: Path, *, quality: float, device: str, decoder: str | None,
             weights: PathLike | None, measure: bool, effort: int, progress: Callable[[int, int], None] | None,
-            max_pixels: int | None) -> tuple[bytes, EncodeReport]:
+            max_pixels: int | None, target: Target | None = None,
+            keep_nearest: bool = False) -> tuple[bytes, EncodeReport]:
     from lcf.image import load_image
 
     start = time.perf_counter()
+    if keep_nearest and target is None:
+        raise UsageError("keep_nearest applies to a target (a size, bpp or PSNR to reach)")
     codec = get_codec(weights, device)
     prepared = load_image(source, max_pixels=max_pixels)
-    data = codec.encode(prepared, quality, decoder, effort, progress)
     h, w = prepared.rgb.shape[:2]
-    value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
+    if target is not None:
+        rate = encode_to_target(codec, prepared, target, decoder=decoder, effort=effort, keep_nearest=keep_nearest,
+                                measure=measure, name=str(src), progress=progress)
+        data, value, quality, outcome = rate.data, rate.psnr, rate.quality, rate.outcome
+    else:
+        data = codec.encode(prepared, quality, decoder, effort, progress)
+        value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
+        quality, outcome = snap_quality(quality), None
     return data, EncodeReport(src, Path("-"), w, h, len(data), len(data) * 8 / (w * h), value,
-                              time.perf_counter() - start, prepared.notes)
+                              time.perf_counter() - start, prepared.notes, quality, outcome)
 
 
 def decode_file(
@@ -403,6 +433,8 @@ def batch(
     progress: Callable[[BatchItem], None] | None = None,
     effort: int = 0,
     follow_symlinks: bool = False,
+    target: Target | None = None,
+    keep_nearest: bool = False,
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
@@ -420,12 +452,15 @@ def batch(
     ``follow_symlinks``, and every entry not read is listed in ``report.left_out``. UsageError, before any work,
     when two inputs share an output or no input is found. Returns a :class:`lcf.batch.BatchReport` (a BatchReport
     with sizes and totals); details in :mod:`lcf.batch` and :mod:`lcf.batchplan`.
+
+    ``target`` (encoding only) and ``keep_nearest``: as for :func:`encode_file`, per file; a file whose target no
+    quality meets fails with UnreachableTargetError's exit code (9) unless ``keep_nearest``.
     """
     from lcf.batch import run
 
     return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
                overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
-               effort=effort, follow_symlinks=follow_symlinks)
+               effort=effort, follow_symlinks=follow_symlinks, target=target, keep_nearest=keep_nearest)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -48,9 +49,10 @@ from typing import Any
 
 from lcf import api, fileio
 from lcf.batchplan import Job, LeftOut, Plan, Settings, check_folders, make_plan, settings_for
-from lcf.container import Limits
+from lcf.container import Limits, snap_quality
 from lcf.errors import LcfError, LimitError, UsageError
 from lcf.fileio import is_temp_name
+from lcf.ratecontrol import Outcome, Target, encode_to_target
 
 EXISTS = "output exists"
 BUSY = "another lcf process is writing its output"
@@ -72,12 +74,16 @@ class BatchItem(api.BatchItem):
     bpp: float | None = None
     note: str | None = None
     notes: tuple[str, ...] = ()
+    quality: float | None = None    # of an encoded file (a target's choice, with a target)
+    psnr: float | None = None       # of an encoded file, where known (a PSNR target)
+    target: Outcome | None = None   # what a target came to (lcf.ratecontrol), None without one
 
     def as_dict(self) -> dict[str, Any]:
         return {"src": str(self.src), "dst": str(self.dst), "status": self.status, "error": self.error,
                 "exit_code": self.exit_code, "seconds": self.seconds, "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out, "pixels": self.pixels, "bpp": self.bpp, "note": self.note,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "quality": self.quality, "psnr": self.psnr,
+                "target": None if self.target is None else dataclasses.asdict(self.target)}
 
 
 @dataclass(frozen=True)
@@ -192,22 +198,31 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
     finally:
         _current_claim = None
     return BatchItem(src, dst, "ok", seconds=time.perf_counter() - start, bytes_in=item[0], bytes_out=item[1],
-                     pixels=item[2], bpp=item[3], notes=item[4])
+                     pixels=item[2], bpp=item[3], notes=item[4], **item[5])
 
 
-def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...]]:
+def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...],
+                                                                          dict[str, Any]]:
     from lcf.image import load_image
 
     size_in = src.stat().st_size
     prepared = load_image(src, max_pixels=settings.limits.max_pixels)
-    data = api.get_codec(settings.weights, settings.device).encode(prepared, settings.quality, settings.decoder,
-                                                                      settings.effort)
+    codec = api.get_codec(settings.weights, settings.device)
+    if settings.target is None:
+        data = codec.encode(prepared, settings.quality, settings.decoder, settings.effort)
+        extra: dict[str, Any] = {"quality": snap_quality(settings.quality)}
+    else:
+        rate = encode_to_target(codec, prepared, settings.target, decoder=settings.decoder, effort=settings.effort,
+                                keep_nearest=settings.keep_nearest, name=str(src))
+        data = rate.data
+        extra = {"quality": rate.quality, "psnr": rate.psnr, "target": rate.outcome}
     _write_bytes(held, data)
     pixels = prepared.width * prepared.height
-    return size_in, len(data), pixels, len(data) * 8 / pixels, prepared.notes
+    return size_in, len(data), pixels, len(data) * 8 / pixels, prepared.notes, extra
 
 
-def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...]]:
+def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...],
+                                                                          dict[str, Any]]:
     from lcf.image import write_image
 
     data = api.read_bytes(src, settings.limits)
@@ -216,7 +231,7 @@ def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
     image = decoded.to_pil()
     write_image(image, held.file, settings.format or "", name=str(held.path))
     pixels = image.width * image.height
-    return len(data), held.file.tell(), pixels, len(data) * 8 / pixels, ()
+    return len(data), held.file.tell(), pixels, len(data) * 8 / pixels, (), {}
 
 
 def _write_bytes(held: fileio.Claim, data: bytes) -> None:
@@ -415,9 +430,9 @@ class LocalExecutor(Executor):
 
             names = load_weights(settings.weights).decoder_names
             if settings.device != "cpu":
-                from lcf.codec import check_device
+                from lcf.resources import torch_device
 
-                check_device(settings.device)
+                torch_device(settings.device)  # this machine has the device
         check_decoder(settings, names)
 
     def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
@@ -444,7 +459,7 @@ def executor_for(workers: int = 1, scheduler: str | None = None, cluster: str | 
         return LocalExecutor(workers)
     if workers != 1:
         raise UsageError("--workers counts processes on this machine; with --scheduler or --cluster the cluster's "
-                         "workers convert the files (start dask-worker with --nworkers N, or use --cluster local:N)")
+                         "workers convert the files (start `dask worker` with --nworkers N, or use --cluster local:N)")
     from lcf.batch_dask import DaskExecutor
 
     return DaskExecutor(scheduler=scheduler, cluster=cluster)
@@ -472,11 +487,15 @@ def run(
     follow_symlinks: bool = False,
     scheduler: str | None = None,
     cluster: str | None = None,
+    target: Target | None = None,
+    keep_nearest: bool = False,
 ) -> BatchReport:
     """Convert the folder tree ``src`` into ``dst`` (see the module docstring and :func:`lcf.api.batch`).
 
     ``scheduler`` (a Dask scheduler's address, "tcp://HOST:8786") or ``cluster`` ("local" or "local:N") converts the
-    files on a Dask cluster instead of ``workers`` local processes (:mod:`lcf.batch_dask`).
+    files on a Dask cluster instead of ``workers`` local processes (:mod:`lcf.batch_dask`). ``target`` (encoding
+    only; :class:`lcf.ratecontrol.Target`) chooses each file's quality instead of ``quality``: a file whose target no
+    quality meets fails (exit code 9) unless ``keep_nearest``, which writes its nearest file.
 
     Raises (before converting anything) UsageError for bad options and for the plan's refusals (see
     :mod:`lcf.batchplan`), LcfIOError when ``src`` is not a folder or ``dst`` cannot be created (or a Dask worker
@@ -484,7 +503,7 @@ def run(
     loading the weights raises; every per-file problem is in the report.
     """
     start = time.perf_counter()
-    settings = settings_for(to, quality, decoder, device, weights, limits, effort, overwrite)
+    settings = settings_for(to, quality, decoder, device, weights, limits, effort, overwrite, target, keep_nearest)
     executor = executor_for(workers, scheduler, cluster)
     src_path, dst_path = Path(src), Path(dst)
     check_folders(src_path, dst_path)

@@ -37,6 +37,7 @@ from lcf import api
 from lcf.container import Limits
 from lcf.errors import LcfIOError, UsageError
 from lcf.fileio import is_temp_name
+from lcf.ratecontrol import Target
 
 LCF_SUFFIX = ".lcf"
 _FORMAT = re.compile(r"[a-z0-9]+")
@@ -57,6 +58,8 @@ class Settings:
     weights: str | None
     limits: Limits
     overwrite: bool = False
+    target: Target | None = None  # rate control (lcf.ratecontrol): the quality chosen per file instead of ``quality``
+    keep_nearest: bool = False    # a target no quality meets: write the nearest file instead of failing it
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,16 @@ class Plan:
 
 def settings_for(
     to: str, quality: float, decoder: str | None, device: str, weights: api.PathLike | None, limits: Limits | None,
-    effort: int = 0, overwrite: bool = False,
+    effort: int = 0, overwrite: bool = False, target: Target | None = None, keep_nearest: bool = False,
 ) -> Settings:
     """Check the options (UsageError) and fix what each conversion needs."""
     api.check_quality(quality)
     api.check_effort(effort)
     api.check_device(device)
+    if target is not None and not isinstance(target, Target):
+        raise UsageError(f"target must be an lcf.ratecontrol.Target, got {type(target).__name__}")
+    if keep_nearest and target is None:
+        raise UsageError("--keep-nearest needs a target: --target-size, --target-bpp or --target-psnr")
     if not isinstance(to, str) or _FORMAT.fullmatch(to.lower()) is None:
         raise UsageError(f"--to must be 'lcf' or an image format such as 'png', got {to!r}")
     to = to.lower()
@@ -107,12 +114,15 @@ def settings_for(
     else:
         encode, suffix = False, "." + to
         fmt = writable_formats().get(suffix)
+        if target is not None:
+            raise UsageError(f"a target (--target-size, --target-bpp, --target-psnr) applies to encoding, not to --to {to}")
         if fmt is None:
             known = ", ".join(sorted(ext[1:] for ext in writable_formats()))
             raise UsageError(f"--to {to}: not an image format lcf can write; use lcf or one of: {known}")
     return Settings(encode=encode, format=fmt, suffix=suffix, quality=float(quality), decoder=decoder, device=device,
                     effort=effort, weights=None if weights is None else str(Path(weights).resolve()),
-                    limits=limits or Limits(), overwrite=bool(overwrite))
+                    limits=limits or Limits(), overwrite=bool(overwrite), target=target,
+                    keep_nearest=bool(keep_nearest))
 
 
 def check_folders(src: Path, dst: Path) -> None:

@@ -19,8 +19,8 @@ g_s (a PSNR probe codes nothing: the decoded pixels depend only on ŷ). ::
 Search (:func:`search`): size and PSNR rise with quality in practice, not provably, so nothing relies on it
 blindly. A residual r(k) (log size − log target, or PSNR − target) is probed at quality 4, then extrapolated with the
 slope seen (a prior slope for the second probe) until the target is bracketed, then interpolated inside the bracket
-(regula falsi with the Illinois modification, bisection as a last resort) until two adjacent grid points straddle it. The
-answer is then the best feasible probe seen (the largest feasible k for a size, the smallest for a PSNR), so a
+(regula falsi with the Illinois modification, bisection as a last resort) until two adjacent grid points straddle
+it. The answer is then the best feasible probe seen (the largest feasible k for a size, the smallest for a PSNR), so a
 non-monotone curve costs at most optimality, never the target. A target no quality meets (a size below quality 1's
 file, a PSNR above the best one) is an :class:`UnreachableTargetError` naming the nearest reachable value, unless
 ``keep_nearest``, which returns that nearest file, flagged ``met=False``.
@@ -133,6 +133,18 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What a target came to, for reports (``EncodeReport.target``, ``--json``): the target, whether it was met,
+    the number of probes, and why not when it was not (the nearest file kept)."""
+
+    kind: str
+    value: float
+    met: bool
+    probes: int
+    message: str | None = None
+
+
+@dataclass(frozen=True)
 class RateResult:
     """The file rate control chose: ``data`` is byte for byte ``Codec.encode(image, quality, decoder, effort)``.
     ``met`` is False only for the nearest file of an unreachable target kept with ``keep_nearest``. ``psnr`` is the
@@ -157,6 +169,10 @@ class RateResult:
     @property
     def bpp(self) -> float:
         return len(self.data) * 8 / (self.width * self.height)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.target.kind, self.target.value, self.met, len(self.probes), self.message)
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target.as_dict(), "met": self.met, "quality": self.quality, "effort": self.effort,
@@ -356,4 +372,4 @@ def _unreachable(target: Target, probes: _Probes, name: str | None) -> str:
             f"({bpp:.4f} bpp, {at})")
 
 
-__all__ = ["RateResult", "Probe", "Target", "encode_to_target", "parse_size", "search"]
+__all__ = ["Outcome", "RateResult", "Probe", "Target", "encode_to_target", "parse_size", "search"]

@@ -3,10 +3,13 @@ chosen file byte for byte a plain encode at the chosen quality."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from images import exif_bytes, make_gray, make_rgb, make_rgba, srgb_icc, xmp_packet
 from lcf import api
@@ -236,3 +239,157 @@ def test_bad_arguments(tiny_codec, rgb):
     analysis = tiny_codec.analysis(rgb, effort=0)
     with pytest.raises(UsageError, match="effort 0"):
         tiny_codec.symbols_at(analysis, 4.0, effort=1)
+
+
+# -- the command line ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "in.png"
+    make_rgb(72, 56, "mixed", seed=3).save(path)
+    return path
+
+
+def lcf_cli(*args):
+    from typer.testing import CliRunner
+
+    from lcf_cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def test_cli_target_size_writes_a_plain_encode_at_the_quality_it_reports(tmp_path, source, tiny_weights):
+    limit = len(api.encode_image(source, quality=3.0, weights=tiny_weights))
+    out = tmp_path / "t.lcf"
+    result = lcf_cli("encode", source, "-o", out, "--target-size", f"{limit}B", "--weights", tiny_weights,
+                     "--json", "-v")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["target"] == {"kind": "size", "value": limit, "met": True, "probes": report["target"]["probes"],
+                                "message": None}
+    assert out.stat().st_size == report["bytes"] <= limit and report["quality"] >= 3.0
+    assert report["psnr"] == api.psnr(np.asarray(Image.open(source)), lcf_decode(out, tiny_weights))  # -v measures
+    assert f"target {limit:,} bytes met: quality {report['quality']!r}" in result.stderr
+    plain = tmp_path / "plain.lcf"
+    assert lcf_cli("encode", source, "-o", plain, "-q", repr(report["quality"]), "--weights", tiny_weights).exit_code == 0
+    assert plain.read_bytes() == out.read_bytes()
+
+
+def lcf_decode(path, weights):
+    from lcf.codec import Codec
+
+    return Codec(weights).decode(path.read_bytes()).rgb
+
+
+def test_cli_target_psnr_and_bpp(tmp_path, source, tiny_weights):
+    rgb = np.asarray(Image.open(source))
+    goal = api.psnr(rgb, api.decode_array(api.encode_image(source, quality=5.0, weights=tiny_weights),
+                                          weights=tiny_weights))
+    result = lcf_cli("encode", source, "-o", tmp_path / "p.lcf", "--target-psnr", f"{goal!r}", "--weights",
+                     tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["target"]["kind"] == "psnr" and report["target"]["met"] and report["psnr"] >= goal
+    assert report["psnr"] == api.psnr(rgb, lcf_decode(tmp_path / "p.lcf", tiny_weights))  # known without -v
+    result = lcf_cli("encode", source, "-o", tmp_path / "b.lcf", "--target-bpp", "2.5", "--weights", tiny_weights,
+                     "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0 and report["bpp"] <= 2.5 and report["target"]["kind"] == "bpp"
+
+
+def test_cli_default_is_quality_4_as_before(tmp_path, source, tiny_weights):
+    result = lcf_cli("encode", source, "-o", tmp_path / "d.lcf", "--weights", tiny_weights, "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0 and report["quality"] == 4.0 and report["target"] is None
+    assert (tmp_path / "d.lcf").read_bytes() == api.encode_image(source, quality=4.0, weights=tiny_weights)
+
+
+def test_cli_unreachable_target_exits_9_and_writes_nothing(tmp_path, source, tiny_weights):
+    smallest = len(api.encode_image(source, quality=1.0, weights=tiny_weights))
+    out = tmp_path / "u.lcf"
+    result = lcf_cli("encode", source, "-o", out, "--target-size", "50", "--weights", tiny_weights)
+    assert result.exit_code == 9 and not out.exists() and list(tmp_path.iterdir()) == [source]
+    assert f"no quality fits in 50 bytes: the smallest file is {smallest:,} bytes" in result.stderr
+    assert "--keep-nearest" in result.stderr and str(source) in result.stderr
+    result = lcf_cli("encode", source, "-o", out, "--target-psnr", "99", "--weights", tiny_weights)
+    assert result.exit_code == 9 and "no quality reaches 99 dB PSNR: the best is" in result.stderr
+    result = lcf_cli("encode", source, "-o", out, "--target-size", "50", "--keep-nearest", "--weights", tiny_weights,
+                     "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["target"]["met"] is False and report["quality"] == 1.0 and out.stat().st_size == smallest
+    assert "warning:" in result.stderr and "wrote the nearest file" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-q", "5", "--target-size", "1KB"], "--quality and --target-size cannot be combined"),
+    (["--target-size", "1KB", "--target-psnr", "30"], "--target-size and --target-psnr cannot be combined"),
+    (["--target-bpp", "0.5", "--target-psnr", "30"], "--target-bpp and --target-psnr cannot be combined"),
+    (["--keep-nearest"], "--keep-nearest needs a target"),
+    (["--target-size", "10XB"], "--target-size: '10XB' is not a size"),
+    (["--target-size", "0"], "--target-size: a target size must be at least 1 byte"),
+    (["--target-bpp", "-1"], "--target-bpp: a bpp target must be a positive number"),
+    (["--target-psnr", "inf"], "--target-psnr: a psnr target must be a positive number"),
+])
+def test_cli_refuses_conflicting_or_bad_targets(tmp_path, source, tiny_weights, args, message):
+    out = tmp_path / "x.lcf"
+    result = lcf_cli("encode", source, "-o", out, *args, "--weights", tiny_weights)
+    assert result.exit_code == 2 and message in result.stderr and not out.exists()
+    result = lcf_cli("batch", tmp_path, tmp_path / "out", *args, "--weights", tiny_weights)
+    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_cli_several_files_each_get_their_own_quality(tmp_path, tiny_weights):
+    srcs = []
+    for kind in ("text", "noise"):
+        srcs.append(tmp_path / f"{kind}.png")
+        make_rgb(64, 48, kind).save(srcs[-1])
+    result = lcf_cli("encode", *srcs, "-d", tmp_path / "out", "--target-size", "700", "--keep-nearest",
+                     "--weights", tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert len(files) == 2 and all(f["target"]["kind"] == "size" for f in files)
+    for f in files:
+        assert Path(f["dst"]).stat().st_size == f["bytes"]
+        assert f["bytes"] <= 700 or (not f["target"]["met"] and f["quality"] == 1.0)
+
+
+def test_cli_batch_targets(tmp_path, tiny_weights):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    make_rgb(64, 48, "text").save(src / "a.png")
+    make_rgb(80, 40, "edges").save(src / "sub" / "b.png")
+    sizes = {p: len(api.encode_image(p, quality=1.0, weights=tiny_weights)) for p in sorted(src.rglob("*.png"))}
+    limit = max(sizes.values()) + 100
+    result = lcf_cli("batch", src, tmp_path / "out", "--target-size", str(limit), "--weights", tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert [f["status"] for f in files] == ["ok", "ok"]
+    for f in files:
+        assert f["bytes_out"] <= limit and f["target"]["met"] and f["target"]["value"] == limit
+        assert Path(f["dst"]).read_bytes() == api.encode_image(f["src"], quality=f["quality"], weights=tiny_weights)
+    small = min(sizes.values()) - 1  # no quality fits either file
+    result = lcf_cli("batch", src, tmp_path / "out2", "--target-size", str(small), "--weights", tiny_weights)
+    assert result.exit_code == 9 and result.stderr.count("FAIL") == 2 and "the smallest file is" in result.stderr
+    result = lcf_cli("batch", src, tmp_path / "out3", "--target-size", str(small), "--keep-nearest", "--weights",
+                     tiny_weights)
+    assert result.exit_code == 0 and result.stderr.count("NEAREST") == 2
+    assert sorted(p.stat().st_size for p in (tmp_path / "out3").rglob("*.lcf")) == sorted(sizes.values())
+    result = lcf_cli("batch", tmp_path / "out", tmp_path / "dec", "--to", "png", "--target-psnr", "30")
+    assert result.exit_code == 2 and "applies to encoding" in result.stderr
+
+
+@pytest.mark.parametrize("command, words", [
+    ("encode", ["--target-size", "--target-bpp", "--target-psnr", "--keep-nearest", "exit code 9",
+                "lcf encode photo.png -o photo.lcf --target-size 30KB -v"]),
+    ("batch", ["--target-size", "--target-psnr", "--keep-nearest", "lcf batch photos/ small/ --target-size 50KB"]),
+])
+def test_cli_help_teaches_targets(command, words):
+    result = lcf_cli(command, "--help")
+    text = " ".join(result.stdout.split())
+    for word in words:
+        assert word in text, word

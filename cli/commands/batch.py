@@ -34,6 +34,8 @@ from lcf_cli.common import (
     refuse_stdio,
     report_errors,
 )
+from lcf_cli.targets import KeepNearest, Quality, TargetBpp, TargetPsnr, TargetSize
+from lcf_cli.targets import choose as choose_target
 
 
 @report_errors
@@ -41,8 +43,11 @@ def batch(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder to read.", show_default=False)],
     dst: Annotated[Path, typer.Argument(metavar="DST", show_default=False,
                                         help="Folder to write (created if needed); sub-folders are mirrored.")],
-    quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
-                                           help="Quality when encoding, 1..7.")] = 4.0,
+    quality: Quality = None,
+    target_size: TargetSize = None,
+    target_bpp: TargetBpp = None,
+    target_psnr: TargetPsnr = None,
+    keep_nearest: KeepNearest = False,
     effort: Effort = 0,
     to: Annotated[str, typer.Option("--to", metavar="FORMAT",
                                     help="lcf = encode images; png, ppm, bmp, ... = decode .lcf files to that.")]
@@ -105,13 +110,21 @@ def batch(
     on a file system shared at the same paths); a worker killed mid-file loses nothing: its file is retried on
     another worker and written once. Without --scheduler/--cluster, Dask is not used.
 
+    --target-size, --target-bpp or --target-psnr (encoding; instead of --quality) chooses each file's quality as lcf
+    encode does; a file whose target no quality meets fails with exit code 9 (the others go on) unless
+    --keep-nearest, which writes its nearest file and lists it (NEAREST). --json gives each file's "quality",
+    "psnr" (for a PSNR target) and "target".
+
     [bold]Examples[/]
       lcf batch photos/ encoded/ --quality 5
       lcf batch encoded/ decoded/ --to png --workers 2
       lcf batch photos/ encoded/ --include '*.png' --exclude 'raw/*' --json
       lcf batch /shared/photos /shared/encoded --scheduler tcp://head:8786 --weights /shared/weights
       lcf batch photos/ encoded/ --cluster local:2
+      lcf batch photos/ small/ --target-size 50KB --keep-nearest
+      lcf batch photos/ encoded/ --target-psnr 32 --json
     """
+    quality, target = choose_target(quality, target_size, target_bpp, target_psnr, keep_nearest)
     refuse_stdio(src, dst)
     bar = _ProgressBar(decoding=to.lower() != "lcf")
     try:
@@ -119,7 +132,8 @@ def batch(
             report = api.batch(src, dst, quality=quality, effort=effort, to=to, include=tuple(include or ()),
                                exclude=tuple(exclude or ()), workers=workers, overwrite=overwrite, device=device,
                                decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar,
-                               follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster)
+                               follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster,
+                               target=target, keep_nearest=keep_nearest)
     except KeyboardInterrupt:
         err_console.print(f"interrupted after {bar.finished} file(s); every output written is complete: run the same "
                           "command again to resume")
@@ -133,6 +147,10 @@ def batch(
             err_console.print(f"SKIP  {entry.path}: {entry.reason}", markup=False)
         for item in report.failed:
             err_console.print(f"FAIL  {item.src}: {item.error}", markup=False)
+        for item in report.items:
+            outcome = getattr(item, "target", None)
+            if outcome is not None and not outcome.met:
+                err_console.print(f"NEAREST  {item.src}: {outcome.message}", markup=False)
         _print_summary(report)
     if report.failed:
         raise typer.Exit(report.failed[0].exit_code)

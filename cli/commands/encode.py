@@ -35,6 +35,9 @@ from lcf_cli.files import (
     read_stdin,
     write_stdout,
 )
+from lcf_cli.targets import KeepNearest, Quality, TargetBpp, TargetPsnr, TargetSize
+from lcf_cli.targets import choose as choose_target
+from lcf_cli.targets import describe as describe_target
 
 
 @report_errors
@@ -49,8 +52,11 @@ def encode(
     out_dir: Annotated[Path | None, typer.Option(
         "--output-dir", "-d", metavar="DIR", show_default=False,
         help="Folder for the outputs, DIR/<name>.lcf for each SRC (created if needed).")] = None,
-    quality: Annotated[float, typer.Option("--quality", "-q", min=1.0, max=7.0,
-                                           help="1 (smallest) .. 7 (best); any value in between.")] = 4.0,
+    quality: Quality = None,
+    target_size: TargetSize = None,
+    target_bpp: TargetBpp = None,
+    target_psnr: TargetPsnr = None,
+    keep_nearest: KeepNearest = False,
     effort: Effort = 0,
     device: Device = "cpu",
     decoder: Annotated[str | None, typer.Option(
@@ -81,6 +87,13 @@ def encode(
     --max-pixels refuses larger images before decoding them (0: no limit); the memory an image needs is capped
     too (8 GiB; LCF_MAX_MEMORY=<GiB> raises it).
 
+    Rate control: --target-size, --target-bpp or --target-psnr (one of them, instead of --quality) searches the
+    quality (on its 1/256 grid): the best quality within the size, or the smallest file whose decoded image (with
+    the recommended decoder) reaches the PSNR. The file is byte for byte what -q with the chosen quality writes; -v
+    and --json report the target, the quality, size, bpp and PSNR. A target no quality meets (a size below quality
+    1's file, a PSNR above the best) fails with exit code 9 and names the nearest reachable value; --keep-nearest
+    writes that file instead, with a warning. With --effort above 0 each probe of the search is refined (slow).
+
     [bold]Examples[/]
       lcf encode photo.png -o photo.lcf
       lcf encode photo.jpg -o photo.lcf --quality 5.5 -v
@@ -89,10 +102,14 @@ def encode(
       lcf encode scan.png -o scan.lcf --device cuda --decoder teacher
       convert photo.tif png:- | lcf encode - -o - > photo.lcf
       lcf encode pano.png -o pano.lcf --max-pixels 0
+      lcf encode photo.png -o photo.lcf --target-size 30KB -v  (the best quality within 30,000 bytes)
+      lcf encode photo.png -o photo.lcf --target-psnr 30 --json  (the smallest file at 30 dB or more)
+      lcf encode a.png b.png -d small/ --target-bpp 0.5 --keep-nearest
     """
+    quality, target = choose_target(quality, target_size, target_bpp, target_psnr, keep_nearest)
     pairs = plan(srcs, output, out_dir, ".lcf")
     options = {"quality": quality, "effort": effort, "device": device, "decoder": decoder, "weights": weights,
-               "measure": verbose, "max_pixels": max_pixels or None}
+               "measure": verbose, "max_pixels": max_pixels or None, "target": target, "keep_nearest": keep_nearest}
     if len(pairs) == 1:
         src, dst = pairs[0]
         check_pipes(src, dst, json=json)
@@ -139,11 +156,15 @@ def _tell(report: api.EncodeReport, effort: int, verbose: bool) -> None:
     src, dst = escape(label(report.src, "standard input")), escape(label(report.dst, "standard output"))
     for note in report.notes:
         err_console.print(f"note: {src}: {escape(note)}")
+    if report.target is not None and not report.target.met:
+        err_console.print(f"warning: {escape(report.target.message or '')}; wrote the nearest file, {dst}")
     if verbose:
         psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
         level = f", effort {effort}" if effort else ""
         err_console.print(f"{dst}: {report.width}x{report.height}, {report.bytes} bytes, "
                           f"{report.bpp:.4f} bpp{psnr}{level}, {report.seconds:.2f} s")
+        if report.target is not None:
+            err_console.print(f"{dst}: {escape(describe_target(report.target, report.quality, effort))}")
 
 
 class _RefineBar:
