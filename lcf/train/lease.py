@@ -119,7 +119,7 @@ class LeaseConfig:
     save_seconds: float = 120.0
     flush_seconds: float = 2.0
     print_seconds: float = 30.0
-    margin: float = 20.0
+    margin: float = 10.0
     store_dtype: str = "auto"
     seed: int = 0
     decode_threads: int = 0
