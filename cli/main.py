@@ -31,7 +31,8 @@ Run [bold]lcf COMMAND --help[/] for each command's options and examples.
 
 EPILOG = (
     "[bold]Exit codes[/]: 0 ok, 1 other lcf error, 2 usage, 3 not an lcf file or bad structure, 4 corrupt data, "
-    "5 size limit exceeded, 6 model mismatch, 7 unsupported input image, 8 file-system error, 130 interrupted."
+    "5 size limit exceeded, 6 model mismatch, 7 unsupported input image, 8 file-system error, 9 rate-control "
+    "target unreachable, 130 interrupted."
 )
 
 app = typer.Typer(

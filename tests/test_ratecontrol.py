@@ -393,3 +393,12 @@ def test_cli_help_teaches_targets(command, words):
     text = " ".join(result.stdout.split())
     for word in words:
         assert word in text, word
+
+
+def test_exit_code_9_is_documented():
+    from lcf_cli.main import EPILOG
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith(f"| {UnreachableTargetError.exit_code} "))
+    assert "UnreachableTargetError" in row and "--keep-nearest" in row
+    assert f"{UnreachableTargetError.exit_code} rate-control target unreachable" in EPILOG
