@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
-from lcf.codec import PAD, Codec
+from lcf.codec import Codec
+from lcf.container.header import PAD
 from lcf.image import load_image
 from lcf.nn.tiling import HEAD_DOWNSAMPLINGS, analyse_tiled
 

@@ -43,8 +43,7 @@ from lcf.bench.scripts import (
     write_fragment,
 )
 from lcf.codec import Codec, Symbols
-from lcf.container import Chunk, read_container, write_container
-from lcf.entropy import pack_bitmap
+from lcf.container import Chunk, encode_channel_bitmap, read_container, write_container
 from lcf.image import load_image
 from lcf.nn.students import latent_reading_convs, synthesise_coded
 
@@ -132,7 +131,7 @@ def _all_channels_coded(codec: Codec, data: bytes) -> bytes:
     symbols = codec.decode_symbols(container)
     full = Symbols(z_hat=symbols.z_hat, y_hat=symbols.y_hat, coded=np.ones_like(symbols.coded))
     hyper, anchor, nonanchor, _ = codec.code_symbols(full, estimate=False)
-    replaced = {"CMAP": pack_bitmap(full.coded), "HYPR": hyper, "ANCH": anchor, "NANC": nonanchor}
+    replaced = {"CMAP": encode_channel_bitmap(full.coded), "HYPR": hyper, "ANCH": anchor, "NANC": nonanchor}
     chunks = [Chunk(c.type, replaced.get(c.type, c.payload)) for c in container.chunks
               if c.type not in ("HEAD", "LEND")]
     return write_container(container.header, chunks)

@@ -35,7 +35,8 @@ import torch
 
 from lcf.bench.metrics import psnr
 from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
-from lcf.codec import Codec, Decoded, synthesis_memory_format
+from lcf.codec import Codec, Decoded
+from lcf.resources import synthesis_memory_format
 from lcf.errors import LcfError
 from lcf.image import load_image
 

@@ -6,7 +6,7 @@
 The image is resized (Lanczos) to each size: a 12-megapixel phone photo and a Kodak image cost the same per pixel
 in the transforms whatever they show; the entropy coding depends on the content a little. Every measurement runs in
 a fresh process (so that its peak resident memory is its own and PyTorch reads the huge-page setting anew), with
-these settings (``lcf.hugepages``, ``lcf.codec.synthesis_memory_format``):
+these settings (``lcf.hugepages``, ``lcf.resources.synthesis_memory_format``):
 
 - ``before``: no huge pages (``THP_MEM_ALLOC_ENABLE=0``), g_s in the default layout, the whole image at once;
 - ``huge pages``: huge pages only;   ``g_s channels_last``: the layout only;
@@ -46,9 +46,10 @@ import json, resource, sys, time
 args = json.loads(sys.argv[1])
 import torch
 import lcf.codec as codec_module
+import lcf.resources
 from lcf.container import read_container
 if not args["channels_last"]:
-    codec_module.synthesis_memory_format = lambda device: torch.contiguous_format
+    lcf.resources.synthesis_memory_format = lambda device: torch.contiguous_format
 torch.set_num_threads(args["threads"])
 codec = codec_module.Codec(args["weights"])
 if not args["tiles"]:

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
-from lcf.codec import PAD, Codec
+from lcf.codec import Codec
+from lcf.container.header import PAD
 from lcf.image import load_image
 
 

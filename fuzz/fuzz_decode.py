@@ -101,8 +101,7 @@ def escape_files(codec) -> list[bytes]:
     import numpy as np
 
     from lcf.codec import Symbols
-    from lcf.container import Chunk, Header, write_container
-    from lcf.entropy import pack_bitmap
+    from lcf.container import Chunk, Header, encode_channel_bitmap, write_container
 
     m, mz = codec.config.M, codec.config.Mz
     out = []
@@ -119,7 +118,7 @@ def escape_files(codec) -> list[bytes]:
         hyper, anchor, nonanchor, _ = codec.code_symbols(symbols)
         header = Header(width=w, height=h, color=k % 2, model_id=codec.weights.model_id, quality=1.0 + k,
                         decoder="teacher", latent_channels=m, hyper_channels=mz)
-        out.append(write_container(header, [Chunk("CMAP", pack_bitmap(coded)), Chunk("HYPR", hyper),
+        out.append(write_container(header, [Chunk("CMAP", encode_channel_bitmap(coded)), Chunk("HYPR", hyper),
                                              Chunk("ANCH", anchor), Chunk("NANC", nonanchor)]))
     return out
 
@@ -252,8 +251,7 @@ def symbols_file(codec, data: bytes):
     import numpy as np
 
     from lcf.codec import Symbols
-    from lcf.container import Chunk, Header, write_container
-    from lcf.entropy import pack_bitmap
+    from lcf.container import Chunk, Header, encode_channel_bitmap, write_container
     from lcf.errors import LcfError
 
     r = ByteReader(data)
@@ -276,7 +274,7 @@ def symbols_file(codec, data: bytes):
         hyper, anchor, nonanchor, _ = codec.code_symbols(symbols)
     except LcfError:  # the encoder's own guard: these z drive the entropy networks out of range
         return symbols, None
-    chunks = [Chunk("CMAP", pack_bitmap(coded)), Chunk("HYPR", hyper), Chunk("ANCH", anchor), Chunk("NANC", nonanchor)]
+    chunks = [Chunk("CMAP", encode_channel_bitmap(coded)), Chunk("HYPR", hyper), Chunk("ANCH", anchor), Chunk("NANC", nonanchor)]
     return symbols, write_container(header, chunks)
 
 

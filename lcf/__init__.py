@@ -6,13 +6,16 @@
     image = lcf.decode(data)                          # bytes (or a path) -> PIL image: RGB, RGBA, L or LA
     codec = lcf.Codec(device="cuda")                  # load the weights once, code many images
 
-    from PIL import Image                             # importing lcf registers the Pillow plugin:
+    from PIL import Image
+    import lcf.pillow                                 # registers the Pillow plugin (or lcf.register(...)):
     Image.open("photo.lcf").save("photo.png")         # Image.open / im.save("x.lcf", quality=4)
 
-Importing lcf is cheap: PyTorch is imported the first time an image is encoded or decoded (``lcf.Codec`` and
-``lcf.api`` are loaded on first use). The file-level functions the command line uses are in :mod:`lcf.api`.
-Importing lcf also asks PyTorch to back its large CPU tensors with huge pages where Linux offers them on request
-(:mod:`lcf.hugepages`; large images code much faster; ``THP_MEM_ALLOC_ENABLE=0`` in the environment turns it off).
+Importing lcf is cheap and changes nothing outside lcf: PyTorch is imported the first time an image is encoded or
+decoded (``lcf.Codec`` and ``lcf.api`` are loaded on first use), the Pillow plugin is registered by ``import
+lcf.pillow`` or :func:`lcf.register` (as pillow-heif's opener), and a codec, when it is made, asks PyTorch to back
+its large CPU tensors with huge pages where Linux offers them on request (:mod:`lcf.hugepages`; large images code
+much faster; ``THP_MEM_ALLOC_ENABLE=0`` in the environment turns it off). The file-level functions the command line
+uses are in :mod:`lcf.api`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from lcf import hugepages
 from lcf.errors import (
     CorruptDataError,
     FormatError,
@@ -32,9 +34,6 @@ from lcf.errors import (
     UnsupportedImageError,
     UsageError,
 )
-from lcf.pillow import register  # importing lcf.pillow registers the plugin with Pillow
-
-hugepages.enable()  # before PyTorch's first CPU allocation, which is when it reads the setting
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -87,7 +86,12 @@ def decode(
 
 
 def __getattr__(name: str) -> Any:
-    """``lcf.Codec`` and the submodules import PyTorch; load them only when first used."""
+    """``lcf.Codec`` and the submodules import PyTorch; load them only when first used. ``lcf.register`` is
+    :func:`lcf.pillow.register`: importing lcf.pillow registers the Pillow plugin, calling it sets its options."""
+    if name == "register":
+        from lcf.pillow import register
+
+        return register
     if name == "Codec":
         from lcf.codec import Codec
 

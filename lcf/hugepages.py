@@ -4,16 +4,17 @@ The transforms of a large image allocate and free tensors of hundreds of megabyt
 each one out as a fresh ``mmap``, so every layer pays one page fault per 4 KiB it touches: a 12-megapixel photo took
 twice as long per pixel to decode as a Kodak image (2-core AMD EPYC). PyTorch can back its large CPU allocations
 with 2 MiB pages instead (environment variable ``THP_MEM_ALLOC_ENABLE=1``: allocations of 2 MiB and more are aligned
-to 2 MiB and marked ``madvise(MADV_HUGEPAGE)``), 512 times fewer faults. Measured with ``benchmarks/large_images.py``
-(docs/BENCHMARKS.md, "Large images"): with huge pages alone a 12-megapixel decode took 58.9 -> 37.7 s at the same
-peak memory (±5 %); a Kodak-sized image peaks about 90 MiB higher.
+to 2 MiB and marked ``madvise(MADV_HUGEPAGE)``), 512 times fewer faults: large images decode much faster at the
+same peak memory, small ones peak a little higher (``benchmarks/large_images.py``; docs/BENCHMARKS.md, "Large
+images").
 
 :func:`enable` turns it on where the kernel leaves huge pages to the program (``madvise`` in
 ``/sys/kernel/mm/transparent_hugepage/enabled``, the default of most distributions); with ``always`` every large
 allocation gets them anyway, with ``never`` (or off Linux) nothing is done. A ``THP_MEM_ALLOC_ENABLE`` already in the
 environment is left as it is, so ``THP_MEM_ALLOC_ENABLE=0`` turns this off. PyTorch reads the variable once, at its
-first CPU allocation: ``import lcf`` calls :func:`enable`, which therefore takes effect unless the program had
-already made CPU tensors before importing lcf.
+first CPU allocation: a :class:`lcf.codec.Codec` calls :func:`enable` (through
+:func:`lcf.resources.use_huge_pages`) before it builds its networks, which therefore takes effect unless the program
+had already made CPU tensors before its first codec. ``import lcf`` alone changes nothing.
 """
 
 from __future__ import annotations

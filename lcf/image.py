@@ -204,6 +204,8 @@ def _from_file(opener: Callable[[], str | IO[bytes]], name: str, max_pixels: int
 
 
 def _open(opener: Callable[[], str | IO[bytes]], name: str) -> Image.Image:
+    import lcf.pillow  # noqa: F401  (registers the plugin: an .lcf file is an image lcf reads, as before issue 22)
+
     try:
         return Image.open(opener())
     except FileNotFoundError:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zlib
@@ -42,13 +43,20 @@ def _with_stream(data: bytes, kind: str, change) -> bytes:
 # -- lcf ---------------------------------------------------------------------------------------------------------
 
 
-def test_import_is_cheap_and_registers_the_pillow_plugin() -> None:
-    code = ("import sys, lcf; from PIL import Image; "
+def test_import_is_cheap_and_has_no_side_effects() -> None:
+    """``import lcf`` imports no PyTorch, registers nothing with Pillow and sets no environment variable (issue 22);
+    ``import lcf.pillow`` registers the plugin, and a codec asks for huge pages (lcf.resources.use_huge_pages)."""
+    code = ("import os, sys; before = dict(os.environ); import lcf; from PIL import Image; Image.init(); "
             "assert 'torch' not in sys.modules and 'lcf.codec' not in sys.modules, sorted(sys.modules); "
+            "assert dict(os.environ) == before, set(os.environ) ^ set(before); "
+            "assert 'LCF' not in Image.OPEN and 'lcf.pillow' not in sys.modules; "
+            "import lcf.pillow; "
             "assert 'LCF' in Image.OPEN and 'LCF' in Image.SAVE and Image.registered_extensions()['.lcf'] == 'LCF'; "
             "assert callable(lcf.encode) and callable(lcf.decode) and callable(lcf.register); "
             "assert 'torch' not in sys.modules")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                            env=env)
     assert result.returncode == 0, result.stderr
 
 
@@ -76,7 +84,7 @@ def test_decode_errors_are_lcf_errors(encoded: bytes, tiny_weights: Path, tmp_pa
         lcf.no_such_name  # noqa: B018
 
 
-def test_pillow_plugin_is_registered_by_import_lcf(encoded: bytes, tiny_weights: Path, tmp_path: Path) -> None:
+def test_pillow_plugin_is_registered_by_lcf_register(encoded: bytes, tiny_weights: Path, tmp_path: Path) -> None:
     path = tmp_path / "x.lcf"
     path.write_bytes(encoded)
     lcf.register(weights=str(tiny_weights))

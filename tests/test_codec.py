@@ -167,7 +167,7 @@ def test_memory_budget_is_checked_before_allocating(tiny_weights):
 def test_encoding_needs_less_memory_than_decoding(tiny_weights):
     """g_a in tiles to H/8 and the entropy parameters built a block at a time leave g_s's whole-image tensors at H/4
     as the larger peak: a budget between the two estimates encodes an image whose file it refuses to decode."""
-    from lcf.codec import memory_needed
+    from lcf.resources import memory_needed
     from lcf.errors import LimitError
 
     img = _image(256, 256, 0)
@@ -183,13 +183,14 @@ def test_encoding_needs_less_memory_than_decoding(tiny_weights):
 def test_cpu_analysis_runs_channels_last_and_writes_the_same_file(tiny_weights, monkeypatch):
     """The CPU layout of g_a is a speed choice: on these images the symbols, and so the file, stay the same."""
     import lcf.codec as codec_module
+    from lcf import resources
 
     img = make_rgb_array(96, 70, kind="mixed", seed=11)
     fast = codec_module.Codec(tiny_weights)
     data = fast.encode(img, 4.0)
     a = fast.decode(data).rgb
     assert fast.model.g_a[0].deform.offset.weight.is_contiguous(memory_format=torch.channels_last)
-    monkeypatch.setattr(codec_module, "analysis_memory_format", lambda device: torch.contiguous_format)
+    monkeypatch.setattr(resources, "analysis_memory_format", lambda device: torch.contiguous_format)
     plain = codec_module.Codec(tiny_weights)
     assert plain.encode(img, 4.0) == data
     assert np.array_equal(plain.decode(data).rgb, a)
@@ -199,6 +200,7 @@ def test_cpu_synthesis_runs_channels_last_within_the_specs_rounding(tiny_weights
     """The CPU layout of g_s is a speed choice: the same symbols, pixels within the spec's ±1 of the default layout
     (bit-identical on these images in practice), for every decoder and with latent refinement through g_s."""
     import lcf.codec as codec_module
+    from lcf import resources
 
     img = make_rgb_array(130, 97, kind="mixed", seed=5)
     fast = codec_module.Codec(tiny_weights)
@@ -209,7 +211,7 @@ def test_cpu_synthesis_runs_channels_last_within_the_specs_rounding(tiny_weights
     for n in names:
         convs = [p for p in fast.model.decoders[n].parameters() if p.dim() == 4 and p.shape[-1] > 1]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
-    monkeypatch.setattr(codec_module, "synthesis_memory_format", lambda device: torch.contiguous_format)
+    monkeypatch.setattr(resources, "synthesis_memory_format", lambda device: torch.contiguous_format)
     plain = codec_module.Codec(tiny_weights)
     for n in names:
         d = plain.decode(data, decoder=n)
@@ -219,14 +221,14 @@ def test_cpu_synthesis_runs_channels_last_within_the_specs_rounding(tiny_weights
 
 
 def test_integer_parameters_built_in_position_blocks_give_the_same_file(tiny_codec, monkeypatch):
-    """Codec._stream_params runs the PENs a block of positions at a time: any block size writes the same bytes
-    and decodes the same symbols (one position per block here, against one block for all)."""
-    import lcf.codec as codec_module
+    """lcf.latent_codec._stream_params runs the PENs a block of positions at a time: any block size writes the same
+    bytes and decodes the same symbols (one position per block here, against one block for all)."""
+    import lcf.latent_codec as latent_codec_module
 
     img = make_rgb_array(150, 90, kind="mixed", seed=8)
     data = tiny_codec.encode(img, 5.0)
     symbols = tiny_codec.decode(data).symbols
-    monkeypatch.setattr(codec_module, "PARAM_BLOCK", 1)
+    monkeypatch.setattr(latent_codec_module, "PARAM_BLOCK", 1)
     assert tiny_codec.encode(img, 5.0) == data
     again = tiny_codec.decode(data).symbols
     assert np.array_equal(again.y_hat, symbols.y_hat) and np.array_equal(again.z_hat, symbols.z_hat)
@@ -246,10 +248,11 @@ def test_encode_skips_the_rate_estimate_that_encode_with_stats_reports(tiny_code
 def test_large_images_decode_with_g_s_tiles_from_h8_within_the_specs_rounding(tiny_weights, monkeypatch):
     """Beyond DEEP_TILES_PIXELS the codec starts g_s's tiles one up-sampling earlier (H/8): the same symbols and
     pixels within the spec's ±1 of the whole pass; the memory estimate for decoding drops to encoding's."""
-    import lcf.codec as codec_module
+    import lcf.resources as resources_module
 
-    assert codec_module.synthesis_upsamplings(4096, 4096) == 2 and codec_module.synthesis_upsamplings(4160, 4096) == 3
-    big = codec_module.DEEP_TILES_PIXELS + 64 * 64
+    assert resources_module.synthesis_upsamplings(4096, 4096) == 2 \
+        and resources_module.synthesis_upsamplings(4160, 4096) == 3
+    big = resources_module.DEEP_TILES_PIXELS + 64 * 64
     assert memory_needed_at(big, decoding=True) == memory_needed_at(big) < memory_needed_at(big - 2 * 64 * 64, True)
     img = make_rgb_array(150, 200, kind="mixed", seed=23)
     whole = Codec(tiny_weights)
@@ -261,7 +264,7 @@ def test_large_images_decode_with_g_s_tiles_from_h8_within_the_specs_rounding(ti
     depths = []
     plan = tiling.tile_plan
     monkeypatch.setattr(tiling, "tile_plan", lambda g_s, m, up=None: depths.append(up) or plan(g_s, m, up))
-    monkeypatch.setattr(codec_module, "DEEP_TILES_PIXELS", 0)
+    monkeypatch.setattr(resources_module, "DEEP_TILES_PIXELS", 0)
     deep = Codec(tiny_weights)
     deep.synthesis_tile = 5
     assert np.abs(deep.decode(data).rgb.astype(int) - reference).max() <= 1
@@ -269,6 +272,6 @@ def test_large_images_decode_with_g_s_tiles_from_h8_within_the_specs_rounding(ti
 
 
 def memory_needed_at(pixels: int, decoding: bool = False) -> int:
-    from lcf.codec import memory_needed
+    from lcf.resources import memory_needed
 
     return memory_needed(64, pixels // 64, 16, 24, decoding)

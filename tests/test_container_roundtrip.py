@@ -120,6 +120,15 @@ def test_bitmap_is_msb_first() -> None:
     assert encode_channel_bitmap([True] + [False] * 7 + [False, True]) == b"\x80\x40"
 
 
+def test_channel_bitmap_rejects_bad_data() -> None:
+    with pytest.raises(FormatError, match="unused bits must be zero"):
+        decode_channel_bitmap(bytes([0xFF, 0x41]), 10)
+    with pytest.raises(FormatError):
+        decode_channel_bitmap(bytes([0xFF]), 10)
+    with pytest.raises(FormatError):
+        decode_channel_bitmap(bytes([0xFF, 0, 0]), 10)
+
+
 def test_head_byte_layout_is_pinned() -> None:
     """The layout documented in spec/lcf.md, "HEAD"; the worked example there is this header."""
     payload = pack_header(sample_header())

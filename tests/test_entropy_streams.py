@@ -1,4 +1,4 @@
-"""lcf.entropy.streams: mixture and z streams, escapes, bitmap, damaged data (spec/entropy.md, sections 6 to 9)."""
+"""lcf.entropy.streams: mixture and z streams, escapes, damaged data (spec/entropy.md, sections 6 to 9)."""
 
 import numpy as np
 import pytest
@@ -20,9 +20,7 @@ from lcf.entropy import (
     estimate_z_bits,
     int_params,
     mixture,
-    pack_bitmap,
     streams,
-    unpack_bitmap,
 )
 from lcf.entropy.params import ANCHOR_FAMILIES, NONANCHOR_FAMILIES, WEIGHT_TOTAL
 from lcf.errors import CorruptDataError
@@ -214,32 +212,3 @@ def test_z_damage_and_shape(ztables):
         encode_z_stream(np.zeros((15, 4, 4), int), ztables)
     with pytest.raises(ValueError):
         decode_z_stream(data, (16, 16), ztables)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# channel bitmap
-
-
-@given(st.lists(st.booleans(), max_size=300))
-def test_bitmap_round_trip(bits):
-    coded = np.array(bits, dtype=bool)
-    data = pack_bitmap(coded)
-    assert len(data) == (len(bits) + 7) // 8
-    assert np.array_equal(unpack_bitmap(data, len(bits)), coded)
-
-
-def test_bitmap_is_msb_first():
-    m = np.zeros(10, bool)
-    m[[0, 9]] = True
-    assert pack_bitmap(m) == bytes([0x80, 0x40])
-
-
-def test_bitmap_rejects_bad_data():
-    with pytest.raises(CorruptDataError, match="trailing"):
-        unpack_bitmap(bytes([0xFF, 0x41]), 10)
-    with pytest.raises(CorruptDataError):
-        unpack_bitmap(bytes([0xFF]), 10)
-    with pytest.raises(CorruptDataError):
-        unpack_bitmap(bytes([0xFF, 0, 0]), 10)
-    with pytest.raises(ValueError):
-        pack_bitmap(np.zeros(3, int))

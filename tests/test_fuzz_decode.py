@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lcf.codec import Codec, Symbols
-from lcf.container import Chunk, Header, Limits, read_container, write_container
-from lcf.entropy import pack_bitmap
+from lcf.container import Chunk, Header, Limits, encode_channel_bitmap, read_container, write_container
 from lcf.errors import CorruptDataError, FormatError, LcfError, LimitError
 
 _spec = importlib.util.spec_from_file_location("fuzz_decode", Path(__file__).parents[1] / "fuzz" / "fuzz_decode.py")
@@ -104,12 +103,12 @@ def test_any_symbols_make_a_file_that_decodes_to_them(fuzz_codec, data):
 
 def test_the_checker_catches_what_it_must(fuzz_codec, seeds, monkeypatch):
     """check_one flags a non-LcfError escaping, and the codec's last-resort wrapper firing."""
-    from lcf import codec as codec_module
+    from lcf import latent_codec as latent_codec_module
 
     def boom(*args, **kwargs):
         raise IndexError("index 7 is out of bounds")
 
-    monkeypatch.setattr(codec_module, "decode_mixture_stream", boom)
+    monkeypatch.setattr(latent_codec_module, "decode_mixture_stream", boom)
     with pytest.raises(fuzz.Finding, match="last-resort"):
         fuzz.check_one(fuzz_codec, seeds[2])
     monkeypatch.setattr(fuzz_codec, "decode", boom)
@@ -118,12 +117,12 @@ def test_the_checker_catches_what_it_must(fuzz_codec, seeds, monkeypatch):
 
 
 def test_unexpected_exceptions_become_corrupt_data(fuzz_codec, seeds, monkeypatch):
-    from lcf import codec as codec_module
+    from lcf import latent_codec as latent_codec_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("shape '[1, 8, 9, 4, 4]' is invalid")
 
-    monkeypatch.setattr(codec_module, "decode_z_stream", boom)
+    monkeypatch.setattr(latent_codec_module, "decode_z_stream", boom)
     for call in (lambda: fuzz_codec.decode(seeds[0]), lambda: fuzz_codec.decode_symbols(read_container(seeds[0]))):
         with pytest.raises(CorruptDataError, match=r"RuntimeError: shape '\[1, 8, 9, 4, 4\]' is invalid") as info:
             call()
@@ -221,7 +220,7 @@ def _symbols_file(codec: Codec, symbols: Symbols, width: int, height: int) -> by
     hyper, anchor, nonanchor, _ = codec.code_symbols(symbols)
     header = Header(width=width, height=height, color=0, model_id=codec.weights.model_id, quality=4.0,
                     decoder="teacher", latent_channels=codec.config.M, hyper_channels=codec.config.Mz)
-    return write_container(header, [Chunk("CMAP", pack_bitmap(symbols.coded)), Chunk("HYPR", hyper),
+    return write_container(header, [Chunk("CMAP", encode_channel_bitmap(symbols.coded)), Chunk("HYPR", hyper),
                                     Chunk("ANCH", anchor), Chunk("NANC", nonanchor)])
 
 

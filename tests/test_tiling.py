@@ -9,7 +9,8 @@ import torch
 from images import make_rgb_array
 from torch import nn
 
-from lcf.codec import Codec, analysis_tile, synthesis_tile
+from lcf.codec import Codec
+from lcf.resources import analysis_tile, synthesis_tile
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.layers import conv3x3, subpel_conv3x3
 from lcf.nn.students import build_decoder, student_arch, teacher_arch

@@ -76,17 +76,12 @@ class ChunkOrder:
 
 def check_bitmap(header: Header, payload: bytes, *, offset: int | None = None) -> None:
     """CMAP holds ceil(M/8) bytes, and the bits after channel M-1 are zero."""
-    if len(payload) != header.bitmap_length:
-        raise FormatError(f"CMAP is {len(payload)} bytes; {header.latent_channels} channels need "
-                          f"{header.bitmap_length}", chunk=fmt.CMAP, offset=offset)
-    unused = header.bitmap_length * 8 - header.latent_channels
-    if unused and payload[-1] & ((1 << unused) - 1):
-        raise FormatError(f"CMAP sets bits after channel {header.latent_channels - 1}; unused bits must be zero",
-                          chunk=fmt.CMAP, offset=offset)
+    decode_channel_bitmap(payload, header.latent_channels, offset=offset)
 
 
 def encode_channel_bitmap(coded: Sequence[bool]) -> bytes:
-    """CMAP payload: bit c (1 = channel c coded) in byte c >> 3 at bit 7 - (c & 7), most significant bit first."""
+    """CMAP payload: bit c (1 = channel c coded) in byte c >> 3 at bit 7 - (c & 7), most significant bit first; the
+    unused bits of the last byte zero. The one implementation of the channel bitmap (spec/lcf.md, "CMAP")."""
     out = bytearray(-(-len(coded) // 8))
     for c, flag in enumerate(coded):
         if flag:
@@ -94,8 +89,17 @@ def encode_channel_bitmap(coded: Sequence[bool]) -> bytes:
     return bytes(out)
 
 
-def decode_channel_bitmap(payload: bytes, channels: int) -> tuple[bool, ...]:
-    """Inverse of :func:`encode_channel_bitmap` for ``channels`` channels."""
+def decode_channel_bitmap(payload: bytes, channels: int, *, offset: int | None = None) -> tuple[bool, ...]:
+    """Inverse of :func:`encode_channel_bitmap` for ``channels`` channels; FormatError (chunk CMAP) for a payload
+    of another length than ceil(channels / 8) or with an unused bit set."""
+    need = -(-channels // 8)
+    if len(payload) != need:
+        raise FormatError(f"CMAP is {len(payload)} bytes; {channels} channels need {need}", chunk=fmt.CMAP,
+                          offset=offset)
+    unused = need * 8 - channels
+    if unused and payload[-1] & ((1 << unused) - 1):
+        raise FormatError(f"CMAP sets bits after channel {channels - 1}; unused bits must be zero",
+                          chunk=fmt.CMAP, offset=offset)
     return tuple(bool(payload[c >> 3] & (0x80 >> (c & 7))) for c in range(channels))
 
 

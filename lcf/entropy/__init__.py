@@ -15,8 +15,6 @@ from .streams import (
     encode_z_stream,
     estimate_bits,
     estimate_z_bits,
-    pack_bitmap,
-    unpack_bitmap,
 )
 from .tables import FamilyTables, ZTables, build_family_tables, build_z_tables
 
@@ -33,6 +31,4 @@ __all__ = [
     "estimate_bits",
     "estimate_z_bits",
     "int_params",
-    "pack_bitmap",
-    "unpack_bitmap",
 ]

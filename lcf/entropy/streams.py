@@ -1,4 +1,4 @@
-"""Streams of symbols <-> bytes: anchors / non-anchors (mixtures), hyper-latent z, channel bitmap (spec/entropy.md).
+"""Streams of symbols <-> bytes: anchors / non-anchors (mixtures) and the hyper-latent z (spec/entropy.md).
 
 Mixture stream layout, in decode order (the encoder pushes the same segments in reverse; ANS is a stack):
 
@@ -196,29 +196,6 @@ def estimate_z_bits(symbols: np.ndarray, tables: ZTables) -> float:
     return float(np.sum(CODER_BITS - np.log2(f))) + _escape_bits(np.abs(flat[escaped]) - lz)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# channel bitmap
-
-
-def pack_bitmap(coded: np.ndarray) -> bytes:
-    """bool (M,) -> ceil(M/8) bytes; channel c is bit 7 - (c & 7) of byte c >> 3 (MSB first); unused bits zero."""
-    a = np.asarray(coded)
-    if a.ndim != 1 or a.dtype != np.bool_:
-        raise ValueError(f"pack_bitmap needs a 1-D bool array, got {a.dtype} {a.shape}")
-    return np.packbits(a, bitorder="big").tobytes()
-
-
-def unpack_bitmap(data: bytes, m: int, what: str = "channel bitmap") -> np.ndarray:
-    """Inverse of ``pack_bitmap``; wrong length or a set unused trailing bit raises CorruptDataError."""
-    need = (m + 7) // 8
-    if len(data) != need:
-        raise CorruptDataError(f"{what}: {len(data)} bytes, expected {need} for {m} channels")
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="big")
-    if bits[m:].any():
-        raise CorruptDataError(f"{what}: unused trailing bits after channel {m - 1} are not zero")
-    return bits[:m].astype(bool)
-
-
 __all__ = [
     "decode_mixture_stream",
     "decode_z_stream",
@@ -226,6 +203,4 @@ __all__ = [
     "encode_z_stream",
     "estimate_bits",
     "estimate_z_bits",
-    "pack_bitmap",
-    "unpack_bitmap",
 ]

@@ -13,9 +13,9 @@ up to float rounding (a convolution routine may sum in another order for another
 
 The tail (for the teacher: RBUp ×2, RB, subpel ×2) holds 60–70 % of g_s's time and about three quarters of its
 peak memory (benchmarks/large_images.py); the head runs at H/16..H/4. Starting the tail one up-sampling earlier
-(H/8, ``upsamplings`` = 3) took another 540 MiB off a 12-megapixel decode but cost 12 % of g_s's time (the
-attention module at H/4 widens the teacher's halo from 3 to 6 tail pixels): the codec does so only for images
-beyond 16 Mi pixels (lcf.codec.synthesis_upsamplings). The halo is measured, not declared:
+(H/8, ``upsamplings`` = 3) lowers a large decode's peak further but costs g_s time (the attention module at H/4
+widens the teacher's halo from 3 to 6 tail pixels; docs/BENCHMARKS.md, "Large images"): the codec does so only for
+images beyond 16 Mi pixels (lcf.resources.synthesis_upsamplings). The halo is measured, not declared:
 :func:`dependency_radius` back-propagates from one output pixel block and reads how far the gradient reaches, so
 any student architecture gets its own. g_a is the mirror image (:func:`analyse_tiled`), with a fixed halo: its
 deformable offsets are learnt.

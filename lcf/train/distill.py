@@ -59,16 +59,17 @@ from lcf.nn.students import (
 )
 from lcf.train import checkpoint
 from lcf.train.data import CropSampler, find_images, load_images
-from lcf.train.loop import (
+from lcf.train.loop import (  # load_teacher and CHECKPOINT_KIND live in loop, which reads any run's model
+    CHECKPOINT_KIND,
     PRECISIONS,
     LevelWindow,
     learning_rate,
+    load_teacher,
     prepare_run,
     restore_progress,
     rng_states,
 )
 
-CHECKPOINT_KIND = "lcf-distill"
 KD_LOSSES = ("mse", "softmax")
 INITS = ("auto", "teacher", "slice", "scratch")
 
@@ -181,23 +182,6 @@ def teacher_digest(model: LcfModel) -> str:
         h.update(key.encode())
         h.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
-
-
-def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> tuple[LcfModel, dict]:
-    """The model of a training run's checkpoint (lcf.train.loop) and {run, step, train_config}.
-
-    ``run`` may also be a distillation run: then its pinned teacher is used, so that several students can be
-    distilled from one teacher while that teacher's training run goes on."""
-    if not checkpoint.exists(run):
-        raise TrainError(f"no teacher checkpoint in {run}; train one first (python -m lcf.train fit)")
-    ckpt = checkpoint.load_checkpoint(run, device)
-    if ckpt.get("kind") == CHECKPOINT_KIND:
-        model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
-        model.load_state_dict(ckpt["teacher_model"])
-        return model, ckpt["teacher_meta"]
-    model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model, {"run": str(run), "step": int(ckpt["step"]), "train_config": ckpt.get("train_config", {})}
 
 
 def _frozen(model: LcfModel) -> LcfModel:

@@ -22,17 +22,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lcf.errors import LcfError, TrainError
+from lcf.loader import load_model
 from lcf.nn import LcfModel, ModelConfig
-from lcf.nn.integer import INTEGER_PREFIXES, float_state
 from lcf.train import checkpoint
 from lcf.train.data import CropSampler, find_images, load_images
 from lcf.train.lease_files import load_z_density
 from lcf.train.losses import LossTerms, rate_distortion_loss
-from lcf.weights import ENCODER_PREFIXES, Weights, load_weights
+from lcf.weights import Weights, load_weights
 
 
 @dataclass
@@ -77,6 +76,7 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16")
+CHECKPOINT_KIND = "lcf-distill"  # the kind of a distillation run's checkpoint (lcf.train.distill)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -153,34 +153,22 @@ class LevelWindow:
 
 def model_from_folder(root: str | Path) -> tuple[LcfModel, Weights]:
     """The whole model of a weights folder (encoder, entropy networks, every decoder) as a float32 LcfModel, with the
-    folder; its entropy networks may be stored as integer layers (this lcf: dequantized, ``float_state``) or as float
-    tensors (before integer networks, model ids up to aaa070525e9b...). The factorized density of z comes from
-    ``z_density.safetensors`` when the folder has it (lease exports), else it stays untrained (``lcf.train.lease``
-    fits it to the folder's z tables). TrainError with the reason for a folder that is not a complete lcf weights
-    folder."""
+    folder (:func:`lcf.loader.load_model`, the codec's loader); its entropy networks may be stored as integer layers
+    (this lcf: dequantized) or as float tensors (before integer networks, model ids up to aaa070525e9b...). The
+    factorized density of z comes from ``z_density.safetensors`` when the folder has it (lease exports), else it
+    stays untrained (``lcf.train.lease`` fits it to the folder's z tables). TrainError with the reason for a folder
+    that is not a complete lcf weights folder."""
     try:
         weights = load_weights(root)
-        model = LcfModel(weights.manifest.model_config)
-        entropy = weights.entropy
-        state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in {**weights.encoder(), **entropy}.items()
-                 if k.startswith(ENCODER_PREFIXES + ("gain.",))
-                 or (k.startswith(INTEGER_PREFIXES) and v.dtype.kind == "f")}
-        if "h_s.0.shift" in entropy:
-            state.update(float_state(entropy))
-        for name in weights.decoder_names:
-            if name != "teacher":
-                model.add_decoder(name, weights.decoder_arch(name))
-            state.update({f"decoders.{name}.{k}": torch.from_numpy(v.astype(np.float32))
-                          for k, v in weights.decoder(name).items()})
+        model = load_model(weights)
     except LcfError as exc:
         raise TrainError(f"{root}: {exc}") from None
-    state.update(load_z_density(root))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("z_density.")]
-    if missing or unexpected:
-        raise TrainError(f"{root}: not a complete lcf weights folder "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return model.eval(), weights
+    density = load_z_density(root)
+    unexpected = sorted(set(density) - set(model.state_dict()))
+    if unexpected:
+        raise TrainError(f"{root}: not a complete lcf weights folder (unexpected {unexpected[:5]})")
+    model.load_state_dict(density, strict=False)
+    return model, weights
 
 
 def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
@@ -196,13 +184,28 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
     return model, int(weights.manifest.info.get("steps", 0))
 
 
+def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> tuple[LcfModel, dict]:
+    """The model of a training run's checkpoint (a fit run of this module) and {run, step, train_config}.
+
+    ``run`` may also be a distillation run: then its pinned teacher is used, so that several students can be
+    distilled from one teacher while that teacher's training run goes on."""
+    if not checkpoint.exists(run):
+        raise TrainError(f"no teacher checkpoint in {run}; train one first (python -m lcf.train fit)")
+    ckpt = checkpoint.load_checkpoint(run, device)
+    if ckpt.get("kind") == CHECKPOINT_KIND:
+        model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+        model.load_state_dict(ckpt["teacher_model"])
+        return model, ckpt["teacher_meta"]
+    model = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model, {"run": str(run), "step": int(ckpt["step"]), "train_config": ckpt.get("train_config", {})}
+
+
 def model_from_run(run: str | Path) -> tuple[LcfModel, int]:
     """The networks of another run's checkpoint (a fit run, or a distillation run's pinned teacher) and the step
     it reached: a new run can start from them (``--init-run``) with Adam afresh."""
     if not checkpoint.exists(run):
         raise TrainError(f"--init-run {run}: no checkpoint there")
-    from lcf.train.distill import load_teacher  # distill builds on this module
-
     model, meta = load_teacher(run)
     return model, int(meta["step"])
 

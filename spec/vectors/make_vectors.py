@@ -173,9 +173,9 @@ def int32_le(a: np.ndarray) -> bytes:
 
 def symbol_digests(symbols) -> dict:
     """Digests of lcf.codec.Symbols: z_hat and y_hat as int32 LE in (C, H, W) order, the bitmap as CMAP bytes."""
-    from lcf.entropy import pack_bitmap
+    from lcf.container import encode_channel_bitmap
 
-    cmap = pack_bitmap(np.asarray(symbols.coded, dtype=bool))
+    cmap = encode_channel_bitmap(np.asarray(symbols.coded, dtype=bool).tolist())
     return {
         "z_hat_shape": list(symbols.z_hat.shape),
         "z_hat_sha256": sha256(int32_le(symbols.z_hat)),
