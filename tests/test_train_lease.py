@@ -290,3 +290,15 @@ def test_the_same_command_trains_data_parallel_under_torchrun(shards, tmp_path):
     assert summary["mode_note"] == "graphs switched off" and summary["steps"] >= 6
     assert sorted(p.name for p in out.iterdir()) == sorted([EMA, "lease.log", RAW, STUDENTS, SUMMARY])
     assert "2 process(es)" in (out / "lease.log").read_text()
+
+
+def test_the_lease_needs_no_entropy_coder(tiny_weights, tmp_path):
+    """The lent GPU machine has torch but not constriction (a wheel would take carry space from the data): importing
+    the lease and starting it from a weights folder must not import the entropy coder."""
+    code = ("import sys; from lcf.train.lease import lease; from lcf.train.lease_files import start_point; "
+            f"start_point({str(tiny_weights)!r}, None); "
+            "bad = sorted(m for m in sys.modules if m == 'constriction' or m.startswith('lcf.entropy')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]

@@ -330,9 +330,8 @@ class Lease:
         return dtype
 
     # -- outputs --
-    def write(self, *, raw: LcfModel, ema: LcfModel | None, students: dict | None = None,
-              student_info: dict | None = None) -> None:
-        """The weights given, and the summary (main process only)."""
+    def write(self, *, raw: LcfModel, ema: LcfModel | None) -> None:
+        """The teacher's raw and EMA weights, and the summary (main process only)."""
         if not self.procs.main:
             return
         t = time.monotonic()
@@ -341,8 +340,6 @@ class Lease:
         self.files[RAW] = save_teacher(self.out / RAW, raw, self.dtype, which="raw", **common)
         self.files[EMA] = save_teacher(self.out / EMA, ema if ema is not None else raw, self.dtype, which="ema",
                                        **common)
-        if students is not None:
-            self.files[STUDENTS] = save_students(self.out / STUDENTS, students, self.dtype, **(student_info or {}))
         self.summary["seconds"]["write"] = round(self.summary["seconds"].get("write", 0.0) + time.monotonic() - t, 2)
         self.write_summary()
 
