@@ -163,7 +163,8 @@ MALFORMED = {
     "files as a string": (None, r"files must be a JSON object, got a string"),
     "not JSON": ('{"format": ', r"is not valid JSON"),
     "NaN level": (None, r"not valid JSON: NaN is not a JSON number"),
-    "infinite level": (None, r"model_config\.levels must hold positive finite numbers, got inf"),
+    "infinite level": (None, r"not valid JSON: the number 1e400 is beyond the range of a float"),
+    "negative level": (None, r"model_config\.levels must hold positive finite numbers, got -0\.5"),
     "a repeated key": ('{"format": "lcf-weights", "format": "lcf-weights", "version": 1}', r"appears twice"),
     "version true": ('{"format": "lcf-weights", "version": true}', r"format/version must be"),
     "deep nesting": ('{"format": "lcf-weights", "version": 1, "info": ' + "[" * 100_000 + "]" * 100_000 + "}",
@@ -183,6 +184,8 @@ def _malformed(case: str, manifest: dict) -> str | dict:
         return text
     if case == "files as a string":
         return {**manifest, "files": "entropy.safetensors"}
+    if case == "negative level":
+        return {**manifest, "model_config": {**manifest["model_config"], "levels": [-0.5]}}
     if case in ("NaN level", "infinite level"):
         return json.dumps(manifest).replace('"levels": [0.0016', '"levels": [' + case.split()[0].replace(
             "infinite", "1e400"))
