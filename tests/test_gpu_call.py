@@ -50,6 +50,10 @@ def test_prepare_copies_the_shards_and_a_validation_set_and_says_what_to_carry(t
     assert "carry: .data/val .data/shard-00 .data/shard-01" in done.stdout and "(limit 64 MiB" in done.stdout
     assert sorted(p.name for p in (work / ".data").iterdir()) == ["shard-00", "shard-01", "val"]
     assert sorted(p.name for p in (work / ".data" / "val").iterdir()) == ["80.png", "81.png", "82.png"]
+    again = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "2", "01"], cwd=work,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "already there: .data/shard-01" in again.stdout
+    assert len(list((work / ".data" / "val").iterdir())) == 3  # kept as it was
     refused = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "3", "08"], cwd=work,
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "validation shard" in refused.stderr

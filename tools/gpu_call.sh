@@ -46,12 +46,17 @@ prepare)
     mkdir -p .data
     for shard in "$@"; do
         [ "$shard" != "$val_shard" ] || { echo "shard-$shard is the validation shard: never train on it" >&2; exit 2; }
+        if [ -d ".data/shard-$shard" ]; then echo "already there: .data/shard-$shard"; continue; fi
         rm -rf ".data/shard-$shard.tmp"
         cp -r "$src/shard-$shard" ".data/shard-$shard.tmp" && mv -T ".data/shard-$shard.tmp" ".data/shard-$shard"
     done
-    rm -rf .data/val.tmp && mkdir .data/val.tmp
-    find "$src/shard-$val_shard" -maxdepth 1 -type f | sort | head -n "$val_files" | xargs -r cp -t .data/val.tmp
-    rm -rf .data/val && mv .data/val.tmp .data/val
+    if [ -d .data/val ]; then
+        echo "already there: .data/val (the validation set stays the same from lease to lease)"
+    else
+        rm -rf .data/val.tmp && mkdir .data/val.tmp
+        find "$src/shard-$val_shard" -maxdepth 1 -type f | sort | head -n "$val_files" | xargs -r cp -t .data/val.tmp
+        mv -T .data/val.tmp .data/val
+    fi
     tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
     carry=$(du -cb .data/val $(printf ".data/shard-%s " "$@") | tail -1 | cut -f1)
     echo "carry: .data/val $(printf ".data/shard-%s " "$@")"
