@@ -34,15 +34,13 @@ from lcf.container import (
     walk_chunks,
 )
 from lcf.container.limits import DEFAULT_MAX_PIXELS
-from lcf.effort import check_effort
 from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, ModelMismatchError, UsageError
 from lcf.fileio import atomic_write, io_error, read_bytes
+from lcf.options import check_device, check_effort, check_quality
 from lcf.ratecontrol import Outcome, Target, encode_to_target
 
 PathLike = str | os.PathLike[str]
 
-MIN_QUALITY, MAX_QUALITY = 1.0, 7.0
-_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 _FORMAT_NAME = re.compile(r"[a-z0-9]+")
 _COMMON_FORMATS = ("png", "ppm", "tiff", "webp", "bmp", "jpeg")
 _BYTES = (bytes, bytearray, memoryview)
@@ -496,19 +494,6 @@ def validate_file(
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
-
-
-def check_quality(quality: float) -> float:
-    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not math.isfinite(quality) \
-            or not MIN_QUALITY <= quality <= MAX_QUALITY:
-        raise UsageError(f"quality must be a number in {MIN_QUALITY:g}..{MAX_QUALITY:g}, got {quality!r}")
-    return float(quality)
-
-
-def check_device(device: str) -> str:
-    if not isinstance(device, str) or _DEVICE.fullmatch(device) is None:
-        raise UsageError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return device
 
 
 def _require_file(path: PathLike) -> Path:
