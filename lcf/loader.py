@@ -8,15 +8,18 @@ caller's (lcf.resources); every failure is a :class:`ModelMismatchError` that na
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from lcf.entropy import FamilyTables, ZTables
 from lcf.errors import ModelMismatchError
-from lcf.latent_codec import LatentCodec
 from lcf.nn import IntegerEntropyNet, LcfModel
 from lcf.nn.integer import INTEGER_PREFIXES, check_integer_arrays, float_state
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, float_layout
+
+if TYPE_CHECKING:
+    from lcf.latent_codec import LatentCodec
 
 NETWORK_PREFIXES = ENTROPY_PREFIXES[:-1]  # the gains and the entropy networks: every entropy key but the tables
 MIGRATION = ("these weights store the entropy networks as floats, the layout of lcf before integer entropy "
@@ -63,6 +66,11 @@ def entropy_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 def load_latent_codec(model: LcfModel, weights: Weights) -> LatentCodec:
     """The entropy model of ``weights``: its integer networks (checked) and tables as a :class:`LatentCodec`; their
     float equivalent and the gains are loaded into ``model`` (for encoder refinement and training)."""
+    # imported here, not above: load_model must not import the entropy coder (constriction), which the lent GPU
+    # machines that train (python -m lcf.train lease) do not have (tests/test_train_lease.py checks it)
+    from lcf.entropy import FamilyTables, ZTables
+    from lcf.latent_codec import LatentCodec
+
     arrays, config = weights.entropy, model.config
     if float_entropy_layout(arrays):
         raise ModelMismatchError(MIGRATION)
