@@ -1,5 +1,5 @@
 """``lcf batch`` on a Dask cluster: ``--scheduler ADDRESS`` (a running ``dask.distributed`` scheduler: started by
-``dask-scheduler``/``dask-worker``, Kubernetes, SLURM through dask-jobqueue, ...) or ``--cluster local[:N]`` (a
+``dask scheduler``/``dask worker``, Kubernetes, SLURM through dask-jobqueue, ...) or ``--cluster local[:N]`` (a
 ``LocalCluster`` of N worker processes on this machine, for a try). Imported by :func:`lcf.batch.executor_for` only
 then; Dask is the optional extra ``lcf[dask]``.
 
@@ -30,6 +30,8 @@ output) and the next run converts it.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
@@ -44,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lcf import api, errors, fileio
+from lcf import codec_cache, errors, fileio
 from lcf.batch import BatchItem, Done, Executor, _cores, _worker_died, check_decoder, convert
 from lcf.batchplan import Job, Settings
 from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
@@ -52,6 +54,8 @@ from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
 CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler
 WORKER_TIMEOUT = 60.0   # seconds to wait for a first worker to join it
 PROBE_TIMEOUT = 600.0   # seconds for every worker to load the weights and answer its probe
+LOST = (OSError, TimeoutError, concurrent.futures.CancelledError, asyncio.CancelledError)
+"""What talking to a scheduler that is gone raises (distributed's CommClosedError is an OSError)."""
 INSTALL = "pip install 'lcf[dask]' (Dask's distributed scheduler)"
 SHARED = ("SRC, DST and --weights must be paths that every worker sees, at the same place on every machine (a "
           "shared file system)")
@@ -112,7 +116,7 @@ def worker_name() -> str:
 
 
 def ready(settings: Settings, identity: Identity) -> WorkerProblem | None:
-    """Load the weights once per worker process (:func:`lcf.api.get_codec` keeps the codec) and check them against
+    """Load the weights once per worker process (:func:`lcf.codec_cache.get_codec` keeps the codec) and check them against
     the client's ``identity``; the answer is kept, so later tasks pay nothing."""
     key = (settings.weights, settings.device, settings.encode, settings.decoder, identity)
     with _ready_lock:  # one thread loads; the others of this process wait for it
@@ -129,7 +133,7 @@ def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | Non
         return WorkerProblem("LcfError", f"{where} runs lcf {__version__}, this client lcf {identity.version}: install "
                                          "the same lcf on every worker")
     try:
-        codec = api.get_codec(settings.weights, settings.device)
+        codec = codec_cache.get_codec(settings.weights, settings.device)
         model_id = codec.weights.model_id.hex()
         encoder_id = codec.weights.encoder_id().hex() if settings.encode else None
         names = codec.decoder_names
@@ -217,7 +221,7 @@ def parse_cluster(spec: str) -> int:
     if name == "local" and count.isdigit() and int(count) >= 1:
         return int(count)
     raise UsageError(f"--cluster takes 'local' (one worker process per core) or 'local:N' (N processes), got {spec!r}; "
-                     "for a cluster of machines, start dask-scheduler and dask-worker and pass --scheduler ADDRESS")
+                     "for a cluster of machines, start `dask scheduler` and `dask worker` and pass --scheduler ADDRESS")
 
 
 def _distributed() -> Any:
@@ -229,6 +233,15 @@ def _distributed() -> Any:
 
 
 Task = Callable[..., Any]
+
+
+def _quiet_logs() -> dict[str, int]:
+    """Only critical messages from distributed's loggers (each may have its own level); the levels to restore."""
+    names = ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return levels
 
 
 class DaskExecutor(Executor):
@@ -250,6 +263,7 @@ class DaskExecutor(Executor):
         self.host_threads: dict[str, int] = {}
         self.threads = 1
         self.token = uuid.uuid4().hex[:12]
+        self.log_levels: dict[str, int] = {}
 
     @property
     def where(self) -> str:
@@ -261,14 +275,26 @@ class DaskExecutor(Executor):
 
     def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
         distributed = _distributed()
+        self.log_levels = _quiet_logs()  # distributed's own tracebacks (a lost scheduler): lcf says what happened
         self._connect(distributed)
         try:
             self.client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
-        except (TimeoutError, OSError):
+        except TimeoutError:
             raise LcfError(f"no worker joined {self.where} within {WORKER_TIMEOUT:.0f} s: start workers with "
-                           f"`dask-worker {self.scheduler or 'ADDRESS'}`") from None
-        self._probe(settings, Path(os.path.abspath(src)), Path(os.path.abspath(jobs[0].src)),
-                    Path(os.path.abspath(dst)))
+                           f"`dask worker {self.scheduler or 'ADDRESS'}`") from None
+        except LOST as exc:
+            raise self._lost(exc, "while waiting for a worker") from None
+        try:
+            self._probe(settings, Path(os.path.abspath(src)), Path(os.path.abspath(jobs[0].src)),
+                        Path(os.path.abspath(dst)))
+        except LcfError:  # what the checks found (some of lcf's errors are OSErrors too)
+            raise
+        except LOST as exc:
+            raise self._lost(exc, "while checking its workers") from None
+
+    def _lost(self, exc: BaseException, when: str) -> LcfError:
+        return LcfError(f"lost {self.where} {when} ({type(exc).__name__}: {exc}); every output written is complete: "
+                        "run the same command again to resume")
 
     def _connect(self, distributed: Any) -> None:
         try:
@@ -280,8 +306,8 @@ class DaskExecutor(Executor):
             else:
                 self.client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise LcfError(f"cannot reach {self.where} ({type(exc).__name__}: {exc}); start one with `dask-scheduler` "
-                           "(it prints its address, tcp://HOST:8786) and workers with `dask-worker ADDRESS`") from None
+            raise LcfError(f"cannot reach {self.where} ({type(exc).__name__}: {exc}); start one with `dask scheduler` "
+                           "(it prints its address, tcp://HOST:8786) and workers with `dask worker ADDRESS`") from None
 
     def _workers(self) -> dict[str, Any]:
         """Address -> information of every worker of the cluster now."""
@@ -350,35 +376,46 @@ class DaskExecutor(Executor):
             return future
 
         try:
-            completed = as_completed([submit(job) for job in itertools.islice(todo, window)], loop=self.client.loop)
+            try:
+                completed = as_completed([submit(job) for job in itertools.islice(todo, window)],
+                                         loop=self.client.loop)
+            except LOST as exc:
+                raise self._lost(exc, "while submitting files") from None
             for future in completed:
                 job = futures.pop(future)
                 item = self._item(future, job)
-                future.release()
+                try:
+                    future.release()
+                    following = next(todo, None)
+                    if following is not None:
+                        completed.add(submit(following))
+                except LOST as exc:
+                    raise self._lost(exc, "while submitting files") from None
                 done(job, item)
-                following = next(todo, None)
-                if following is not None:
-                    completed.add(submit(following))
         finally:
             if futures:  # an error or Ctrl-C: what has not started is dropped; a running file finishes (complete)
                 with contextlib.suppress(Exception):
                     self.client.cancel(list(futures))
 
     def _item(self, future: Any, job: Job) -> BatchItem:
+        """The result of ``job``'s task; LcfError when the cluster lost it (the scheduler closed or restarted)."""
         from distributed import KilledWorker
 
-        if future.status == "finished":
-            result = future.result()
-            if isinstance(result, WorkerProblem):  # a worker that joined after the start, with other weights
-                raise result.exception()
-            return dataclasses.replace(result, src=job.src, dst=job.dst)
-        if future.status == "error":
-            error = future.exception()
-            if isinstance(error, KilledWorker):
-                return _worker_died(job)
-            return BatchItem(job.src, job.dst, "failed", f"internal error: {error!r}", 1)
-        raise LcfError(f"{self.where} dropped the task of {job.src} ({future.status}: the scheduler was restarted or "
-                       "lost this client); every output written is complete: run the same command again to resume")
+        try:
+            status = future.status
+            answer = future.result() if status == "finished" else future.exception() if status == "error" else None
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001  (the connection's errors, whatever their type)
+            answer, status = None, "lost"
+        if isinstance(answer, WorkerProblem):  # a worker that joined after the start, with other weights
+            raise answer.exception()
+        if isinstance(answer, BatchItem):
+            return dataclasses.replace(answer, src=job.src, dst=job.dst)
+        if isinstance(answer, KilledWorker):
+            return _worker_died(job)
+        if isinstance(answer, BaseException):
+            return BatchItem(job.src, job.dst, "failed", f"internal error: {answer!r}", 1)
+        raise LcfError(f"{self.where} dropped the task of {job.src} ({status}: the scheduler was closed or restarted, "
+                       "or lost this client); every output written is complete: run the same command again to resume")
 
     def close(self) -> None:
         for part in (self.client, self.cluster):  # the local cluster's workers stop here, before lcf cleans up
@@ -386,6 +423,9 @@ class DaskExecutor(Executor):
                 with contextlib.suppress(Exception):
                     part.close()
         self.client = self.cluster = None
+        for name, level in self.log_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self.log_levels = {}
 
 
 __all__ = ["DaskExecutor", "Identity", "WorkerProblem", "convert_task", "identity_of", "parse_cluster", "probe",

@@ -92,7 +92,7 @@ def test_without_scheduler_or_cluster_dask_is_never_imported(tmp_path: Path, tin
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom lcf_cli.main import app\n"
             f"r = CliRunner().invoke(app, ['batch', {str(src)!r}, {str(tmp_path / 'out')!r}, '--weights', "
             f"{str(tiny_weights)!r}, '--workers', '2'])\n"
-            "assert r.exit_code == 0, r.output\n"
+            "assert r.exit_code == 0, (r.exit_code, r.output, repr(r.exception))\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'lcf')))\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -207,6 +207,37 @@ def test_weights_of_another_model_on_a_worker_fail_before_any_file(cluster, tmp_
     assert result.exit_code == 6, result.output
     assert "worker tcp://127.0.0.1:" in result.output and "model id abababab" in result.output
     assert tree(tmp_path / "out") == {}  # nothing converted, the probe file deleted
+
+
+@needs_dask
+def test_a_lost_scheduler_stops_the_batch_with_a_message_and_no_traceback(tmp_path: Path, tiny_weights: Path) -> None:
+    import dask
+    from distributed import LocalCluster
+
+    src = build_tree(tmp_path / "src", 30, size=(160, 128), bad=False)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    # The scheduler and a worker thread live in this process (cheap to start); lcf batch runs in its own, and the
+    # scheduler is closed once the first output appears. The short connect timeout only shortens the cluster's own
+    # shutdown (its worker retries the closed scheduler).
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=":0",
+                         silence_logs=logging.ERROR) as local:
+        command = [sys.executable, "-m", "lcf_cli.main", "batch", str(src), str(out), "--weights", str(tiny_weights),
+                   "--scheduler", local.scheduler_address]
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 300
+            while not list(out.rglob("*.lcf")) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            local.sync(local.scheduler.close)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+    assert proc.returncode == 1, stderr
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr, stderr
+    written = tree(out)
+    assert 1 <= len(written) < 30 and not [n for n in written if is_temp_name(Path(n).name)]
 
 
 def test_a_worker_checks_its_weights_against_the_clients(tmp_path: Path, tiny_weights: Path) -> None:
