@@ -23,12 +23,19 @@ codec's last-resort wrapper, ``lcf.codec.UNEXPECTED``). Checked for every case: 
 the decode, a failed decode leaves no output and no temporary file, the user's file beside it is unchanged; the
 slowest case and the process's peak RSS (which includes PyTorch and the weights) are reported. Targets (docs/SECURITY.md):
 every damage of the first four classes caught, no crash, no hang, peak RSS under 1 GiB, no user file touched.
+
+**Decompression bombs** (``--bombs``): valid files whose symbols are all zero claim an image of each size (a few
+kB for megapixels); each is decoded in a fresh process, with the default memory budget and with
+``LCF_MAX_MEMORY=1`` (GiB), and its outcome, time and peak RSS are reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import subprocess
 import random
 import resource
 import sys
@@ -107,6 +114,7 @@ class Folder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(exist_ok=True)
         self.src, self.dst, self.user = root / "in.lcf", root / "out.png", root / "holiday.png"
         Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(self.user)
         self.user_digest = hashlib.sha256(self.user.read_bytes()).digest()
@@ -161,11 +169,62 @@ def synthetic(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(rgb.astype(np.uint8))
 
 
+def bomb(codec, side: int) -> bytes:
+    """A valid file of a ``side`` x ``side`` image whose z and y are all zero (no channel coded)."""
+    from lcf.codec import Symbols
+    from lcf.container import Chunk, Header, encode_channel_bitmap, write_container
+
+    m, mz, cells = codec.config.M, codec.config.Mz, -(-side // 64)
+    z, y = np.zeros((mz, cells, cells), np.int32), np.zeros((m, 4 * cells, 4 * cells), np.int32)
+    coded = np.zeros(m, bool)
+    hyper, anchor, nonanchor, _ = codec.code_symbols(Symbols(z, y, coded), estimate=False)
+    header = Header(width=side, height=side, color=0, model_id=codec.weights.model_id, quality=4.0,
+                    decoder=codec.weights.default_decoder, latent_channels=m, hyper_channels=mz)
+    return write_container(header, [Chunk("CMAP", encode_channel_bitmap(coded)), Chunk("HYPR", hyper),
+                                    Chunk("ANCH", anchor), Chunk("NANC", nonanchor)])
+
+
+def bomb_worker(src: str, weights: str | None) -> None:
+    """Decode ``src`` as ``lcf decode`` does; print the outcome, seconds and peak RSS as JSON."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            api.decode_file(src, Path(tmp) / "out.png", weights=weights)
+            outcome = "decoded"
+        except LcfError as exc:
+            outcome = f"{type(exc).__name__} (exit {exc.exit_code})"
+    print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - start,
+                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def bombs(codec, sides: list[int], weights: str | None, tmp: Path) -> list[str]:
+    rows = ["| claimed image | file bytes | LCF_MAX_MEMORY | outcome | seconds | peak RSS MiB |",
+            "|---|---:|---|---|---:|---:|"]
+    for side in sides:
+        path = tmp / f"bomb-{side}.lcf"
+        path.write_bytes(bomb(codec, side))
+        for budget in (None, "1"):
+            env = dict(os.environ)
+            env.pop("LCF_MAX_MEMORY", None)
+            if budget:
+                env["LCF_MAX_MEMORY"] = budget
+            done = subprocess.run([sys.executable, __file__, "--bomb-worker", str(path), weights or ""], env=env,
+                                  capture_output=True, text=True, check=True)
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(f"| {side}x{side} ({side * side / 1e6:.1f} MP) | {path.stat().st_size:,} | "
+                        f"{budget or 'unset (8 GiB)'} | {r['outcome']} | {r['seconds']:.1f} | {r['rss_mib']:,.0f} |")
+    return rows
+
+
 def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f} %" if whole else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--bomb-worker"]:
+        bomb_worker(argv[1], argv[2] or None)
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
     p.add_argument("--images", type=Path, default=None, help="folder of larger test images (e.g. Kodak PNGs)")
@@ -177,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-deep", type=int, default=200,
                    help="random cases per larger file of the CRC-recomputed class (each is a whole decode)")
     p.add_argument("--classes", default=",".join(CLASSES), help="some of: " + ", ".join(CLASSES))
+    p.add_argument("--bombs", default="1024,4096", help="sides of the decompression bombs ('' for none)")
     p.add_argument("--seed", type=int, default=20)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/corruption_sweep.md"))
@@ -203,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows, totals = [], {c: Tally() for c in classes}
     with tempfile.TemporaryDirectory(prefix="lcf-sweep-") as tmp:
-        folder = Folder(Path(tmp))
+        bomb_rows = bombs(codec, [int(s) for s in args.bombs.split(",") if s], weights, Path(tmp))
+        folder = Folder(Path(tmp) / "user")
         for name, image, every in sources:
             data = codec.encode(image, args.quality)
             reference = codec.decode(data).rgb
@@ -239,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     md += ["", f"Peak RSS of the sweep process: {peak / 1024:,.0f} MiB ({rss_start / 1024:,.0f} MiB after loading "
            f"PyTorch and the entropy model, before the first decode). Findings: {len(findings)}."]
     md += [f"* {f}" for f in sorted(set(findings))[:20]]
+    if len(bomb_rows) > 2:
+        md += ["", "Decompression bombs (each decoded in a fresh process):", "", *bomb_rows]
     md += ["", f"Wall time {time.perf_counter() - start:.0f} s."]
     write_fragment(args.out, md)
     return 1 if findings else 0
