@@ -4,7 +4,7 @@ Every function raises only :class:`lcf.errors.LcfError` subclasses for problems 
 become :class:`LcfIOError`). Outputs are written atomically: to a temporary file in the destination's folder, renamed
 into place only when complete (:mod:`lcf.fileio`); an output is never the input (:func:`check_output`).
 
-A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call. Encoding uses the
+A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call (:mod:`lcf.codec_cache`). Encoding uses the
 packaged (newest) model unless ``weights`` (or ``$LCF_WEIGHTS``) names a folder; decoding, without them, uses the
 installed folder whose model id is the file's (:mod:`lcf.models`: the packaged model, released older models,
 ``$LCF_WEIGHTS_PATH``), so files of every released model decode.
@@ -12,151 +12,37 @@ installed folder whose model id is the file's (:mod:`lcf.models`: the packaged m
 
 from __future__ import annotations
 
-import functools
 import io
-import math
 import os
 import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from lcf.container import (
     ChunkInfo,
     Container,
-    Header,
     Limits,
     read_container,
     read_header_only,
     snap_quality,
     walk_chunks,
 )
+from lcf.codec_cache import codec_for_data, codec_for_model, get_codec
 from lcf.container.limits import DEFAULT_MAX_PIXELS
-from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, ModelMismatchError, UsageError
+from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, UsageError
 from lcf.fileio import atomic_write, io_error, read_bytes
 from lcf.options import check_device, check_effort, check_quality
-from lcf.ratecontrol import Outcome, Target, encode_to_target
+from lcf.ratecontrol import Target, encode_to_target
+from lcf.reports import BatchItem, BatchReport, DecodeReport, EncodeReport, FileInfo, psnr
 
 PathLike = str | os.PathLike[str]
 
 _FORMAT_NAME = re.compile(r"[a-z0-9]+")
 _COMMON_FORMATS = ("png", "ppm", "tiff", "webp", "bmp", "jpeg")
 _BYTES = (bytes, bytearray, memoryview)
-
-
-@dataclass(frozen=True)
-class EncodeReport:
-    """What :func:`encode_file` did. ``bytes`` is the size of the .lcf file; ``bpp`` = bytes * 8 / pixels; ``notes``
-    what was changed in the image to code it (16 -> 8 bits, palette or CMYK -> RGB, ...; :mod:`lcf.image`)."""
-
-    src: Path
-    dst: Path
-    width: int
-    height: int
-    bytes: int
-    bpp: float
-    psnr: float | None
-    seconds: float
-    notes: tuple[str, ...] = ()
-    quality: float | None = None        # stored in the file (the 1/256 grid): the one asked for, or a target's
-    target: Outcome | None = None       # what a target came to (lcf.ratecontrol), None without one
-
-
-@dataclass(frozen=True)
-class DecodeReport:
-    """What :func:`decode_file` did; ``decoder`` is the name of the decoder (g_s variant) that was used; ``notes``
-    what a user should know (the file's recommended decoder missing from the weights: :class:`DecoderFallbackWarning`).
-    """
-
-    src: Path
-    dst: Path
-    width: int
-    height: int
-    decoder: str
-    seconds: float
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One file of a batch: ``status`` is "ok", "skipped" (output exists) or "failed" (see ``error``)."""
-
-    src: Path
-    dst: Path
-    status: str
-    error: str | None = None
-    exit_code: int = 0
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    items: tuple[BatchItem, ...] = ()
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> tuple[BatchItem, ...]:
-        return tuple(item for item in self.items if item.status == "failed")
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """What ``lcf info`` shows: the header, the chunks that could be framed, and the first problem, if any."""
-
-    path: Path
-    size: int
-    header: Header
-    chunks: tuple[ChunkInfo, ...]
-    error: LcfError | None = field(default=None, compare=False)
-
-
-@functools.lru_cache(maxsize=4)
-def _codec_for(weights: str | None, device: str):
-    from lcf.codec import Codec  # torch is imported only when a codec is needed
-
-    return Codec(weights, device=device)
-
-
-def get_codec(weights: PathLike | None = None, device: str = "cpu"):
-    """The :class:`lcf.codec.Codec` for a weights folder (default: ``$LCF_WEIGHTS``, else the packaged, newest
-    model) on ``device``: the one that encodes. Kept per folder and device."""
-    from lcf.models import encoding_root
-
-    check_device(device)
-    return _codec_for(str(encoding_root(weights).resolve()), device)
-
-
-def codec_for_model(model_id: bytes, weights: PathLike | None = None, device: str = "cpu"):
-    """The :class:`lcf.codec.Codec` that decodes files of ``model_id``: ``weights`` (or ``$LCF_WEIGHTS``) when
-    given, which must hold that model, else the installed folder of that model (:func:`lcf.models.decoding_root`;
-    only manifests are read to find it). ModelMismatchError names the model and where to get it when none does."""
-    from lcf.models import decoding_root
-
-    check_device(device)
-    return _codec_for(str(decoding_root(model_id, weights).resolve()), device)
-
-
-def codec_for_data(data: bytes, weights: PathLike | None = None, device: str = "cpu", limits: Limits | None = None):
-    """:func:`codec_for_model` for the model id in the header of the .lcf file ``data``. A file whose model is
-    not installed is read whole first, so that a damaged file reports the damage (CorruptDataError) rather than a
-    model id that may be damaged itself."""
-    limits = limits or Limits()
-    header = read_header_only(data, limits)
-    try:
-        return codec_for_model(header.model_id, weights, device)
-    except ModelMismatchError:
-        read_container(data, limits)
-        raise
-
-
-def psnr(a, b) -> float:
-    """PSNR in dB over all pixels and channels of two uint8 arrays of the same shape (inf when equal)."""
-    import numpy as np
-
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 # -- codec-dependent -----------------------------------------------------------------------------------------------
@@ -553,9 +439,11 @@ __all__ = [
     "decode_to_bytes",
     "encode_file",
     "encode_to_bytes",
+    "get_codec",
     "inspect_file",
     "io_error",
     "output_format",
+    "psnr",
     "read_bytes",
     "require_parent",
     "validate_deep",

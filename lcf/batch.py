@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lcf import api, fileio
+from lcf import codec_cache, fileio, reports
 from lcf.batchplan import Job, LeftOut, Plan, Settings, check_folders, make_plan, settings_for
 from lcf.container import Limits, snap_quality
 from lcf.errors import LcfError, LimitError, UsageError
@@ -62,7 +62,7 @@ BUSY = "another lcf process is writing its output"
 
 
 @dataclass(frozen=True)
-class BatchItem(api.BatchItem):
+class BatchItem(reports.BatchItem):
     """One file of a batch (see :class:`lcf.api.BatchItem`) with sizes: ``bytes_in`` of the source, ``bytes_out`` of
     the output; ``pixels`` = width * height and ``bpp`` = bits of the .lcf file per pixel, for converted files;
     ``note`` says why a file was skipped (:data:`EXISTS`, :data:`BUSY`); ``notes`` what was changed in an encoded
@@ -87,7 +87,7 @@ class BatchItem(api.BatchItem):
 
 
 @dataclass(frozen=True)
-class BatchReport(api.BatchReport):
+class BatchReport(reports.BatchReport):
     """Every file of a batch in sorted order of its source path, and totals. ``to`` is "lcf" when encoding, else the
     image format decoded to; ``ignored`` counts files left out for their type; ``left_out`` lists the entries of SRC
     not read for safety (symlinks leaving SRC, broken ones, special files); ``cleaned`` counts the temporary files
@@ -99,11 +99,11 @@ class BatchReport(api.BatchReport):
     left_out: tuple[LeftOut, ...] = ()
 
     @property
-    def done(self) -> tuple[api.BatchItem, ...]:
+    def done(self) -> tuple[reports.BatchItem, ...]:
         return tuple(item for item in self.items if item.status == "ok")
 
     @property
-    def skipped(self) -> tuple[api.BatchItem, ...]:
+    def skipped(self) -> tuple[reports.BatchItem, ...]:
         return tuple(item for item in self.items if item.status == "skipped")
 
     @property
@@ -139,7 +139,7 @@ class BatchReport(api.BatchReport):
                 "mean_bpp": self.mean_bpp, "seconds": self.seconds, "cleaned_temp_files": self.cleaned}
 
 
-Progress = Callable[[api.BatchItem], None]
+Progress = Callable[[reports.BatchItem], None]
 """Called once per file, in the order files finish. If the callable also has a ``start(todo: int)`` method, that is
 called once with the number of files to convert, after the files decided without converting them (skipped, or
 failed before conversion) have been reported and before the first conversion starts."""
@@ -187,7 +187,7 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
     except LcfError as exc:
         return BatchItem(src, dst, "failed", str(exc), exc.exit_code, time.perf_counter() - start, _size(src))
     except OSError as exc:
-        error = api.io_error(exc, src)
+        error = fileio.io_error(exc, src)
         return BatchItem(src, dst, "failed", str(error), error.exit_code, time.perf_counter() - start, _size(src))
     except MemoryError:
         error = LimitError(f"{src}: not enough memory to convert this file")
@@ -207,7 +207,7 @@ def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
 
     size_in = src.stat().st_size
     prepared = load_image(src, max_pixels=settings.limits.max_pixels)
-    codec = api.get_codec(settings.weights, settings.device)
+    codec = codec_cache.get_codec(settings.weights, settings.device)
     if settings.target is None:
         data = codec.encode(prepared, settings.quality, settings.decoder, settings.effort)
         extra: dict[str, Any] = {"quality": snap_quality(settings.quality)}
@@ -225,8 +225,8 @@ def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
                                                                           dict[str, Any]]:
     from lcf.image import write_image
 
-    data = api.read_bytes(src, settings.limits)
-    codec = api.codec_for_data(data, settings.weights, settings.device, settings.limits)  # by the file's model id
+    data = fileio.read_bytes(src, settings.limits)
+    codec = codec_cache.codec_for_data(data, settings.weights, settings.device, settings.limits)  # by the file's model id
     decoded = codec.decode(data, settings.decoder, settings.limits)
     image = decoded.to_pil()
     write_image(image, held.file, settings.format or "", name=str(held.path))
@@ -424,7 +424,7 @@ class LocalExecutor(Executor):
     def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
         self.processes = min(self.workers, len(jobs))
         if self.processes <= 1:
-            names = api.get_codec(settings.weights, settings.device).decoder_names
+            names = codec_cache.get_codec(settings.weights, settings.device).decoder_names
         else:
             from lcf.weights import load_weights
 
@@ -469,8 +469,8 @@ def executor_for(workers: int = 1, scheduler: str | None = None, cluster: str | 
 
 
 def run(
-    src: api.PathLike,
-    dst: api.PathLike,
+    src: fileio.PathLike,
+    dst: fileio.PathLike,
     *,
     quality: float = 4.0,
     to: str = "lcf",
@@ -480,7 +480,7 @@ def run(
     overwrite: bool = False,
     device: str = "cpu",
     decoder: str | None = None,
-    weights: api.PathLike | None = None,
+    weights: fileio.PathLike | None = None,
     limits: Limits | None = None,
     progress: Progress | None = None,
     effort: int = 0,
@@ -510,9 +510,9 @@ def run(
     plan = make_plan(src_path, dst_path, settings, include, exclude, follow_symlinks=follow_symlinks)
     outputs = [job.dst for job in (*plan.jobs, *plan.exists)]
     cleaned = clean_stale_temps(outputs) if dst_path.is_dir() else 0
-    items: dict[int, api.BatchItem] = {}
+    items: dict[int, reports.BatchItem] = {}
 
-    def report(index: int, item: api.BatchItem) -> None:
+    def report(index: int, item: reports.BatchItem) -> None:
         items[index] = item
         if progress is not None:
             progress(item)
@@ -523,7 +523,7 @@ def run(
             try:
                 dst_path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise api.io_error(exc, dst_path) from None
+                raise fileio.io_error(exc, dst_path) from None
             executor.start(settings, src_path, dst_path, plan.jobs)
         for index, item in _decided(plan, dst_path):
             report(index, item)
@@ -547,7 +547,7 @@ def _decided(plan: Plan, dst: Path) -> list[tuple[int, BatchItem]]:
     decided += [(job.index, BatchItem(job.src, job.dst, "failed", str(error), error.exit_code))
                 for job, error in plan.blocked]
     for k, error in enumerate(plan.unreadable):
-        failure = api.io_error(error)
+        failure = fileio.io_error(error)
         decided.append((plan.size + k, BatchItem(Path(error.filename or dst), dst, "failed", str(failure),
                                                  failure.exit_code)))
     return sorted(decided, key=lambda pair: pair[0])

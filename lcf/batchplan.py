@@ -33,10 +33,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from lcf import api
 from lcf.container import Limits
 from lcf.errors import LcfIOError, UsageError
-from lcf.fileio import is_temp_name
+from lcf.fileio import PathLike, is_temp_name
+from lcf.options import check_device, check_effort, check_quality
 from lcf.ratecontrol import Target
 
 LCF_SUFFIX = ".lcf"
@@ -95,13 +95,13 @@ class Plan:
 
 
 def settings_for(
-    to: str, quality: float, decoder: str | None, device: str, weights: api.PathLike | None, limits: Limits | None,
+    to: str, quality: float, decoder: str | None, device: str, weights: PathLike | None, limits: Limits | None,
     effort: int = 0, overwrite: bool = False, target: Target | None = None, keep_nearest: bool = False,
 ) -> Settings:
     """Check the options (UsageError) and fix what each conversion needs."""
-    api.check_quality(quality)
-    api.check_effort(effort)
-    api.check_device(device)
+    check_quality(quality)
+    check_effort(effort)
+    check_device(device)
     if target is not None and not isinstance(target, Target):
         raise UsageError(f"target must be an lcf.ratecontrol.Target, got {type(target).__name__}")
     if keep_nearest and target is None:

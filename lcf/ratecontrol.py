@@ -43,6 +43,7 @@ from lcf.constants import DEFAULT_QUALITY, MAX_QUALITY, MIN_QUALITY
 from lcf.container.header import QUALITY_SCALE
 from lcf.errors import UnreachableTargetError, UsageError
 from lcf.options import check_effort
+from lcf.reports import psnr
 
 if TYPE_CHECKING:
     from lcf.codec import Analysis, Codec, Symbols
@@ -270,8 +271,6 @@ class _Probes:
 
     def residual(self, k: int) -> float:
         """log(bytes) − log(limit + ½) for sizes (< 0 iff it fits), PSNR − target for PSNR (< 0 iff it misses)."""
-        from lcf.api import psnr
-
         quality = k / QUALITY_SCALE
         symbols = self.codec.symbols_at(self.analysis, quality, self.effort, self.decoder, self.progress)
         if self.limit is not None:
@@ -323,8 +322,6 @@ def encode_to_target(codec: Codec, image: Any, target: Target, *, decoder: str |
 
     Raises UnreachableTargetError (exit code 9) when no quality meets the target, unless ``keep_nearest``; and
     whatever :meth:`Codec.encode` raises."""
-    from lcf.api import psnr
-
     if not isinstance(target, Target):
         raise UsageError(f"target must be an lcf.ratecontrol.Target, got {type(target).__name__}")
     effort = check_effort(effort)

@@ -101,6 +101,7 @@ def test_conversion_notes_for_every_input(tmp_path: Path, photos: list[Path], ti
 
 def test_the_weights_are_loaded_once(tmp_path: Path, photos: list[Path], tiny_weights: Path, monkeypatch) -> None:
     import lcf.codec
+    import lcf.codec_cache
 
     made = []
 
@@ -110,12 +111,12 @@ def test_the_weights_are_loaded_once(tmp_path: Path, photos: list[Path], tiny_we
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(lcf.codec, "Codec", Counting)
-    api._codec_for.cache_clear()
+    lcf.codec_cache._codec_for.cache_clear()
     try:
         result = CliRunner().invoke(app, ["encode", *map(str, photos), "-d", str(tmp_path / "out"),
                                           "--weights", str(tiny_weights)])
     finally:
-        api._codec_for.cache_clear()
+        lcf.codec_cache._codec_for.cache_clear()
     assert result.exit_code == 0, result.output
     assert len(made) == 1 and len(list((tmp_path / "out").iterdir())) == 3
 

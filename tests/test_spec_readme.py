@@ -34,11 +34,11 @@ def test_the_section_has_examples_of_every_entry_point() -> None:
 
 @pytest.fixture
 def fresh_codecs():
-    """lcf.api caches one Codec per weights folder; keep the tiny-weights one out of other tests."""
-    import lcf.api
+    """lcf.codec_cache keeps one Codec per weights folder; keep the tiny-weights one out of other tests."""
+    import lcf.codec_cache
     import lcf.pillow
 
-    cache = getattr(lcf.api, "_codec_for", None)
+    cache = getattr(lcf.codec_cache, "_codec_for", None)
     if cache is not None:
         cache.cache_clear()
     yield

@@ -33,10 +33,12 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from lcf.errors import LcfError, TrainError
+from lcf.loader import load_model
 from lcf.manifest import DecoderArch
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.hyper import FactorizedDensity
 from lcf.nn.students import build_decoder
+from lcf.weights import load_weights
 
 RAW, EMA, STUDENTS, LOG, SUMMARY = "raw.safetensors", "ema.safetensors", "students.safetensors", "lease.log", \
     "summary.json"
@@ -274,17 +276,17 @@ def _check_config(model: LcfModel, config: ModelConfig | None, root: Path) -> No
 
 
 def _from_weights(root: Path, config: ModelConfig | None) -> StartPoint:
-    from lcf.train.loop import model_from_folder
-
     try:
-        full, weights = model_from_folder(root)
-    except TrainError as exc:
-        raise TrainError(f"--init {exc}") from None
+        weights = load_weights(root)
+        full = load_model(weights)  # every network of the folder (lcf.loader), the z density below
+    except LcfError as exc:
+        raise TrainError(f"--init {root}: {exc}") from None
     _check_config(full, config, root)
     model = LcfModel(full.config)
     model.load_state_dict({k: v for k, v in full.state_dict().items()
                            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
-    if (root / Z_DENSITY_FILE).is_file():  # model_from_folder loaded it
+    if (root / Z_DENSITY_FILE).is_file():
+        model.load_state_dict(load_z_density(root), strict=False)
         z_how = f"shipped ({Z_DENSITY_FILE})"
     else:
         excess = fit_z_density(model.z_density, weights.entropy["tables.z.pmf"])
