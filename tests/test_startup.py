@@ -1,0 +1,66 @@
+"""Start-up of the lcf command (issue 21): the commands that code nothing import no PyTorch, and what a codec does
+when it is made gives the same networks as before it was made cheaper. Times are in benchmarks/cli_startup.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lcf.nn.integer import FRAC_BITS, LAYERS, SHIFT_MAX, SHIFT_MIN, float_state
+
+VECTOR = Path(__file__).resolve().parents[1] / "spec" / "vectors" / "gradient-64x48-q4.lcf"
+
+# runs the CLI in this process (as the console script does) and reports which heavy modules it imported
+PROBE = """
+import sys
+from lcf_cli.main import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code or 0
+else:
+    code = 0
+heavy = sorted(m for m in ("torch", "lcf.codec", "constriction") if m in sys.modules)
+print("EXIT", code, "HEAVY", ",".join(heavy) or "-", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["encode", "--help"], ["info", str(VECTOR)],
+                                  ["info", str(VECTOR), "--json"], ["validate", str(VECTOR)]])
+def test_commands_that_code_nothing_import_no_torch(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "EXIT 0 HEAVY -", (args, result.stderr[-2000:])
+
+
+def _float64_reference(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """float_state as it was: every weight and bias through float64, then float32."""
+    out = {}
+    for layer in LAYERS:
+        shift = int(arrays[f"{layer.key}.shift"][0])
+        w = arrays[f"{layer.key}.weight"].astype(np.float64) * 2.0**-shift
+        b = arrays[f"{layer.key}.bias"].astype(np.float64) * 2.0 ** -(shift + FRAC_BITS)
+        out[f"{layer.key}.weight"], out[f"{layer.key}.bias"] = torch.from_numpy(w).float(), torch.from_numpy(b).float()
+    return out
+
+
+def test_float_state_equals_the_float64_route_bit_for_bit() -> None:
+    rng = np.random.default_rng(21)
+    arrays = {}
+    for i, layer in enumerate(LAYERS):
+        shift = (SHIFT_MIN, SHIFT_MAX, 13)[i % 3]
+        w = rng.integers(-(1 << 15), 1 << 15, size=(7, 5, 3, 3)).astype(np.int16)
+        w.flat[:2] = (-(1 << 15), (1 << 15) - 1)  # the extremes of int16
+        arrays[f"{layer.key}.weight"] = w
+        arrays[f"{layer.key}.bias"] = rng.integers(-(1 << 62), 1 << 62, size=7, dtype=np.int64)  # beyond float32
+        arrays[f"{layer.key}.shift"] = np.array([shift], np.int32)
+    got, want = float_state(arrays), _float64_reference(arrays)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == torch.float32
+        assert torch.equal(got[key], want[key]), key
