@@ -8,7 +8,9 @@ then; Dask is the optional extra ``lcf[dask]``.
     plan SRC -> DST (lcf.batchplan)
     probe every worker            ---->   :func:`probe`: the same lcf version; the weights loaded (once per
                                           process) with the client's model id, and encoder id when encoding; SRC
-                                          readable; DST writable (a probe file ``.lcf-probe-*.lcf-tmp`` that it
+                                          readable and the client's; DST the client's, with locks shared (a file
+                                          the client holds locked, ``.lcf-lock-probe-*.lcf-tmp``, is there and
+                                          locked) and writable (a probe file ``.lcf-probe-*.lcf-tmp`` that it
                                           creates and deletes)
     one task per file             ---->   :func:`convert_task` -> :func:`lcf.batch.convert`: the same claim,
     as_completed -> progress,     <----   conversion and publication as the process pool; a BatchItem back
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from lcf import codec_cache, errors, fileio
-from lcf.batch import BatchItem, Done, Executor, _cores, _worker_died, check_decoder, convert
+from lcf.batch import BatchItem, Done, Executor, _cores, _size, _worker_died, check_decoder, convert
 from lcf.batchplan import Job, Settings
 from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
 
@@ -116,8 +118,8 @@ def worker_name() -> str:
 
 
 def ready(settings: Settings, identity: Identity) -> WorkerProblem | None:
-    """Load the weights once per worker process (:func:`lcf.codec_cache.get_codec` keeps the codec) and check them against
-    the client's ``identity``; the answer is kept, so later tasks pay nothing."""
+    """Load the weights once per worker process (:func:`lcf.codec_cache.get_codec` keeps the codec) and check them
+    against the client's ``identity``; the answer is kept, so later tasks pay nothing."""
     key = (settings.weights, settings.device, settings.encode, settings.decoder, identity)
     with _ready_lock:  # one thread loads; the others of this process wait for it
         if key not in _ready:
@@ -175,29 +177,79 @@ def _use_threads(host_threads: dict[str, int]) -> None:
         torch.set_num_threads(threads)
 
 
-def probe(settings: Settings, identity: Identity, src: str, sample: str, dst: str) -> WorkerProblem | str:
-    """Run first on every worker, before any file: the weights (:func:`ready`), SRC readable (listed, and one input
-    opened), DST writable (a probe file created and deleted by this task). Returns the worker's name."""
+@dataclass(frozen=True)
+class Paths:
+    """What the client shows each worker's :func:`probe`: SRC, one input and its size, DST, and a file in DST that the
+    client holds locked (its own temporary file; "" for none)."""
+
+    src: str
+    sample: str
+    sample_size: int
+    dst: str
+    locked: str
+
+
+def probe(settings: Settings, identity: Identity, paths: Paths) -> WorkerProblem | str:
+    """Run first on every worker, before any file: the weights (:func:`ready`); SRC readable and the client's (listed,
+    and one input opened, of the size the client sees); DST the client's (its locked file is there) with locks that
+    both see (without them a retried file could be written twice); DST writable (a probe file created and deleted by
+    this task). Returns the worker's name."""
     problem = ready(settings, identity)
     if problem is not None:
         return problem
     where = worker_name()
     try:
-        os.listdir(src)
-        with open(sample, "rb") as f:
+        os.listdir(paths.src)
+        with open(paths.sample, "rb") as f:
             f.read(1)
+            size = os.fstat(f.fileno()).st_size
     except OSError as exc:
-        return WorkerProblem("LcfIOError", f"{where} cannot read SRC {src} ({exc.filename or src}: "
+        return WorkerProblem("LcfIOError", f"{where} cannot read SRC {paths.src} ({exc.filename or paths.src}: "
                                            f"{exc.strerror or exc}); {SHARED}")
+    if size != paths.sample_size:
+        return WorkerProblem("LcfIOError", f"{where} sees another SRC {paths.src}: {paths.sample} has {size} bytes "
+                                           f"there, {paths.sample_size} on this client; {SHARED}")
+    shared = _sees_lock(paths.locked) if paths.locked else None
+    if shared is not True and shared is not None:
+        what = ("is not there: DST is another folder on that machine" if shared == "missing" else
+                "is there but not locked: the file system does not share locks between machines (an NFS mount with "
+                "local_lock=flock?), so lcf could not tell a live writer from a dead one")
+        return WorkerProblem("LcfIOError", f"{where}: the file {paths.locked} that this client holds locked in DST "
+                                           f"{what}; {SHARED}")
     try:
-        held = fileio.claim(Path(dst) / f"lcf-probe-{uuid.uuid4().hex[:12]}")  # .lcf-probe-*.lcf-tmp: never an input
+        held = fileio.claim(Path(paths.dst) / f"lcf-probe-{uuid.uuid4().hex[:12]}")  # .lcf-probe-*.lcf-tmp
         if held is not None:
             with held:  # leaving the block deletes it: the only file deleted is the one made here
                 held.file.write(b"lcf probe\n")
                 held.file.flush()
     except (LcfError, OSError) as exc:
-        return WorkerProblem("LcfIOError", f"{where} cannot write DST {dst} ({exc}); {SHARED}")
+        return WorkerProblem("LcfIOError", f"{where} cannot write DST {paths.dst} ({exc}); {SHARED}")
     return where
+
+
+def _sees_lock(path: str) -> bool | str | None:
+    """True when another process holds ``path`` locked, "unlocked" when not, "missing" when there is no such file,
+    None where there are no locks (Windows, or a file system without them: lcf then deletes nothing, see
+    :mod:`lcf.fileio`)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None  # ENOLCK and the like: no locks here
+    finally:
+        os.close(fd)  # also releases the lock, if this process took it
+    return "unlocked"
 
 
 def convert_task(settings: Settings, identity: Identity, host_threads: dict[str, int], src: str,
@@ -284,13 +336,19 @@ class DaskExecutor(Executor):
                            f"`dask worker {self.scheduler or 'ADDRESS'}`") from None
         except LOST as exc:
             raise self._lost(exc, "while waiting for a worker") from None
+        locked = fileio.claim(Path(dst) / f"lcf-lock-probe-{self.token}")  # held by this process while workers look
         try:
-            self._probe(settings, Path(os.path.abspath(src)), Path(os.path.abspath(jobs[0].src)),
-                        Path(os.path.abspath(dst)))
+            sample = os.path.abspath(jobs[0].src)
+            paths = Paths(os.path.abspath(src), sample, _size(Path(sample)), os.path.abspath(dst),
+                          os.path.abspath(locked.temp) if locked is not None else "")
+            self._probe(settings, paths)
         except LcfError:  # what the checks found (some of lcf's errors are OSErrors too)
             raise
         except LOST as exc:
             raise self._lost(exc, "while checking its workers") from None
+        finally:
+            if locked is not None:
+                locked.abandon()  # deletes its temporary file, which only this process made
 
     def _lost(self, exc: BaseException, when: str) -> LcfError:
         return LcfError(f"lost {self.where} {when} ({type(exc).__name__}: {exc}); every output written is complete: "
@@ -317,7 +375,7 @@ class DaskExecutor(Executor):
             info = self.client.scheduler_info()
         return info["workers"]
 
-    def _probe(self, settings: Settings, src: Path, sample: Path, dst: Path) -> None:
+    def _probe(self, settings: Settings, paths: Paths) -> None:
         """Run :func:`probe` on every worker present, pinned to it; raise the first problem (before any file)."""
         from distributed.comm import get_address_host
 
@@ -327,8 +385,8 @@ class DaskExecutor(Executor):
             host = get_address_host(address)
             self.host_threads[host] = self.host_threads.get(host, 0) + int(info.get("nthreads", 1))
         self.threads = sum(self.host_threads.values())
-        pending = {self.client.submit(probe, settings, self.identity, str(src), str(sample), str(dst),
-                                      workers=[address], allow_other_workers=False, pure=False,
+        pending = {self.client.submit(probe, settings, self.identity, paths, workers=[address],
+                                      allow_other_workers=False, pure=False,
                                       key=f"lcf-probe-{self.token}-{k}"): address
                    for k, address in enumerate(workers)}
         deadline = time.monotonic() + PROBE_TIMEOUT

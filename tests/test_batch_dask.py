@@ -240,6 +240,12 @@ def test_a_lost_scheduler_stops_the_batch_with_a_message_and_no_traceback(tmp_pa
     assert 1 <= len(written) < 30 and not [n for n in written if is_temp_name(Path(n).name)]
 
 
+def paths_for(src: Path, sample: Path, dst: Path, locked: str = "", size: int | None = None):
+    from lcf.batch_dask import Paths
+
+    return Paths(str(src), str(sample), sample.stat().st_size if size is None else size, str(dst), locked)
+
+
 def test_a_worker_checks_its_weights_against_the_clients(tmp_path: Path, tiny_weights: Path) -> None:
     from lcf.batch_dask import convert_task, identity_of, probe, ready
 
@@ -252,12 +258,14 @@ def test_a_worker_checks_its_weights_against_the_clients(tmp_path: Path, tiny_we
     assert problem is not None and isinstance(problem.exception(), ModelMismatchError)
     assert f"weights {other}" in problem.message and expected.model_id[:16] in problem.message
     src = build_tree(tmp_path / "src", 1, bad=False)
-    assert probe(worker_side, expected, str(src), str(src / "a" / "00.png"), str(tmp_path)) == problem
-    assert convert_task(worker_side, expected, {}, str(src / "a" / "00.png"), str(tmp_path / "00.lcf")) == problem
+    sample = src / "a" / "00.png"
+    assert probe(worker_side, expected, paths_for(src, sample, tmp_path)) == problem
+    assert convert_task(worker_side, expected, {}, str(sample), str(tmp_path / "00.lcf")) == problem
     assert not (tmp_path / "00.lcf").exists()
 
 
-def test_the_probe_reads_src_writes_dst_and_leaves_nothing(tmp_path: Path, tiny_weights: Path) -> None:
+def test_the_probe_checks_src_and_dst_are_the_clients_and_leaves_nothing(tmp_path: Path, tiny_weights: Path) -> None:
+    from lcf import fileio
     from lcf.batch_dask import identity_of, probe
 
     settings = settings_for("lcf", 4.0, None, "cpu", tiny_weights, None)
@@ -265,13 +273,24 @@ def test_the_probe_reads_src_writes_dst_and_leaves_nothing(tmp_path: Path, tiny_
     src = build_tree(tmp_path / "src", 1, bad=False)
     sample, dst = src / "a" / "00.png", tmp_path / "dst"
     dst.mkdir()
-    assert isinstance(probe(settings, identity, str(src), str(sample), str(dst)), str)
-    assert list(dst.iterdir()) == []
-    unwritable = probe(settings, identity, str(src), str(sample), str(tmp_path / "not-there"))
-    assert isinstance(unwritable.exception(), LcfIOError) and "cannot write DST" in unwritable.message
-    unreadable = probe(settings, identity, str(tmp_path / "gone"), str(sample), str(dst))
-    assert isinstance(unreadable.exception(), LcfIOError) and "cannot read SRC" in unreadable.message
-    assert "shared file system" in unreadable.message
+    with fileio.claim(dst / "lock-probe") as held:  # what the client holds while its workers look
+        locked = str(held.temp)
+        assert isinstance(probe(settings, identity, paths_for(src, sample, dst, locked)), str)
+        assert sorted(p.name for p in dst.iterdir()) == [held.temp.name]  # the probe's own file is gone
+
+        def problem(paths) -> str:
+            found = probe(settings, identity, paths)
+            assert isinstance(found.exception(), LcfIOError) and "shared file system" in found.message
+            return found.message
+
+        assert "cannot write DST" in problem(paths_for(src, sample, tmp_path / "not-there", locked))
+        assert "cannot read SRC" in problem(paths_for(tmp_path / "gone", sample, dst, locked))
+        assert "sees another SRC" in problem(paths_for(src, sample, dst, locked, size=12345))
+        assert "DST is another folder" in problem(paths_for(src, sample, dst, str(dst / ".nothing.lcf-tmp")))
+    unlocked = dst / ".was-locked.lcf-tmp"
+    unlocked.write_bytes(b"")
+    assert "does not share locks" in problem(paths_for(src, sample, dst, str(unlocked)))
+    assert sorted(p.name for p in dst.iterdir()) == [unlocked.name]
 
 
 @needs_dask
