@@ -13,7 +13,7 @@
 # lease: trains on every .data/shard-* folder (carried in this call or left by an earlier call of the same warm
 #   machine), validates on .data/val, starts from the output of the previous call of this machine
 #   (runs/last-lease) or else from weights/, writes runs/lease-HHMMSS and copies its files to $OUT. Give MINUTES
-#   about 0.7 less than the call's limit (python's start and the copy); 9.2 fits a 600-second call. LEASE OPTIONS
+#   about 0.7 less than the call's limit (python's start and the copy); 9.3 fits a 600-second call. LEASE OPTIONS
 #   are passed on (e.g. --init weights to start over, --students "" for the teacher alone).
 # check: needs the Kodak images in .data/kodak and the constriction wheel in .whl/; about 5 minutes.
 # LCF_DEVICE (default cuda) and LCF_LARGE (default 4032x3024) let tests/test_gpu_call.py run it on the CPU.
