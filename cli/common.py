@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from lcf.api import Limits, io_error
-from lcf.effort import MAX_EFFORT
 from lcf.errors import LcfError, UsageError
+from lcf.options import MAX_EFFORT
 
 #: Messages, warnings and progress go to stderr; data and --json go to stdout.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

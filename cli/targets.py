@@ -12,7 +12,7 @@ from lcf.errors import UsageError
 from lcf.ratecontrol import Outcome, Target, parse_size
 
 Quality = Annotated[float | None, typer.Option(
-    "--quality", "-q", min=1.0, max=7.0, show_default=False,
+    "--quality", "-q", min=MIN_QUALITY, max=MAX_QUALITY, show_default=False,
     help="1 (smallest) .. 7 (best); any value in between; default 4. Not with a --target-*.",
 )]
 TargetSize = Annotated[str | None, typer.Option(

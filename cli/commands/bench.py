@@ -35,7 +35,7 @@ def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int
 
 def parse_efforts(text: str) -> list[int]:
     """"0,2" -> [0, 2]; UsageError for anything but distinct efforts 0..MAX_EFFORT."""
-    from lcf.api import check_effort
+    from lcf.options import check_effort
     from lcf.errors import UsageError
 
     try:
