@@ -227,6 +227,9 @@ def test_cli_startup_compares_separate_calls_with_one_call(tiny_weights, tmp_pat
                                             "--weights", str(tiny_weights), "--out", str(out)]) == 0
     text = out.read_text()  # the outputs of both ways were compared byte for byte before this was written
     row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
-    separate, one, ratio = (float(cell.strip().rstrip("x")) for cell in row.split("|")[2:7:2])
-    assert separate > 0 and one > 0 and ratio == pytest.approx(separate / one, rel=0.02)
+    separate, separate_cpu, _, one, one_cpu, _, ratio, cpu_ratio = (float(c.strip().rstrip("x"))
+                                                                   for c in row.split("|")[2:10])
+    assert min(separate, separate_cpu, one, one_cpu) > 0
+    assert ratio == pytest.approx(separate / one, rel=0.02) and cpu_ratio == pytest.approx(separate_cpu / one_cpu,
+                                                                                           rel=0.02)
     assert "2 images (im0.png .. im1.png)" in text and "median ratio" in text
