@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     codec._ensure_encoder()
     model = codec.model
     cell = 2 ** args.downsamplings
-    rows = [f"| image | quality | halo (cells of {cell} px) | max abs Δy | symbols that differ |", "|---|---:|---:|---:|---:|"]
+    rows = [f"| image | quality | halo (cells of {cell} px) | max abs Δy | symbols that differ |",
+            "|---|---:|---:|---:|---:|"]
     with torch.inference_mode():
         for path in files:
             rgb = load_image(path).rgb

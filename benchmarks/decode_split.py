@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             data = codec.encode(str(path), q)
             container = read_container(data)
             sizes.append(len(data))
-            symbols.append(best(args.repeats, lambda: codec.decode_symbols(container)))
-            whole.append(best(args.repeats, lambda: codec.decode(data)))
+            symbols.append(best(args.repeats, lambda c=container: codec.decode_symbols(c)))
+            whole.append(best(args.repeats, lambda d=data: codec.decode(d)))
         n = len(files)
         md.append(f"| {q:g} | {sum(sizes) / n:,.0f} | {sum(symbols) / n:.3f} | {sum(whole) / n:.3f} |")
     md += ["", f"Measurement wall time {time.perf_counter() - start:.0f} s."]

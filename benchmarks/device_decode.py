@@ -36,9 +36,9 @@ import torch
 from lcf.bench.metrics import psnr
 from lcf.bench.scripts import add_image_options, command_line, images_of, write_fragment
 from lcf.codec import Codec, Decoded
-from lcf.resources import synthesis_memory_format
 from lcf.errors import LcfError
 from lcf.image import load_image
+from lcf.resources import synthesis_memory_format
 
 
 def _sync(device: torch.device) -> None:

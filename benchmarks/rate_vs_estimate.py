@@ -69,8 +69,8 @@ def measure(codec: Codec, files: list[Path], qualities: list[float]) -> list[dic
 
 
 def table(rows: list[dict], qualities: list[float]) -> list[str]:
-    out = ["| quality | float ŷ (bytes) | tables ŷ | tables ẑ | streams | file | ŷ: tables vs float | streams vs tables "
-           "| file vs estimate |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| quality | float ŷ (bytes) | tables ŷ | tables ẑ | streams | file | ŷ: tables vs float "
+           "| streams vs tables | file vs estimate |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for q in [*qualities, None]:
         mine = [r for r in rows if q is None or r["quality"] == q]
         m = {k: float(np.mean([r[k] for r in mine])) / 8 for k in ("float", "tables_y", "tables_z", "streams", "file")}

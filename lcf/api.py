@@ -4,10 +4,10 @@ Every function raises only :class:`lcf.errors.LcfError` subclasses for problems 
 become :class:`LcfIOError`). Outputs are written atomically: to a temporary file in the destination's folder, renamed
 into place only when complete (:mod:`lcf.fileio`); an output is never the input (:func:`check_output`).
 
-A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call (:mod:`lcf.codec_cache`). Encoding uses the
-packaged (newest) model unless ``weights`` (or ``$LCF_WEIGHTS``) names a folder; decoding, without them, uses the
-installed folder whose model id is the file's (:mod:`lcf.models`: the packaged model, released older models,
-``$LCF_WEIGHTS_PATH``), so files of every released model decode.
+A :class:`lcf.codec.Codec` is loaded once per (weights folder, device) and reused by every call
+(:mod:`lcf.codec_cache`). Encoding uses the packaged (newest) model unless ``weights`` (or ``$LCF_WEIGHTS``)
+names a folder; decoding, without them, uses the installed folder whose model id is the file's (:mod:`lcf.models`:
+the packaged model, released older models, ``$LCF_WEIGHTS_PATH``), so files of every released model decode.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lcf.codec_cache import codec_for_data, codec_for_model, get_codec
 from lcf.container import (
     ChunkInfo,
     Container,
@@ -30,7 +31,6 @@ from lcf.container import (
     snap_quality,
     walk_chunks,
 )
-from lcf.codec_cache import codec_for_data, codec_for_model, get_codec
 from lcf.container.limits import DEFAULT_MAX_PIXELS
 from lcf.errors import DecoderFallbackWarning, LcfError, LcfIOError, UsageError
 from lcf.fileio import atomic_write, io_error, read_bytes
@@ -238,7 +238,7 @@ def output_format(dst: PathLike | None, format: str | None, *, reencode: bool = 
         raise UsageError(f"{given(format)}: decoding to lcf encodes the pixels again, a second lossy step; write an "
                          f"image ({given('png')}) or ask for it explicitly (--reencode)")
     fmt = known.get(f".{name}") if _FORMAT_NAME.fullmatch(name) else None
-    if fmt is None and isinstance(format, str) and format.upper() in known.values():  # a Pillow format name ("JPEG2000")
+    if fmt is None and isinstance(format, str) and format.upper() in known.values():  # a Pillow name ("JPEG2000")
         fmt = format.upper()
     if fmt is None:
         listed = ", ".join(sorted(ext[1:] for ext in known))

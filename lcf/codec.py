@@ -145,7 +145,7 @@ class Codec:
         with self._lock:
             if not self._encoder_loaded:
                 loader.load_encoder(self.model, self.weights)
-                self.model.g_a.to(self.device, memory_format=resources.analysis_memory_format(self.device))
+                resources.place(self.model.g_a, self.device, resources.analysis_memory_format(self.device))
                 self.model.h_a.to(self.device)
                 self._encoder_loaded = True
 
@@ -153,8 +153,8 @@ class Codec:
         with self._lock:
             if name not in self._decoders_loaded:
                 loader.load_decoder(self.model, self.weights, name)
-                self.model.decoders[name].to(self.device,
-                                             memory_format=resources.synthesis_memory_format(self.device))
+                resources.place(self.model.decoders[name], self.device,
+                                resources.synthesis_memory_format(self.device))
                 self._decoders_loaded.add(name)
 
     @property
@@ -225,7 +225,8 @@ class Codec:
         quality = quality_of(quality)
         effort = analysis.effort if effort is None else check_effort(effort)
         if effort > analysis.effort:
-            raise UsageError(f"this analysis was made for effort {analysis.effort} and cannot refine at effort {effort}")
+            raise UsageError(f"this analysis was made for effort {analysis.effort} and cannot refine at effort "
+                             f"{effort}")
         iterations = EFFORT_ITERATIONS[effort]
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
         with torch.no_grad():
@@ -234,6 +235,7 @@ class Codec:
             name = self.resolve_decoder(decoder)
             self._ensure_decoder(name)
             h, w = analysis.prepared.rgb.shape[:2]
+            assert analysis.x is not None  # kept by analysis() whenever its effort, and so this one, is above 0
             y = refine_latents(self.model, self._entropy_on_device(), self.model.decoders[name], analysis.x, y,
                                quality, iterations, height=h, width=w, progress=progress).y
         with torch.inference_mode():

@@ -61,7 +61,8 @@ class FormatError(LcfError, OSError):
 
 
 class CorruptDataError(LcfError, OSError):
-    """The file has the right shape but its bytes are damaged: CRC mismatch, truncation, a stream that does not decode."""
+    """The file has the right shape but its bytes are damaged: CRC mismatch, truncation, a stream that does not
+    decode."""
 
     exit_code = 4
 

@@ -392,8 +392,8 @@ def _png_16bit_planes(
         return None
     if rawmode == "LA;16B":
         gray = other[..., 0] << 8 | other[..., 1]
-        alpha = other[..., 2] << 8 | other[..., 3]
-        return _to_8bit(gray)[..., None], _to_8bit(alpha), "L"
+        alpha_samples = other[..., 2] << 8 | other[..., 3]
+        return _to_8bit(gray)[..., None], _to_8bit(alpha_samples), "L"
     samples = np.asarray(im).astype(np.uint16) << 8 | other
     transparency = im.info.get("transparency")
     planes, alpha, _ = _split(_to_8bit(samples), "RGB")

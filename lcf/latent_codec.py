@@ -165,7 +165,8 @@ def _stream_params(pen: Callable[..., torch.Tensor], features: tuple[torch.Tenso
             out = [np.empty((channels.size, positions.size, p.k), np.int32) for _ in range(3)]
         for whole, part in zip(out, (p.weights, p.means, p.scale_idx), strict=True):
             whole[:, i:i + block.size] = part.reshape(channels.size, block.size, p.k)
-    return IntParams(*(a.reshape(-1, len(families)) for a in out), families)
+    weights, means, scale_idx = (a.reshape(-1, len(families)) for a in out)
+    return IntParams(weights, means, scale_idx, families)
 
 
 __all__ = ["PARAM_BLOCK", "LatentCodec", "Streams", "Symbols", "checkerboard", "coded_channels"]

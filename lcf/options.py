@@ -32,11 +32,10 @@ DEVICES = re.compile(r"cpu|cuda(:\d+)?")
 def check_quality(quality: object, *, how: str = "") -> float:
     """``quality`` as a float if it is a number in [MIN_QUALITY, MAX_QUALITY], else UsageError. ``how``: what the
     caller's user should pass instead (e.g. the Pillow plugin's ``quality=5``), added to the message."""
-    if isinstance(quality, numbers.Real) and not isinstance(quality, bool) and math.isfinite(quality) \
-            and MIN_QUALITY <= quality <= MAX_QUALITY:
-        return float(quality)
-    number = isinstance(quality, numbers.Real) and not isinstance(quality, bool)
-    jpeg = " (not the 0..100 of JPEG, WebP or AVIF)" if number and MAX_QUALITY < quality <= 100 else ""
+    value = float(quality) if isinstance(quality, numbers.Real) and not isinstance(quality, bool) else math.nan
+    if MIN_QUALITY <= value <= MAX_QUALITY:  # false for NaN: not a number, or not a finite one
+        return value
+    jpeg = " (not the 0..100 of JPEG, WebP or AVIF)" if MAX_QUALITY < value <= 100 else ""
     raise UsageError(f"quality must be a number in {MIN_QUALITY:g}..{MAX_QUALITY:g}, from {MIN_QUALITY:g} (smallest "
                      f"file) to {MAX_QUALITY:g} (best), default {DEFAULT_QUALITY:g}{jpeg}, got {quality!r}"
                      + (f": {how}" if how else ""))

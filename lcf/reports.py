@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EncodeReport:
-    """What :func:`lcf.api.encode_file` did. ``bytes`` is the size of the .lcf file; ``bpp`` = bytes * 8 / pixels; ``notes``
-    what was changed in the image to code it (16 -> 8 bits, palette or CMYK -> RGB, ...; :mod:`lcf.image`)."""
+    """What :func:`lcf.api.encode_file` did. ``bytes`` is the size of the .lcf file; ``bpp`` = bytes * 8 / pixels;
+    ``notes`` what was changed in the image to code it (16 -> 8 bits, palette or CMYK -> RGB, ...; :mod:`lcf.image`)."""
 
     src: Path
     dst: Path
@@ -38,9 +38,9 @@ class EncodeReport:
 
 @dataclass(frozen=True)
 class DecodeReport:
-    """What :func:`lcf.api.decode_file` did; ``decoder`` is the name of the decoder (g_s variant) that was used; ``notes``
-    what a user should know (the file's recommended decoder missing from the weights: :class:`lcf.errors.DecoderFallbackWarning`).
-    """
+    """What :func:`lcf.api.decode_file` did; ``decoder`` is the name of the decoder (g_s variant) that was used;
+    ``notes`` what a user should know (the file's recommended decoder missing from the weights:
+    :class:`lcf.errors.DecoderFallbackWarning`)."""
 
     src: Path
     dst: Path

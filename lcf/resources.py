@@ -35,6 +35,12 @@ def torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def place(module: torch.nn.Module, device: torch.device, memory_format: torch.memory_format) -> None:
+    """``module.to(device, memory_format=...)``: the transforms' parameters on the device in the layout chosen
+    below (torch's type stubs lack Module.to's ``memory_format``)."""
+    module.to(device, memory_format=memory_format)  # type: ignore[call-overload]
+
+
 # -- memory --------------------------------------------------------------------------------------------------------
 
 
@@ -132,6 +138,7 @@ __all__ = [
     "check_memory",
     "default_max_memory",
     "memory_needed",
+    "place",
     "refine_memory_needed",
     "synthesis_memory_format",
     "synthesis_tile",

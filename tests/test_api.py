@@ -140,7 +140,8 @@ def test_cli_validate_deep(encoded: bytes, tiny_weights: Path, tmp_path: Path) -
     assert deep.exit_code == 4, deep.output
     doc = json.loads(deep.stdout)
     assert [f["valid"] for f in doc["files"]] == [True, False]
-    assert doc["files"][1]["error"]["type"] == "CorruptDataError" and "non-anchor stream" in doc["files"][1]["error"]["message"]
+    error = doc["files"][1]["error"]
+    assert error["type"] == "CorruptDataError" and "non-anchor stream" in error["message"]
     missing = runner.invoke(app, ["validate", str(folder), "-r", "--deep", "--weights", str(tmp_path / "none")])
     assert missing.exit_code == 8 and missing.stdout == "" and missing.stderr.count("manifest.json missing") == 1
 

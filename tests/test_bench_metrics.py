@@ -27,8 +27,11 @@ def _ms_ssim_torch_reference(x: np.ndarray, y: np.ndarray) -> float:
     win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mcs = []
+
+    def blur(t):
+        return F.conv2d(t, win, groups=3)
+
     for level in range(5):
-        blur = lambda t: F.conv2d(t, win, groups=3)
         mu1, mu2 = blur(X), blur(Y)
         s1 = blur(X * X) - mu1**2
         s2 = blur(Y * Y) - mu2**2

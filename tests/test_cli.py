@@ -348,9 +348,8 @@ def test_error_messages_with_brackets_are_printed_verbatim(tmp_path: Path) -> No
 
 
 def test_bench_measures_lcf_and_a_classical_codec(tmp_path: Path, tiny_weights: Path) -> None:
-    from PIL import Image
-
     from images import make_rgb_array
+    from PIL import Image
 
     images = tmp_path / "photos"
     images.mkdir()
@@ -369,9 +368,8 @@ def test_bench_measures_lcf_and_a_classical_codec(tmp_path: Path, tiny_weights: 
 
 
 def test_bench_measures_several_efforts_as_curves(tmp_path: Path, tiny_weights: Path) -> None:
-    from PIL import Image
-
     from images import make_rgb_array
+    from PIL import Image
 
     images = tmp_path / "photos"
     images.mkdir()

@@ -167,8 +167,8 @@ def test_memory_budget_is_checked_before_allocating(tiny_weights):
 def test_encoding_needs_less_memory_than_decoding(tiny_weights):
     """g_a in tiles to H/8 and the entropy parameters built a block at a time leave g_s's whole-image tensors at H/4
     as the larger peak: a budget between the two estimates encodes an image whose file it refuses to decode."""
-    from lcf.resources import memory_needed
     from lcf.errors import LimitError
+    from lcf.resources import memory_needed
 
     img = _image(256, 256, 0)
     enc, dec = memory_needed(256, 256, 16, 24), memory_needed(256, 256, 16, 24, decoding=True)

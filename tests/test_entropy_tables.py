@@ -193,9 +193,9 @@ def test_chunking_does_not_change_pmfs(tables, monkeypatch):
     monkeypatch.setattr(mixture, "CHUNK_ENTRIES", 64)
     small = MixturePlan.build(p, tables)
     assert len(small.segments) > len(big.segments)
-    whole = {i: row for s in big.segments for i, row in zip(big.order[s[0] : s[1]], big.pmf(*s))}
+    whole = {i: row for s in big.segments for i, row in zip(big.order[s[0] : s[1]], big.pmf(*s), strict=True)}
     for s in small.segments:
-        for i, row in zip(small.order[s[0] : s[1]], small.pmf(*s)):
+        for i, row in zip(small.order[s[0] : s[1]], small.pmf(*s), strict=True):
             assert np.array_equal(row, whole[i])
 
 
@@ -248,7 +248,7 @@ def test_escape_split_join(values, seed):
     below = np.random.default_rng(seed).random(u.size) < 0.5
     head, groups = escape.split(u, below)
     assert np.all(head >> 1 == np.array([v.bit_length() - 1 for v in values], dtype=np.int64))
-    for b, g in zip(range(1, 9), groups):
+    for b, g in zip(range(1, 9), groups, strict=True):
         assert g.size == 0 or (g.min() >= 0 and g.max() < 1 << b)
     assert escape.group_sizes(head) == [g.size for g in groups]
     u2, below2 = escape.join(head, groups)

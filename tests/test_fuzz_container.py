@@ -95,7 +95,8 @@ def run(cases: int, seed: int) -> tuple[int, float, float]:
             except LcfError:
                 pass
             except Exception as exc:  # pragma: no cover - this is the failure being hunted
-                raise AssertionError(f"case {n} (seed {seed}): {type(exc).__name__}: {exc}; input {data.hex()}")
+                raise AssertionError(
+                    f"case {n} (seed {seed}): {type(exc).__name__}: {exc}; input {data.hex()}") from exc
             worst_time = max(worst_time, time.perf_counter() - start)
             worst_peak = max(worst_peak, tracemalloc.get_traced_memory()[1])
     finally:

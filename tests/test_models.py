@@ -89,9 +89,9 @@ def test_the_two_models_differ(folders: tuple[Path, Path], files: tuple[bytes, b
 @pytest.mark.parametrize("layout", ["folders", "parent"])
 def test_files_of_each_model_decode_with_the_model_of_their_header(
         folders: tuple[Path, Path], files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch, layout: str) -> None:
-    path = os.pathsep.join(map(str, folders)) if layout == "folders" else str(folders[0].parent)  # folders, or their parent
+    path = os.pathsep.join(map(str, folders)) if layout == "folders" else str(folders[0].parent)  # or their parent
     clean_env.setenv(models.PATH_VARIABLE, path)
-    for folder, data in zip(folders, files):
+    for folder, data in zip(folders, files, strict=True):
         codec = api.codec_for_data(data)
         assert codec.weights.root == folder.resolve() and codec.weights.model_id == model_id(folder)
         assert np.array_equal(api.decode_array(data), api.decode_array(data, weights=folder))
@@ -102,7 +102,7 @@ def test_files_of_each_model_decode_with_the_model_of_their_header(
 def test_cli_decode_and_info_by_model_id(folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path,
                                          clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv(models.PATH_VARIABLE, str(folders[0].parent))
-    for name, folder, data in zip("ab", folders, files):
+    for name, folder, data in zip("ab", folders, files, strict=True):
         src = tmp_path / f"{name}.lcf"
         src.write_bytes(data)
         result = cli("decode", src, "-o", tmp_path / f"{name}.png")

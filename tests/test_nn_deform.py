@@ -57,7 +57,7 @@ def test_matches_loop_reference_values_and_gradients(stride, padding, dilation, 
     seed = torch.randn(ours.shape, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad((ours * seed).sum(), (x, offsets, weight, bias))
     ref_grads = torch.autograd.grad((ref * seed).sum(), (x, offsets, weight, bias))
-    for a, r in zip(grads, ref_grads):
+    for a, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
 
 

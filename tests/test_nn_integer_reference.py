@@ -161,7 +161,9 @@ def test_pens_are_pointwise() -> None:
     t1 = torch.from_numpy(rng.integers(-(2**20), 2**20, (1, 2 * M, 5, 6)).astype(np.float64))
     ctx = net.context(rng.integers(-40, 40, (1, M, 5, 6)))
     index = torch.tensor([0, 7, 29, 13])
-    gather = lambda t: t.flatten(2)[:, :, index, None]
+    def gather(t):
+        return t.flatten(2)[:, :, index, None]
+
     np.testing.assert_array_equal(_ints(net.anchor(gather(t1))), _ints(gather(net.anchor(t1))))
     np.testing.assert_array_equal(_ints(net.pen2(gather(t1), gather(ctx))), _ints(gather(net.pen2(t1, ctx))))
 
@@ -198,13 +200,13 @@ def test_outputs_do_not_depend_on_threads_or_batching(variant) -> None:
             for b in range(2):
                 t1b = net.hyper(z[b:b + 1])
                 separate.append([_ints(t1b), _ints(net.anchor(t1b)), _ints(net.nonanchor(t1b, y[b:b + 1]))])
-            results.append([np.concatenate(parts) for parts in zip(*separate)])
+            results.append([np.concatenate(parts) for parts in zip(*separate, strict=True)])
     finally:
         torch.set_num_threads(threads)
     t1_ref = ref.hyper(z)
     expected = [t1_ref, ref.anchor(t1_ref), ref.nonanchor(t1_ref, y)]
     for got in results:
-        for a, b in zip(got, expected):
+        for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
 
 

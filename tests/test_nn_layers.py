@@ -68,7 +68,7 @@ def test_layers_equal_their_out_of_place_formulas_forward_and_backward(make):
     ref = _reference(m, x)
     ref_grads = torch.autograd.grad(ref.square().sum(), [x, *m.parameters()])
     torch.testing.assert_close(out, ref)
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r)
     with torch.inference_mode():
         torch.testing.assert_close(m(x.detach()), ref.detach())

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from lcf.constants import SCALE_MAX, SCALE_MIN
 from lcf.entropy import int_params
 from lcf.entropy.params import SCALE_THRESHOLDS, WEIGHT_TOTAL
 from lcf.errors import UsageError
-from lcf.constants import SCALE_MAX, SCALE_MIN
 from lcf.nn import IntegerEntropyNet, LcfModel, MixtureTensors, ModelConfig, exact_mode
 from lcf.nn.integer import float_state, integer_arrays
 
@@ -51,7 +51,8 @@ def test_training_forward_shapes_finite_loss_and_gradients(model):
     assert out["likelihoods"]["z"].shape == (2, 8, 1, 1)
     assert torch.equal(out["y_hat"], torch.round(out["y_hat"]))
     t1, t2 = out["params"]["anchor"], out["params"]["nonanchor"]
-    assert isinstance(t1, MixtureTensors) and t1.weights.shape == (2, 16, 9, 4, 4) and t2.means.shape == (2, 16, 3, 4, 4)
+    assert isinstance(t1, MixtureTensors) and t1.weights.shape == (2, 16, 9, 4, 4)
+    assert t2.means.shape == (2, 16, 3, 4, 4)
     assert t1.families == ("G", "G", "G", "L", "L", "L", "S", "S", "S") and t2.families == ("G", "G", "G")
     for t in (t1, t2):
         torch.testing.assert_close(t.weights.sum(2), torch.ones_like(t.weights[:, :, 0]))
@@ -88,7 +89,7 @@ def test_integer_path_agrees_with_the_float_model_it_was_made_from(model):
     assert torch.equal(out["y_hat"], y_hat)
     t1 = net.hyper(z_hat.to(torch.int64).numpy())
     raws = (net.anchor(t1), net.nonanchor(t1, y_hat.to(torch.int64).numpy()))
-    for raw, theta in zip(raws, (out["params"]["anchor"], out["params"]["nonanchor"])):
+    for raw, theta in zip(raws, (out["params"]["anchor"], out["params"]["nonanchor"]), strict=True):
         k = len(theta.families)
         m, slots = TINY.M, raw.shape[1] // TINY.M
         p = int_params(raw[0].numpy().astype(np.int64).reshape(m, slots, -1).transpose(0, 2, 1).reshape(-1, slots))

@@ -15,10 +15,9 @@ from PIL import Image, UnidentifiedImageError
 
 import lcf.errors
 import lcf.pillow
+from lcf import api
 from lcf.errors import LcfError
 from lcf.image import load_image, to_pil
-
-from lcf import api
 
 
 @pytest.fixture(autouse=True)

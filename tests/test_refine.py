@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from images import make_rgb, make_rgb_array
+
 from lcf import api
 from lcf.codec import Codec
 from lcf.effort import EFFORT_ITERATIONS, MAX_EFFORT, check_effort
@@ -45,7 +45,7 @@ def test_check_effort_rejects_what_is_not_an_effort(bad):
 
 def test_effort_levels_grow():
     assert EFFORT_ITERATIONS[0] == 0
-    assert all(a < b for a, b in zip(EFFORT_ITERATIONS, EFFORT_ITERATIONS[1:]))
+    assert all(a < b for a, b in zip(EFFORT_ITERATIONS, EFFORT_ITERATIONS[1:], strict=False))
 
 
 def test_refinement_lowers_the_real_cost_with_the_shipped_weights(shipped):

@@ -160,8 +160,8 @@ class SpecDecoder:
         head = read_container(data).header
         _, y, _ = self.decode_symbols(data)
         with torch.no_grad():
-            x = self.g_s(torch.from_numpy(y).to(torch.float64)[None] * self.inverse_gains(head.quality).view(1, -1, 1, 1),
-                         head.decoder)
+            inverse_gains = self.inverse_gains(head.quality).view(1, -1, 1, 1)
+            x = self.g_s(torch.from_numpy(y).to(torch.float64)[None] * inverse_gains, head.decoder)
         x = torch.clamp(x, 0.0, 1.0)[0, :, : head.height, : head.width]
         rgb = torch.round(x * 255.0).to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int64)
         if head.color.name == "GRAY8":

@@ -102,7 +102,7 @@ def test_entropy_tensors_have_the_keys_and_shapes_of_the_spec(entropy) -> None:
     assert pmf[0] == "int32" and len(pmf[1]) == 1
     assert got == expected
     assert struct.unpack("<4i", entropy["tables.family.format"][2]) == (1, 16, 64, 16)
-    for key, (dtype, _, data) in entropy.items():  # the weight rules of "Arithmetic of the integer networks"
+    for key, (_dtype, _, data) in entropy.items():  # the weight rules of "Arithmetic of the integer networks"
         if key.endswith(".weight"):
             assert -32767 <= min(struct.unpack(f"<{len(data) // 2}h", data)), key
         elif key.endswith(".shift"):

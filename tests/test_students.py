@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from images import make_rgb_array
 from PIL import Image
 from typer.testing import CliRunner
 
-from images import make_rgb_array
 from lcf.container import read_container
 from lcf.errors import ModelMismatchError, UsageError
 from lcf.manifest import DecoderArch

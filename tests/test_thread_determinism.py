@@ -62,7 +62,7 @@ def encoded(tmp_path_factory) -> list[Path]:
 def test_pixels_equal_on_one_and_two_threads(encoded, tmp_path):
     one = _decode(1, encoded, tmp_path / "one.npz")
     two = _decode(2, encoded, tmp_path / "two.npz")
-    for path, a, b in zip(encoded, one, two):
+    for path, a, b in zip(encoded, one, two, strict=True):
         assert a.shape == b.shape
         differing = int((a != b).sum())
         assert differing == 0, f"{path.name}: {differing} samples differ between 1 and 2 threads"

@@ -10,7 +10,6 @@ from images import make_rgb_array
 from torch import nn
 
 from lcf.codec import Codec
-from lcf.resources import analysis_tile, synthesis_tile
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.layers import conv3x3, subpel_conv3x3
 from lcf.nn.students import build_decoder, student_arch, teacher_arch
@@ -22,6 +21,7 @@ from lcf.nn.tiling import (
     synthesise_tiled,
     tile_plan,
 )
+from lcf.resources import analysis_tile, synthesis_tile
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

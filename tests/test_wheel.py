@@ -94,7 +94,8 @@ def test_the_wheel_holds_lcf_and_its_weights_only(built: dict) -> None:
     for file in [*shipped, "manifest.json", "README.md"]:
         assert f"lcf_weights/{file}" in names
     released = f"lcf_weights/released/{built['tiny'].model_id.hex()}"
-    assert {n for n in names if n.startswith(released)} == {f"{released}/{p.name}" for p in built["tiny"].root.iterdir()}
+    files = {f"{released}/{p.name}" for p in built["tiny"].root.iterdir()}
+    assert {n for n in names if n.startswith(released)} == files
     assert "lcf_weights/notes.txt" not in names
     weights_bytes = sum((ROOT / "weights" / f).stat().st_size for f in shipped)
     tiny_bytes = models.folder_bytes(built["tiny"].root)

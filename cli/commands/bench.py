@@ -18,8 +18,9 @@ def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int
     from lcf import api
 
     codec = api.get_codec(weights, device)
-    identity = {"model_id": codec.weights.model_id.hex(), "encoder_id": codec.weights.encoder_id().hex(),
-                "decoder": codec.resolve_decoder(decoder)}
+    identity: dict[str, str | int] = {"model_id": codec.weights.model_id.hex(),
+                                      "encoder_id": codec.weights.encoder_id().hex(),
+                                      "decoder": codec.resolve_decoder(decoder)}
     if effort:
         identity["effort"] = effort
 
@@ -35,8 +36,8 @@ def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int
 
 def parse_efforts(text: str) -> list[int]:
     """"0,2" -> [0, 2]; UsageError for anything but distinct efforts 0..MAX_EFFORT."""
-    from lcf.options import check_effort
     from lcf.errors import UsageError
+    from lcf.options import check_effort
 
     try:
         efforts = [int(part) for part in text.split(",") if part.strip()]

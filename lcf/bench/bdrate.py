@@ -47,8 +47,9 @@ def monotone_points(rates: Sequence[float], quality: Sequence[float]) -> tuple[n
     if np.any(r <= 0):
         raise ValueError(f"rates must be > 0 (log rate is interpolated), got minimum {r.min()}")
     order = np.lexsort((-q, r))  # by rate, best quality first among equal rates
-    keep_r, keep_q = [], []
-    for ri, qi in zip(r[order], q[order]):
+    keep_r: list[float] = []
+    keep_q: list[float] = []
+    for ri, qi in zip(r[order], q[order], strict=True):
         if not keep_q or qi > keep_q[-1]:
             keep_r.append(ri)
             keep_q.append(qi)
@@ -84,7 +85,7 @@ def _pchip_end_slope(h0: float, h1: float, m0: float, m1: float) -> float:
     return d
 
 
-def pchip_integral(x: Sequence[float], y: Sequence[float], lo: float, hi: float) -> float:
+def pchip_integral(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, lo: float, hi: float) -> float:
     """Exact integral over [lo, hi] (inside [x[0], x[-1]]) of the pchip interpolant through (x, y)."""
     xs = np.asarray(x, dtype=np.float64)
     ys = np.asarray(y, dtype=np.float64)

@@ -1,14 +1,17 @@
 """Classical codecs through Pillow, each as an ``EncodeDecode`` hook with a dense setting sweep.
 
-| id         | Pillow call (beyond ``format``)                                                                   | swept      |
-|------------|---------------------------------------------------------------------------------------------------|------------|
-| `jpeg420`  | JPEG (libjpeg-turbo), ``subsampling=2`` (4:2:0), ``optimize=True`` (optimal Huffman), baseline     | quality    |
-| `jpeg444`  | as ``jpeg420`` with ``subsampling=0`` (4:4:4)                                                     | quality    |
-| `webp`     | WEBP (libwebp, lossy, always 4:2:0), ``method=6`` (slowest, best)                                 | quality    |
-| `jpeg2000` | JPEG2000 (OpenJPEG) raw codestream ``no_jp2=True``, 9/7 wavelet ``irreversible=True``, colour      | target bpp |
-|            | transform ``mct=1``, one layer ``quality_mode="rates"``, ``quality_layers=[24 / target_bpp]``     |            |
-| `avif`     | AVIF (libavif + aom), ``subsampling="4:4:4"``, ``speed=AVIF_SPEED``, ``codec="aom"``,              | quality    |
-|            | ``advanced={"tune": "psnr"}`` (aom's PSNR tuning, passed through libavif's codec-specific options) |            |
+| id         | Pillow call (beyond ``format``)                                                        | swept      |
+|------------|----------------------------------------------------------------------------------------|------------|
+| `jpeg420`  | JPEG (libjpeg-turbo), ``subsampling=2`` (4:2:0), ``optimize=True`` (optimal Huffman),  | quality    |
+|            | baseline                                                                               |            |
+| `jpeg444`  | as ``jpeg420`` with ``subsampling=0`` (4:4:4)                                          | quality    |
+| `webp`     | WEBP (libwebp, lossy, always 4:2:0), ``method=6`` (slowest, best)                      | quality    |
+| `jpeg2000` | JPEG2000 (OpenJPEG) raw codestream ``no_jp2=True``, 9/7 wavelet ``irreversible=True``, | target bpp |
+|            | colour transform ``mct=1``, one layer ``quality_mode="rates"``,                        |            |
+|            | ``quality_layers=[24 / target_bpp]``                                                   |            |
+| `avif`     | AVIF (libavif + aom), ``subsampling="4:4:4"``, ``speed=AVIF_SPEED``, ``codec="aom"``,  | quality    |
+|            | ``advanced={"tune": "psnr"}`` (aom's PSNR tuning, passed through libavif's             |            |
+|            | codec-specific options)                                                                |            |
 
 All encoders run single-threaded (AVIF: ``max_threads=1``; the others are single-threaded in Pillow) so that times
 are comparable on a shared machine. ``n_bytes`` is the whole file as written (headers and container included; the

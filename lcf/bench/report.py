@@ -269,7 +269,7 @@ def plot_rd(curves: Sequence[RDCurve], path: str | Path, title: str = "Kodak", m
         shown[1].extend(ms_ssim_db(ms[ok & inside]))
     axes[0].set_ylabel("PSNR (dB, RGB)")
     axes[1].set_ylabel("MS-SSIM (dB) = -10 log10(1 - MS-SSIM), RGB")
-    for ax, ys in zip(axes, shown):
+    for ax, ys in zip(axes, shown, strict=True):
         ax.set_xlabel("bits per pixel")
         ax.grid(True, alpha=0.3)
         if max_bpp:

@@ -6,7 +6,8 @@ For every image (sorted by file name), every codec and every setting of its swee
 is called once and a ``Measurement`` (bytes, bpp, PSNR, MS-SSIM, encode/decode seconds) is recorded. lcf is not
 imported here: whoever integrates lcf passes
 
-    lcf_encode_decode(rgb: np.ndarray uint8 (H, W, 3), quality: float) -> (bytes_len, recon uint8 (H, W, 3), enc_s, dec_s)
+    lcf_encode_decode(rgb: np.ndarray uint8 (H, W, 3), quality: float)
+        -> (bytes_len, recon uint8 (H, W, 3), enc_s, dec_s)
 
 and it is swept over ``lcf_qualities`` (the levels 1..7 by default). With an ``out_dir``, per-image rows are appended
 to ``<name>_per_image.csv`` as they are measured (``resume=True`` skips rows already there), and at the end the

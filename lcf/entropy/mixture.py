@@ -134,7 +134,7 @@ def _segments(bucket_sorted: np.ndarray) -> Iterator[tuple[int, int, int]]:
     edges = np.flatnonzero(np.diff(bucket_sorted)) + 1
     starts = np.concatenate([[0], edges])
     stops = np.concatenate([edges, [bucket_sorted.size]])
-    for start, stop in zip(starts.tolist(), stops.tolist()):
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
         h = int(BUCKETS[bucket_sorted[start]])
         rows = max(1, CHUNK_ENTRIES // (2 * h + 2))
         for a in range(start, stop, rows):

@@ -164,6 +164,7 @@ def int_params(raw: np.ndarray) -> IntParams:
         raise ValueError(f"raw slots must be an integer array of shape (n, {ANCHOR_SLOTS}) or (n, {NONANCHOR_SLOTS}), "
                          f"got {raw.dtype} {raw.shape}")
     raw = raw.astype(np.int64, copy=False)
+    families: tuple[str, ...]
     if raw.shape[1] == ANCHOR_SLOTS:
         families, k = ANCHOR_FAMILIES, 9
         within = softmax_counts(raw[:, 0:9].reshape(-1, 3, 3))  # (n, family, member), each family's sum ~2**24

@@ -73,7 +73,7 @@ def _pull_escapes(dec: StreamDecoder, centre: np.ndarray, half: np.ndarray) -> n
 def _escape_bits(excess: np.ndarray) -> float:
     head, groups = escape.split(excess, np.zeros(excess.shape, dtype=bool))
     bits = float(np.sum(CODER_BITS - np.log2(escape.HEAD_PMF[head].astype(np.float64))))
-    return bits + sum(b * g.size for b, g in zip(range(1, escape.CHUNK_BITS + 1), groups))
+    return bits + sum(b * g.size for b, g in zip(range(1, escape.CHUNK_BITS + 1), groups, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _family_cdf(family: str, x: np.ndarray, scale: float) -> np.ndarray:
     t = x / scale
     if family == "G":
         erfc = np.frompyfunc(math.erfc, 1, 1)
-        return 0.5 * erfc(-t / math.sqrt(2.0)).astype(np.float64)
+        return 0.5 * np.asarray(erfc(-t / math.sqrt(2.0)), dtype=np.float64)
     if family == "L":
         return np.where(t < 0, 0.5 * np.exp(np.minimum(t, 0)), 1.0 - 0.5 * np.exp(-np.maximum(t, 0)))
     return 0.5 * (1.0 + np.tanh(0.5 * t))  # logistic

@@ -21,8 +21,8 @@ positions relative to a non-anchor centre contribute (the positions with odd |di
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 
 def anchor_mask(h: int, w: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.bool) -> Tensor:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from .layers import GDN, conv1x1, conv3x3
 

@@ -1,6 +1,6 @@
 """Hyper networks h_a, h_s (Cheng et al. 2020) and the factorized density of ẑ (Ballé et al. 2018, App. 6.1).
 
-h_a, y (M, h, w) → z (Mz, h/4, w/4):  conv3x3 · LReLU · conv3x3 · LReLU · conv3x3/2 · LReLU · conv3x3 · LReLU · conv3x3/2
+h_a, y (M, h, w) → z (Mz, h/4, w/4): conv3x3 · LReLU · conv3x3 · LReLU · conv3x3/2 · LReLU · conv3x3 · LReLU · conv3x3/2
 h_s, ẑ → T1 (2M, h, w):               conv3x3 · LReLU · subpel×2 · LReLU · conv3x3 · LReLU · subpel×2 · LReLU · conv3x3
 
 ẑ is coded directly as round(z) (no median shift); its probability is the factorized density below.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from .layers import conv3x3, subpel_conv3x3
 from .likelihood import LIKELIHOOD_MIN
@@ -67,7 +67,7 @@ class FactorizedDensity(nn.Module):
         """values: (C, 1, n) → logits of the CDF at values, (C, 1, n). Runs in values' dtype and device."""
         like = {"dtype": values.dtype, "device": values.device}
         logits = values
-        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
             logits = torch.matmul(F.softplus(matrix.to(**like)), logits) + bias.to(**like)
             if i < len(self.factors):
                 logits = logits + torch.tanh(self.factors[i].to(**like)) * torch.tanh(logits)

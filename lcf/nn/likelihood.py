@@ -86,13 +86,13 @@ class _BoundedIdentity(torch.autograd.Function):
     """Clamp to [lo, hi] whose gradient still flows where it points back into the range (CompressAI's LowerBound)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, lo: float, hi: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, lo: float, hi: float) -> Tensor:
         ctx.save_for_backward(x)
         ctx.lo, ctx.hi = lo, hi
         return torch.clamp(x, lo, hi)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
         pass_through = ((x >= ctx.lo) | (grad < 0)) & ((x <= ctx.hi) | (grad > 0))
         return grad * pass_through.to(grad.dtype), None, None

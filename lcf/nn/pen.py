@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from lcf.constants import ANCHOR_FAMILIES, MEAN_LIMIT, NONANCHOR_FAMILIES, SCALE_MAX, SCALE_MIN
 

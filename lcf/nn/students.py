@@ -34,8 +34,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from lcf.errors import UsageError
 from lcf.manifest import DECODER_NAME, DecoderArch
@@ -217,14 +217,15 @@ def init_from_teacher(student: nn.Sequential, student_arch_: DecoderArch, teache
     channel-sliced teacher: sub-pixel channel groups stay whole because channel c occupies rows c·r²..c·r²+r²−1);
     a larger one keeps its random initialisation. Returns (tensors copied or sliced, tensors left random).
     """
-    by_role = dict(zip(_roles(teacher_arch_), teacher))
+    by_role = dict(zip(_roles(teacher_arch_), teacher, strict=True))
     copied = left = 0
     with torch.no_grad():
-        for role, module in zip(_roles(student_arch_), student):
+        for role, module in zip(_roles(student_arch_), student, strict=True):
             source = dict(by_role[role].named_parameters())
             for name, param in module.named_parameters():
                 src = source.get(name)
-                if src is None or src.dim() != param.dim() or any(s > t for s, t in zip(param.shape, src.shape)):
+                if src is None or src.dim() != param.dim() \
+                        or any(s > t for s, t in zip(param.shape, src.shape, strict=True)):
                     left += 1
                     continue
                 param.copy_(src[tuple(slice(0, s) for s in param.shape)])

@@ -139,6 +139,7 @@ def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Ten
     if plan is None:
         return f
     tail = g_s[plan.split:]
+    assert tile is not None  # a plan is made only for a tile
     if f.shape[-2] <= tile and f.shape[-1] <= tile:
         return tail(f)
     return run_tiled(tail, f, tile, plan.halo, scale=plan.scale)
