@@ -60,6 +60,21 @@ def test_import_is_cheap_and_has_no_side_effects() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_an_lcf_file_is_an_image_input_without_importing_the_plugin(tiny_weights: Path, tmp_path: Path) -> None:
+    """Encoding an .lcf file decodes it through the Pillow plugin, which lcf.image registers before it opens a file:
+    as before issue 22, when ``import lcf`` registered it (a fresh process that never imports lcf.pillow itself)."""
+    make_rgba(20, 14, kind="mixed", alpha="binary").convert("RGB").save(tmp_path / "a.png")
+    code = ("import sys; from lcf import api; "
+            f"api.encode_file({str(tmp_path / 'a.png')!r}, {str(tmp_path / 'a.lcf')!r}, quality=5.0); "
+            f"report = api.encode_file({str(tmp_path / 'a.lcf')!r}, {str(tmp_path / 'b.lcf')!r}); "
+            "assert (report.width, report.height) == (20, 14), report")
+    env = {**os.environ, "LCF_WEIGHTS": str(tiny_weights)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b.lcf").read_bytes().startswith(b"\x8bLCF")
+
+
 def test_encode_decode_round_trip(encoded: bytes, tiny_weights: Path, tmp_path: Path) -> None:
     original = make_rgba(20, 14, kind="mixed", alpha="binary")
     image = lcf.decode(encoded, weights=tiny_weights)
