@@ -233,3 +233,4 @@ def test_cli_startup_compares_separate_calls_with_one_call(tiny_weights, tmp_pat
     assert ratio == pytest.approx(separate / one, rel=0.02) and cpu_ratio == pytest.approx(separate_cpu / one_cpu,
                                                                                            rel=0.02)
     assert "2 images (im0.png .. im1.png)" in text and "median ratio" in text
+    assert f"best of each (the least disturbed run): separate {separate:.2f} s, one call {one:.2f} s" in text
