@@ -228,7 +228,7 @@ def plan_files(srcs: Sequence[Path], folder: Path, suffix: str) -> tuple[Job, ..
         with contextlib.suppress(OSError):
             inputs.setdefault(_identity(os.stat(src)), src)
     bad = []
-    for src, out in zip(srcs, outputs):
+    for src, out in zip(srcs, outputs, strict=True):
         try:
             hit = inputs.get(_identity(os.stat(out)))
         except OSError:
@@ -238,7 +238,7 @@ def plan_files(srcs: Sequence[Path], folder: Path, suffix: str) -> tuple[Job, ..
     if bad:
         raise UsageError(f"{len(bad)} output(s) would be written onto an input, destroying it; nothing was converted; "
                          "choose another folder:\n" + "\n".join(_capped(bad)))
-    return tuple(Job(index, src, out) for index, (src, out) in enumerate(zip(srcs, outputs)))
+    return tuple(Job(index, src, out) for index, (src, out) in enumerate(zip(srcs, outputs, strict=True)))
 
 
 def _check_collisions(inputs: list[tuple[str, Path]], outputs: list[Path], src: Path) -> None:
@@ -256,7 +256,7 @@ def _check_collisions(inputs: list[tuple[str, Path]], outputs: list[Path], src: 
 def _shared(names: list[str], outputs: list[Path]) -> list[tuple[Path, list[str]]]:
     """The outputs written from more than one input, each with the names of those inputs."""
     groups: dict[Path, list[str]] = {}
-    for name, out in zip(names, outputs):
+    for name, out in zip(names, outputs, strict=True):
         groups.setdefault(out, []).append(name)
     return [(out, group) for out, group in groups.items() if len(group) > 1]
 
@@ -358,5 +358,5 @@ def writable_formats() -> dict[str, str]:
             if fmt in Image.SAVE and ext != LCF_SUFFIX and _FORMAT.fullmatch(ext[1:])}
 
 
-__all__ = ["LCF_SUFFIX", "Job", "LeftOut", "Plan", "Settings", "check_folders", "make_plan", "plan_files", "settings_for",
-           "writable_formats"]
+__all__ = ["LCF_SUFFIX", "Job", "LeftOut", "Plan", "Settings", "check_folders", "make_plan", "plan_files",
+           "settings_for", "writable_formats"]

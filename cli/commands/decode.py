@@ -101,7 +101,7 @@ def decode(
     if weights is not None:
         api.get_codec(weights, device)  # weights that cannot be loaded are one error, not one per file
     make_folder(out_dir)
-    by_pair = dict(zip(pairs, formats))
+    by_pair = dict(zip(pairs, formats, strict=True))
 
     def convert(src: Path, dst: Path) -> dict:
         report = _decode_one(src, dst, by_pair[src, dst], options)
