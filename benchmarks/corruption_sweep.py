@@ -72,28 +72,28 @@ def fix_crcs(data: bytes | bytearray) -> bytes:
     return bytes(out)
 
 
-def damaged(kind: str, data: bytes, rng: random.Random, every: bool, count: int) -> Iterator[bytes]:
-    """The damaged copies of ``data`` of class ``kind``: every position when ``every``, else ``count`` random ones."""
+def damaged(kind: str, data: bytes, rng: random.Random, every: bool, count: int) -> Iterator[tuple[bytes, int]]:
+    """(damaged copy, position) of class ``kind``: every position when ``every``, else ``count`` random ones."""
     n = len(data)
     if kind == "bit flip":
         cases = [(i, b) for i in range(n) for b in range(8)] if every else \
             [(rng.randrange(n), rng.randrange(8)) for _ in range(count)]
         for i, b in cases:
-            yield data[:i] + bytes([data[i] ^ (1 << b)]) + data[i + 1:]
+            yield data[:i] + bytes([data[i] ^ (1 << b)]) + data[i + 1:], i
     elif kind == "truncation":
         for length in (range(n) if every else (rng.randrange(n) for _ in range(count))):
-            yield data[:length]
+            yield data[:length], length
     elif kind == "insertion":
         for i in (range(n + 1) if every else (rng.randrange(n + 1) for _ in range(count))):
-            yield data[:i] + rng.randbytes(1 if every else rng.randint(1, 16)) + data[i:]
+            yield data[:i] + rng.randbytes(1 if every else rng.randint(1, 16)) + data[i:], i
     elif kind == "deletion":
         for i in (range(n) if every else (rng.randrange(n) for _ in range(count))):
-            yield data[:i] + data[i + (1 if every else rng.randint(1, 16)):]
+            yield data[:i] + data[i + (1 if every else rng.randint(1, 16)):], i
     elif kind == "bit flip (CRCs recomputed)":
         for i in (range(n) if every else (rng.randrange(n) for _ in range(count))):
             out = fix_crcs(data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:])
             if out != data:  # a flip inside a CRC field is undone by the recomputation
-                yield out
+                yield out, i
     else:
         raise ValueError(kind)
 
@@ -107,6 +107,7 @@ class Tally:
     crashes: list[str] = field(default_factory=list)
     file_problems: list[str] = field(default_factory=list)
     slowest: float = 0.0
+    decoded_at: Counter = field(default_factory=Counter)  # where the damage was, for files that decoded
 
 
 class Folder:
@@ -132,7 +133,8 @@ class Folder:
         return found
 
 
-def run_case(folder: Folder, data: bytes, reference: np.ndarray, weights: str | None, tally: Tally) -> None:
+def run_case(folder: Folder, data: bytes, reference: np.ndarray, weights: str | None, tally: Tally,
+             where: str = "") -> None:
     folder.src.write_bytes(data)
     tally.cases += 1
     start = time.perf_counter()
@@ -154,6 +156,7 @@ def run_case(folder: Folder, data: bytes, reference: np.ndarray, weights: str | 
             pixels = np.asarray(image.convert("RGB"))
         same = pixels.shape == reference.shape and np.array_equal(pixels, reference)
         tally.decoded_same += same
+        tally.decoded_at[where] += 1
         tally.decoded_changed += not same
         folder.dst.unlink()  # ours: made by this case
 
@@ -184,6 +187,18 @@ def bomb(codec, side: int) -> bytes:
                                     Chunk("ANCH", anchor), Chunk("NANC", nonanchor)])
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM of /proc/self/status, which starts afresh at exec (ru_maxrss
+    keeps the parent's peak across fork and exec, so a child would report its parent's); ru_maxrss elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def bomb_worker(src: str, weights: str | None) -> None:
     """Decode ``src`` as ``lcf decode`` does; print the outcome, seconds and peak RSS as JSON."""
     start = time.perf_counter()
@@ -194,7 +209,7 @@ def bomb_worker(src: str, weights: str | None) -> None:
         except LcfError as exc:
             outcome = f"{type(exc).__name__} (exit {exc.exit_code})"
     print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - start,
-                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "rss_mib": peak_rss_mib()}))
 
 
 def bombs(codec, sides: list[int], weights: str | None, tmp: Path) -> list[str]:
@@ -214,6 +229,21 @@ def bombs(codec, sides: list[int], weights: str | None, tmp: Path) -> list[str]:
             rows.append(f"| {side}x{side} ({side * side / 1e6:.1f} MP) | {path.stat().st_size:,} | "
                         f"{budget or 'unset (8 GiB)'} | {r['outcome']} | {r['seconds']:.1f} | {r['rss_mib']:,.0f} |")
     return rows
+
+
+def place(data: bytes, position: int) -> str:
+    """Where ``position`` lies in the undamaged file: the chunk and the field (HEAD: its payload offset)."""
+    from lcf.container import walk_chunks
+
+    for c in walk_chunks(data):
+        if c.offset <= position < c.crc_offset + 4:
+            if position >= c.crc_offset:
+                return f"{c.type} CRC"
+            if position < c.payload_offset:
+                return f"{c.type} length/type"
+            offset = position - c.payload_offset
+            return f"HEAD payload byte {offset}" if c.type == "HEAD" else f"{c.type} payload"
+    return "signature/version" if position < PREAMBLE else "end of file"
 
 
 def percent(part: int, whole: int) -> str:
@@ -260,10 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(args.images.glob("*.png"))[: args.max_images]:
             sources.append((path.name, Image.open(path).convert("RGB"), False))
     rng = random.Random(args.seed)
-    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_start = peak_rss_mib()
     rows, totals = [], {c: Tally() for c in classes}
     with tempfile.TemporaryDirectory(prefix="lcf-sweep-") as tmp:
-        bomb_rows = bombs(codec, [int(s) for s in args.bombs.split(",") if s], weights, Path(tmp))
         folder = Folder(Path(tmp) / "user")
         for name, image, every in sources:
             data = codec.encode(image, args.quality)
@@ -271,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind in classes:
                 count = args.random_deep if kind == "bit flip (CRCs recomputed)" else args.random
                 tally = Tally()
-                for case in damaged(kind, data, rng, every, count):
-                    run_case(folder, case, reference, weights, tally)
+                for case, position in damaged(kind, data, rng, every, count):
+                    run_case(folder, case, reference, weights, tally, f"{name}: {place(data, position)}")
                 rows.append((name, len(data), "every position" if every else f"{count} random", kind, tally))
                 total = totals[kind]
                 total.cases += tally.cases
@@ -282,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                 total.crashes += tally.crashes
                 total.file_problems += tally.file_problems
                 total.slowest = max(total.slowest, tally.slowest)
+                total.decoded_at.update(tally.decoded_at)
                 print(f"{name} {kind}: {tally.cases} cases, {sum(tally.caught.values())} caught, "
                       f"{len(tally.crashes)} crashes", file=sys.stderr)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        peak = peak_rss_mib()  # before the bombs: building one holds a whole image's entropy parameters
+        bomb_rows = bombs(codec, [int(s) for s in args.bombs.split(",") if s], weights, Path(tmp))
     md = [f"Command: `{command_line('corruption_sweep', argv)}`; model id {codec.weights.model_id.hex()}, quality "
           f"{args.quality:g}, seed {args.seed}.", "",
           "| file | bytes | positions | damage | cases | caught | exit 3 / 4 / 5 / 6 | decoded, pixels changed | "
@@ -297,9 +328,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {codes} | {t.decoded_changed:,} | {t.decoded_same:,} | {len(t.crashes)} | "
                   f"{len(t.file_problems)} | {t.slowest:.2f} |")
     findings = [c for t in totals.values() for c in t.crashes + t.file_problems]
-    md += ["", f"Peak RSS of the sweep process: {peak / 1024:,.0f} MiB ({rss_start / 1024:,.0f} MiB after loading "
+    md += ["", f"Peak RSS of the sweep process: {peak:,.0f} MiB ({rss_start:,.0f} MiB after loading "
            f"PyTorch and the entropy model, before the first decode). Findings: {len(findings)}."]
     md += [f"* {f}" for f in sorted(set(findings))[:20]]
+    decoded_at = Counter()
+    for t in totals.values():
+        decoded_at.update(t.decoded_at)
+    if decoded_at:
+        md += ["", "Damaged files that decoded, by where the damage was: "
+               + "; ".join(f"{k} ({v})" for k, v in sorted(decoded_at.items())) + "."]
     if len(bomb_rows) > 2:
         md += ["", "Decompression bombs (each decoded in a fresh process):", "", *bomb_rows]
     md += ["", f"Wall time {time.perf_counter() - start:.0f} s."]
