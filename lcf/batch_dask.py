@@ -276,6 +276,19 @@ def parse_cluster(spec: str) -> int:
                      "for a cluster of machines, start `dask scheduler` and `dask worker` and pass --scheduler ADDRESS")
 
 
+def local_cluster(workers: int) -> Any:
+    """The LocalCluster of ``--cluster local:N``: N worker processes of one thread each, started without Dask's
+    ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``): that setting turns off glibc's
+    dynamic mmap threshold, so every large tensor is mapped and faulted in afresh: a worker with it encoded Kodak
+    images at 0.57 times the rate of one without (docs/BENCHMARKS.md, "lcf batch on Dask")."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            silence_logs=logging.ERROR)
+
+
 def _distributed() -> Any:
     try:
         import distributed
@@ -316,6 +329,7 @@ class DaskExecutor(Executor):
         self.threads = 1
         self.token = uuid.uuid4().hex[:12]
         self.log_levels: dict[str, int] = {}
+        self.environ: dict[str, str] | None = None
 
     @property
     def where(self) -> str:
@@ -357,9 +371,8 @@ class DaskExecutor(Executor):
     def _connect(self, distributed: Any) -> None:
         try:
             if self.scheduler is None:
-                self.cluster = distributed.LocalCluster(
-                    n_workers=self.local_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                    silence_logs=logging.ERROR)
+                self.environ = dict(os.environ)  # Dask's nannies set their variables here too: restored by close()
+                self.cluster = local_cluster(self.local_workers or 1)
                 self.client = distributed.Client(self.cluster, set_as_default=False)
             else:
                 self.client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
@@ -481,10 +494,14 @@ class DaskExecutor(Executor):
                 with contextlib.suppress(Exception):
                     part.close()
         self.client = self.cluster = None
+        if self.environ is not None:
+            os.environ.clear()
+            os.environ.update(self.environ)
+            self.environ = None
         for name, level in self.log_levels.items():
             logging.getLogger(name).setLevel(level)
         self.log_levels = {}
 
 
-__all__ = ["DaskExecutor", "Identity", "WorkerProblem", "convert_task", "identity_of", "parse_cluster", "probe",
-           "ready"]
+__all__ = ["DaskExecutor", "Identity", "Paths", "WorkerProblem", "convert_task", "identity_of", "local_cluster",
+           "parse_cluster", "probe", "ready"]

@@ -69,13 +69,17 @@ def records(output: str, root: Path) -> tuple[dict, list[dict]]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A LocalCluster of 2 worker processes of one thread each (what `dask-worker --nworkers 2` starts)."""
+    """The LocalCluster of `--cluster local:2`: 2 worker processes of one thread each."""
     if not HAS_DASK:
         pytest.skip('needs Dask: pip install "lcf[dask]"')
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as local, Client(local, set_as_default=False) as client:
+    from lcf.batch_dask import local_cluster
+
+    environ = dict(os.environ)
+    with local_cluster(2) as local, Client(local, set_as_default=False) as client:
+        os.environ.clear()  # Dask's nannies set their variables in this process too
+        os.environ.update(environ)
         client.run(_one_thread)
         yield local, client
 
@@ -161,11 +165,20 @@ def test_scheduler_gives_the_local_outputs_summary_and_json_and_resumes(cluster,
 @needs_dask
 def test_cluster_local_starts_and_stops_its_own_workers(tmp_path: Path, tiny_weights: Path) -> None:
     src = build_tree(tmp_path / "src", 2, bad=False)
+    environ = dict(os.environ)
     result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--cluster", "local:1", "--json")
+    assert dict(os.environ) == environ  # Dask's OMP_NUM_THREADS=1 & co. do not stay in the caller's process
     assert result.exit_code == 0, result.output
     summary, files = records(result.stdout, tmp_path / "out")
     assert summary["done"] == 2 and [f["status"] for f in files] == ["ok", "ok"]
     assert sorted(tree(tmp_path / "out")) == ["a/00.lcf", "b/01.lcf"]
+
+
+@needs_dask
+def test_local_workers_keep_glibcs_dynamic_mmap_threshold(cluster) -> None:
+    _, client = cluster
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 turns it off: lcf ran at 0.57 times the rate (docs/BENCHMARKS.md)
+    assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
 
 
 @needs_dask
