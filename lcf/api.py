@@ -317,6 +317,8 @@ def batch(
     progress: Callable[[BatchItem], None] | None = None,
     effort: int = 0,
     follow_symlinks: bool = False,
+    scheduler: str | None = None,
+    cluster: str | None = None,
     target: Target | None = None,
     keep_nearest: bool = False,
 ) -> BatchReport:
@@ -337,6 +339,11 @@ def batch(
     when two inputs share an output or no input is found. Returns a :class:`lcf.batch.BatchReport` (a BatchReport
     with sizes and totals); details in :mod:`lcf.batch` and :mod:`lcf.batchplan`.
 
+    ``scheduler`` (the address of a running Dask scheduler, "tcp://HOST:8786") or ``cluster`` ("local" or "local:N",
+    a Dask LocalCluster of N processes) converts the files on a Dask cluster instead of ``workers`` local processes,
+    with the same outputs and report; ``src``, ``dst`` and ``weights`` must then be paths every worker sees. Needs
+    ``pip install "lcf[dask]"``; see :mod:`lcf.batch_dask`.
+
     ``target`` (encoding only) and ``keep_nearest``: as for :func:`encode_file`, per file; a file whose target no
     quality meets fails with UnreachableTargetError's exit code (9) unless ``keep_nearest``.
     """
@@ -344,7 +351,8 @@ def batch(
 
     return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
                overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
-               effort=effort, follow_symlinks=follow_symlinks, target=target, keep_nearest=keep_nearest)
+               effort=effort, follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster, target=target,
+               keep_nearest=keep_nearest)
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------
