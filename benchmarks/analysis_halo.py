@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     add_image_options(p, qualities=[4])
     p.add_argument("--halos", type=ints, default=[2, 3, 4, 5, 6, 8], help="halos to try, in head output pixels")
     p.add_argument("--tile", type=int, default=8, help="tile side in head output pixels (default 8)")
-    p.add_argument("--downsamplings", type=int, default=HEAD_DOWNSAMPLINGS,
-                   help=f"down-sampling modules in g_a's head (default {HEAD_DOWNSAMPLINGS})")
+    p.add_argument(
+        "--downsamplings",
+        type=int,
+        default=HEAD_DOWNSAMPLINGS,
+        help=f"down-sampling modules in g_a's head (default {HEAD_DOWNSAMPLINGS})",
+    )
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/analysis_halo.md"))
     args = p.parse_args(argv)
@@ -44,9 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     codec = Codec(args.weights)
     codec._ensure_encoder()
     model = codec.model
-    cell = 2 ** args.downsamplings
-    rows = [f"| image | quality | halo (cells of {cell} px) | max abs Δy | symbols that differ |",
-            "|---|---:|---:|---:|---:|"]
+    cell = 2**args.downsamplings
+    rows = [
+        f"| image | quality | halo (cells of {cell} px) | max abs Δy | symbols that differ |",
+        "|---|---:|---:|---:|---:|",
+    ]
     with torch.inference_mode():
         for path in files:
             rgb = load_image(path).rgb
@@ -63,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
                     changed = int((torch.round(y) != torch.round(whole)).sum())
                     rows.append(f"| {path.name} | {q:g} | {halo} | {diff:.1e} | {changed} of {whole.numel()} |")
                     print(rows[-1], flush=True)
-    head = (f"Command: `{command_line('analysis_halo', argv)}`; tiles of {args.tile} cells "
-            f"({args.tile * cell} input pixels), weights model id {codec.weights.model_id.hex()[:8]}")
+    head = (
+        f"Command: `{command_line('analysis_halo', argv)}`; tiles of {args.tile} cells "
+        f"({args.tile * cell} input pixels), weights model id {codec.weights.model_id.hex()[:8]}"
+    )
     write_fragment(args.out, [head, "", *rows])
 
 

@@ -50,6 +50,7 @@ from lcf.batch_dask import local_cluster
 from lcf.batchplan import Job, settings_for
 from lcf.bench.scripts import command_line, write_fragment
 
+
 def _noop_pool(src: Path, dst: Path) -> BatchItem:
     return BatchItem(src, dst, "ok")
 
@@ -58,14 +59,15 @@ def _noop_dask(settings: Any, identity: Any, host_threads: Any, src: str, dst: s
     return BatchItem(Path(src), Path(dst), "ok")
 
 
-def throughput(images: Path, work: Path, quality: float, weights: str | None, rounds: int,
-               configs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+def throughput(
+    images: Path, work: Path, quality: float, weights: str | None, rounds: int, configs: dict[str, dict[str, Any]]
+) -> dict[str, list[float]]:
     """files/s of each configuration (name -> options of api.batch) per counted round."""
     count = len([p for p in images.iterdir() if p.is_file()])
     names = list(configs)
     rates: dict[str, list[float]] = {c: [] for c in names}
     for r in range(rounds + 1):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for config in order:
             out = work / f"out-{r}-{names.index(config)}"
             report = api.batch(images, out, quality=quality, weights=weights, **configs[config])
@@ -111,8 +113,10 @@ def overhead(settings: Any, address: str, counts: tuple[int, int], work: Path) -
         return seconds
 
     small, large = counts
-    return {name: (measure(large) - measure(small)) / (large - small)
-            for name, measure in (("pool(2)", pool_seconds), ("dask", dask_seconds))}
+    return {
+        name: (measure(large) - measure(small)) / (large - small)
+        for name, measure in (("pool(2)", pool_seconds), ("dask", dask_seconds))
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,11 +127,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     p.add_argument("--rounds", type=int, default=3, help="counted rounds, after one warm-up round")
     p.add_argument("--overhead-files", default="50,450", help="N1,N2 no-op files for the overhead slope")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="measure this running cluster (dask(cluster)) instead of two LocalClusters; --work must then "
-                        "be on a file system its workers share")
-    p.add_argument("--work", type=Path, default=None,
-                   help="folder for the copied images and the outputs (default: a temporary folder)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="measure this running cluster (dask(cluster)) instead of two LocalClusters; --work must then "
+        "be on a file system its workers share",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the copied images and the outputs (default: a temporary folder)",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/batch_dask.md"))
     args = p.parse_args(argv)
     from distributed import LocalCluster
@@ -141,10 +153,21 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copy(f, images / f.name)
         count = len(list(images.iterdir()))
         environ = dict(os.environ)  # Dask's nannies set their variables in this process too: pool(2) must not get them
-        clusters = {} if args.scheduler else {
-            "dask(1)": local_cluster(1), "dask(2)": local_cluster(2),
-            "dask(1) trim": LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                         silence_logs=logging.ERROR)}
+        clusters = (
+            {}
+            if args.scheduler
+            else {
+                "dask(1)": local_cluster(1),
+                "dask(2)": local_cluster(2),
+                "dask(1) trim": LocalCluster(
+                    n_workers=1,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                ),
+            }
+        )
         os.environ.clear()
         os.environ.update(environ)
         try:
@@ -164,18 +187,27 @@ def main(argv: list[str] | None = None) -> None:
             for c in clusters.values():
                 c.close()
     base = statistics.mean(rates["pool(1)"])
-    lines = [f"Command: `{command_line('batch_dask', argv)}`", "",
-             f"{started}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-             f"{load:.1f} before and {load_after:.1f} after (a machine shared with other work); {count} images, "
-             f"quality {args.quality:g}, {args.rounds} rounds after a warm-up, configurations rotated each round.", "",
-             "| configuration | files/s (mean) | per round | ratio to pool(1) |", "|---|---:|---|---:|"]
+    lines = [
+        f"Command: `{command_line('batch_dask', argv)}`",
+        "",
+        f"{started}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{load:.1f} before and {load_after:.1f} after (a machine shared with other work); {count} images, "
+        f"quality {args.quality:g}, {args.rounds} rounds after a warm-up, configurations rotated each round.",
+        "",
+        "| configuration | files/s (mean) | per round | ratio to pool(1) |",
+        "|---|---:|---|---:|",
+    ]
     for config in configs:
         mean = statistics.mean(rates[config])
-        lines.append(f"| {config} | {mean:.3f} | {', '.join(f'{r:.3f}' for r in rates[config])} | "
-                     f"{mean / base:.2f} |")
-    lines += ["", f"Per-file scheduling overhead (no-op task, slope between {n1} and {n2} files; the pool of 2 "
-                  f"processes, {measured}):", "",
-              "| executor | ms per file |", "|---|---:|"]
+        lines.append(f"| {config} | {mean:.3f} | {', '.join(f'{r:.3f}' for r in rates[config])} | {mean / base:.2f} |")
+    lines += [
+        "",
+        f"Per-file scheduling overhead (no-op task, slope between {n1} and {n2} files; the pool of 2 "
+        f"processes, {measured}):",
+        "",
+        "| executor | ms per file |",
+        "|---|---:|",
+    ]
     lines += [f"| {name} | {seconds * 1000:.2f} |" for name, seconds in slope.items()]
     write_fragment(args.out, lines)
 

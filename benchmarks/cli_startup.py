@@ -78,8 +78,10 @@ def measure(images: list[Path], rounds: int, extra: list[str]) -> list[dict[str,
             for name, commands in order:
                 seconds, cpu, before, after = timed(commands)
                 row[name], row[f"{name}_cpu"], row[f"{name}_load"] = seconds, cpu, max(before, after)
-                print(f"round {k + 1}: {name:8s} {seconds:7.2f} s, CPU {cpu:7.2f} s  (load {before:.1f} -> "
-                      f"{after:.1f})", flush=True)
+                print(
+                    f"round {k + 1}: {name:8s} {seconds:7.2f} s, CPU {cpu:7.2f} s  (load {before:.1f} -> {after:.1f})",
+                    flush=True,
+                )
             for img in images:
                 if (sep / (img.stem + ".lcf")).read_bytes() != (one / (img.stem + ".lcf")).read_bytes():
                     raise SystemExit(f"{img.name}: the two ways gave different files")
@@ -93,26 +95,37 @@ def report(rows: list[dict[str, float]], images: list[Path], command: str) -> st
     lines = [
         f"`{command}`",
         "",
-        (f"{len(images)} images ({images[0].name} .. {images[-1].name}), {os.cpu_count()} CPUs; wall time of "
-         f"{len(images)} separate `lcf encode` calls against one call with all {len(images)} inputs (`-d`); CPU = "
-         "user + system time of the processes; load = the higher 1-minute load average before/after"),
+        (
+            f"{len(images)} images ({images[0].name} .. {images[-1].name}), {os.cpu_count()} CPUs; wall time of "
+            f"{len(images)} separate `lcf encode` calls against one call with all {len(images)} inputs (`-d`); CPU = "
+            "user + system time of the processes; load = the higher 1-minute load average before/after"
+        ),
         "",
         "| round | separate s | CPU s | load | one call s | CPU s | load | ratio | CPU ratio |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| {row['round']:.0f} | {row['separate']:.2f} | {row['separate_cpu']:.2f} | "
-                     f"{row['separate_load']:.1f} | {row['one']:.2f} | {row['one_cpu']:.2f} | {row['one_load']:.1f} | "
-                     f"{row['ratio']:.2f}x | {row['cpu_ratio']:.2f}x |")
+        lines.append(
+            f"| {row['round']:.0f} | {row['separate']:.2f} | {row['separate_cpu']:.2f} | "
+            f"{row['separate_load']:.1f} | {row['one']:.2f} | {row['one_cpu']:.2f} | {row['one_load']:.1f} | "
+            f"{row['ratio']:.2f}x | {row['cpu_ratio']:.2f}x |"
+        )
     ratios, cpu_ratios = [row["ratio"] for row in rows], [row["cpu_ratio"] for row in rows]
-    lines += ["", (f"median ratio {statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x), "
-                   f"CPU {statistics.median(cpu_ratios):.2f}x; median per image: separate "
-                   f"{statistics.median(r['separate'] for r in rows) / len(images):.2f} s, one call "
-                   f"{statistics.median(r['one'] for r in rows) / len(images):.2f} s"),
-              "",
-              (f"best of each (the least disturbed run): separate {min(r['separate'] for r in rows):.2f} s, one call "
-               f"{min(r['one'] for r in rows):.2f} s: "
-               f"{min(r['separate'] for r in rows) / min(r['one'] for r in rows):.2f}x")]
+    lines += [
+        "",
+        (
+            f"median ratio {statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x), "
+            f"CPU {statistics.median(cpu_ratios):.2f}x; median per image: separate "
+            f"{statistics.median(r['separate'] for r in rows) / len(images):.2f} s, one call "
+            f"{statistics.median(r['one'] for r in rows) / len(images):.2f} s"
+        ),
+        "",
+        (
+            f"best of each (the least disturbed run): separate {min(r['separate'] for r in rows):.2f} s, one call "
+            f"{min(r['one'] for r in rows):.2f} s: "
+            f"{min(r['separate'] for r in rows) / min(r['one'] for r in rows):.2f}x"
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -143,13 +156,14 @@ def measure_single(image: Path, rounds: int, extra: list[str]) -> list[dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(rounds):
             steps = {
-                "shell": lambda out=Path(tmp) / f"{k}.lcf": _timed_one([*lcf, "encode", str(image), "-o", str(out),
-                                                                         *extra]),
+                "shell": lambda out=Path(tmp) / f"{k}.lcf": _timed_one(
+                    [*lcf, "encode", str(image), "-o", str(out), *extra]
+                ),
                 "torch": lambda: _timed_one([sys.executable, "-c", "import torch"]),
                 "warm": lambda: _warm_encode(image, weights),
             }
             names = list(steps)
-            names = names[k % 3:] + names[: k % 3]
+            names = names[k % 3 :] + names[: k % 3]
             row: dict[str, float] = {"round": k + 1}
             for name in names:
                 seconds, cpu, before, after = steps[name]()
@@ -157,8 +171,12 @@ def measure_single(image: Path, rounds: int, extra: list[str]) -> list[dict[str,
             row["budget"] = row["torch"] + row["warm"] + TARGET_MARGIN
             row["ratio"] = row["shell"] / row["budget"]
             row["cpu_ratio"] = row["shell_cpu"] / (row["torch_cpu"] + row["warm_cpu"] + TARGET_MARGIN)
-            print(f"round {k + 1}: shell {row['shell']:.2f} s, import torch {row['torch']:.2f} s, warm encode "
-                  f"{row['warm']:.2f} s -> ratio {row['ratio']:.2f}, CPU ratio {row['cpu_ratio']:.2f} (load {row['shell_load']:.1f})", flush=True)
+            print(
+                f"round {k + 1}: shell {row['shell']:.2f} s, import torch {row['torch']:.2f} s, warm encode "
+                f"{row['warm']:.2f} s -> ratio {row['ratio']:.2f}, CPU ratio {row['cpu_ratio']:.2f} "
+                f"(load {row['shell_load']:.1f})",
+                flush=True,
+            )
             rows.append(row)
     return rows
 
@@ -180,8 +198,9 @@ def _timed_one(command: list[str]) -> tuple[float, float, float, float]:
 
 def _warm_encode(image: Path, weights: list[str]) -> tuple[float, float, float, float]:
     load_before = os.getloadavg()[0]
-    result = subprocess.run([sys.executable, "-c", WARM_ENCODE, str(image), *weights], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_ENCODE, str(image), *weights], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise SystemExit(f"the warm encode failed: {result.stderr}")
     wall, cpu = map(float, result.stdout.split()[-2:])
@@ -192,27 +211,39 @@ def report_single(rows: list[dict[str, float]], image: Path, command: str) -> st
     lines = [
         f"`{command}`",
         "",
-        (f"{image.name}, {os.cpu_count()} CPUs; wall seconds of one `lcf encode {image.name} -o X.lcf` from the shell "
-         f"(CPU = user + system), of `python -c 'import torch'`, and of one encode in a warm process (median of 3 "
-         f"after a first); budget = import torch + warm encode + {TARGET_MARGIN} s; ratio = shell / budget (<= 1: "
-         "target met); CPU ratio = the same with CPU seconds (user + system; a loaded machine inflates them much less); "
-         "load = the higher 1-minute load average before/after the shell call"),
+        (
+            f"{image.name}, {os.cpu_count()} CPUs; wall seconds of one `lcf encode {image.name} -o X.lcf` from the "
+            "shell "
+            f"(CPU = user + system), of `python -c 'import torch'`, and of one encode in a warm process (median of 3 "
+            f"after a first); budget = import torch + warm encode + {TARGET_MARGIN} s; ratio = shell / budget (<= 1: "
+            "target met); CPU ratio = the same with CPU seconds (user + system; a loaded machine inflates them much "
+            "less); "
+            "load = the higher 1-minute load average before/after the shell call"
+        ),
         "",
-        "| round | shell s | CPU s | load | import torch s | CPU s | warm encode s | CPU s | budget s | ratio | CPU ratio |",
+        "| round | shell s | CPU s | load | import torch s | CPU s | warm encode s | CPU s | budget s | ratio "
+        "| CPU ratio |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| {row['round']:.0f} | {row['shell']:.2f} | {row['shell_cpu']:.2f} | {row['shell_load']:.1f} | "
-                     f"{row['torch']:.2f} | {row['torch_cpu']:.2f} | {row['warm']:.2f} | {row['warm_cpu']:.2f} | "
-                     f"{row['budget']:.2f} | {row['ratio']:.2f} | {row['cpu_ratio']:.2f} |")
+        lines.append(
+            f"| {row['round']:.0f} | {row['shell']:.2f} | {row['shell_cpu']:.2f} | {row['shell_load']:.1f} | "
+            f"{row['torch']:.2f} | {row['torch_cpu']:.2f} | {row['warm']:.2f} | {row['warm_cpu']:.2f} | "
+            f"{row['budget']:.2f} | {row['ratio']:.2f} | {row['cpu_ratio']:.2f} |"
+        )
     ratios = [row["ratio"] for row in rows]
     median = statistics.median(ratios)
     cpu_median = statistics.median(row["cpu_ratio"] for row in rows)
-    lines += ["", (f"median ratio {median:.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}), CPU {cpu_median:.2f}: target "
-                   f"{'met' if median <= 1 else 'not met'}; medians: shell "
-                   f"{statistics.median(r['shell'] for r in rows):.2f} s, import torch "
-                   f"{statistics.median(r['torch'] for r in rows):.2f} s, warm encode "
-                   f"{statistics.median(r['warm'] for r in rows):.2f} s")]
+    lines += [
+        "",
+        (
+            f"median ratio {median:.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}), CPU {cpu_median:.2f}: target "
+            f"{'met' if median <= 1 else 'not met'}; medians: shell "
+            f"{statistics.median(r['shell'] for r in rows):.2f} s, import torch "
+            f"{statistics.median(r['torch'] for r in rows):.2f} s, warm encode "
+            f"{statistics.median(r['warm'] for r in rows):.2f} s"
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 

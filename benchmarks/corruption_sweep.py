@@ -21,8 +21,9 @@ Outcomes: **caught** (an ``LcfError``: exit codes 3 format, 4 corrupt, 5 limit, 
 pixels differ from the undamaged file's, or not), **crash** (any other exception, or an ``LcfError`` made by the
 codec's last-resort wrapper, ``lcf.codec.UNEXPECTED``). Checked for every case: the damaged file is unchanged after
 the decode, a failed decode leaves no output and no temporary file, the user's file beside it is unchanged; the
-slowest case and the process's peak RSS (which includes PyTorch and the weights) are reported. Targets (docs/SECURITY.md):
-every damage of the first four classes caught, no crash, no hang, peak RSS under 1 GiB, no user file touched.
+slowest case and the process's peak RSS (which includes PyTorch and the weights) are reported. Targets
+(docs/SECURITY.md): every damage of the first four classes caught, no crash, no hang, peak RSS under 1 GiB, no user
+file touched.
 
 **Decompression bombs** (``--bombs``): valid files whose symbols are all zero claim an image of each size (a few
 kB for megapixels); each is decoded in a fresh process, with the default memory budget and with
@@ -35,9 +36,9 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,10 +65,10 @@ def fix_crcs(data: bytes | bytearray) -> bytes:
     out = bytearray(data)
     pos = PREAMBLE
     while pos + 12 <= len(out):
-        end = pos + 12 + int.from_bytes(out[pos:pos + 4], "big")
+        end = pos + 12 + int.from_bytes(out[pos : pos + 4], "big")
         if end > len(out):
             break
-        out[end - 4:end] = zlib.crc32(out[pos + 4:end - 4]).to_bytes(4, "big")
+        out[end - 4 : end] = zlib.crc32(out[pos + 4 : end - 4]).to_bytes(4, "big")
         pos = end
     return bytes(out)
 
@@ -76,22 +77,25 @@ def damaged(kind: str, data: bytes, rng: random.Random, every: bool, count: int)
     """(damaged copy, position) of class ``kind``: every position when ``every``, else ``count`` random ones."""
     n = len(data)
     if kind == "bit flip":
-        cases = [(i, b) for i in range(n) for b in range(8)] if every else \
-            [(rng.randrange(n), rng.randrange(8)) for _ in range(count)]
+        cases = (
+            [(i, b) for i in range(n) for b in range(8)]
+            if every
+            else [(rng.randrange(n), rng.randrange(8)) for _ in range(count)]
+        )
         for i, b in cases:
-            yield data[:i] + bytes([data[i] ^ (1 << b)]) + data[i + 1:], i
+            yield data[:i] + bytes([data[i] ^ (1 << b)]) + data[i + 1 :], i
     elif kind == "truncation":
-        for length in (range(n) if every else (rng.randrange(n) for _ in range(count))):
+        for length in range(n) if every else (rng.randrange(n) for _ in range(count)):
             yield data[:length], length
     elif kind == "insertion":
-        for i in (range(n + 1) if every else (rng.randrange(n + 1) for _ in range(count))):
+        for i in range(n + 1) if every else (rng.randrange(n + 1) for _ in range(count)):
             yield data[:i] + rng.randbytes(1 if every else rng.randint(1, 16)) + data[i:], i
     elif kind == "deletion":
-        for i in (range(n) if every else (rng.randrange(n) for _ in range(count))):
-            yield data[:i] + data[i + (1 if every else rng.randint(1, 16)):], i
+        for i in range(n) if every else (rng.randrange(n) for _ in range(count)):
+            yield data[:i] + data[i + (1 if every else rng.randint(1, 16)) :], i
     elif kind == "bit flip (CRCs recomputed)":
-        for i in (range(n) if every else (rng.randrange(n) for _ in range(count))):
-            out = fix_crcs(data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:])
+        for i in range(n) if every else (rng.randrange(n) for _ in range(count)):
+            out = fix_crcs(data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1 :])
             if out != data:  # a flip inside a CRC field is undone by the recomputation
                 yield out, i
     else:
@@ -133,8 +137,9 @@ class Folder:
         return found
 
 
-def run_case(folder: Folder, data: bytes, reference: np.ndarray, weights: str | None, tally: Tally,
-             where: str = "") -> None:
+def run_case(
+    folder: Folder, data: bytes, reference: np.ndarray, weights: str | None, tally: Tally, where: str = ""
+) -> None:
     folder.src.write_bytes(data)
     tally.cases += 1
     start = time.perf_counter()
@@ -166,9 +171,10 @@ def synthetic(width: int, height: int, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
     rgb = np.stack([255 * x / max(width - 1, 1), 255 * y / max(height - 1, 1), 128 + 0 * x], axis=-1)
-    rgb[height // 2:, : width // 2] = rng.integers(0, 256, (height - height // 2, width // 2, 3))
-    rgb[: height // 2, width // 2:] = np.where(((x // 8 + y // 8) % 2 == 0)[: height // 2, width // 2:, None],
-                                               230, 25)
+    rgb[height // 2 :, : width // 2] = rng.integers(0, 256, (height - height // 2, width // 2, 3))
+    rgb[: height // 2, width // 2 :] = np.where(
+        ((x // 8 + y // 8) % 2 == 0)[: height // 2, width // 2 :, None], 230, 25
+    )
     return Image.fromarray(rgb.astype(np.uint8))
 
 
@@ -181,10 +187,25 @@ def bomb(codec, side: int) -> bytes:
     z, y = np.zeros((mz, cells, cells), np.int32), np.zeros((m, 4 * cells, 4 * cells), np.int32)
     coded = np.zeros(m, bool)
     hyper, anchor, nonanchor, _ = codec.code_symbols(Symbols(z, y, coded), estimate=False)
-    header = Header(width=side, height=side, color=0, model_id=codec.weights.model_id, quality=4.0,
-                    decoder=codec.weights.default_decoder, latent_channels=m, hyper_channels=mz)
-    return write_container(header, [Chunk("CMAP", encode_channel_bitmap(coded)), Chunk("HYPR", hyper),
-                                    Chunk("ANCH", anchor), Chunk("NANC", nonanchor)])
+    header = Header(
+        width=side,
+        height=side,
+        color=0,
+        model_id=codec.weights.model_id,
+        quality=4.0,
+        decoder=codec.weights.default_decoder,
+        latent_channels=m,
+        hyper_channels=mz,
+    )
+    return write_container(
+        header,
+        [
+            Chunk("CMAP", encode_channel_bitmap(coded)),
+            Chunk("HYPR", hyper),
+            Chunk("ANCH", anchor),
+            Chunk("NANC", nonanchor),
+        ],
+    )
 
 
 def peak_rss_mib() -> float:
@@ -208,13 +229,14 @@ def bomb_worker(src: str, weights: str | None) -> None:
             outcome = "decoded"
         except LcfError as exc:
             outcome = f"{type(exc).__name__} (exit {exc.exit_code})"
-    print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - start,
-                      "rss_mib": peak_rss_mib()}))
+    print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - start, "rss_mib": peak_rss_mib()}))
 
 
 def bombs(codec, sides: list[int], weights: str | None, tmp: Path) -> list[str]:
-    rows = ["| claimed image | file bytes | LCF_MAX_MEMORY | outcome | seconds | peak RSS MiB |",
-            "|---|---:|---|---|---:|---:|"]
+    rows = [
+        "| claimed image | file bytes | LCF_MAX_MEMORY | outcome | seconds | peak RSS MiB |",
+        "|---|---:|---|---|---:|---:|",
+    ]
     for side in sides:
         path = tmp / f"bomb-{side}.lcf"
         path.write_bytes(bomb(codec, side))
@@ -223,11 +245,18 @@ def bombs(codec, sides: list[int], weights: str | None, tmp: Path) -> list[str]:
             env.pop("LCF_MAX_MEMORY", None)
             if budget:
                 env["LCF_MAX_MEMORY"] = budget
-            done = subprocess.run([sys.executable, __file__, "--bomb-worker", str(path), weights or ""], env=env,
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--bomb-worker", str(path), weights or ""],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(f"| {side}x{side} ({side * side / 1e6:.1f} MP) | {path.stat().st_size:,} | "
-                        f"{budget or 'unset (8 GiB)'} | {r['outcome']} | {r['seconds']:.1f} | {r['rss_mib']:,.0f} |")
+            rows.append(
+                f"| {side}x{side} ({side * side / 1e6:.1f} MP) | {path.stat().st_size:,} | "
+                f"{budget or 'unset (8 GiB)'} | {r['outcome']} | {r['seconds']:.1f} | {r['rss_mib']:,.0f} |"
+            )
     return rows
 
 
@@ -263,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", default="96x64", help="size of the small image whose every byte is damaged")
     p.add_argument("--large", default="512x384", help="size of the larger built-in image ('' for none)")
     p.add_argument("--random", type=int, default=2000, help="random cases per larger file and cheap class")
-    p.add_argument("--random-deep", type=int, default=200,
-                   help="random cases per larger file of the CRC-recomputed class (each is a whole decode)")
+    p.add_argument(
+        "--random-deep",
+        type=int,
+        default=200,
+        help="random cases per larger file of the CRC-recomputed class (each is a whole decode)",
+    )
     p.add_argument("--classes", default=",".join(CLASSES), help="some of: " + ", ".join(CLASSES))
     p.add_argument("--bombs", default="1024,4096", help="sides of the decompression bombs ('' for none)")
     p.add_argument("--seed", type=int, default=20)
@@ -312,31 +345,46 @@ def main(argv: list[str] | None = None) -> int:
                 total.file_problems += tally.file_problems
                 total.slowest = max(total.slowest, tally.slowest)
                 total.decoded_at.update(tally.decoded_at)
-                print(f"{name} {kind}: {tally.cases} cases, {sum(tally.caught.values())} caught, "
-                      f"{len(tally.crashes)} crashes", file=sys.stderr)
+                print(
+                    f"{name} {kind}: {tally.cases} cases, {sum(tally.caught.values())} caught, "
+                    f"{len(tally.crashes)} crashes",
+                    file=sys.stderr,
+                )
         peak = peak_rss_mib()  # before the bombs: building one holds a whole image's entropy parameters
         bomb_rows = bombs(codec, [int(s) for s in args.bombs.split(",") if s], weights, Path(tmp))
-    md = [f"Command: `{command_line('corruption_sweep', argv)}`; model id {codec.weights.model_id.hex()}, quality "
-          f"{args.quality:g}, seed {args.seed}.", "",
-          "| file | bytes | positions | damage | cases | caught | exit 3 / 4 / 5 / 6 | decoded, pixels changed | "
-          "decoded, same pixels | crashes | file problems | slowest s |",
-          "|---|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    md = [
+        f"Command: `{command_line('corruption_sweep', argv)}`; model id {codec.weights.model_id.hex()}, quality "
+        f"{args.quality:g}, seed {args.seed}.",
+        "",
+        "| file | bytes | positions | damage | cases | caught | exit 3 / 4 / 5 / 6 | decoded, pixels changed | "
+        "decoded, same pixels | crashes | file problems | slowest s |",
+        "|---|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for name, size, positions, kind, t in rows + [("**all**", "", "", kind, totals[kind]) for kind in classes]:
         caught = sum(t.caught.values())
         codes = " / ".join(str(t.caught.get(code, 0)) for code in (3, 4, 5, 6))
-        md.append(f"| {name} | {size} | {positions} | {kind} | {t.cases:,} | {caught:,} ({percent(caught, t.cases)}) "
-                  f"| {codes} | {t.decoded_changed:,} | {t.decoded_same:,} | {len(t.crashes)} | "
-                  f"{len(t.file_problems)} | {t.slowest:.2f} |")
+        md.append(
+            f"| {name} | {size} | {positions} | {kind} | {t.cases:,} | {caught:,} ({percent(caught, t.cases)}) "
+            f"| {codes} | {t.decoded_changed:,} | {t.decoded_same:,} | {len(t.crashes)} | "
+            f"{len(t.file_problems)} | {t.slowest:.2f} |"
+        )
     findings = [c for t in totals.values() for c in t.crashes + t.file_problems]
-    md += ["", f"Peak RSS of the sweep process: {peak:,.0f} MiB ({rss_start:,.0f} MiB after loading "
-           f"PyTorch and the entropy model, before the first decode). Findings: {len(findings)}."]
+    md += [
+        "",
+        f"Peak RSS of the sweep process: {peak:,.0f} MiB ({rss_start:,.0f} MiB after loading "
+        f"PyTorch and the entropy model, before the first decode). Findings: {len(findings)}.",
+    ]
     md += [f"* {f}" for f in sorted(set(findings))[:20]]
     decoded_at = Counter()
     for t in totals.values():
         decoded_at.update(t.decoded_at)
     if decoded_at:
-        md += ["", "Damaged files that decoded, by where the damage was: "
-               + "; ".join(f"{k} ({v})" for k, v in sorted(decoded_at.items())) + "."]
+        md += [
+            "",
+            "Damaged files that decoded, by where the damage was: "
+            + "; ".join(f"{k} ({v})" for k, v in sorted(decoded_at.items()))
+            + ".",
+        ]
     if len(bomb_rows) > 2:
         md += ["", "Decompression bombs (each decoded in a fresh process):", "", *bomb_rows]
     md += ["", f"Wall time {time.perf_counter() - start:.0f} s."]

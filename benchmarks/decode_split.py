@@ -39,9 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     files = images_of(args)
     start = time.perf_counter()
     codec = Codec(args.weights)
-    md = [f"Command: `{command_line('decode_split', argv)}`; model id {codec.weights.model_id.hex()}; "
-          f"{len(files)} images of {args.images.name}; best of {args.repeats}, mean over images.", "",
-          "| quality | bytes per image | entropy decoding s | whole decode s |", "|---:|---:|---:|---:|"]
+    md = [
+        f"Command: `{command_line('decode_split', argv)}`; model id {codec.weights.model_id.hex()}; "
+        f"{len(files)} images of {args.images.name}; best of {args.repeats}, mean over images.",
+        "",
+        "| quality | bytes per image | entropy decoding s | whole decode s |",
+        "|---:|---:|---:|---:|",
+    ]
     for q in args.qualities:
         sizes, symbols, whole = [], [], []
         for path in files:

@@ -94,8 +94,10 @@ def decoder_table(codec: Codec) -> list[str]:
         info = codec.weights.decoder_info(name)
         arch = codec.weights.decoder_arch(name)
         default = " (default)" if name == codec.weights.default_decoder else ""
-        rows.append(f"| {name}{default} | {arch.kind} | {arch.N} | {arch.attention} | {arch.residual} | "
-                    f"{info.parameters or 0:,} | {(info.bytes or 0) / 2**20:.2f} MiB |")
+        rows.append(
+            f"| {name}{default} | {arch.kind} | {arch.N} | {arch.attention} | {arch.residual} | "
+            f"{info.parameters or 0:,} | {(info.bytes or 0) / 2**20:.2f} MiB |"
+        )
     return rows
 
 
@@ -103,8 +105,13 @@ def skip_table(codec: Codec, zero: list[float], repeats: int) -> list[str]:
     """g_s alone on a Kodak-size latent with a share of all-zero channels: full vs skipping."""
     m = codec.config.M
     gen = torch.Generator().manual_seed(0)
-    rows = [("| decoder | GMAC | first layer's share | zero channels | MACs saved | g_s full | g_s skipping | "
-             "time saved | max abs diff |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        (
+            "| decoder | GMAC | first layer's share | zero channels | MACs saved | g_s full | g_s skipping | "
+            "time saved | max abs diff |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in codec.decoder_names:
         codec._ensure_decoder(name)
         g_s = codec.model.decoders[name]
@@ -116,12 +123,15 @@ def skip_table(codec: Codec, zero: list[float], repeats: int) -> list[str]:
             y = torch.round(2 * torch.randn(1, m, *KODAK_LATENT, generator=gen)) * coded.view(1, -1, 1, 1)
             zeros = m - int(coded.sum())
             with torch.inference_mode():
-                full, skip = _paired_min_times(lambda g_s=g_s, y=y: g_s(y),
-                                               lambda g_s=g_s, y=y, c=coded: synthesise_coded(g_s, y, c), repeats)
+                full, skip = _paired_min_times(
+                    lambda g_s=g_s, y=y: g_s(y), lambda g_s=g_s, y=y, c=coded: synthesise_coded(g_s, y, c), repeats
+                )
                 diff = float((g_s(y) - synthesise_coded(g_s, y, coded)).abs().max())
-            rows.append(f"| {name} | {total / 1e9:.1f} | {100 * reading:.2f}% | {zeros}/{m} ({share:.0%}) | "
-                        f"{100 * reading * zeros / m:.2f}% | {full * 1e3:.0f} ms | {skip * 1e3:.0f} ms | "
-                        f"{100 * (1 - skip / full):.1f}% | {diff:.1e} |")
+            rows.append(
+                f"| {name} | {total / 1e9:.1f} | {100 * reading:.2f}% | {zeros}/{m} ({share:.0%}) | "
+                f"{100 * reading * zeros / m:.2f}% | {full * 1e3:.0f} ms | {skip * 1e3:.0f} ms | "
+                f"{100 * (1 - skip / full):.1f}% | {diff:.1e} |"
+            )
     return rows
 
 
@@ -132,8 +142,9 @@ def _all_channels_coded(codec: Codec, data: bytes) -> bytes:
     full = Symbols(z_hat=symbols.z_hat, y_hat=symbols.y_hat, coded=np.ones_like(symbols.coded))
     hyper, anchor, nonanchor, _ = codec.code_symbols(full, estimate=False)
     replaced = {"CMAP": encode_channel_bitmap(full.coded), "HYPR": hyper, "ANCH": anchor, "NANC": nonanchor}
-    chunks = [Chunk(c.type, replaced.get(c.type, c.payload)) for c in container.chunks
-              if c.type not in ("HEAD", "LEND")]
+    chunks = [
+        Chunk(c.type, replaced.get(c.type, c.payload)) for c in container.chunks if c.type not in ("HEAD", "LEND")
+    ]
     return write_container(container.header, chunks)
 
 
@@ -157,14 +168,25 @@ def measure_images(codec: Codec, files: list[Path], qualities: list[float]) -> d
                 rgb = codec.synthesise(symbols, container.header, name)
                 t_gs = clock() - start
                 big_enough = min(rgb.shape[:2]) > MS_SSIM_MIN_SIDE
-                rows.append({"image": path.name, "quality": q, "decoder": name, "bpp": len(data) * 8 / pixels,
-                             "psnr": psnr(prepared.rgb, rgb),
-                             "ms_ssim": ms_ssim(prepared.rgb, rgb) if big_enough else float("nan"),
-                             "t_entropy": t_entropy, "t_gs": t_gs,
-                             "zero_channels": int((~symbols.coded).sum())})
-            print(f"{path.name} q{q:g}: {len(data) * 8 / pixels:.3f} bpp, entropy decode {t_entropy:.2f} s, "
-                  + ", ".join(f"{r['decoder']} {r['psnr']:.2f} dB/{r['t_gs']:.2f} s" for r in rows[-len(names):]),
-                  file=sys.stderr, flush=True)
+                rows.append(
+                    {
+                        "image": path.name,
+                        "quality": q,
+                        "decoder": name,
+                        "bpp": len(data) * 8 / pixels,
+                        "psnr": psnr(prepared.rgb, rgb),
+                        "ms_ssim": ms_ssim(prepared.rgb, rgb) if big_enough else float("nan"),
+                        "t_entropy": t_entropy,
+                        "t_gs": t_gs,
+                        "zero_channels": int((~symbols.coded).sum()),
+                    }
+                )
+            print(
+                f"{path.name} q{q:g}: {len(data) * 8 / pixels:.3f} bpp, entropy decode {t_entropy:.2f} s, "
+                + ", ".join(f"{r['decoder']} {r['psnr']:.2f} dB/{r['t_gs']:.2f} s" for r in rows[-len(names) :]),
+                file=sys.stderr,
+                flush=True,
+            )
     return {"rows": rows}
 
 
@@ -179,9 +201,15 @@ def decoder_curves(codec: Codec, rows: list[dict], qualities: list[float]) -> li
         points = []
         for q in qualities:
             mine = [r for r in rows if r["decoder"] == name and r["quality"] == q]
-            points.append(RDPoint(param=f"{q:g}", bpp=float(np.mean([r["bpp"] for r in mine])),
-                                  psnr=float(np.mean([r["psnr"] for r in mine])),
-                                  ms_ssim=float(np.mean([r["ms_ssim"] for r in mine])), n_images=len(mine)))
+            points.append(
+                RDPoint(
+                    param=f"{q:g}",
+                    bpp=float(np.mean([r["bpp"] for r in mine])),
+                    psnr=float(np.mean([r["psnr"] for r in mine])),
+                    ms_ssim=float(np.mean([r["ms_ssim"] for r in mine])),
+                    n_images=len(mine),
+                )
+            )
         curves.append(RDCurve(codec=name, points=tuple(sorted(points, key=lambda p: p.bpp))))
     return curves
 
@@ -194,9 +222,14 @@ def rd_tables(codec: Codec, rows: list[dict], qualities: list[float], anchor: RD
     curves = decoder_curves(codec, rows, qualities)
     ref = next(c for c in curves if c.codec == codec.weights.default_decoder)
     vs_anchor = f" BD-rate vs {anchor.label} (pchip) |" if anchor is not None else ""
-    out = [("| decoder | " + " | ".join(f"q{q:g}: bpp / PSNR" for q in qualities)
-            + f" | BD-rate vs teacher (pchip / cubic) |{vs_anchor} g_s per image | entropy decode + g_s per image |"),
-           "|---|" + "---:|" * (len(qualities) + 3 + (anchor is not None))]
+    out = [
+        (
+            "| decoder | "
+            + " | ".join(f"q{q:g}: bpp / PSNR" for q in qualities)
+            + f" | BD-rate vs teacher (pchip / cubic) |{vs_anchor} g_s per image | entropy decode + g_s per image |"
+        ),
+        "|---|" + "---:|" * (len(qualities) + 3 + (anchor is not None)),
+    ]
     for curve in curves:
         name = curve.codec
         mine = [r for r in rows if r["decoder"] == name]
@@ -209,16 +242,24 @@ def rd_tables(codec: Codec, rows: list[dict], qualities: list[float], anchor: RD
         extra = f" {_pct(_bd(anchor, curve))} |" if anchor is not None else ""
         by_q = {p.param: p for p in curve.points}
         points = [by_q[f"{q:g}"] for q in qualities]
-        out.append(f"| {name} | " + " | ".join(f"{pt.bpp:.3f} / {pt.psnr:.2f}" for pt in points)
-                   + f" | {bd} |{extra} {t_gs:.2f} s | {t_full:.2f} s |")
+        out.append(
+            f"| {name} | "
+            + " | ".join(f"{pt.bpp:.3f} / {pt.psnr:.2f}" for pt in points)
+            + f" | {bd} |{extra} {t_gs:.2f} s | {t_full:.2f} s |"
+        )
     return out
 
 
 def table_two(codec: Codec, files: list[Path], levels: dict[str, float]) -> list[str]:
     """Paper Table II on this model, for the default decoder."""
     name = codec.weights.default_decoder
-    out = [("| bit rate | quality | all-zero channels (mean per image) | total channels | dec. time (skipping) | "
-            "dec. time (full) | reduction |"), "|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        (
+            "| bit rate | quality | all-zero channels (mean per image) | total channels | dec. time (skipping) | "
+            "dec. time (full) | reduction |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, q in levels.items():
         zeros, t_skip, t_full = [], [], []
         for path in files:
@@ -233,13 +274,17 @@ def table_two(codec: Codec, files: list[Path], levels: dict[str, float]) -> list
             b = codec.decode(everything, decoder=name)
             t_full.append(clock() - start)
             codec.skip_zero_channels = True
-            if not np.array_equal(a.symbols.y_hat, b.symbols.y_hat) or np.abs(
-                    a.rgb.astype(int) - b.rgb.astype(int)).max() > 1:
+            if (
+                not np.array_equal(a.symbols.y_hat, b.symbols.y_hat)
+                or np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max() > 1
+            ):
                 raise SystemExit(f"{path}: decoding with and without skipping differs")
             zeros.append(int((~a.symbols.coded).sum()))
         ts, tf = float(np.mean(t_skip)), float(np.mean(t_full))
-        out.append(f"| {label} | {q:g} | {np.mean(zeros):.1f} | {codec.config.M} | {ts:.2f} s | {tf:.2f} s | "
-                   f"{100 * (1 - ts / tf):.1f}% |")
+        out.append(
+            f"| {label} | {q:g} | {np.mean(zeros):.1f} | {codec.config.M} | {ts:.2f} s | {tf:.2f} s | "
+            f"{100 * (1 - ts / tf):.1f}% |"
+        )
     return out
 
 
@@ -251,8 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--high", type=float, default=7.0, help="Table II high-rate quality (default 7)")
     p.add_argument("--zero", type=floats, default=[0.0, 0.3, 0.6], help="shares of all-zero channels (g_s timing)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of the g_s benchmark (fastest counts)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall: elapsed time; cpu: CPU time of this process (use with --threads 1 on a busy machine)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time; cpu: CPU time of this process (use with --threads 1 on a busy machine)",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/decoders.md"), help="markdown fragment")
     p.add_argument("--published", type=Path, default=None, help="published R-D points (lcf.bench.published CSV)")
     p.add_argument("--anchor", default="vtm", help="the published codec to compute BD-rates against (default vtm)")
@@ -271,24 +320,44 @@ def main(argv: list[str] | None = None) -> int:
     codec = Codec(args.weights)
     command = command_line("decoders", argv)
     timing = "CPU time of the process" if args.clock == "cpu" else "wall-clock time"
-    md = [f"Command: `{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, {timing}.", "",
-          "**Decoders** (every decoder decodes every file of this model; the bits do not depend on it)", "",
-          *decoder_table(codec), "",
-          (f"**Zero-channel skipping in g_s** (Kodak-size latent {codec.config.M} x {KODAK_LATENT[0]} x "
-           f"{KODAK_LATENT[1]}; fastest of {args.repeats}, interleaved; the first layer of g_s reads only the coded "
-           "channels; MACs saved = first layer's share of the MACs x share of zero channels)"), "",
-          *skip_table(codec, args.zero, args.repeats), ""]
+    md = [
+        f"Command: `{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, {timing}.",
+        "",
+        "**Decoders** (every decoder decodes every file of this model; the bits do not depend on it)",
+        "",
+        *decoder_table(codec),
+        "",
+        (
+            f"**Zero-channel skipping in g_s** (Kodak-size latent {codec.config.M} x {KODAK_LATENT[0]} x "
+            f"{KODAK_LATENT[1]}; fastest of {args.repeats}, interleaved; the first layer of g_s reads only the coded "
+            "channels; MACs saved = first layer's share of the MACs x share of zero channels)"
+        ),
+        "",
+        *skip_table(codec, args.zero, args.repeats),
+        "",
+    ]
     if files:
         rows = measure_images(codec, files, args.qualities)["rows"]
-        caveat = (f"; the published {anchor.label} points are means over all 24 Kodak images"
-                  if anchor is not None else "")
-        md += [(f"**Rate-distortion and decode time per decoder** ({len(files)} images of {args.images.name}; "
+        caveat = (
+            f"; the published {anchor.label} points are means over all 24 Kodak images" if anchor is not None else ""
+        )
+        md += [
+            (
+                f"**Rate-distortion and decode time per decoder** ({len(files)} images of {args.images.name}; "
                 "mean bpp / PSNR (dB, RGB) per quality; decode times are means per image over all qualities"
-                f"{caveat})"), "",
-               *rd_tables(codec, rows, args.qualities, anchor), "",
-               (f"**Table II of the paper on this model** (decoder {codec.weights.default_decoder}; 'full' = the "
-                "same latents coded with every channel marked coded and g_s reading every channel)"), "",
-               *table_two(codec, files, {"low": args.low, "high": args.high}), ""]
+                f"{caveat})"
+            ),
+            "",
+            *rd_tables(codec, rows, args.qualities, anchor),
+            "",
+            (
+                f"**Table II of the paper on this model** (decoder {codec.weights.default_decoder}; 'full' = the "
+                "same latents coded with every channel marked coded and g_s reading every channel)"
+            ),
+            "",
+            *table_two(codec, files, {"low": args.low, "high": args.high}),
+            "",
+        ]
         if args.plot is not None:
             curves = decoder_curves(codec, rows, args.qualities) + ([anchor] if anchor is not None else [])
             plot_rd(curves, args.plot, title=f"lcf decoders, {len(files)} images of {args.images.name}")

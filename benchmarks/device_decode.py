@@ -114,8 +114,12 @@ def measure_decoder(codec: Codec, streams: list[dict], name: str, repeats: int) 
             t_full.append(seconds)
             t_gs.append(time_gs(codec, decoded, name))
     peak = torch.cuda.max_memory_allocated(codec.device) / 2**20 if codec.device.type == "cuda" else None
-    return {"gs": statistics.median(t_gs), "full": statistics.median(t_full), "psnr": float(np.mean(psnrs)),
-            "peak": peak}
+    return {
+        "gs": statistics.median(t_gs),
+        "full": statistics.median(t_full),
+        "psnr": float(np.mean(psnrs)),
+        "peak": peak,
+    }
 
 
 def tiles(text: str) -> tuple[int | None, int | None] | None:
@@ -137,16 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     add_image_options(p, qualities=(1, 4, 7))
     p.add_argument("--device", default="cuda", help="torch device: cuda, cuda:N or cpu (default cuda)")
     p.add_argument("--repeats", type=int, default=5, help="timed decodes of each file per decoder (median counts)")
-    p.add_argument("--tiles", type=tiles, default=None,
-                   help="g_a and g_s tiles: default (the codec's for the device), none (whole images) or A,S: "
-                        "Codec.analysis_tile and Codec.synthesis_tile (lcf.nn.tiling)")
+    p.add_argument(
+        "--tiles",
+        type=tiles,
+        default=None,
+        help="g_a and g_s tiles: default (the codec's for the device), none (whole images) or A,S: "
+        "Codec.analysis_tile and Codec.synthesis_tile (lcf.nn.tiling)",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/device_decode.md"), help="markdown fragment")
     args = p.parse_args(argv)
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {args.device} was asked for, but torch {torch.__version__} sees no CUDA GPU "
-                         "(a CPU-only build, or no driver); use --device cpu")
+        raise SystemExit(
+            f"--device {args.device} was asked for, but torch {torch.__version__} sees no CUDA GPU "
+            "(a CPU-only build, or no driver); use --device cpu"
+        )
     files = images_of(args)
     if not files:
         raise SystemExit(f"no images in {args.images}")
@@ -158,26 +168,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiles is not None:
         codec.analysis_tile, codec.synthesis_tile = args.tiles
     streams, encode_s = encode_all(codec, files, args.qualities)
-    rows = [("| decoder | params | g_s ms/image (median) | whole decode ms/image (median) | mean PSNR (dB) | "
-             "peak GPU MiB |"), "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        (
+            "| decoder | params | g_s ms/image (median) | whole decode ms/image (median) | mean PSNR (dB) | "
+            "peak GPU MiB |"
+        ),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name in codec.decoder_names:
         result = measure_decoder(codec, streams, name, args.repeats)
         if isinstance(result, str):
             print(result, file=sys.stderr)
             return 1
         default = " (default)" if name == codec.weights.default_decoder else ""
-        rows.append(f"| {name}{default} | {codec.weights.decoder_info(name).parameters or 0:,} | "
-                    f"{result['gs'] * 1e3:.1f} | {result['full'] * 1e3:.1f} | {result['psnr']:.2f} | "
-                    + ("n/a |" if result["peak"] is None else f"{result['peak']:,.0f} |"))
+        rows.append(
+            f"| {name}{default} | {codec.weights.decoder_info(name).parameters or 0:,} | "
+            f"{result['gs'] * 1e3:.1f} | {result['full'] * 1e3:.1f} | {result['psnr']:.2f} | "
+            + ("n/a |" if result["peak"] is None else f"{result['peak']:,.0f} |")
+        )
         print(f"{name} done", file=sys.stderr, flush=True)
     sizes = sorted({f"{s['rgb'].shape[1]}x{s['rgb'].shape[0]}" for s in streams})
-    md = [f"Command: `{command_line('device_decode', argv)}`", "",
-          (f"Device {args.device}: {device_name(codec.device)}; torch {torch.__version__}; {len(files)} images of "
-           f"{args.images.name} ({', '.join(sizes)}) x qualities {', '.join(f'{q:g}' for q in args.qualities)}; "
-           f"tiles: g_a {codec.analysis_tile or 'whole'}, g_s {codec.synthesis_tile or 'whole'}; "
-           f"{args.repeats} timed repeats after a warm-up, every repeat bit-exact; encode "
-           f"{statistics.median(encode_s) * 1e3:.1f} ms/image (median); measurement wall time "
-           f"{time.perf_counter() - start:.0f} s."), "", *rows]
+    md = [
+        f"Command: `{command_line('device_decode', argv)}`",
+        "",
+        (
+            f"Device {args.device}: {device_name(codec.device)}; torch {torch.__version__}; {len(files)} images of "
+            f"{args.images.name} ({', '.join(sizes)}) x qualities {', '.join(f'{q:g}' for q in args.qualities)}; "
+            f"tiles: g_a {codec.analysis_tile or 'whole'}, g_s {codec.synthesis_tile or 'whole'}; "
+            f"{args.repeats} timed repeats after a warm-up, every repeat bit-exact; encode "
+            f"{statistics.median(encode_s) * 1e3:.1f} ms/image (median); measurement wall time "
+            f"{time.perf_counter() - start:.0f} s."
+        ),
+        "",
+        *rows,
+    ]
     write_fragment(args.out, md)
     return 0
 

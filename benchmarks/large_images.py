@@ -82,9 +82,18 @@ def run_child(op: str, config: str, src: Path, dst: Path, args: argparse.Namespa
     huge, channels_last, tiles = CONFIGS[config]
     report = work / "report.json"
     env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if huge else "0"}
-    child = {"op": op, "src": str(src), "dst": str(dst), "quality": args.quality, "repeats": args.repeats,
-             "threads": args.threads, "weights": args.weights, "channels_last": channels_last, "tiles": tiles,
-             "report": str(report)}
+    child = {
+        "op": op,
+        "src": str(src),
+        "dst": str(dst),
+        "quality": args.quality,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "weights": args.weights,
+        "channels_last": channels_last,
+        "tiles": tiles,
+        "report": str(report),
+    }
     subprocess.run([sys.executable, "-c", CHILD, json.dumps(child)], env=env, check=True)
     return json.loads(report.read_text())
 
@@ -112,11 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise SystemExit(f"cannot read {args.image}: {exc}") from None
     start = time.perf_counter()
-    md = [(f"Command: `{command_line('large_images', argv)}`; {args.image.name} resized to each size, quality "
-           f"{args.quality:g}, {args.threads} threads, best of {args.repeats}; a fresh process per cell."), "",
-          ("| size | megapixels | setting | encode s | encode peak MiB | decode s | decode peak MiB | bytes |"
-           + (" entropy decoding s | its peak MiB |" if args.split else "")),
-          "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.split else "")]
+    md = [
+        (
+            f"Command: `{command_line('large_images', argv)}`; {args.image.name} resized to each size, quality "
+            f"{args.quality:g}, {args.threads} threads, best of {args.repeats}; a fresh process per cell."
+        ),
+        "",
+        (
+            "| size | megapixels | setting | encode s | encode peak MiB | decode s | decode peak MiB | bytes |"
+            + (" entropy decoding s | its peak MiB |" if args.split else "")
+        ),
+        "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.split else ""),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for w, h in args.sizes:
@@ -131,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows[config] = (enc, dec, sym, dst.stat().st_size)
                 print(f"{w}x{h} {config}: encode {enc['seconds']:.2f} s, decode {dec['seconds']:.2f} s", flush=True)
             for config, (enc, dec, sym, size) in rows.items():
-                md.append(f"| {w}x{h} | {w * h / 1e6:.1f} | {config} | {enc['seconds']:.2f} | {enc['peak_mib']:,.0f} "
-                          f"| {dec['seconds']:.2f} | {dec['peak_mib']:,.0f} | {size:,} |"
-                          + (f" {sym['seconds']:.2f} | {sym['peak_mib']:,.0f} |" if sym else ""))
+                md.append(
+                    f"| {w}x{h} | {w * h / 1e6:.1f} | {config} | {enc['seconds']:.2f} | {enc['peak_mib']:,.0f} "
+                    f"| {dec['seconds']:.2f} | {dec['peak_mib']:,.0f} | {size:,} |"
+                    + (f" {sym['seconds']:.2f} | {sym['peak_mib']:,.0f} |" if sym else "")
+                )
     md += ["", f"Measurement wall time {time.perf_counter() - start:.0f} s."]
     write_fragment(args.out, md)
     return 0

@@ -54,27 +54,48 @@ def measure(codec: Codec, files: list[Path], targets: list[Target], effort: int,
             try:
                 result = encode_to_target(codec, prepared, target, effort=effort)
             except UnreachableTargetError as exc:
-                rows.append({"image": path.name, "target": target, "outcome": "unreachable", "message": str(exc),
-                             "seconds": (time.perf_counter() - start, time.process_time() - cpu)})
+                rows.append(
+                    {
+                        "image": path.name,
+                        "target": target,
+                        "outcome": "unreachable",
+                        "message": str(exc),
+                        "seconds": (time.perf_counter() - start, time.process_time() - cpu),
+                    }
+                )
                 continue
             seconds = (time.perf_counter() - start, time.process_time() - cpu)
             if check and result.data != codec.encode(prepared, result.quality, None, effort):
-                raise SystemExit(f"{path.name} {target.describe()}: not byte-identical to a plain encode at "
-                                 f"quality {result.quality}")
+                raise SystemExit(
+                    f"{path.name} {target.describe()}: not byte-identical to a plain encode at quality {result.quality}"
+                )
             end = (target.kind == "size" and result.quality == 7.0) or (target.kind == "psnr" and result.quality == 1)
-            error = ((target.value - result.bytes) / target.value if target.kind == "size"
-                     else result.psnr - target.value)
-            rows.append({"image": path.name, "target": target, "outcome": "end" if end else "met", "error": error,
-                         "quality": result.quality, "probes": len(result.probes), "seconds": seconds,
-                         "bytes": result.bytes, "psnr": result.psnr})
+            error = (
+                (target.value - result.bytes) / target.value if target.kind == "size" else result.psnr - target.value
+            )
+            rows.append(
+                {
+                    "image": path.name,
+                    "target": target,
+                    "outcome": "end" if end else "met",
+                    "error": error,
+                    "quality": result.quality,
+                    "probes": len(result.probes),
+                    "seconds": seconds,
+                    "bytes": result.bytes,
+                    "psnr": result.psnr,
+                }
+            )
         print(f"{path.name}: plain {plain_seconds[path.name][0]:.2f} s", file=sys.stderr, flush=True)
     return rows, plain_seconds
 
 
 def table(rows: list[dict], plain_seconds: dict, targets: list[Target]) -> list[str]:
-    out = ["| target | met inside 1..7 | met at an end | unreachable | mean error | worst error | probes mean / max "
-           "| time / plain encode: wall, mean (max) | CPU, mean (max) |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| target | met inside 1..7 | met at an end | unreachable | mean error | worst error | probes mean / max "
+        "| time / plain encode: wall, mean (max) | CPU, mean (max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for target in targets:
         mine = [r for r in rows if r["target"] == target]
         met = [r for r in mine if r["outcome"] == "met"]
@@ -91,9 +112,11 @@ def table(rows: list[dict], plain_seconds: dict, targets: list[Target]) -> list[
         probes = [r["probes"] for r in searched]
         wall = [r["seconds"][0] / plain_seconds[r["image"]][0] for r in mine]
         cpu = [r["seconds"][1] / plain_seconds[r["image"]][1] for r in mine]
-        out.append(f"| {target.describe()} | {len(met)} | {ends} | {unreachable} | {mean} | {worst} | "
-                   f"{statistics.fmean(probes) if probes else 0:.1f} / {max(probes, default=0)} | "
-                   f"{statistics.fmean(wall):.2f} ({max(wall):.2f}) | {statistics.fmean(cpu):.2f} ({max(cpu):.2f}) |")
+        out.append(
+            f"| {target.describe()} | {len(met)} | {ends} | {unreachable} | {mean} | {worst} | "
+            f"{statistics.fmean(probes) if probes else 0:.1f} / {max(probes, default=0)} | "
+            f"{statistics.fmean(wall):.2f} ({max(wall):.2f}) | {statistics.fmean(cpu):.2f} ({max(cpu):.2f}) |"
+        )
     return out
 
 
@@ -104,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=sizes, default=sizes("12KB,18KB,24KB"), help="size targets (default 12KB,18KB,24KB)")
     p.add_argument("--psnrs", type=floats, default=[27.0, 28.0, 29.0], help="PSNR targets in dB (default 27,28,29)")
     p.add_argument("--effort", type=int, default=0, help="encoder effort of the targets and of the plain encode")
-    p.add_argument("--no-check", dest="check", action="store_false",
-                   help="do not compare each file with a plain encode at the chosen quality")
+    p.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="do not compare each file with a plain encode at the chosen quality",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/rate_control.md"))
     args = p.parse_args(argv)
     files = images_of(args)
@@ -115,10 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, plain_seconds = measure(codec, files, targets, args.effort, args.check)
     plain = statistics.fmean(wall for wall, _ in plain_seconds.values())
     checked = "each file byte-identical to a plain encode at its quality" if args.check else "files not checked"
-    md = [f"Command: `{command_line('rate_control', argv)}`; model id {codec.weights.model_id.hex()}; "
-          f"{len(files)} images of {args.images.name}; effort {args.effort}; one plain encode (quality 4) "
-          f"{plain:.2f} s on average; {checked}.", "", *table(rows, plain_seconds, targets), "",
-          f"Measurement wall time {time.perf_counter() - start:.0f} s."]
+    md = [
+        f"Command: `{command_line('rate_control', argv)}`; model id {codec.weights.model_id.hex()}; "
+        f"{len(files)} images of {args.images.name}; effort {args.effort}; one plain encode (quality 4) "
+        f"{plain:.2f} s on average; {checked}.",
+        "",
+        *table(rows, plain_seconds, targets),
+        "",
+        f"Measurement wall time {time.perf_counter() - start:.0f} s.",
+    ]
     write_fragment(args.out, md)
     return 0
 

@@ -58,27 +58,37 @@ def measure(codec: Codec, files: list[Path], qualities: list[float]) -> list[dic
         for q in qualities:
             data, stats = codec.encode_with_stats(prepared, q)
             bits = stats["bits_estimated"]
-            rows.append({"image": path.name, "quality": q,
-                         "float": float_model_bits(codec, prepared.rgb, q),
-                         "tables_y": float(bits["anchor"] + bits["nonanchor"]),
-                         "tables_z": float(bits["hyper"]),
-                         "streams": 8.0 * sum(stats["stream_bytes"].values()),
-                         "file": 8.0 * len(data)})
+            rows.append(
+                {
+                    "image": path.name,
+                    "quality": q,
+                    "float": float_model_bits(codec, prepared.rgb, q),
+                    "tables_y": float(bits["anchor"] + bits["nonanchor"]),
+                    "tables_z": float(bits["hyper"]),
+                    "streams": 8.0 * sum(stats["stream_bytes"].values()),
+                    "file": 8.0 * len(data),
+                }
+            )
         print(f"{path.name} done", file=sys.stderr, flush=True)
     return rows
 
 
 def table(rows: list[dict], qualities: list[float]) -> list[str]:
-    out = ["| quality | float ŷ (bytes) | tables ŷ | tables ẑ | streams | file | ŷ: tables vs float "
-           "| streams vs tables | file vs estimate |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| quality | float ŷ (bytes) | tables ŷ | tables ẑ | streams | file | ŷ: tables vs float "
+        "| streams vs tables | file vs estimate |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for q in [*qualities, None]:
         mine = [r for r in rows if q is None or r["quality"] == q]
         m = {k: float(np.mean([r[k] for r in mine])) / 8 for k in ("float", "tables_y", "tables_z", "streams", "file")}
         tables, estimate = m["tables_y"] + m["tables_z"], m["float"] + m["tables_z"]
         label = f"{q:g}" if q is not None else "all"
-        out.append(f"| {label} | {m['float']:,.0f} | {m['tables_y']:,.0f} | {m['tables_z']:,.0f} | "
-                   f"{m['streams']:,.0f} | {m['file']:,.0f} | {(m['tables_y'] / m['float'] - 1) * 100:+.2f}% | "
-                   f"{(m['streams'] / tables - 1) * 100:+.2f}% | {(m['file'] / estimate - 1) * 100:+.2f}% |")
+        out.append(
+            f"| {label} | {m['float']:,.0f} | {m['tables_y']:,.0f} | {m['tables_z']:,.0f} | "
+            f"{m['streams']:,.0f} | {m['file']:,.0f} | {(m['tables_y'] / m['float'] - 1) * 100:+.2f}% | "
+            f"{(m['streams'] / tables - 1) * 100:+.2f}% | {(m['file'] / estimate - 1) * 100:+.2f}% |"
+        )
     return out
 
 
@@ -92,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     codec = Codec(args.weights)
     rows = measure(codec, files, args.qualities)
-    md = [f"Command: `{command_line('rate_vs_estimate', argv)}`; model id {codec.weights.model_id.hex()}; "
-          f"{len(files)} images of {args.images.name}; mean bytes per image.", "", *table(rows, args.qualities), "",
-          f"Measurement wall time {time.perf_counter() - start:.0f} s."]
+    md = [
+        f"Command: `{command_line('rate_vs_estimate', argv)}`; model id {codec.weights.model_id.hex()}; "
+        f"{len(files)} images of {args.images.name}; mean bytes per image.",
+        "",
+        *table(rows, args.qualities),
+        "",
+        f"Measurement wall time {time.perf_counter() - start:.0f} s.",
+    ]
     write_fragment(args.out, md)
     return 0
 

@@ -65,17 +65,26 @@ def worker(spec: dict) -> None:
     np.savez(spec["out"], **arrays)
 
 
-def determinism(files: list[Path], weights: str | None, configs: list[str], decoders: list[str],
-                thread_counts: list[int], tmp: Path) -> list[str]:
-    rows = ["| configuration | decoder | threads | samples differing from 1 thread | max abs difference |",
-            "|---|---|---:|---:|---:|"]
+def determinism(
+    files: list[Path], weights: str | None, configs: list[str], decoders: list[str], thread_counts: list[int], tmp: Path
+) -> list[str]:
+    rows = [
+        "| configuration | decoder | threads | samples differing from 1 thread | max abs difference |",
+        "|---|---|---:|---:|---:|",
+    ]
     for config in configs:
         for decoder in decoders:
             reference = None
             for n in sorted(set(thread_counts) | {1}):
                 out = tmp / f"{config}-{decoder}-{n}.npz"
-                spec = {"config": config, "decoder": decoder, "threads": n, "weights": weights,
-                        "files": [str(f) for f in files], "out": str(out)}
+                spec = {
+                    "config": config,
+                    "decoder": decoder,
+                    "threads": n,
+                    "weights": weights,
+                    "files": [str(f) for f in files],
+                    "out": str(out),
+                }
                 subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
                 with np.load(out) as z:
                     pixels = {k: z[k].astype(np.int16) for k in z.files}
@@ -84,8 +93,10 @@ def determinism(files: list[Path], weights: str | None, configs: list[str], deco
                     continue
                 differing = sum(int((pixels[k] != reference[k]).sum()) for k in pixels)
                 worst = max(int(np.abs(pixels[k] - reference[k]).max()) for k in pixels)
-                rows.append(f"| {config} | {decoder} | {n} | {differing:,} of "
-                            f"{sum(a.size for a in pixels.values()):,} | {worst} |")
+                rows.append(
+                    f"| {config} | {decoder} | {n} | {differing:,} of "
+                    f"{sum(a.size for a in pixels.values()):,} | {worst} |"
+                )
     return rows
 
 
@@ -97,7 +108,7 @@ def timing(codec: Codec, encoded: list[bytes], configs: list[str], repeats: int)
         with configured(c):
             codec.decode(encoded[0])
     for r in range(repeats):
-        for c in configs[r % len(configs):] + configs[:r % len(configs)]:
+        for c in configs[r % len(configs) :] + configs[: r % len(configs)]:
             with configured(c):
                 for i, data in enumerate(encoded):
                     start, start_cpu = time.perf_counter(), time.process_time()
@@ -105,12 +116,16 @@ def timing(codec: Codec, encoded: list[bytes], configs: list[str], repeats: int)
                     wall[c][i] = min(wall[c][i], time.perf_counter() - start)
                     cpu[c][i] = min(cpu[c][i], time.process_time() - start_cpu)
     base, base_cpu = sum(wall[configs[0]]), sum(cpu[configs[0]])
-    rows = [f"| configuration | decode s per image (wall) | vs {configs[0]} | CPU s per image | vs {configs[0]} |",
-            "|---|---:|---:|---:|---:|"]
+    rows = [
+        f"| configuration | decode s per image (wall) | vs {configs[0]} | CPU s per image | vs {configs[0]} |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for c in configs:
         w, t = sum(wall[c]), sum(cpu[c])
-        rows.append(f"| {c} | {w / len(encoded):.3f} | {100 * (w / base - 1):+.1f} % | {t / len(encoded):.3f} | "
-                    f"{100 * (t / base_cpu - 1):+.1f} % |")
+        rows.append(
+            f"| {c} | {w / len(encoded):.3f} | {100 * (w / base - 1):+.1f} % | {t / len(encoded):.3f} | "
+            f"{100 * (t / base_cpu - 1):+.1f} % |"
+        )
     return rows
 
 
@@ -151,11 +166,19 @@ def main(argv: list[str] | None = None) -> int:
         checked = [c for c in configs if c in ("before", "after", "native")]
         det = [] if args.timing_only else determinism(lcf_files, weights, checked, decoders, thread_counts, tmp)
     times = timing(codec, encoded, configs, args.repeats)
-    md = [f"Command: `{command_line('thread_determinism', argv)}`; model id {codec.weights.model_id.hex()}; "
-          f"{len(files)} images of {args.images.name} at qualities {','.join(f'{q:g}' for q in args.qualities)}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads for the timings.", "",
-          *det, "", f"Decode time, best of {args.repeats} per file (configurations interleaved), mean over files:",
-          "", *times, "", f"Measurement wall time {time.perf_counter() - start:.0f} s."]
+    md = [
+        f"Command: `{command_line('thread_determinism', argv)}`; model id {codec.weights.model_id.hex()}; "
+        f"{len(files)} images of {args.images.name} at qualities {','.join(f'{q:g}' for q in args.qualities)}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads for the timings.",
+        "",
+        *det,
+        "",
+        f"Decode time, best of {args.repeats} per file (configurations interleaved), mean over files:",
+        "",
+        *times,
+        "",
+        f"Measurement wall time {time.perf_counter() - start:.0f} s.",
+    ]
     write_fragment(args.out, md)
     return 0
 

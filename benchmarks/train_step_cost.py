@@ -26,9 +26,31 @@ from lcf.bench.scripts import command_line, write_fragment
 from lcf.train.loop import model_from_weights
 from lcf.train.losses import rate_distortion_loss
 
-VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "unsqueeze", "squeeze",
-            "as_strided", "slice", "select", "split", "split_with_sizes", "chunk", "unbind", "narrow", "alias",
-            "detach", "unfold", "view_as_real", "view_as_complex", "_reshape_alias"}
+VIEW_OPS = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "expand",
+    "permute",
+    "transpose",
+    "t",
+    "unsqueeze",
+    "squeeze",
+    "as_strided",
+    "slice",
+    "select",
+    "split",
+    "split_with_sizes",
+    "chunk",
+    "unbind",
+    "narrow",
+    "alias",
+    "detach",
+    "unfold",
+    "view_as_real",
+    "view_as_complex",
+    "_reshape_alias",
+}
 
 
 class OpCounter(TorchDispatchMode):
@@ -60,9 +82,13 @@ def step_cost(model: torch.nn.Module, crop: int, batch: int) -> dict:
         forward_flop = flops.get_total_flops()
         with OpCounter() as bwd:
             terms.loss.backward()
-    return {"forward_gflop": forward_flop / 1e9, "total_gflop": flops.get_total_flops() / 1e9,
-            "forward_ops": sum(fwd.ops.values()), "backward_ops": sum(bwd.ops.values()),
-            "top_forward_ops": fwd.ops.most_common(6)}
+    return {
+        "forward_gflop": forward_flop / 1e9,
+        "total_gflop": flops.get_total_flops() / 1e9,
+        "forward_ops": sum(fwd.ops.values()),
+        "backward_ops": sum(bwd.ops.values()),
+        "top_forward_ops": fwd.ops.most_common(6),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,16 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     cost = step_cost(model, args.crop, args.batch)
     per_crop = cost["total_gflop"] / args.batch
     c = model.config
-    lines = [f"Command: `{command_line('train_step_cost', argv)}`", "",
-             f"Model N = {c.N}, M = {c.M}, Mz = {c.Mz} (weights of step {step}); batch {args.batch} of "
-             f"{args.crop}x{args.crop}; torch {torch.__version__}", "",
-             "| | forward + loss | backward | step |", "| --- | ---: | ---: | ---: |",
-             f"| convolution and matrix GFLOP | {cost['forward_gflop']:.1f} | "
-             f"{cost['total_gflop'] - cost['forward_gflop']:.1f} | {cost['total_gflop']:.1f} |",
-             f"| operators (not views) | {cost['forward_ops']} | {cost['backward_ops']} | "
-             f"{cost['forward_ops'] + cost['backward_ops']} |", "",
-             f"{per_crop:.1f} GFLOP per {args.crop}x{args.crop} crop. Most frequent forward operators: "
-             + ", ".join(f"{name} {n}" for name, n in cost["top_forward_ops"]) + "."]
+    lines = [
+        f"Command: `{command_line('train_step_cost', argv)}`",
+        "",
+        f"Model N = {c.N}, M = {c.M}, Mz = {c.Mz} (weights of step {step}); batch {args.batch} of "
+        f"{args.crop}x{args.crop}; torch {torch.__version__}",
+        "",
+        "| | forward + loss | backward | step |",
+        "| --- | ---: | ---: | ---: |",
+        f"| convolution and matrix GFLOP | {cost['forward_gflop']:.1f} | "
+        f"{cost['total_gflop'] - cost['forward_gflop']:.1f} | {cost['total_gflop']:.1f} |",
+        f"| operators (not views) | {cost['forward_ops']} | {cost['backward_ops']} | "
+        f"{cost['forward_ops'] + cost['backward_ops']} |",
+        "",
+        f"{per_crop:.1f} GFLOP per {args.crop}x{args.crop} crop. Most frequent forward operators: "
+        + ", ".join(f"{name} {n}" for name, n in cost["top_forward_ops"])
+        + ".",
+    ]
     write_fragment(args.out, lines)
     return 0
 

@@ -43,8 +43,17 @@ def measure(config: str, args: argparse.Namespace, images: list, device: torch.d
     config, _, batch = config.partition("@")
     precision, _, layout = config.partition("+")
     batch = int(batch) if batch else args.batch
-    cfg = TrainConfig(data=args.data, run="", device=args.device, precision=precision, channels_last=layout == "cl",
-                      crop=args.crop, batch=batch, lr=1e-4, l1_steps=0)
+    cfg = TrainConfig(
+        data=args.data,
+        run="",
+        device=args.device,
+        precision=precision,
+        channels_last=layout == "cl",
+        crop=args.crop,
+        batch=batch,
+        lr=1e-4,
+        l1_steps=0,
+    )
     if args.fresh:
         torch.manual_seed(0)
         model = LcfModel(ModelConfig(N=args.N, M=args.M, Mz=args.Mz))
@@ -71,8 +80,13 @@ def measure(config: str, args: argparse.Namespace, images: list, device: torch.d
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    return {"config": config + (f"@{batch}" if batch != args.batch else ""), "batch": batch,
-            "steps_per_s": args.steps / seconds, "first_loss": first_loss, "peak_gib": peak}
+    return {
+        "config": config + (f"@{batch}" if batch != args.batch else ""),
+        "batch": batch,
+        "steps_per_s": args.steps / seconds,
+        "first_loss": first_loss,
+        "peak_gib": peak,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--configs", default="fp32,bf16,fp32+cl,bf16+cl,fp32@32,fp32@64")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--choose", type=Path, default=None,
-                   help="write the fastest config at --batch whose first-step loss is within 1 %% of the first "
-                        "config's here")
+    p.add_argument(
+        "--choose",
+        type=Path,
+        default=None,
+        help="write the fastest config at --batch whose first-step loss is within 1 %% of the first config's here",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.md"))
     args = p.parse_args(argv)
     _, device = prepare_run("/tmp/lcf-throughput", args.device, args.threads)
@@ -100,13 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(c.strip(), args, images, device) for c in args.configs.split(",") if c.strip()]
     base = next((r for r in rows if r["batch"] == args.batch), rows[0])["first_loss"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    table = [f"Device: {name}, torch {torch.__version__}; batch {args.batch} (unless @B) of {args.crop}x{args.crop}, "
-             f"{args.steps} timed steps after {args.warmup}", "",
-             "| config | batch | steps/s | images/s | first-step loss vs first config at --batch | peak GPU memory |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    table = [
+        f"Device: {name}, torch {torch.__version__}; batch {args.batch} (unless @B) of {args.crop}x{args.crop}, "
+        f"{args.steps} timed steps after {args.warmup}",
+        "",
+        "| config | batch | steps/s | images/s | first-step loss vs first config at --batch | peak GPU memory |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        table.append(f"| {r['config']} | {r['batch']} | {r['steps_per_s']:.2f} | {r['steps_per_s'] * r['batch']:.1f} | "
-                     f"{(r['first_loss'] / base - 1) * 100:+.3f} % | {r['peak_gib']:.1f} GiB |")
+        table.append(
+            f"| {r['config']} | {r['batch']} | {r['steps_per_s']:.2f} | {r['steps_per_s'] * r['batch']:.1f} | "
+            f"{(r['first_loss'] / base - 1) * 100:+.3f} % | {r['peak_gib']:.1f} GiB |"
+        )
     write_fragment(args.out, [f"Command: `{command_line('train_throughput', argv)}`", "", *table])
     if args.choose is not None:
         ok = [r for r in rows if r["batch"] == args.batch and abs(r["first_loss"] / base - 1) < 0.01]

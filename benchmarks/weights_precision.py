@@ -50,21 +50,29 @@ def measure(codec: Codec, files: list[Path], qualities: list[float]) -> dict[flo
 def report(a: Path, b: Path, pa: dict, pb: dict, n_images: int, image_dir: Path) -> list[str]:
     qs = sorted(pa)
     label_a, label_b = (Codec(r).weights.manifest.info.get("storage_dtype", "float32") for r in (a, b))
-    rows = ["| quality | " + f"{label_a}: bpp / PSNR | {label_b}: bpp / PSNR | Δbpp | ΔPSNR (dB) |",
-            "|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| quality | " + f"{label_a}: bpp / PSNR | {label_b}: bpp / PSNR | Δbpp | ΔPSNR (dB) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for q in qs:
         (ra, da), (rb, db) = pa[q], pb[q]
-        rows.append(f"| {q:g} | {ra:.4f} / {da:.3f} | {rb:.4f} / {db:.3f} | {(rb / ra - 1) * 100:+.2f}% | "
-                    f"{db - da:+.4f} |")
+        rows.append(
+            f"| {q:g} | {ra:.4f} / {da:.3f} | {rb:.4f} / {db:.3f} | {(rb / ra - 1) * 100:+.2f}% | {db - da:+.4f} |"
+        )
     rates_a, psnr_a = [pa[q][0] for q in qs], [pa[q][1] for q in qs]
     rates_b, psnr_b = [pb[q][0] for q in qs], [pb[q][1] for q in qs]
     bd_db = bd_quality(rates_a, psnr_a, rates_b, psnr_b)
     bd_pct = bd_rate(rates_a, psnr_a, rates_b, psnr_b)
-    verdict = ("within" if abs(bd_db) < THRESHOLD_DB or bd_db > 0 else "over")
-    return [f"{n_images} images of {image_dir.name}; A = `{a}` ({label_a}, {folder_bytes(a) / 1e6:.1f} MB of "
-            f"safetensors), B = `{b}` ({label_b}, {folder_bytes(b) / 1e6:.1f} MB).", "", *rows, "",
-            f"B against A: BD-PSNR {bd_db:+.4f} dB, BD-rate {bd_pct:+.3f}% (pchip); {verdict} the "
-            f"{THRESHOLD_DB} dB budget of the weights card."]
+    verdict = "within" if abs(bd_db) < THRESHOLD_DB or bd_db > 0 else "over"
+    return [
+        f"{n_images} images of {image_dir.name}; A = `{a}` ({label_a}, {folder_bytes(a) / 1e6:.1f} MB of "
+        f"safetensors), B = `{b}` ({label_b}, {folder_bytes(b) / 1e6:.1f} MB).",
+        "",
+        *rows,
+        "",
+        f"B against A: BD-PSNR {bd_db:+.4f} dB, BD-rate {bd_pct:+.3f}% (pchip); {verdict} the "
+        f"{THRESHOLD_DB} dB budget of the weights card.",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pa = measure(Codec(args.a), files, args.qualities)
     pb = measure(Codec(args.b), files, args.qualities)
-    md = [f"Command: `{command_line('weights_precision', argv)}`", "",
-          *report(args.a, args.b, pa, pb, len(files), args.images), "",
-          f"Measurement wall time {time.perf_counter() - start:.0f} s."]
+    md = [
+        f"Command: `{command_line('weights_precision', argv)}`",
+        "",
+        *report(args.a, args.b, pa, pb, len(files), args.images),
+        "",
+        f"Measurement wall time {time.perf_counter() - start:.0f} s.",
+    ]
     write_fragment(args.out, md)
     return 0
 

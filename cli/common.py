@@ -57,12 +57,13 @@ def fail(exc: LcfError) -> None:
 
 
 def refuse_stdio(*paths: Path) -> None:
-    """"-" as a file name means stdin/stdout to most tools; where lcf does not read or write pipes (lcf batch: folders;
+    """ "-" as a file name means stdin/stdout to most tools; where lcf does not read or write pipes (lcf batch: folders;
     lcf encode/decode take "-", :mod:`lcf_cli.files`), it refuses "-" rather than create a file of that name. A file
     really named "-" is given by a longer path (``$PWD/-``)."""
     if any(str(path) == "-" for path in paths):
-        raise UsageError("'-' (standard input or output) is not supported yet: give a file name "
-                         "(a file named '-' as $PWD/-)")
+        raise UsageError(
+            "'-' (standard input or output) is not supported yet: give a file name (a file named '-' as $PWD/-)"
+        )
 
 
 def print_json(value: Any) -> None:
@@ -70,8 +71,13 @@ def print_json(value: Any) -> None:
 
 
 def error_dict(exc: LcfError) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "message": exc.message, "chunk": exc.chunk, "offset": exc.offset,
-            "exit_code": exc.exit_code}
+    return {
+        "type": type(exc).__name__,
+        "message": exc.message,
+        "chunk": exc.chunk,
+        "offset": exc.offset,
+        "exit_code": exc.exit_code,
+    }
 
 
 def limits(max_pixels: int) -> Limits:
@@ -79,26 +85,51 @@ def limits(max_pixels: int) -> Limits:
     return Limits(max_pixels=max_pixels or None)
 
 
-MaxPixels = Annotated[int, typer.Option(
-    "--max-pixels", min=0, metavar="N",
-    help="Refuse images with more pixels than this (decompression-bomb guard; 0 = no limit).",
-)]
-Device = Annotated[str, typer.Option(
-    "--device", metavar="cpu|cuda", help="Where to run the transforms: cpu, cuda or cuda:N.",
-)]
-Decoder = Annotated[str | None, typer.Option(
-    "--decoder", metavar="NAME", help="Decoder (synthesis network) to use instead of the one the file recommends.",
-)]
-Weights = Annotated[Path | None, typer.Option(
-    "--weights", metavar="DIR",
-    help="Folder with manifest.json and safetensors files; default: $LCF_WEIGHTS, else the bundled (newest) model to "
-         "encode and the installed weights of each file's model to decode (lcf info FILE names them).",
-)]
+MaxPixels = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        min=0,
+        metavar="N",
+        help="Refuse images with more pixels than this (decompression-bomb guard; 0 = no limit).",
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        metavar="cpu|cuda",
+        help="Where to run the transforms: cpu, cuda or cuda:N.",
+    ),
+]
+Decoder = Annotated[
+    str | None,
+    typer.Option(
+        "--decoder",
+        metavar="NAME",
+        help="Decoder (synthesis network) to use instead of the one the file recommends.",
+    ),
+]
+Weights = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        metavar="DIR",
+        help="Folder with manifest.json and safetensors files; default: $LCF_WEIGHTS, else the bundled (newest) model "
+        "to encode and the installed weights of each file's model to decode (lcf info FILE names them).",
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-Effort = Annotated[int, typer.Option(
-    "--effort", "-e", min=0, max=MAX_EFFORT,
-    help="Encoder effort 0..3 (0 = fastest): a higher effort searches longer for a better latent. At equal PSNR "
-         "the file is smaller (on Kodak: 1 saves ~9 % for ~12x the encode time on a CPU, 2 ~11 % for ~25x, 3 ~12 % "
-         "for ~40x); at the same --quality both size and PSNR change (-v prints both). Decoding is the same "
-         "whatever the effort.",
-)]
+Effort = Annotated[
+    int,
+    typer.Option(
+        "--effort",
+        "-e",
+        min=0,
+        max=MAX_EFFORT,
+        help="Encoder effort 0..3 (0 = fastest): a higher effort searches longer for a better latent. At equal PSNR "
+        "the file is smaller (on Kodak: 1 saves ~9 % for ~12x the encode time on a CPU, 2 ~11 % for ~25x, 3 ~12 % "
+        "for ~40x); at the same --quality both size and PSNR change (-v prints both). Decoding is the same "
+        "whatever the effort.",
+    ),
+]

@@ -55,8 +55,10 @@ def plan(srcs: Sequence[Path], output: Path | None, out_dir: Path | None, suffix
         raise UsageError(f"'-' (standard input) can only be the one SRC; {len(srcs)} were given")
     if output is not None:
         if len(srcs) > 1:
-            raise UsageError(f"-o names one output, and {len(srcs)} inputs were given: write them into a folder "
-                             "with -d DIR (each as DIR/<name>" + suffix + ")")
+            raise UsageError(
+                f"-o names one output, and {len(srcs)} inputs were given: write them into a folder "
+                "with -d DIR (each as DIR/<name>" + suffix + ")"
+            )
         src = srcs[0]
         if not is_stdio(output) and output.is_dir():
             if is_stdio(src):
@@ -64,8 +66,10 @@ def plan(srcs: Sequence[Path], output: Path | None, out_dir: Path | None, suffix
             output = output / (src.stem + suffix)
         return [(src, output)]
     if out_dir is None or is_stdio(out_dir) or is_stdio(srcs[0]):
-        raise UsageError("-d DIR writes files named after the inputs: for standard input or output use -o "
-                         "(-o - writes to standard output)")
+        raise UsageError(
+            "-d DIR writes files named after the inputs: for standard input or output use -o "
+            "(-o - writes to standard output)"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise LcfIOError(f"{out_dir}: not a folder")
     from lcf.batchplan import plan_files
@@ -89,12 +93,15 @@ def check_pipes(src: Path, dst: Path, *, json: bool = False) -> None:
     """Before any work: refuse a terminal where binary data would go, ``--json`` and ``-o -`` together (both write
     to standard output), and a redirection that makes the output the input (``lcf encode - -o a.png < a.png``)."""
     if is_stdio(src) and _stream("stdin").isatty():
-        raise UsageError("standard input is a terminal: pipe or redirect the file in (< FILE), or give its name "
-                         "instead of -")
+        raise UsageError(
+            "standard input is a terminal: pipe or redirect the file in (< FILE), or give its name instead of -"
+        )
     if is_stdio(dst):
         if _stream("stdout").isatty():
-            raise UsageError("standard output is a terminal, and the output is binary: redirect it to a file "
-                             "(> FILE), pipe it into a program, or write a file with -o FILE")
+            raise UsageError(
+                "standard output is a terminal, and the output is binary: redirect it to a file "
+                "(> FILE), pipe it into a program, or write a file with -o FILE"
+            )
         if json:
             raise UsageError("--json and -o - both write to standard output: write a file with -o, or leave out --json")
     if is_stdio(src) and not is_stdio(dst):
@@ -139,8 +146,9 @@ def _refuse_same(stream: BinaryIO, path: Path, what: str) -> None:
     except (OSError, ValueError, io.UnsupportedOperation):
         return
     if stat.S_ISREG(held.st_mode) and (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino):
-        raise UsageError(f"{what} is the file {path}: writing the output would destroy the input; redirect to "
-                         "another file")
+        raise UsageError(
+            f"{what} is the file {path}: writing the output would destroy the input; redirect to another file"
+        )
 
 
 def _silence_stdout() -> None:
@@ -156,8 +164,9 @@ def _silence_stdout() -> None:
 # -- several inputs ------------------------------------------------------------------------------------------------
 
 
-def convert_each(pairs: Sequence[tuple[Path, Path]], convert: Callable[[Path, Path], dict[str, Any]], *,
-                 done: str, json: bool) -> None:
+def convert_each(
+    pairs: Sequence[tuple[Path, Path]], convert: Callable[[Path, Path], dict[str, Any]], *, done: str, json: bool
+) -> None:
     """Run ``convert(src, dst)`` on every pair, in order: a failure is reported (``FAIL  SRC: why`` on stderr) and
     the rest go on, as with lcf validate; then a count on stderr, the records with ``--json``, and the exit code of
     the first failure."""

@@ -55,8 +55,10 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     """lcf: a learned image codec and its .lcf file format."""
 
@@ -64,8 +66,9 @@ def main(
 def reflow(doc: str) -> str:
     """Join the lines of prose paragraphs (Typer's rich mode keeps single line breaks); indented lines stay."""
     paragraphs = inspect.cleandoc(doc).split("\n\n")
-    return "\n\n".join(p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split("\n"))
-                       for p in paragraphs)
+    return "\n\n".join(
+        p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split("\n")) for p in paragraphs
+    )
 
 
 for command in (encode, decode, info, validate, batch, bench):

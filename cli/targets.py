@@ -11,35 +11,64 @@ from lcf.constants import DEFAULT_QUALITY, MAX_QUALITY, MIN_QUALITY
 from lcf.errors import UsageError
 from lcf.ratecontrol import Outcome, Target, parse_size
 
-Quality = Annotated[float | None, typer.Option(
-    "--quality", "-q", min=MIN_QUALITY, max=MAX_QUALITY, show_default=False,
-    help="1 (smallest) .. 7 (best); any value in between; default 4. Not with a --target-*.",
-)]
-TargetSize = Annotated[str | None, typer.Option(
-    "--target-size", metavar="BYTES", show_default=False,
-    help="The best quality whose file fits in BYTES: 12000, 10KB, 1.5MB (k, M, G: powers of 1000) or 2MiB "
-         "(KiB, MiB, GiB: powers of 1024).",
-)]
-TargetBpp = Annotated[float | None, typer.Option(
-    "--target-bpp", metavar="X", show_default=False,
-    help="The best quality whose file has at most X bits per pixel.",
-)]
-TargetPsnr = Annotated[float | None, typer.Option(
-    "--target-psnr", metavar="DB", show_default=False,
-    help="The smallest file whose decoded image has a PSNR of at least DB dB.",
-)]
-KeepNearest = Annotated[bool, typer.Option(
-    "--keep-nearest",
-    help="When no quality meets the target, write the nearest file (quality 1 for a size too small, the best PSNR "
-         "for a PSNR too high) with a warning instead of failing with exit code 9.",
-)]
+Quality = Annotated[
+    float | None,
+    typer.Option(
+        "--quality",
+        "-q",
+        min=MIN_QUALITY,
+        max=MAX_QUALITY,
+        show_default=False,
+        help="1 (smallest) .. 7 (best); any value in between; default 4. Not with a --target-*.",
+    ),
+]
+TargetSize = Annotated[
+    str | None,
+    typer.Option(
+        "--target-size",
+        metavar="BYTES",
+        show_default=False,
+        help="The best quality whose file fits in BYTES: 12000, 10KB, 1.5MB (k, M, G: powers of 1000) or 2MiB "
+        "(KiB, MiB, GiB: powers of 1024).",
+    ),
+]
+TargetBpp = Annotated[
+    float | None,
+    typer.Option(
+        "--target-bpp",
+        metavar="X",
+        show_default=False,
+        help="The best quality whose file has at most X bits per pixel.",
+    ),
+]
+TargetPsnr = Annotated[
+    float | None,
+    typer.Option(
+        "--target-psnr",
+        metavar="DB",
+        show_default=False,
+        help="The smallest file whose decoded image has a PSNR of at least DB dB.",
+    ),
+]
+KeepNearest = Annotated[
+    bool,
+    typer.Option(
+        "--keep-nearest",
+        help="When no quality meets the target, write the nearest file (quality 1 for a size too small, the best PSNR "
+        "for a PSNR too high) with a warning instead of failing with exit code 9.",
+    ),
+]
 
 
-def choose(quality: float | None, size: str | None, bpp: float | None, psnr: float | None,
-           keep_nearest: bool) -> tuple[float, Target | None]:
+def choose(
+    quality: float | None, size: str | None, bpp: float | None, psnr: float | None, keep_nearest: bool
+) -> tuple[float, Target | None]:
     """(quality, target) from the options; UsageError when they conflict. The quality is 4 unless given."""
-    given = [(name, value) for name, value in (("--target-size", size), ("--target-bpp", bpp),
-                                                ("--target-psnr", psnr)) if value is not None]
+    given = [
+        (name, value)
+        for name, value in (("--target-size", size), ("--target-bpp", bpp), ("--target-psnr", psnr))
+        if value is not None
+    ]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(name for name, _ in given)} cannot be combined: give one target")
     if given and quality is not None:

@@ -76,13 +76,16 @@ def _check_one(data: bytes) -> None:
         if exc.offset is None and data:
             raise Finding(f"{type(exc).__name__} without an offset: {exc}") from exc
         container = None
-    for read in (lambda: read_header_only(data), lambda: read_header_only(io.BytesIO(data)),
-                 lambda: list(walk_chunks(data))):
+    for read in (
+        lambda: read_header_only(data),
+        lambda: read_header_only(io.BytesIO(data)),
+        lambda: list(walk_chunks(data)),
+    ):
         try:
             read()
-        except LcfError:
+        except LcfError as error:
             if container is not None:
-                raise Finding("a file read_container accepts is refused by read_header_only or walk_chunks")
+                raise Finding("a file read_container accepts is refused by read_header_only or walk_chunks") from error
     if container is None:
         return
     if read_header_only(data) != container.header:
@@ -113,13 +116,13 @@ def random_bytes_mutator(rng: random.Random):
             elif op == 2:
                 out[i:i] = rng.randbytes(rng.choice((1, 4, 12, 100)))
             elif op == 3:
-                del out[i:i + rng.choice((1, 4, 12, 100))]
+                del out[i : i + rng.choice((1, 4, 12, 100))]
             elif op == 4:
                 j = rng.randrange(len(out) + 1)
-                out[j:j] = out[i:i + rng.randrange(1, 40)]
+                out[j:j] = out[i : i + rng.randrange(1, 40)]
             elif op == 5:
                 value = rng.choice((0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, rng.randrange(2**32)))
-                out[i:i + 4] = value.to_bytes(4, "big")
+                out[i : i + 4] = value.to_bytes(4, "big")
             elif op == 6:
                 del out[i:]
         return bytes(out[:max_size])
@@ -148,13 +151,17 @@ def plain(runs: int, seed: int, corpus: Path | None) -> int:
             return 1
         slowest = max(slowest, time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"lcf container fuzz (plain, seed {seed}): {runs} runs in {time.perf_counter() - start:.0f} s, "
-          f"0 findings, slowest {slowest * 1e3:.1f} ms, peak RSS {peak:.0f} MiB", file=sys.stderr)
+    print(
+        f"lcf container fuzz (plain, seed {seed}): {runs} runs in {time.perf_counter() - start:.0f} s, "
+        f"0 findings, slowest {slowest * 1e3:.1f} ms, peak RSS {peak:.0f} MiB",
+        file=sys.stderr,
+    )
     return 0
 
 
 def main(argv: list[str]) -> int:
     if "--plain" in argv:
+
         def option(name: str, default: int) -> int:
             return int(argv[argv.index(name) + 1]) if name in argv else default
 

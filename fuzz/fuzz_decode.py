@@ -14,8 +14,9 @@ values escape the coding windows up to +-2^30 (so that the networks see huge inp
 
 Each input runs through ``Codec.decode(data, limits=LIMITS)``, ``Decoded.to_pil()`` and ``lcf.image.save_image`` to
 PNG: container reader, model check, hyper/anchor/non-anchor streams, the float64 entropy networks, the integer
-tables, synthesis, alpha and metadata, and writing them out. Before that, every chunk's CRC is recomputed (as the custom mutator does after mutating one chunk's payload,
-or the whole file), so that the damage reaches the codec instead of stopping at the CRC check.
+tables, synthesis, alpha and metadata, and writing them out. Before that, every chunk's CRC is recomputed (as the
+custom mutator does after mutating one chunk's payload, or the whole file), so that the damage reaches the codec
+instead of stopping at the CRC check.
 
 Second target (``--symbols``): the input is read as an image size, a quality, a decoder name and sparse z and y
 values (any int32, most of them small), which the codec's own encoder turns into a valid file. Random bytes almost
@@ -82,8 +83,16 @@ def seed_files(codec) -> list[bytes]:
         return base
 
     seeds = []
-    for (w, h), q in (((64, 64), 1.0), ((64, 64), 4.0), ((64, 64), 7.0), ((17, 13), 5.5), ((1, 1), 3.0),
-                      ((1, 70), 6.0), ((130, 20), 7.0), ((100, 70), 2.5)):
+    for (w, h), q in (
+        ((64, 64), 1.0),
+        ((64, 64), 4.0),
+        ((64, 64), 7.0),
+        ((17, 13), 5.5),
+        ((1, 1), 3.0),
+        ((1, 70), 6.0),
+        ((130, 20), 7.0),
+        ((100, 70), 2.5),
+    ):
         seeds.append(codec.encode(picture(w, h), q))
     seeds.append(codec.encode(picture(30, 20, "L"), 6.0))
     seeds.append(codec.encode(picture(20, 30, "RGBA"), 5.0))
@@ -110,16 +119,33 @@ def escape_files(codec) -> list[bytes]:
         y = np.zeros((m, -(-h // 64) * 4, -(-w // 64) * 4), np.int32)
         z.flat[k % z.size] = ESCAPES[k]
         z.flat[-1] = ESCAPES[-1 - k]
-        y[k % m, 0, 0] = ESCAPES[k + 2]          # an anchor
-        y[(k + 3) % m, 0, 1] = ESCAPES[-2 - k]   # a non-anchor
+        y[k % m, 0, 0] = ESCAPES[k + 2]  # an anchor
+        y[(k + 3) % m, 0, 1] = ESCAPES[-2 - k]  # a non-anchor
         y[(k + 5) % m, 1, 1] = 3
         coded = (y != 0).reshape(m, -1).any(axis=1)
         symbols = Symbols(z_hat=z, y_hat=y, coded=coded)
         hyper, anchor, nonanchor, _ = codec.code_symbols(symbols)
-        header = Header(width=w, height=h, color=k % 2, model_id=codec.weights.model_id, quality=1.0 + k,
-                        decoder="teacher", latent_channels=m, hyper_channels=mz)
-        out.append(write_container(header, [Chunk("CMAP", encode_channel_bitmap(coded)), Chunk("HYPR", hyper),
-                                             Chunk("ANCH", anchor), Chunk("NANC", nonanchor)]))
+        header = Header(
+            width=w,
+            height=h,
+            color=k % 2,
+            model_id=codec.weights.model_id,
+            quality=1.0 + k,
+            decoder="teacher",
+            latent_channels=m,
+            hyper_channels=mz,
+        )
+        out.append(
+            write_container(
+                header,
+                [
+                    Chunk("CMAP", encode_channel_bitmap(coded)),
+                    Chunk("HYPR", hyper),
+                    Chunk("ANCH", anchor),
+                    Chunk("NANC", nonanchor),
+                ],
+            )
+        )
     return out
 
 
@@ -131,11 +157,11 @@ def fix_crcs(data: bytes | bytearray) -> bytes:
     out = bytearray(data)
     pos = SIGNATURE_AND_VERSION
     while pos + 12 <= len(out):
-        length = int.from_bytes(out[pos:pos + 4], "big")
+        length = int.from_bytes(out[pos : pos + 4], "big")
         end = pos + 12 + length
         if end > len(out):
             break
-        out[end - 4:end] = zlib.crc32(out[pos + 4:end - 4]).to_bytes(4, "big")
+        out[end - 4 : end] = zlib.crc32(out[pos + 4 : end - 4]).to_bytes(4, "big")
         pos = end
     return bytes(out)
 
@@ -144,11 +170,11 @@ def split_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
     """(type, payload) of each chunk, or None when the framing is broken."""
     chunks, pos = [], SIGNATURE_AND_VERSION
     while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
+        length = int.from_bytes(data[pos : pos + 4], "big")
         end = pos + 12 + length
         if end > len(data):
             return None
-        chunks.append((bytes(data[pos + 4:pos + 8]), bytes(data[pos + 8:end - 4])))
+        chunks.append((bytes(data[pos + 4 : pos + 8]), bytes(data[pos + 8 : end - 4])))
         pos = end
     return chunks if pos == len(data) and chunks else None
 
@@ -163,8 +189,9 @@ def mutate_chunk(data: bytes, mutate_payload, rng: random.Random) -> bytes:
     chunks = split_chunks(data)
     if not chunks:
         return fix_crcs(mutate_payload(data))
-    weights = [4 if t in (b"HYPR", b"ANCH", b"NANC") else 2 if t in (b"HEAD", b"CMAP", b"ALPH") else 1
-               for t, _ in chunks]
+    weights = [
+        4 if t in (b"HYPR", b"ANCH", b"NANC") else 2 if t in (b"HEAD", b"CMAP", b"ALPH") else 1 for t, _ in chunks
+    ]
     k = rng.choices(range(len(chunks)), weights)[0]
     kind, payload = chunks[k]
     chunks[k] = (kind, mutate_payload(payload))
@@ -235,7 +262,7 @@ class ByteReader:
     def int(self, lo: int, hi: int) -> int:
         span = hi - lo + 1
         size = max(1, (span.bit_length() + 7) // 8)
-        chunk = self.data[self.pos:self.pos + size]
+        chunk = self.data[self.pos : self.pos + size]
         self.pos += size
         return lo + int.from_bytes(chunk.ljust(size, b"\0"), "little") % span
 
@@ -267,14 +294,26 @@ def symbols_file(codec, data: bytes):
     extra = np.array([bool(r.int(0, 3) == 0) for _ in range(m)])  # coded channels that hold only zeros
     coded = (y != 0).reshape(m, -1).any(axis=1) | extra
     symbols = Symbols(z_hat=z, y_hat=y, coded=coded)
-    header = Header(width=w, height=h, color=r.int(0, 1), model_id=codec.weights.model_id,
-                    quality=r.int(256, 1792) / 256, decoder=("teacher", "nosuch", "x.y-1")[r.int(0, 2)],
-                    latent_channels=m, hyper_channels=mz)
+    header = Header(
+        width=w,
+        height=h,
+        color=r.int(0, 1),
+        model_id=codec.weights.model_id,
+        quality=r.int(256, 1792) / 256,
+        decoder=("teacher", "nosuch", "x.y-1")[r.int(0, 2)],
+        latent_channels=m,
+        hyper_channels=mz,
+    )
     try:
         hyper, anchor, nonanchor, _ = codec.code_symbols(symbols)
     except LcfError:  # the encoder's own guard: these z drive the entropy networks out of range
         return symbols, None
-    chunks = [Chunk("CMAP", encode_channel_bitmap(coded)), Chunk("HYPR", hyper), Chunk("ANCH", anchor), Chunk("NANC", nonanchor)]
+    chunks = [
+        Chunk("CMAP", encode_channel_bitmap(coded)),
+        Chunk("HYPR", hyper),
+        Chunk("ANCH", anchor),
+        Chunk("NANC", nonanchor),
+    ]
     return symbols, write_container(header, chunks)
 
 

@@ -43,10 +43,46 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"N": 2, "M": 2, "Mz": 2}
 HOSTILE_VALUES = (
-    0, -1, 1, 2, 3, 4096, 8192, 2**31, 2**63, 2**64, -2**63, 10**400, 1e308, 0.5, -0.0, True, False, None, "",
-    "..", ".", "../../../etc/passwd", "/etc/passwd", "a/b", "x\x00y", "C:x", "\\\\server\\share", "teacher",
-    "decoder-teacher.safetensors", "manifest.json", "F64", "BF16", "I16", [], {}, [1, 2], {"N": 4096}, [[[[[[]]]]]],
-    "8bb582f2f55495588fe164e99761907a", "é" * 300,
+    0,
+    -1,
+    1,
+    2,
+    3,
+    4096,
+    8192,
+    2**31,
+    2**63,
+    2**64,
+    -(2**63),
+    10**400,
+    1e308,
+    0.5,
+    -0.0,
+    True,
+    False,
+    None,
+    "",
+    "..",
+    ".",
+    "../../../etc/passwd",
+    "/etc/passwd",
+    "a/b",
+    "x\x00y",
+    "C:x",
+    "\\\\server\\share",
+    "teacher",
+    "decoder-teacher.safetensors",
+    "manifest.json",
+    "F64",
+    "BF16",
+    "I16",
+    [],
+    {},
+    [1, 2],
+    {"N": 4096},
+    [[[[[[]]]]]],
+    "8bb582f2f55495588fe164e99761907a",
+    "é" * 300,
 )
 
 
@@ -115,7 +151,7 @@ def check_folder(data: bytes, template: Path, work: Path) -> str:
     from lcf.weights import load_weights
 
     n = int.from_bytes(data[:2], "little")
-    manifest, decoder = data[2:2 + n], data[2 + n:]
+    manifest, decoder = data[2 : 2 + n], data[2 + n :]
     folder = work / "folder"
     if not folder.exists():  # loading writes nothing: only the two fuzzed files change between inputs
         shutil.copytree(template, folder)
@@ -149,20 +185,33 @@ def build_tiny_folder(folder: Path) -> Path:
 
 
 def manifest_seeds() -> list[bytes]:
-    seeds = [(ROOT / "weights" / "manifest.json").read_bytes(),
-             (ROOT / "spec" / "vectors" / "weights" / "manifest.json").read_bytes()]
+    seeds = [
+        (ROOT / "weights" / "manifest.json").read_bytes(),
+        (ROOT / "spec" / "vectors" / "weights" / "manifest.json").read_bytes(),
+    ]
     doc = json.loads(seeds[1])
     seeds.append(json.dumps({**doc, "decoders": {"teacher": {"file": "decoder-teacher.safetensors"}}}).encode())
-    seeds.append(json.dumps({**doc, "decoders": {**doc["decoders"], "cfg2": {
-        "file": "decoder-cfg2.safetensors", "arch": {"kind": "cfg2", "N": 8, "M": 20, "depthwise": True}}}}).encode())
+    seeds.append(
+        json.dumps(
+            {
+                **doc,
+                "decoders": {
+                    **doc["decoders"],
+                    "cfg2": {
+                        "file": "decoder-cfg2.safetensors",
+                        "arch": {"kind": "cfg2", "N": 8, "M": 20, "depthwise": True},
+                    },
+                },
+            }
+        ).encode()
+    )
     seeds.append(b'{"format": "lcf-weights", "version": 1}')
     return seeds
 
 
 def tensor_seeds(folder: Path) -> list[bytes]:
-    from safetensors.numpy import save_file
-
     import numpy as np
+    from safetensors.numpy import save_file
 
     seeds = [(folder / "decoder-teacher.safetensors").read_bytes(), (folder / "encoder.safetensors").read_bytes()]
     for dtype in (np.float16, np.float32, np.int16, np.int32, np.int64):
@@ -221,17 +270,31 @@ def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
         if op == 0 and out:
             out[min(i, len(out) - 1)] ^= 1 << rng.randrange(8)
         elif op == 1:
-            out[i:i] = rng.choice((b'"', b"{", b"}", b"[", b"]", b",", b":", b"0", b"-", b"e9", b"\\u0000",
-                                   rng.randbytes(rng.randrange(1, 8))))
+            out[i:i] = rng.choice(
+                (
+                    b'"',
+                    b"{",
+                    b"}",
+                    b"[",
+                    b"]",
+                    b",",
+                    b":",
+                    b"0",
+                    b"-",
+                    b"e9",
+                    b"\\u0000",
+                    rng.randbytes(rng.randrange(1, 8)),
+                )
+            )
         elif op == 2:
-            del out[i:i + rng.choice((1, 2, 8, 64))]
+            del out[i : i + rng.choice((1, 2, 8, 64))]
         elif op == 3:  # a number somewhere made extreme
             out[i:i] = str(rng.choice((-1, 2**64, 10**30, 4096, 8192))).encode()
         elif op == 4:
             del out[i:]
         else:
             j = rng.randrange(len(out) + 1)
-            out[j:j] = out[i:i + rng.randrange(1, 40)]
+            out[j:j] = out[i : i + rng.randrange(1, 40)]
     return bytes(out)
 
 
@@ -239,7 +302,7 @@ def mutate_safetensors(rng: random.Random, data: bytes) -> bytes:
     """A mutation of a safetensors file: its header JSON (re-framed with its new length, or not) or its bytes."""
     if len(data) >= 8 and rng.random() < 0.7:
         n = int.from_bytes(data[:8], "little")
-        header, rest = data[8:8 + n], data[8 + n:]
+        header, rest = data[8 : 8 + n], data[8 + n :]
         new = mutate_json(rng, header) if rng.random() < 0.6 else mutate_bytes(rng, header)
         if new is not None:
             length = len(new) if rng.random() < 0.8 else rng.choice((0, 2**64 - 1, 2**40, n, len(new) + 1))
@@ -254,7 +317,7 @@ def mutate(target: str, rng: random.Random, data: bytes) -> bytes:
     if target == "tensors":
         return mutate_safetensors(rng, data)
     n = int.from_bytes(data[:2], "little")
-    manifest, decoder = data[2:2 + n], data[2 + n:]
+    manifest, decoder = data[2 : 2 + n], data[2 + n :]
     if rng.random() < 0.5:
         manifest = mutate("manifest", rng, manifest)[:65535]
     else:
@@ -324,8 +387,10 @@ def main(argv: list[str]) -> None:
     if args.random:
         start = time.perf_counter()
         outcomes, worst = run_random(args.target, args.cases, args.seed)
-        print(f"{args.target}: {args.cases} cases (seed {args.seed}) in {time.perf_counter() - start:.1f} s, "
-              f"worst {worst * 1e3:.1f} ms; outcomes {dict(outcomes.most_common())}; findings 0")
+        print(
+            f"{args.target}: {args.cases} cases (seed {args.seed}) in {time.perf_counter() - start:.1f} s, "
+            f"worst {worst * 1e3:.1f} ms; outcomes {dict(outcomes.most_common())}; findings 0"
+        )
         return
     import atheris
 
@@ -341,8 +406,11 @@ def main(argv: list[str]) -> None:
         for i, data in enumerate(harness.seeds):
             (corpus / f"seed-{i:02d}").write_bytes(data)
         paths = [str(corpus), *paths[1:]]
-    defaults = {"-timeout=": "10", "-rss_limit_mb=": "1024",
-                "-max_len=": {"manifest": "8192", "tensors": "65536", "folder": "65536"}[args.target]}
+    defaults = {
+        "-timeout=": "10",
+        "-rss_limit_mb=": "1024",
+        "-max_len=": {"manifest": "8192", "tensors": "65536", "folder": "65536"}[args.target],
+    }
     flags += [k + v for k, v in defaults.items() if not any(a.startswith(k) for a in flags)]
 
     def test_one_input(data: bytes) -> None:

@@ -86,9 +86,20 @@ def encode_file(
     _require_file(src)
     check_output(src, dst)
     require_parent(dst)
-    data, report = _encode(src, Path(src), quality=quality, device=device, decoder=decoder, weights=weights,
-                           measure=measure, effort=effort, progress=progress, max_pixels=max_pixels, target=target,
-                           keep_nearest=keep_nearest)
+    data, report = _encode(
+        src,
+        Path(src),
+        quality=quality,
+        device=device,
+        decoder=decoder,
+        weights=weights,
+        measure=measure,
+        effort=effort,
+        progress=progress,
+        max_pixels=max_pixels,
+        target=target,
+        keep_nearest=keep_nearest,
+    )
     atomic_write(dst, data)
     return replace(report, dst=Path(dst))
 
@@ -118,14 +129,37 @@ def encode_to_bytes(
         src, label = bytes(src), Path(name)
     else:
         label = _require_file(src)
-    return _encode(src, label, quality=quality, device=device, decoder=decoder, weights=weights, measure=measure,
-                   effort=effort, progress=progress, max_pixels=max_pixels, target=target, keep_nearest=keep_nearest)
+    return _encode(
+        src,
+        label,
+        quality=quality,
+        device=device,
+        decoder=decoder,
+        weights=weights,
+        measure=measure,
+        effort=effort,
+        progress=progress,
+        max_pixels=max_pixels,
+        target=target,
+        keep_nearest=keep_nearest,
+    )
 
 
-def _encode(source: PathLike | bytes, src: Path, *, quality: float, device: str, decoder: str | None,
-            weights: PathLike | None, measure: bool, effort: int, progress: Callable[[int, int], None] | None,
-            max_pixels: int | None, target: Target | None = None,
-            keep_nearest: bool = False) -> tuple[bytes, EncodeReport]:
+def _encode(
+    source: PathLike | bytes,
+    src: Path,
+    *,
+    quality: float,
+    device: str,
+    decoder: str | None,
+    weights: PathLike | None,
+    measure: bool,
+    effort: int,
+    progress: Callable[[int, int], None] | None,
+    max_pixels: int | None,
+    target: Target | None = None,
+    keep_nearest: bool = False,
+) -> tuple[bytes, EncodeReport]:
     from lcf.image import load_image
 
     start = time.perf_counter()
@@ -135,15 +169,35 @@ def _encode(source: PathLike | bytes, src: Path, *, quality: float, device: str,
     prepared = load_image(source, max_pixels=max_pixels)
     h, w = prepared.rgb.shape[:2]
     if target is not None:
-        rate = encode_to_target(codec, prepared, target, decoder=decoder, effort=effort, keep_nearest=keep_nearest,
-                                measure=measure, name=str(src), progress=progress)
+        rate = encode_to_target(
+            codec,
+            prepared,
+            target,
+            decoder=decoder,
+            effort=effort,
+            keep_nearest=keep_nearest,
+            measure=measure,
+            name=str(src),
+            progress=progress,
+        )
         data, value, quality, outcome = rate.data, rate.psnr, rate.quality, rate.outcome
     else:
         data = codec.encode(prepared, quality, decoder, effort, progress)
         value = psnr(prepared.rgb, codec.decode(data).rgb) if measure else None
         quality, outcome = snap_quality(quality), None
-    return data, EncodeReport(src, Path("-"), w, h, len(data), len(data) * 8 / (w * h), value,
-                              time.perf_counter() - start, prepared.notes, quality, outcome)
+    return data, EncodeReport(
+        src,
+        Path("-"),
+        w,
+        h,
+        len(data),
+        len(data) * 8 / (w * h),
+        value,
+        time.perf_counter() - start,
+        prepared.notes,
+        quality,
+        outcome,
+    )
 
 
 def decode_file(
@@ -208,13 +262,19 @@ def decode_to_bytes(
     out = io.BytesIO()
     write_image(decoded.to_pil(), out, fmt, name="standard output")
     h, w = decoded.rgb.shape[:2]
-    report = DecodeReport(Path(name if isinstance(src, _BYTES) else src), Path("-"), w, h, decoded.decoder,
-                          time.perf_counter() - start, decoded.notes)
+    report = DecodeReport(
+        Path(name if isinstance(src, _BYTES) else src),
+        Path("-"),
+        w,
+        h,
+        decoded.decoder,
+        time.perf_counter() - start,
+        decoded.notes,
+    )
     return out.getvalue(), report
 
 
-def output_format(dst: PathLike | None, format: str | None, *, reencode: bool = False,
-                  option: str = "format=") -> str:
+def output_format(dst: PathLike | None, format: str | None, *, reencode: bool = False, option: str = "format=") -> str:
     """The Pillow format name an image output is written in: ``format`` ("png", "jpg", "tiff", ...; "lcf" only with
     ``reencode``), else the suffix of ``dst``. UsageError when there is neither, or when they disagree (``x.png``
     with format "jpeg"); ``option`` is how messages name ``format`` (the command line's ``--to``)."""
@@ -229,14 +289,23 @@ def output_format(dst: PathLike | None, format: str | None, *, reencode: bool = 
     if format is None:
         if from_suffix is not None:
             return from_suffix
-        what = "there is no file name to take it from" if dst is None else f"{dst} has no suffix" if not suffix else \
-            f"{suffix} (of {dst}) is not an image format lcf can write"
-        raise UsageError(f"cannot tell which image format to write: {what}; name one with {given('FORMAT')} "
-                         f"({', '.join(_COMMON_FORMATS)}, ...)")
+        what = (
+            "there is no file name to take it from"
+            if dst is None
+            else f"{dst} has no suffix"
+            if not suffix
+            else f"{suffix} (of {dst}) is not an image format lcf can write"
+        )
+        raise UsageError(
+            f"cannot tell which image format to write: {what}; name one with {given('FORMAT')} "
+            f"({', '.join(_COMMON_FORMATS)}, ...)"
+        )
     name = format.lower().removeprefix(".") if isinstance(format, str) else ""
     if name == "lcf" and not reencode:
-        raise UsageError(f"{given(format)}: decoding to lcf encodes the pixels again, a second lossy step; write an "
-                         f"image ({given('png')}) or ask for it explicitly (--reencode)")
+        raise UsageError(
+            f"{given(format)}: decoding to lcf encodes the pixels again, a second lossy step; write an "
+            f"image ({given('png')}) or ask for it explicitly (--reencode)"
+        )
     fmt = known.get(f".{name}") if _FORMAT_NAME.fullmatch(name) else None
     if fmt is None and isinstance(format, str) and format.upper() in known.values():  # a Pillow name ("JPEG2000")
         fmt = format.upper()
@@ -244,8 +313,10 @@ def output_format(dst: PathLike | None, format: str | None, *, reencode: bool = 
         listed = ", ".join(sorted(ext[1:] for ext in known))
         raise UsageError(f"{given(format)}: not an image format lcf can write; use one of: {listed}")
     if from_suffix is not None and from_suffix != fmt:
-        raise UsageError(f"{dst} ends in {suffix} ({from_suffix}) but {given(format)} asks for {fmt}: make them "
-                         "agree (or leave one out)")
+        raise UsageError(
+            f"{dst} ends in {suffix} ({from_suffix}) but {given(format)} asks for {fmt}: make them "
+            "agree (or leave one out)"
+        )
     return fmt
 
 
@@ -255,24 +326,43 @@ def _lcf_format() -> str:
     return FORMAT
 
 
-def encode_image(image, *, quality: float = 4.0, decoder: str | None = None, device: str = "cpu",
-                 weights: PathLike | None = None, effort: int = 0) -> bytes:
+def encode_image(
+    image,
+    *,
+    quality: float = 4.0,
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: PathLike | None = None,
+    effort: int = 0,
+) -> bytes:
     """A PIL image, numpy array, path or bytes -> the bytes of a .lcf file (``effort`` as in :func:`encode_file`)."""
     check_quality(quality)
     check_effort(effort)
     return get_codec(weights, device).encode(image, quality, decoder, effort)
 
 
-def decode_bytes(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
-                 limits: Limits | None = None):
+def decode_bytes(
+    data: bytes,
+    *,
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: PathLike | None = None,
+    limits: Limits | None = None,
+):
     """The bytes of a .lcf file -> a PIL image (mode RGB, RGBA, L or LA as the file says). Warns
     (:class:`DecoderFallbackWarning`) when the file's recommended decoder is missing from the weights."""
     data = bytes(data)
     return _warn_notes(codec_for_data(data, weights, device, limits).decode(data, decoder, limits)).to_pil()
 
 
-def decode_array(data: bytes, *, decoder: str | None = None, device: str = "cpu", weights: PathLike | None = None,
-                 limits: Limits | None = None):
+def decode_array(
+    data: bytes,
+    *,
+    decoder: str | None = None,
+    device: str = "cpu",
+    weights: PathLike | None = None,
+    limits: Limits | None = None,
+):
     """The bytes of a .lcf file -> an (H, W, 3) uint8 numpy array (alpha and metadata dropped). Warns as
     :func:`decode_bytes` does."""
     data = bytes(data)
@@ -349,10 +439,27 @@ def batch(
     """
     from lcf.batch import run
 
-    return run(src, dst, quality=quality, to=to, include=include, exclude=exclude, workers=workers,
-               overwrite=overwrite, device=device, decoder=decoder, weights=weights, limits=limits, progress=progress,
-               effort=effort, follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster, target=target,
-               keep_nearest=keep_nearest)
+    return run(
+        src,
+        dst,
+        quality=quality,
+        to=to,
+        include=include,
+        exclude=exclude,
+        workers=workers,
+        overwrite=overwrite,
+        device=device,
+        decoder=decoder,
+        weights=weights,
+        limits=limits,
+        progress=progress,
+        effort=effort,
+        follow_symlinks=follow_symlinks,
+        scheduler=scheduler,
+        cluster=cluster,
+        target=target,
+        keep_nearest=keep_nearest,
+    )
 
 
 # -- container-level (final) ---------------------------------------------------------------------------------------
@@ -413,17 +520,20 @@ def check_output(src: PathLike, dst: PathLike) -> None:
     except OSError:
         same = False
     if same:
-        raise UsageError(f"the output {dst} is the input {src}: writing it would destroy the input; "
-                         "choose another output name")
+        raise UsageError(
+            f"the output {dst} is the input {src}: writing it would destroy the input; choose another output name"
+        )
 
 
 def check_image_output(src: PathLike, dst: PathLike, reencode: bool) -> None:
     """decode_file's output rules: never the input, and an .lcf output only when asked for (``reencode``)."""
     check_output(src, dst)
     if Path(dst).suffix.lower() == ".lcf" and not reencode:
-        raise UsageError(f"the output {dst} is an .lcf file: decoding to .lcf encodes the pixels again, a second "
-                         f"lossy step; write an image (-o {Path(dst).with_suffix('.png')}) or ask for it "
-                         "explicitly (--reencode)")
+        raise UsageError(
+            f"the output {dst} is an .lcf file: decoding to .lcf encodes the pixels again, a second "
+            f"lossy step; write an image (-o {Path(dst).with_suffix('.png')}) or ask for it "
+            "explicitly (--reencode)"
+        )
 
 
 __all__ = [

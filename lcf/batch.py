@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import dataclasses
 import threading
 import time
 from collections import deque
@@ -74,16 +74,28 @@ class BatchItem(reports.BatchItem):
     bpp: float | None = None
     note: str | None = None
     notes: tuple[str, ...] = ()
-    quality: float | None = None    # of an encoded file (a target's choice, with a target)
-    psnr: float | None = None       # of an encoded file, where known (a PSNR target)
-    target: Outcome | None = None   # what a target came to (lcf.ratecontrol), None without one
+    quality: float | None = None  # of an encoded file (a target's choice, with a target)
+    psnr: float | None = None  # of an encoded file, where known (a PSNR target)
+    target: Outcome | None = None  # what a target came to (lcf.ratecontrol), None without one
 
     def as_dict(self) -> dict[str, Any]:
-        return {"src": str(self.src), "dst": str(self.dst), "status": self.status, "error": self.error,
-                "exit_code": self.exit_code, "seconds": self.seconds, "bytes_in": self.bytes_in,
-                "bytes_out": self.bytes_out, "pixels": self.pixels, "bpp": self.bpp, "note": self.note,
-                "notes": list(self.notes), "quality": self.quality, "psnr": self.psnr,
-                "target": None if self.target is None else dataclasses.asdict(self.target)}
+        return {
+            "src": str(self.src),
+            "dst": str(self.dst),
+            "status": self.status,
+            "error": self.error,
+            "exit_code": self.exit_code,
+            "seconds": self.seconds,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "pixels": self.pixels,
+            "bpp": self.bpp,
+            "note": self.note,
+            "notes": list(self.notes),
+            "quality": self.quality,
+            "psnr": self.psnr,
+            "target": None if self.target is None else dataclasses.asdict(self.target),
+        }
 
 
 @dataclass(frozen=True)
@@ -133,10 +145,20 @@ class BatchReport(reports.BatchReport):
 
     def summary(self) -> dict[str, Any]:
         busy = sum(getattr(item, "note", None) == BUSY for item in self.skipped)
-        return {"files": len(self.items), "done": len(self.done), "skipped": len(self.skipped),
-                "skipped_busy": busy, "failed": len(self.failed), "ignored": self.ignored,
-                "left_out": len(self.left_out), "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-                "mean_bpp": self.mean_bpp, "seconds": self.seconds, "cleaned_temp_files": self.cleaned}
+        return {
+            "files": len(self.items),
+            "done": len(self.done),
+            "skipped": len(self.skipped),
+            "skipped_busy": busy,
+            "failed": len(self.failed),
+            "ignored": self.ignored,
+            "left_out": len(self.left_out),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "mean_bpp": self.mean_bpp,
+            "seconds": self.seconds,
+            "cleaned_temp_files": self.cleaned,
+        }
 
 
 Progress = Callable[[reports.BatchItem], None]
@@ -197,12 +219,23 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
         return BatchItem(src, dst, "failed", message, 1, time.perf_counter() - start, _size(src))
     finally:
         _current_claim = None
-    return BatchItem(src, dst, "ok", seconds=time.perf_counter() - start, bytes_in=item[0], bytes_out=item[1],
-                     pixels=item[2], bpp=item[3], notes=item[4], **item[5])
+    return BatchItem(
+        src,
+        dst,
+        "ok",
+        seconds=time.perf_counter() - start,
+        bytes_in=item[0],
+        bytes_out=item[1],
+        pixels=item[2],
+        bpp=item[3],
+        notes=item[4],
+        **item[5],
+    )
 
 
-def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...],
-                                                                          dict[str, Any]]:
+def _encode_one(
+    settings: Settings, src: Path, held: fileio.Claim
+) -> tuple[int, int, int, float, tuple[str, ...], dict[str, Any]]:
     from lcf.image import load_image
 
     size_in = src.stat().st_size
@@ -212,8 +245,15 @@ def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
         data = codec.encode(prepared, settings.quality, settings.decoder, settings.effort)
         extra: dict[str, Any] = {"quality": snap_quality(settings.quality)}
     else:
-        rate = encode_to_target(codec, prepared, settings.target, decoder=settings.decoder, effort=settings.effort,
-                                keep_nearest=settings.keep_nearest, name=str(src))
+        rate = encode_to_target(
+            codec,
+            prepared,
+            settings.target,
+            decoder=settings.decoder,
+            effort=settings.effort,
+            keep_nearest=settings.keep_nearest,
+            name=str(src),
+        )
         data = rate.data
         extra = {"quality": rate.quality, "psnr": rate.psnr, "target": rate.outcome}
     _write_bytes(held, data)
@@ -221,12 +261,15 @@ def _encode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int,
     return size_in, len(data), pixels, len(data) * 8 / pixels, prepared.notes, extra
 
 
-def _decode_one(settings: Settings, src: Path, held: fileio.Claim) -> tuple[int, int, int, float, tuple[str, ...],
-                                                                          dict[str, Any]]:
+def _decode_one(
+    settings: Settings, src: Path, held: fileio.Claim
+) -> tuple[int, int, int, float, tuple[str, ...], dict[str, Any]]:
     from lcf.image import write_image
 
     data = fileio.read_bytes(src, settings.limits)
-    codec = codec_cache.codec_for_data(data, settings.weights, settings.device, settings.limits)  # by the file's model id
+    codec = codec_cache.codec_for_data(
+        data, settings.weights, settings.device, settings.limits
+    )  # by the file's model id
     decoded = codec.decode(data, settings.decoder, settings.limits)
     image = decoded.to_pil()
     write_image(image, held.file, settings.format or "", name=str(held.path))
@@ -315,8 +358,9 @@ class _Pool:
         self.executor = self._new()
 
     def _new(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(self.workers, mp_context=_context(), initializer=_init_worker,
-                                      initargs=(self.settings, self.threads))
+        return cf.ProcessPoolExecutor(
+            self.workers, mp_context=_context(), initializer=_init_worker, initargs=(self.settings, self.threads)
+        )
 
     def renew(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -336,8 +380,13 @@ class _Pool:
             self.executor.shutdown(wait=True)
 
 
-def _run_pool(jobs: Sequence[Job], settings: Settings, workers: int, done: Callable[[Job, BatchItem], None],
-              work: Callable[[Path, Path], BatchItem] = _work) -> None:
+def _run_pool(
+    jobs: Sequence[Job],
+    settings: Settings,
+    workers: int,
+    done: Callable[[Job, BatchItem], None],
+    work: Callable[[Path, Path], BatchItem] = _work,
+) -> None:
     """Run ``jobs`` on ``workers`` processes; a job whose worker died is retried alone once, then reported failed.
 
     ``work`` (a module-level function, run in the workers) converts one file; tests pass one that crashes.
@@ -458,8 +507,10 @@ def executor_for(workers: int = 1, scheduler: str | None = None, cluster: str | 
     if scheduler is None and cluster is None:
         return LocalExecutor(workers)
     if workers != 1:
-        raise UsageError("--workers counts processes on this machine; with --scheduler or --cluster the cluster's "
-                         "workers convert the files (start `dask worker` with --nworkers N, or use --cluster local:N)")
+        raise UsageError(
+            "--workers counts processes on this machine; with --scheduler or --cluster the cluster's "
+            "workers convert the files (start `dask worker` with --nworkers N, or use --cluster local:N)"
+        )
     from lcf.batch_dask import DaskExecutor
 
     return DaskExecutor(scheduler=scheduler, cluster=cluster)
@@ -536,23 +587,53 @@ def run(
         executor.close()
         clean_stale_temps(outputs)  # after an interruption: what stopped workers could not delete themselves
     ordered = tuple(items[i] for i in sorted(items))
-    return BatchReport(items=ordered, seconds=time.perf_counter() - start, to="lcf" if settings.encode
-                       else settings.suffix[1:], ignored=plan.ignored, cleaned=cleaned, left_out=plan.left_out)
+    return BatchReport(
+        items=ordered,
+        seconds=time.perf_counter() - start,
+        to="lcf" if settings.encode else settings.suffix[1:],
+        ignored=plan.ignored,
+        cleaned=cleaned,
+        left_out=plan.left_out,
+    )
 
 
 def _decided(plan: Plan, dst: Path) -> list[tuple[int, BatchItem]]:
     """(position, item) of the files decided without converting them: skipped, or failed before conversion."""
-    decided = [(job.index, BatchItem(job.src, job.dst, "skipped", bytes_in=_size(job.src), bytes_out=_size(job.dst),
-                                     note=EXISTS)) for job in plan.exists]
-    decided += [(job.index, BatchItem(job.src, job.dst, "failed", str(error), error.exit_code))
-                for job, error in plan.blocked]
+    decided = [
+        (
+            job.index,
+            BatchItem(job.src, job.dst, "skipped", bytes_in=_size(job.src), bytes_out=_size(job.dst), note=EXISTS),
+        )
+        for job in plan.exists
+    ]
+    decided += [
+        (job.index, BatchItem(job.src, job.dst, "failed", str(error), error.exit_code)) for job, error in plan.blocked
+    ]
     for k, error in enumerate(plan.unreadable):
         failure = fileio.io_error(error)
-        decided.append((plan.size + k, BatchItem(Path(error.filename or dst), dst, "failed", str(failure),
-                                                 failure.exit_code)))
+        decided.append(
+            (plan.size + k, BatchItem(Path(error.filename or dst), dst, "failed", str(failure), failure.exit_code))
+        )
     return sorted(decided, key=lambda pair: pair[0])
 
 
-__all__ = ["BUSY", "EXISTS", "BatchItem", "BatchReport", "Done", "Executor", "LeftOut", "LocalExecutor", "Progress",
-           "Settings", "check_decoder", "clean_stale_temps", "convert", "executor_for", "is_temp_name", "make_plan",
-           "run", "settings_for"]
+__all__ = [
+    "BUSY",
+    "EXISTS",
+    "BatchItem",
+    "BatchReport",
+    "Done",
+    "Executor",
+    "LeftOut",
+    "LocalExecutor",
+    "Progress",
+    "Settings",
+    "check_decoder",
+    "clean_stale_temps",
+    "convert",
+    "executor_for",
+    "is_temp_name",
+    "make_plan",
+    "run",
+    "settings_for",
+]

@@ -54,13 +54,15 @@ from lcf.batchplan import Job, Settings
 from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
 
 CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler
-WORKER_TIMEOUT = 60.0   # seconds to wait for a first worker to join it
-PROBE_TIMEOUT = 600.0   # seconds for every worker to load the weights and answer its probe
+WORKER_TIMEOUT = 60.0  # seconds to wait for a first worker to join it
+PROBE_TIMEOUT = 600.0  # seconds for every worker to load the weights and answer its probe
 LOST = (OSError, TimeoutError, concurrent.futures.CancelledError, asyncio.CancelledError)
 """What talking to a scheduler that is gone raises (distributed's CommClosedError is an OSError)."""
 INSTALL = "pip install 'lcf[dask]' (Dask's distributed scheduler)"
-SHARED = ("SRC, DST and --weights must be paths that every worker sees, at the same place on every machine (a "
-          "shared file system)")
+SHARED = (
+    "SRC, DST and --weights must be paths that every worker sees, at the same place on every machine (a "
+    "shared file system)"
+)
 
 
 # -- what every worker must share with the client ----------------------------------------------------------------
@@ -107,7 +109,7 @@ _ready: dict[tuple[Any, ...], WorkerProblem | None] = {}  # per worker process: 
 
 
 def worker_name() -> str:
-    """"worker tcp://10.0.0.7:40123 (node7)": the worker running this task, for messages."""
+    """ "worker tcp://10.0.0.7:40123 (node7)": the worker running this task, for messages."""
     try:
         from distributed import get_worker
 
@@ -132,8 +134,10 @@ def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | Non
 
     where = worker_name()
     if __version__ != identity.version:
-        return WorkerProblem("LcfError", f"{where} runs lcf {__version__}, this client lcf {identity.version}: install "
-                                         "the same lcf on every worker")
+        return WorkerProblem(
+            "LcfError",
+            f"{where} runs lcf {__version__}, this client lcf {identity.version}: install the same lcf on every worker",
+        )
     try:
         codec = codec_cache.get_codec(settings.weights, settings.device)
         model_id = codec.weights.model_id.hex()
@@ -144,18 +148,26 @@ def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | Non
     except (OSError, MemoryError) as exc:
         return WorkerProblem("LcfIOError", f"{where}: cannot load the weights: {exc}")
     root = codec.weights.root
-    advice = ("give every worker the same weights: the same installed lcf package, or --weights DIR on a shared "
-              "path")
+    advice = "give every worker the same weights: the same installed lcf package, or --weights DIR on a shared path"
     if model_id != identity.model_id:
-        return WorkerProblem("ModelMismatchError", f"{where} loads the weights {root} of model id {model_id[:16]}..., "
-                             f"this client's have model id {identity.model_id[:16]}...: {advice}")
+        return WorkerProblem(
+            "ModelMismatchError",
+            f"{where} loads the weights {root} of model id {model_id[:16]}..., "
+            f"this client's have model id {identity.model_id[:16]}...: {advice}",
+        )
     if encoder_id != identity.encoder_id:
-        return WorkerProblem("ModelMismatchError", f"{where} loads the weights {root} with another encoder (encoder id "
-                             f"{encoder_id[:16] if encoder_id else None}..., this client's "
-                             f"{(identity.encoder_id or '')[:16]}...): its files would differ; {advice}")
+        return WorkerProblem(
+            "ModelMismatchError",
+            f"{where} loads the weights {root} with another encoder (encoder id "
+            f"{encoder_id[:16] if encoder_id else None}..., this client's "
+            f"{(identity.encoder_id or '')[:16]}...): its files would differ; {advice}",
+        )
     if settings.decoder is not None and settings.decoder not in names:
-        return WorkerProblem("UsageError", f"{where}: no decoder named {settings.decoder!r} in the weights {root}; "
-                             f"available there: {', '.join(names)}")
+        return WorkerProblem(
+            "UsageError",
+            f"{where}: no decoder named {settings.decoder!r} in the weights {root}; "
+            f"available there: {', '.join(names)}",
+        )
     return None
 
 
@@ -204,18 +216,27 @@ def probe(settings: Settings, identity: Identity, paths: Paths) -> WorkerProblem
             f.read(1)
             size = os.fstat(f.fileno()).st_size
     except OSError as exc:
-        return WorkerProblem("LcfIOError", f"{where} cannot read SRC {paths.src} ({exc.filename or paths.src}: "
-                                           f"{exc.strerror or exc}); {SHARED}")
+        return WorkerProblem(
+            "LcfIOError",
+            f"{where} cannot read SRC {paths.src} ({exc.filename or paths.src}: {exc.strerror or exc}); {SHARED}",
+        )
     if size != paths.sample_size:
-        return WorkerProblem("LcfIOError", f"{where} sees another SRC {paths.src}: {paths.sample} has {size} bytes "
-                                           f"there, {paths.sample_size} on this client; {SHARED}")
+        return WorkerProblem(
+            "LcfIOError",
+            f"{where} sees another SRC {paths.src}: {paths.sample} has {size} bytes "
+            f"there, {paths.sample_size} on this client; {SHARED}",
+        )
     shared = _sees_lock(paths.locked) if paths.locked else None
     if shared is not True and shared is not None:
-        what = ("is not there: DST is another folder on that machine" if shared == "missing" else
-                "is there but not locked: the file system does not share locks between machines (an NFS mount with "
-                "local_lock=flock?), so lcf could not tell a live writer from a dead one")
-        return WorkerProblem("LcfIOError", f"{where}: the file {paths.locked} that this client holds locked in DST "
-                                           f"{what}; {SHARED}")
+        what = (
+            "is not there: DST is another folder on that machine"
+            if shared == "missing"
+            else "is there but not locked: the file system does not share locks between machines (an NFS mount with "
+            "local_lock=flock?), so lcf could not tell a live writer from a dead one"
+        )
+        return WorkerProblem(
+            "LcfIOError", f"{where}: the file {paths.locked} that this client holds locked in DST {what}; {SHARED}"
+        )
     try:
         held = fileio.claim(Path(paths.dst) / f"lcf-probe-{uuid.uuid4().hex[:12]}")  # .lcf-probe-*.lcf-tmp
         if held is not None:
@@ -252,8 +273,9 @@ def _sees_lock(path: str) -> bool | str | None:
     return "unlocked"
 
 
-def convert_task(settings: Settings, identity: Identity, host_threads: dict[str, int], src: str,
-                 dst: str) -> BatchItem | WorkerProblem:
+def convert_task(
+    settings: Settings, identity: Identity, host_threads: dict[str, int], src: str, dst: str
+) -> BatchItem | WorkerProblem:
     """One file on a worker: :func:`lcf.batch.convert`, after the worker's weights are checked (once)."""
     problem = ready(settings, identity)
     if problem is not None:
@@ -272,8 +294,10 @@ def parse_cluster(spec: str) -> int:
         return _cores()
     if name == "local" and count.isdigit() and int(count) >= 1:
         return int(count)
-    raise UsageError(f"--cluster takes 'local' (one worker process per core) or 'local:N' (N processes), got {spec!r}; "
-                     "for a cluster of machines, start `dask scheduler` and `dask worker` and pass --scheduler ADDRESS")
+    raise UsageError(
+        f"--cluster takes 'local' (one worker process per core) or 'local:N' (N processes), got {spec!r}; "
+        "for a cluster of machines, start `dask scheduler` and `dask worker` and pass --scheduler ADDRESS"
+    )
 
 
 def local_cluster(workers: int) -> Any:
@@ -285,8 +309,9 @@ def local_cluster(workers: int) -> Any:
     from distributed import LocalCluster
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                            silence_logs=logging.ERROR)
+        return LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        )
 
 
 def _distributed() -> Any:
@@ -313,8 +338,14 @@ class DaskExecutor(Executor):
     """Converts the files of a batch on a Dask cluster (see the module docstring). ``task`` runs one file on a worker
     (:func:`convert_task`; benchmarks pass one that does nothing, to time the round trip)."""
 
-    def __init__(self, scheduler: str | None = None, cluster: str | None = None, *, task: Task = convert_task,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        cluster: str | None = None,
+        *,
+        task: Task = convert_task,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         if (scheduler is None) == (cluster is None):
             raise UsageError("give either --scheduler ADDRESS or --cluster local[:N], not both")
         if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
@@ -346,15 +377,22 @@ class DaskExecutor(Executor):
         try:
             self.client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
         except TimeoutError:
-            raise LcfError(f"no worker joined {self.where} within {WORKER_TIMEOUT:.0f} s: start workers with "
-                           f"`dask worker {self.scheduler or 'ADDRESS'}`") from None
+            raise LcfError(
+                f"no worker joined {self.where} within {WORKER_TIMEOUT:.0f} s: start workers with "
+                f"`dask worker {self.scheduler or 'ADDRESS'}`"
+            ) from None
         except LOST as exc:
             raise self._lost(exc, "while waiting for a worker") from None
         locked = fileio.claim(Path(dst) / f"lcf-lock-probe-{self.token}")  # held by this process while workers look
         try:
             sample = os.path.abspath(jobs[0].src)
-            paths = Paths(os.path.abspath(src), sample, _size(Path(sample)), os.path.abspath(dst),
-                          os.path.abspath(locked.temp) if locked is not None else "")
+            paths = Paths(
+                os.path.abspath(src),
+                sample,
+                _size(Path(sample)),
+                os.path.abspath(dst),
+                os.path.abspath(locked.temp) if locked is not None else "",
+            )
             self._probe(settings, paths)
         except LcfError:  # what the checks found (some of lcf's errors are OSErrors too)
             raise
@@ -365,8 +403,10 @@ class DaskExecutor(Executor):
                 locked.abandon()  # deletes its temporary file, which only this process made
 
     def _lost(self, exc: BaseException, when: str) -> LcfError:
-        return LcfError(f"lost {self.where} {when} ({type(exc).__name__}: {exc}); every output written is complete: "
-                        "run the same command again to resume")
+        return LcfError(
+            f"lost {self.where} {when} ({type(exc).__name__}: {exc}); every output written is complete: "
+            "run the same command again to resume"
+        )
 
     def _connect(self, distributed: Any) -> None:
         try:
@@ -377,8 +417,10 @@ class DaskExecutor(Executor):
             else:
                 self.client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise LcfError(f"cannot reach {self.where} ({type(exc).__name__}: {exc}); start one with `dask scheduler` "
-                           "(it prints its address, tcp://HOST:8786) and workers with `dask worker ADDRESS`") from None
+            raise LcfError(
+                f"cannot reach {self.where} ({type(exc).__name__}: {exc}); start one with `dask scheduler` "
+                "(it prints its address, tcp://HOST:8786) and workers with `dask worker ADDRESS`"
+            ) from None
 
     def _workers(self) -> dict[str, Any]:
         """Address -> information of every worker of the cluster now."""
@@ -398,10 +440,19 @@ class DaskExecutor(Executor):
             host = get_address_host(address)
             self.host_threads[host] = self.host_threads.get(host, 0) + int(info.get("nthreads", 1))
         self.threads = sum(self.host_threads.values())
-        pending = {self.client.submit(probe, settings, self.identity, paths, workers=[address],
-                                      allow_other_workers=False, pure=False,
-                                      key=f"lcf-probe-{self.token}-{k}"): address
-                   for k, address in enumerate(workers)}
+        pending = {
+            self.client.submit(
+                probe,
+                settings,
+                self.identity,
+                paths,
+                workers=[address],
+                allow_other_workers=False,
+                pure=False,
+                key=f"lcf-probe-{self.token}-{k}",
+            ): address
+            for k, address in enumerate(workers)
+        }
         deadline = time.monotonic() + PROBE_TIMEOUT
         try:
             while pending:
@@ -412,8 +463,10 @@ class DaskExecutor(Executor):
                     del pending[future]  # the worker left; one that replaces it is checked by its first task
                     future.cancel()
                 if pending and time.monotonic() > deadline:
-                    raise LcfError(f"{len(pending)} worker(s) of {self.where} did not load the weights within "
-                                   f"{PROBE_TIMEOUT:.0f} s: {', '.join(sorted(pending.values()))}")
+                    raise LcfError(
+                        f"{len(pending)} worker(s) of {self.where} did not load the weights within "
+                        f"{PROBE_TIMEOUT:.0f} s: {', '.join(sorted(pending.values()))}"
+                    )
                 time.sleep(0.05 if pending else 0)
         finally:
             for future in pending:
@@ -427,8 +480,10 @@ class DaskExecutor(Executor):
         if isinstance(answer, WorkerProblem):
             raise answer.exception()
         if isinstance(answer, BaseException):
-            raise LcfError(f"worker {address} could not run lcf's check ({type(answer).__name__}: {answer}): install "
-                           "the same lcf on every worker")
+            raise LcfError(
+                f"worker {address} could not run lcf's check ({type(answer).__name__}: {answer}): install "
+                "the same lcf on every worker"
+            )
 
     def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
         """One task per file, at most a window of them submitted at once (the scheduler and this process hold only
@@ -440,16 +495,22 @@ class DaskExecutor(Executor):
         futures: dict[Any, Job] = {}
 
         def submit(job: Job) -> Any:
-            future = self.client.submit(self.task, settings, self.identity, self.host_threads,
-                                        os.path.abspath(job.src), os.path.abspath(job.dst), pure=False,
-                                        key=f"lcf-{self.token}-{job.index}")
+            future = self.client.submit(
+                self.task,
+                settings,
+                self.identity,
+                self.host_threads,
+                os.path.abspath(job.src),
+                os.path.abspath(job.dst),
+                pure=False,
+                key=f"lcf-{self.token}-{job.index}",
+            )
             futures[future] = job
             return future
 
         try:
             try:
-                completed = as_completed([submit(job) for job in itertools.islice(todo, window)],
-                                         loop=self.client.loop)
+                completed = as_completed([submit(job) for job in itertools.islice(todo, window)], loop=self.client.loop)
             except LOST as exc:
                 raise self._lost(exc, "while submitting files") from None
             for future in completed:
@@ -485,8 +546,10 @@ class DaskExecutor(Executor):
             return _worker_died(job)
         if isinstance(answer, BaseException):
             return BatchItem(job.src, job.dst, "failed", f"internal error: {answer!r}", 1)
-        raise LcfError(f"{self.where} dropped the task of {job.src} ({status}: the scheduler was closed or restarted, "
-                       "or lost this client); every output written is complete: run the same command again to resume")
+        raise LcfError(
+            f"{self.where} dropped the task of {job.src} ({status}: the scheduler was closed or restarted, "
+            "or lost this client); every output written is complete: run the same command again to resume"
+        )
 
     def close(self) -> None:
         for part in (self.client, self.cluster):  # the local cluster's workers stop here, before lcf cleans up
@@ -503,5 +566,15 @@ class DaskExecutor(Executor):
         self.log_levels = {}
 
 
-__all__ = ["DaskExecutor", "Identity", "Paths", "WorkerProblem", "convert_task", "identity_of", "local_cluster",
-           "parse_cluster", "probe", "ready"]
+__all__ = [
+    "DaskExecutor",
+    "Identity",
+    "Paths",
+    "WorkerProblem",
+    "convert_task",
+    "identity_of",
+    "local_cluster",
+    "parse_cluster",
+    "probe",
+    "ready",
+]

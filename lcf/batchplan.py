@@ -50,7 +50,7 @@ class Settings:
 
     encode: bool
     format: str | None  # Pillow format name of the outputs when decoding
-    suffix: str         # of the outputs: ".lcf", ".png", ...
+    suffix: str  # of the outputs: ".lcf", ".png", ...
     quality: float
     decoder: str | None
     device: str
@@ -59,7 +59,7 @@ class Settings:
     limits: Limits
     overwrite: bool = False
     target: Target | None = None  # rate control (lcf.ratecontrol): the quality chosen per file instead of ``quality``
-    keep_nearest: bool = False    # a target no quality meets: write the nearest file instead of failing it
+    keep_nearest: bool = False  # a target no quality meets: write the nearest file instead of failing it
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,12 @@ class LeftOut:
 
 @dataclass(frozen=True)
 class Plan:
-    jobs: tuple[Job, ...]                         # to convert
-    exists: tuple[Job, ...]                       # output there already: skipped (not with overwrite)
-    blocked: tuple[tuple[Job, LcfIOError], ...]   # output cannot be written (a folder of that name)
-    unreadable: tuple[OSError, ...]               # folders of SRC that could not be listed
+    jobs: tuple[Job, ...]  # to convert
+    exists: tuple[Job, ...]  # output there already: skipped (not with overwrite)
+    blocked: tuple[tuple[Job, LcfIOError], ...]  # output cannot be written (a folder of that name)
+    unreadable: tuple[OSError, ...]  # folders of SRC that could not be listed
     left_out: tuple[LeftOut, ...]
-    ignored: int                                  # files of another type
+    ignored: int  # files of another type
 
     @property
     def size(self) -> int:
@@ -95,8 +95,16 @@ class Plan:
 
 
 def settings_for(
-    to: str, quality: float, decoder: str | None, device: str, weights: PathLike | None, limits: Limits | None,
-    effort: int = 0, overwrite: bool = False, target: Target | None = None, keep_nearest: bool = False,
+    to: str,
+    quality: float,
+    decoder: str | None,
+    device: str,
+    weights: PathLike | None,
+    limits: Limits | None,
+    effort: int = 0,
+    overwrite: bool = False,
+    target: Target | None = None,
+    keep_nearest: bool = False,
 ) -> Settings:
     """Check the options (UsageError) and fix what each conversion needs."""
     check_quality(quality)
@@ -115,14 +123,26 @@ def settings_for(
         encode, suffix = False, "." + to
         fmt = writable_formats().get(suffix)
         if target is not None:
-            raise UsageError(f"a target (--target-size, --target-bpp, --target-psnr) applies to encoding, not to --to {to}")
+            raise UsageError(
+                f"a target (--target-size, --target-bpp, --target-psnr) applies to encoding, not to --to {to}"
+            )
         if fmt is None:
             known = ", ".join(sorted(ext[1:] for ext in writable_formats()))
             raise UsageError(f"--to {to}: not an image format lcf can write; use lcf or one of: {known}")
-    return Settings(encode=encode, format=fmt, suffix=suffix, quality=float(quality), decoder=decoder, device=device,
-                    effort=effort, weights=None if weights is None else str(Path(weights).resolve()),
-                    limits=limits or Limits(), overwrite=bool(overwrite), target=target,
-                    keep_nearest=bool(keep_nearest))
+    return Settings(
+        encode=encode,
+        format=fmt,
+        suffix=suffix,
+        quality=float(quality),
+        decoder=decoder,
+        device=device,
+        effort=effort,
+        weights=None if weights is None else str(Path(weights).resolve()),
+        limits=limits or Limits(),
+        overwrite=bool(overwrite),
+        target=target,
+        keep_nearest=bool(keep_nearest),
+    )
 
 
 def check_folders(src: Path, dst: Path) -> None:
@@ -133,15 +153,26 @@ def check_folders(src: Path, dst: Path) -> None:
         raise LcfIOError(f"{dst}: not a folder")
     src_real, dst_real = Path(os.path.realpath(src)), Path(os.path.realpath(dst))
     if src_real == dst_real:
-        raise UsageError(f"DST {dst} is SRC {src}: the outputs would be written among the inputs; choose another "
-                         "folder (a new one beside SRC, or one inside SRC, which is never read)")
+        raise UsageError(
+            f"DST {dst} is SRC {src}: the outputs would be written among the inputs; choose another "
+            "folder (a new one beside SRC, or one inside SRC, which is never read)"
+        )
     if _is_inside(src_real, dst_real):
-        raise UsageError(f"SRC {src} lies inside DST {dst}: outputs could land among the inputs; choose a DST "
-                         "outside SRC (or a folder inside SRC, which is never read)")
+        raise UsageError(
+            f"SRC {src} lies inside DST {dst}: outputs could land among the inputs; choose a DST "
+            "outside SRC (or a folder inside SRC, which is never read)"
+        )
 
 
-def make_plan(src: Path, dst: Path, settings: Settings, include: Sequence[str], exclude: Sequence[str],
-              overwrite: bool | None = None, follow_symlinks: bool = False) -> Plan:
+def make_plan(
+    src: Path,
+    dst: Path,
+    settings: Settings,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    overwrite: bool | None = None,
+    follow_symlinks: bool = False,
+) -> Plan:
     """The files to convert in sorted order of their path relative to ``src``; raises UsageError (see the module
     docstring) before anything is converted."""
     overwrite = settings.overwrite if overwrite is None else overwrite
@@ -160,8 +191,11 @@ def make_plan(src: Path, dst: Path, settings: Settings, include: Sequence[str], 
         if _matches(rel, exclude) or (include and not _matches(rel, include)):
             continue
         suffix = path.suffix.lower()
-        wanted = suffix != LCF_SUFFIX and (bool(include) or suffix in image_suffixes) if settings.encode \
+        wanted = (
+            suffix != LCF_SUFFIX and (bool(include) or suffix in image_suffixes)
+            if settings.encode
             else suffix == LCF_SUFFIX
+        )
         if not wanted:
             ignored += 1
             continue
@@ -178,7 +212,7 @@ def make_plan(src: Path, dst: Path, settings: Settings, include: Sequence[str], 
     jobs: list[Job] = []
     exists: list[Job] = []
     blocked: list[tuple[Job, LcfIOError]] = []
-    for index, ((_, path), out) in enumerate(zip(inputs, outputs)):
+    for index, ((_, path), out) in enumerate(zip(inputs, outputs, strict=True)):
         job = Job(index, path, out)
         if out.is_dir():
             blocked.append((job, LcfIOError(f"cannot write {out}: a folder of that name exists")))
@@ -222,7 +256,8 @@ def plan_files(srcs: Sequence[Path], folder: Path, suffix: str) -> tuple[Job, ..
         raise UsageError(
             f"{len(shared)} output(s) would each be written from more than one input, so only one of them could be "
             "kept; nothing was converted. Give each its own name (rename one, or convert it on its own with -o):\n"
-            + _listing(shared))
+            + _listing(shared)
+        )
     inputs: dict[tuple[int, int], Path] = {}
     for src in srcs:
         with contextlib.suppress(OSError):
@@ -236,8 +271,10 @@ def plan_files(srcs: Sequence[Path], folder: Path, suffix: str) -> tuple[Job, ..
         if hit is not None:
             bad.append(f"  {out}  (from {src})  is the input {hit}")
     if bad:
-        raise UsageError(f"{len(bad)} output(s) would be written onto an input, destroying it; nothing was converted; "
-                         "choose another folder:\n" + "\n".join(_capped(bad)))
+        raise UsageError(
+            f"{len(bad)} output(s) would be written onto an input, destroying it; nothing was converted; "
+            "choose another folder:\n" + "\n".join(_capped(bad))
+        )
     return tuple(Job(index, src, out) for index, (src, out) in enumerate(zip(srcs, outputs, strict=True)))
 
 
@@ -250,7 +287,8 @@ def _check_collisions(inputs: list[tuple[str, Path]], outputs: list[Path], src: 
     raise UsageError(
         f"{len(shared)} output(s) would each be written from more than one file of {src}, so only one of them could "
         f"be kept; nothing was converted. Rename all but one file of each group, or leave them out with --exclude "
-        f"(e.g. --exclude '{example}'):\n" + _listing(shared))
+        f"(e.g. --exclude '{example}'):\n" + _listing(shared)
+    )
 
 
 def _shared(names: list[str], outputs: list[Path]) -> list[tuple[Path, list[str]]]:
@@ -282,16 +320,28 @@ def _check_outputs(inputs: list[tuple[str, Path]], outputs: list[Path], src_real
         if where in read or (_is_inside(where, src_real) and not _is_inside(where, dst_real)):
             bad.append(f"  {out}  ->  {where}")
     if bad:
-        raise UsageError(f"{len(bad)} output(s) would be written inside SRC (through a symlinked folder of DST), "
-                         "onto or among the inputs; nothing was converted:\n" + "\n".join(_capped(bad)))
+        raise UsageError(
+            f"{len(bad)} output(s) would be written inside SRC (through a symlinked folder of DST), "
+            "onto or among the inputs; nothing was converted:\n" + "\n".join(_capped(bad))
+        )
 
 
-def _nothing_found(src: Path, settings: Settings, include: tuple[str, ...], exclude: tuple[str, ...], ignored: int,
-                   left_out: list[LeftOut], image_suffixes: frozenset[str]) -> str:
+def _nothing_found(
+    src: Path,
+    settings: Settings,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    ignored: int,
+    left_out: list[LeftOut],
+    image_suffixes: frozenset[str],
+) -> str:
     if settings.encode:
         what = "no image found"
-        looked = "files ending in " + " ".join(sorted(image_suffixes)) if not include else \
-            "files matching --include " + " ".join(include)
+        looked = (
+            "files ending in " + " ".join(sorted(image_suffixes))
+            if not include
+            else "files matching --include " + " ".join(include)
+        )
     else:
         what, looked = "no .lcf file found", "files ending in .lcf"
     notes = [f"looked for {looked}"]
@@ -300,14 +350,17 @@ def _nothing_found(src: Path, settings: Settings, include: tuple[str, ...], excl
     if ignored:
         notes.append(f"{ignored} file(s) of other types ignored")
     if left_out:
-        notes.append(f"{len(left_out)} entr{'y' if len(left_out) == 1 else 'ies'} left out, e.g. "
-                     f"{left_out[0].path}: {left_out[0].reason}")
+        notes.append(
+            f"{len(left_out)} entr{'y' if len(left_out) == 1 else 'ies'} left out, e.g. "
+            f"{left_out[0].path}: {left_out[0].reason}"
+        )
     hint = "; --include GLOB selects files whatever their extension" if settings.encode and not include else ""
     return f"{what} in {src} ({'; '.join(notes)}){hint}"
 
 
-def _walk(root: Path, prune: Path | None, exclude: tuple[str, ...],
-          errors: list[OSError]) -> Iterator[tuple[str, Path, bool]]:
+def _walk(
+    root: Path, prune: Path | None, exclude: tuple[str, ...], errors: list[OSError]
+) -> Iterator[tuple[str, Path, bool]]:
     """(path relative to ``root`` with "/", path, is a symlinked folder) of every entry below ``root`` that is not a
     folder; symlinked folders are listed, never entered; ``prune`` (DST) and lcf's temporary files are left out."""
     for folder, dirs, files in os.walk(root, onerror=errors.append):
@@ -354,9 +407,22 @@ def writable_formats() -> dict[str, str]:
     """Suffix (".png") -> Pillow format name ("PNG") of every image format lcf writes (never .lcf)."""
     from PIL import Image
 
-    return {ext: fmt for ext, fmt in Image.registered_extensions().items()
-            if fmt in Image.SAVE and ext != LCF_SUFFIX and _FORMAT.fullmatch(ext[1:])}
+    return {
+        ext: fmt
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.SAVE and ext != LCF_SUFFIX and _FORMAT.fullmatch(ext[1:])
+    }
 
 
-__all__ = ["LCF_SUFFIX", "Job", "LeftOut", "Plan", "Settings", "check_folders", "make_plan", "plan_files",
-           "settings_for", "writable_formats"]
+__all__ = [
+    "LCF_SUFFIX",
+    "Job",
+    "LeftOut",
+    "Plan",
+    "Settings",
+    "check_folders",
+    "make_plan",
+    "plan_files",
+    "settings_for",
+    "writable_formats",
+]

@@ -53,15 +53,15 @@ from lcf.weights import Weights, load_weights
 class Decoded:
     """A decoded image: pixels plus what the container carried beside them."""
 
-    rgb: np.ndarray                 # (H, W, 3) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8
     header: Header
     alpha: np.ndarray | None
     icc: bytes | None
-    exif: bytes | None              # with the "Exif\\0\\0" prefix, as Pillow wants it
+    exif: bytes | None  # with the "Exif\\0\\0" prefix, as Pillow wants it
     xmp: bytes | None
     decoder: str
     symbols: Symbols
-    notes: tuple[str, ...] = ()     # what a user should know: the recommended decoder missing (DecoderFallbackWarning)
+    notes: tuple[str, ...] = ()  # what a user should know: the recommended decoder missing (DecoderFallbackWarning)
 
     @property
     def color(self) -> str:
@@ -79,10 +79,10 @@ class Analysis:
     ``round(features · gain(q))`` (then refined, for effort > 0), so g_a runs once for any number of qualities."""
 
     prepared: PreparedImage
-    features: torch.Tensor              # g_a(x) before the gain, (1, M, Hp/16, Wp/16) float on the codec's device
-    x: torch.Tensor | None              # the padded input (1, 3, Hp, Wp) in [0, 1], kept for refinement (effort > 0)
-    effort: int                         # the highest effort its latents may be asked for
-    side_chunks: tuple[Chunk, ...]      # ALPH, iCCP, eXIf, xMPd: the same at every quality
+    features: torch.Tensor  # g_a(x) before the gain, (1, M, Hp/16, Wp/16) float on the codec's device
+    x: torch.Tensor | None  # the padded input (1, 3, Hp, Wp) in [0, 1], kept for refinement (effort > 0)
+    effort: int  # the highest effort its latents may be asked for
+    side_chunks: tuple[Chunk, ...]  # ALPH, iCCP, eXIf, xMPd: the same at every quality
 
 
 def _side_chunks(prepared: PreparedImage) -> Iterator[Chunk]:
@@ -122,8 +122,9 @@ class Codec:
 
     skip_zero_channels = True
 
-    def __init__(self, weights: str | os.PathLike | Weights | None = None, device: str = "cpu",
-                 max_memory: int | None = None) -> None:
+    def __init__(
+        self, weights: str | os.PathLike | Weights | None = None, device: str = "cpu", max_memory: int | None = None
+    ) -> None:
         resources.use_huge_pages()  # before this codec's first CPU tensor
         self.max_memory = max_memory if max_memory is not None else resources.default_max_memory()
         self.weights = weights if isinstance(weights, Weights) else load_weights(weights)
@@ -153,8 +154,7 @@ class Codec:
         with self._lock:
             if name not in self._decoders_loaded:
                 loader.load_decoder(self.model, self.weights, name)
-                resources.place(self.model.decoders[name], self.device,
-                                resources.synthesis_memory_format(self.device))
+                resources.place(self.model.decoders[name], self.device, resources.synthesis_memory_format(self.device))
                 self._decoders_loaded.add(name)
 
     @property
@@ -173,12 +173,27 @@ class Codec:
             return recommended
         return self.weights.default_decoder
 
-    def check_memory(self, padded_width: int, padded_height: int, *, decoding: bool = False,
-                     chunk: str | None = None, effort: int = 0) -> None:
+    def check_memory(
+        self,
+        padded_width: int,
+        padded_height: int,
+        *,
+        decoding: bool = False,
+        chunk: str | None = None,
+        effort: int = 0,
+    ) -> None:
         """LimitError before allocating anything when one image would need more than ``max_memory``
         (:func:`lcf.resources.check_memory`)."""
-        resources.check_memory(self.max_memory, padded_width, padded_height, self.config.N, self.config.M,
-                               decoding=decoding, chunk=chunk, effort=effort)
+        resources.check_memory(
+            self.max_memory,
+            padded_width,
+            padded_height,
+            self.config.N,
+            self.config.M,
+            decoding=decoding,
+            chunk=chunk,
+            effort=effort,
+        )
 
     def code_symbols(self, s: Symbols, estimate: bool = True) -> tuple[bytes, bytes, bytes, dict[str, float] | None]:
         """Symbols -> (hyper, anchor, non-anchor) streams, and the bits the integer tables predict for each (None
@@ -186,11 +201,16 @@ class Codec:
         streams, bits = self.latent_codec.encode(s, estimate)
         return streams.hyper, streams.anchor, streams.nonanchor, bits
 
-
     # -- encode --------------------------------------------------------------------------------------------------
 
-    def analyse(self, image, quality: float, effort: int = 0, decoder: str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> tuple[PreparedImage, float, Symbols]:
+    def analyse(
+        self,
+        image,
+        quality: float,
+        effort: int = 0,
+        decoder: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[PreparedImage, float, Symbols]:
         """Image -> quantized latents (no entropy coding). ``effort`` > 0 refines g_a's latents for the decoder
         ``decoder`` (default: the weights' default) in ``EFFORT_ITERATIONS[effort]`` steps (lcf.nn.refine), calling
         ``progress(done, total)`` after each."""
@@ -218,15 +238,22 @@ class Codec:
             features = self.model.analyse_ungained(x, tile=self.analysis_tile)
         return Analysis(prepared, features, x if effort else None, effort, tuple(_side_chunks(prepared)))
 
-    def symbols_at(self, analysis: Analysis, quality: float, effort: int | None = None, decoder: str | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Symbols:
+    def symbols_at(
+        self,
+        analysis: Analysis,
+        quality: float,
+        effort: int | None = None,
+        decoder: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Symbols:
         """The quantized latents of ``analysis`` at ``quality``, exactly those of a plain encode at that quality and
         ``effort`` (default: the analysis's; at most it). ``decoder``, ``progress``: as for :meth:`analyse`."""
         quality = quality_of(quality)
         effort = analysis.effort if effort is None else check_effort(effort)
         if effort > analysis.effort:
-            raise UsageError(f"this analysis was made for effort {analysis.effort} and cannot refine at effort "
-                             f"{effort}")
+            raise UsageError(
+                f"this analysis was made for effort {analysis.effort} and cannot refine at effort {effort}"
+            )
         iterations = EFFORT_ITERATIONS[effort]
         q = torch.tensor([quality], dtype=torch.float32, device=self.device)
         with torch.no_grad():
@@ -236,8 +263,18 @@ class Codec:
             self._ensure_decoder(name)
             h, w = analysis.prepared.rgb.shape[:2]
             assert analysis.x is not None  # kept by analysis() whenever its effort, and so this one, is above 0
-            y = refine_latents(self.model, self._entropy_on_device(), self.model.decoders[name], analysis.x, y,
-                               quality, iterations, height=h, width=w, progress=progress).y
+            y = refine_latents(
+                self.model,
+                self._entropy_on_device(),
+                self.model.decoders[name],
+                analysis.x,
+                y,
+                quality,
+                iterations,
+                height=h,
+                width=w,
+                progress=progress,
+            ).y
         with torch.inference_mode():
             z = self.model.hyper_analyse(y)
             y_hat = torch.round(y)[0].to("cpu", torch.int32).numpy()
@@ -250,21 +287,40 @@ class Codec:
                 self._refine_entropy = EntropyOnDevice(self.model, self.device)
             return self._refine_entropy
 
-    def encode(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
-               progress: Callable[[int, int], None] | None = None) -> bytes:
+    def encode(
+        self,
+        image,
+        quality: float = 4.0,
+        decoder: str | None = None,
+        effort: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> bytes:
         """Any image lcf.image.load_image accepts -> the bytes of a .lcf file. ``effort`` 0..3: more encode time
         for a better latent, smaller at equal PSNR (at the same quality both size and PSNR change; latent
         refinement, lcf.nn.refine; ``progress(done, total)`` after each of its steps); decoding is the same."""
         return self._encode(image, quality, decoder, effort, progress, estimate=False)[0]
 
-    def encode_with_stats(self, image, quality: float = 4.0, decoder: str | None = None, effort: int = 0,
-                          progress: Callable[[int, int], None] | None = None) -> tuple[bytes, dict]:
+    def encode_with_stats(
+        self,
+        image,
+        quality: float = 4.0,
+        decoder: str | None = None,
+        effort: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[bytes, dict]:
         """:meth:`encode`, and what went into the file: the bits the integer tables predict per stream
         (``bits_estimated``), the stream sizes, the coded channels and the image loader's notes."""
         return self._encode(image, quality, decoder, effort, progress, estimate=True)
 
-    def _encode(self, image, quality: float, decoder: str | None, effort: int,
-                progress: Callable[[int, int], None] | None, estimate: bool) -> tuple[bytes, dict]:
+    def _encode(
+        self,
+        image,
+        quality: float,
+        decoder: str | None,
+        effort: int,
+        progress: Callable[[int, int], None] | None,
+        estimate: bool,
+    ) -> tuple[bytes, dict]:
         decoder = self.resolve_decoder(decoder)
         quality = quality_of(quality)
         analysis = self.analysis(image, effort)
@@ -285,8 +341,9 @@ class Codec:
             hyper_channels=self.config.Mz,
         )
 
-    def write(self, analysis: Analysis, quality: float, decoder: str, symbols: Symbols,
-              estimate: bool = False) -> tuple[bytes, dict]:
+    def write(
+        self, analysis: Analysis, quality: float, decoder: str, symbols: Symbols, estimate: bool = False
+    ) -> tuple[bytes, dict]:
         """The .lcf file of ``symbols`` (from :meth:`symbols_at` at ``quality``), and its stats as
         :meth:`encode_with_stats` reports them (the bits estimate only when ``estimate``)."""
         hyper, anchor, nonanchor, bits = self.code_symbols(symbols, estimate)
@@ -331,8 +388,9 @@ class Codec:
         self.check_memory(h.padded_width, h.padded_height, decoding=True, chunk="HEAD")
         coded = np.array(decode_channel_bitmap(container.bitmap, self.config.M), dtype=bool)
         streams = Streams(container.hyper, container.anchor, container.nonanchor)
-        return self.latent_codec.decode(streams, coded, h.padded_height // LATENT_STRIDE,
-                                        h.padded_width // LATENT_STRIDE)
+        return self.latent_codec.decode(
+            streams, coded, h.padded_height // LATENT_STRIDE, h.padded_width // LATENT_STRIDE
+        )
 
     def synthesise(self, symbols: Symbols, header: Header, decoder: str) -> np.ndarray:
         """Symbols -> (H, W, 3) uint8 pixels through the named synthesis transform."""
@@ -342,9 +400,14 @@ class Codec:
         y_hat = y_hat.contiguous(memory_format=resources.synthesis_memory_format(self.device))
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         with torch.inference_mode():
-            x_hat = self.model.synthesise(y_hat, q, decoder, coded=coded, tile=self.synthesis_tile,
-                                          upsamplings=resources.synthesis_upsamplings(header.padded_width,
-                                                                                        header.padded_height))
+            x_hat = self.model.synthesise(
+                y_hat,
+                q,
+                decoder,
+                coded=coded,
+                tile=self.synthesis_tile,
+                upsamplings=resources.synthesis_upsamplings(header.padded_width, header.padded_height),
+            )
             x = x_hat[0, :, : header.height, : header.width].mul_(255.0).round_().to("cpu", torch.uint8)
         return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 
@@ -378,8 +441,10 @@ class Codec:
 def fallback_note(recommended: str, used: str, available: list[str]) -> str:
     """What :class:`lcf.errors.DecoderFallbackWarning` says: the file's recommended decoder is missing from the
     weights (spec/lcf.md, "decoder": fall back to the default and say so)."""
-    return (f"the file recommends the decoder {recommended!r}, which these weights do not have (they have "
-            f"{', '.join(available)}); decoded with their default, {used!r} (--decoder NAME picks one)")
+    return (
+        f"the file recommends the decoder {recommended!r}, which these weights do not have (they have "
+        f"{', '.join(available)}); decoded with their default, {used!r} (--decoder NAME picks one)"
+    )
 
 
 UNEXPECTED = "unexpected failure while decoding"

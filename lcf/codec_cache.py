@@ -45,8 +45,9 @@ def codec_for_model(model_id: bytes, weights: PathLike | None = None, device: st
     return _codec_for(str(decoding_root(model_id, weights).resolve()), device)
 
 
-def codec_for_data(data: bytes, weights: PathLike | None = None, device: str = "cpu",
-                   limits: Limits | None = None) -> Codec:
+def codec_for_data(
+    data: bytes, weights: PathLike | None = None, device: str = "cpu", limits: Limits | None = None
+) -> Codec:
     """:func:`codec_for_model` for the model id in the header of the .lcf file ``data``. A file whose model is
     not installed is read whole first, so that a damaged file reports the damage (CorruptDataError) rather than a
     model id that may be damaged itself."""

@@ -230,8 +230,10 @@ def atomic_output(path: PathLike) -> Iterator[BinaryIO]:
     """
     held = claim(path)
     if held is None:
-        raise LcfIOError(f"cannot write {path}: another lcf process is writing it right now (its temporary file "
-                         f"{temp_path(path).name} is in use); try again when it is done")
+        raise LcfIOError(
+            f"cannot write {path}: another lcf process is writing it right now (its temporary file "
+            f"{temp_path(path).name} is in use); try again when it is done"
+        )
     with held:
         try:
             yield held.file
@@ -243,10 +245,12 @@ def atomic_output(path: PathLike) -> Iterator[BinaryIO]:
 
 
 def _remove_if_stale(temp: Path, path: Path) -> str:
-    """"removed" (its writer was gone), "gone" (it vanished meanwhile) or "busy" (a live process holds it)."""
+    """ "removed" (its writer was gone), "gone" (it vanished meanwhile) or "busy" (a live process holds it)."""
     try:
-        fd = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(
+            temp,
+            os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0),
+        )
     except FileNotFoundError:
         return "gone"
     except OSError as exc:
@@ -276,8 +280,10 @@ def _remove_if_stale(temp: Path, path: Path) -> str:
 
 
 def _not_ours(temp: Path, path: Path, what: str) -> LcfIOError:
-    return LcfIOError(f"cannot write {path}: {temp} exists and is {what}, not a temporary file of lcf; "
-                      "move it away (lcf never deletes it)")
+    return LcfIOError(
+        f"cannot write {path}: {temp} exists and is {what}, not a temporary file of lcf; "
+        "move it away (lcf never deletes it)"
+    )
 
 
 def _lock(fd: int, *, blocking: bool) -> bool | None:
@@ -304,5 +310,16 @@ def _same_file(fd: int, name: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-__all__ = ["TEMP_SUFFIX", "Claim", "atomic_output", "atomic_write", "claim", "io_error", "is_temp_name", "read_bytes",
-           "remove_stale_temp", "temp_path", "write_error"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "Claim",
+    "atomic_output",
+    "atomic_write",
+    "claim",
+    "io_error",
+    "is_temp_name",
+    "read_bytes",
+    "remove_stale_temp",
+    "temp_path",
+    "write_error",
+]

@@ -283,8 +283,10 @@ def _from_pil(
         alpha = None if alpha is None else _TRANSPOSE[orientation](alpha)
         exif = _reset_exif_orientation(exif, notes)
         xmp = _reset_xmp_orientation(xmp)
-        notes.append(f"EXIF orientation {orientation} applied: the pixels are {_ORIENTATION_WORDS[orientation]} "
-                     "and the orientation stored is 1")
+        notes.append(
+            f"EXIF orientation {orientation} applied: the pixels are {_ORIENTATION_WORDS[orientation]} "
+            "and the orientation stored is 1"
+        )
     return _prepared(planes, alpha, color, icc, exif, xmp, notes)
 
 

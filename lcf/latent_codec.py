@@ -44,9 +44,9 @@ PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (_stream_param
 class Symbols:
     """Everything the entropy coder sees for one image (also what the conformance vectors pin)."""
 
-    z_hat: np.ndarray       # (Mz, Hp/64, Wp/64) int32
-    y_hat: np.ndarray       # (M, Hp/16, Wp/16) int32; skipped channels are all zero
-    coded: np.ndarray       # (M,) bool: the channel bitmap
+    z_hat: np.ndarray  # (Mz, Hp/64, Wp/64) int32
+    y_hat: np.ndarray  # (M, Hp/16, Wp/16) int32; skipped channels are all zero
+    coded: np.ndarray  # (M,) bool: the channel bitmap
 
 
 @dataclass(frozen=True)
@@ -117,12 +117,14 @@ class LatentCodec:
         p1 = self._anchor_params(t1, coded, anchors)
         y = np.zeros((m, lh * lw), dtype=np.int32)
         y_coded = np.zeros((mc, lh * lw), dtype=np.int32)
-        y_coded[:, anchors] = decode_mixture_stream(streams.anchor, p1, self.family_tables, "anchor stream"
-                                                    ).reshape(mc, anchors.size)
+        y_coded[:, anchors] = decode_mixture_stream(streams.anchor, p1, self.family_tables, "anchor stream").reshape(
+            mc, anchors.size
+        )
         y[coded] = y_coded
         p2 = self._nonanchor_params(t1, y.reshape(m, lh, lw), coded, nonanchors)
-        y_coded[:, nonanchors] = decode_mixture_stream(streams.nonanchor, p2, self.family_tables,
-                                                       "non-anchor stream").reshape(mc, nonanchors.size)
+        y_coded[:, nonanchors] = decode_mixture_stream(
+            streams.nonanchor, p2, self.family_tables, "non-anchor stream"
+        ).reshape(mc, nonanchors.size)
         y[coded] = y_coded
         return Symbols(z_hat=z_hat, y_hat=y.reshape(m, lh, lw), coded=coded)
 
@@ -134,14 +136,16 @@ class LatentCodec:
     def _anchor_params(self, t1: torch.Tensor, coded: np.ndarray, anchors: np.ndarray) -> IntParams:
         return _stream_params(self.net.anchor, (t1,), coded, anchors)
 
-    def _nonanchor_params(self, t1: torch.Tensor, y_anchor: np.ndarray, coded: np.ndarray,
-                          nonanchors: np.ndarray) -> IntParams:
+    def _nonanchor_params(
+        self, t1: torch.Tensor, y_anchor: np.ndarray, coded: np.ndarray, nonanchors: np.ndarray
+    ) -> IntParams:
         ctx = self.net.context(y_anchor[None], nonanchors)
         return _stream_params(self.net.pen2, (t1, ctx), coded, nonanchors)
 
 
-def _stream_params(pen: Callable[..., torch.Tensor], features: tuple[torch.Tensor, ...], coded: np.ndarray,
-                   positions: np.ndarray) -> IntParams:
+def _stream_params(
+    pen: Callable[..., torch.Tensor], features: tuple[torch.Tensor, ...], coded: np.ndarray, positions: np.ndarray
+) -> IntParams:
     """Integer parameters of one stream's elements, in stream order (coded channel, then position), from the feature
     maps (1, C, h, w) that ``pen`` (PEN1 or PEN2, pointwise) maps to raw slots (1, P·M, ·, ·). The PEN runs at
     ``positions`` (flat indices) only, PARAM_BLOCK // M of them at a time (an element's parameters depend on its own
@@ -154,7 +158,7 @@ def _stream_params(pen: Callable[..., torch.Tensor], features: tuple[torch.Tenso
     out: list[np.ndarray] = []
     families: tuple[str, ...] = ()
     for i in range(0, max(1, positions.size), step):
-        block = positions[i:i + step]
+        block = positions[i : i + step]
         index = torch.from_numpy(block)
         raw = pen(*(f[:, :, index, None] for f in flat))  # (1, P·M, n, 1), float64 holding integers
         slots = raw.shape[1] // m
@@ -164,7 +168,7 @@ def _stream_params(pen: Callable[..., torch.Tensor], features: tuple[torch.Tenso
             families = p.families
             out = [np.empty((channels.size, positions.size, p.k), np.int32) for _ in range(3)]
         for whole, part in zip(out, (p.weights, p.means, p.scale_idx), strict=True):
-            whole[:, i:i + block.size] = part.reshape(channels.size, block.size, p.k)
+            whole[:, i : i + block.size] = part.reshape(channels.size, block.size, p.k)
     weights, means, scale_idx = (a.reshape(-1, len(families)) for a in out)
     return IntParams(weights, means, scale_idx, families)
 

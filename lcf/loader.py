@@ -22,10 +22,12 @@ if TYPE_CHECKING:
     from lcf.latent_codec import LatentCodec
 
 NETWORK_PREFIXES = ENTROPY_PREFIXES[:-1]  # the gains and the entropy networks: every entropy key but the tables
-MIGRATION = ("these weights store the entropy networks as floats, the layout of lcf before integer entropy "
-             "networks (model ids up to aaa070525e9b...); convert them with `python -m lcf.train reexport "
-             "--weights DIR --out NEWDIR` (a new model id: files written with the old weights decode only with "
-             "the lcf version that wrote them)")
+MIGRATION = (
+    "these weights store the entropy networks as floats, the layout of lcf before integer entropy "
+    "networks (model ids up to aaa070525e9b...); convert them with `python -m lcf.train reexport "
+    "--weights DIR --out NEWDIR` (a new model id: files written with the old weights decode only with "
+    "the lcf version that wrote them)"
+)
 
 
 def tensors(arrays: dict[str, np.ndarray], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -74,8 +76,11 @@ def load_latent_codec(model: LcfModel, weights: Weights) -> LatentCodec:
     arrays, config = weights.entropy, model.config
     if float_entropy_layout(arrays):
         raise ModelMismatchError(MIGRATION)
-    shapes = {k[: -len(".weight")]: tuple(v.shape) for k, v in model.state_dict().items()
-              if k.startswith(INTEGER_PREFIXES) and k.endswith(".weight")}
+    shapes = {
+        k[: -len(".weight")]: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if k.startswith(INTEGER_PREFIXES) and k.endswith(".weight")
+    }
     try:
         check_integer_arrays(arrays, shapes)
     except ValueError as exc:
@@ -109,8 +114,9 @@ def load_decoder(model: LcfModel, weights: Weights, name: str) -> None:
     if name not in model.decoders or not arch.same_network(model.decoder_archs[name]):
         model.add_decoder(name, arch)
     prefix = f"decoders.{name}."
-    load_part(model, {prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, f"decoder {name!r}",
-              (prefix,))
+    load_part(
+        model, {prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, f"decoder {name!r}", (prefix,)
+    )
 
 
 def load_model(weights: Weights) -> LcfModel:

@@ -34,12 +34,12 @@ MANIFEST = "manifest.json"
 FORMAT = "lcf-weights"
 VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
-MAX_WIDTH = 256        # N (g_a, g_s, h_a, h_s) and Mz (hyper latent z)
-MAX_LATENT = 512       # M (latent y)
-MAX_LEVELS = 16        # quality levels (lcf's models have 7, the header's quality range)
+MAX_WIDTH = 256  # N (g_a, g_s, h_a, h_s) and Mz (hyper latent z)
+MAX_LATENT = 512  # M (latent y)
+MAX_LEVELS = 16  # quality levels (lcf's models have 7, the header's quality range)
 MAX_DECODERS = 64
-MAX_KIND = 64          # characters of a decoder arch's kind label
-MAX_COUNT = 1 << 53    # a decoder's informative parameter and byte counts
+MAX_KIND = 64  # characters of a decoder arch's kind label
+MAX_COUNT = 1 << 53  # a decoder's informative parameter and byte counts
 MAX_FILE_NAME = 255
 MSE_LAMBDAS = (0.0016, 0.0032, 0.0075, 0.015, 0.03, 0.045, 0.06)
 DECODER_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")  # as the header stores it (a subset of its rule)
@@ -89,8 +89,9 @@ def _object(value: Any, name: str) -> dict:
 def _known(value: dict, name: str, keys: tuple[str, ...]) -> None:
     unknown = sorted(set(value) - set(keys))
     if unknown:
-        raise _Invalid(name, f"has unknown fields {unknown} (known: {', '.join(keys)}; a newer lcf may have "
-                             f"written it)")
+        raise _Invalid(
+            name, f"has unknown fields {unknown} (known: {', '.join(keys)}; a newer lcf may have written it)"
+        )
 
 
 def _required(value: dict, key: str, name: str) -> Any:
@@ -101,7 +102,8 @@ def _required(value: dict, key: str, name: str) -> Any:
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
+        type(value), "a number"
+    )
 
 
 def _short(value: Any) -> str:
@@ -121,10 +123,17 @@ def plain_file_name(value: Any, name: str = "file") -> str:
 def _plain_file_name(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise _Invalid(name, f"must be a file name (a string), got {_kind(value)}")
-    if (not value or len(value) > MAX_FILE_NAME or value in (".", "..")
-            or any(c in "/\\:" or ord(c) < 32 for c in value)):
-        raise _Invalid(name, f"must be a plain file name inside the weights folder (no '/', '\\', ':', '..' or "
-                             f"control characters, 1 to {MAX_FILE_NAME} characters), got {_short(value)}")
+    if (
+        not value
+        or len(value) > MAX_FILE_NAME
+        or value in (".", "..")
+        or any(c in "/\\:" or ord(c) < 32 for c in value)
+    ):
+        raise _Invalid(
+            name,
+            f"must be a plain file name inside the weights folder (no '/', '\\', ':', '..' or "
+            f"control characters, 1 to {MAX_FILE_NAME} characters), got {_short(value)}",
+        )
     return value
 
 
@@ -276,7 +285,7 @@ class Manifest:
     """``manifest.json`` of a weights folder (spec/lcf.md, "Weights"), every field validated and bounded."""
 
     model_config: ModelConfig
-    model_id: bytes                      # 16 bytes; the folder's entropy.safetensors must hash to it
+    model_id: bytes  # 16 bytes; the folder's entropy.safetensors must hash to it
     encoder_file: str
     entropy_file: str
     decoders: Mapping[str, DecoderEntry]
@@ -325,8 +334,9 @@ def strict_json(data: bytes) -> Any:
     """Strict JSON of untrusted bytes: UTF-8, no NaN/Infinity (neither as names nor as numbers out of range), no
     repeated keys. ValueError otherwise (deep nesting, which makes Python's parser recurse, included)."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite,
-                          object_pairs_hook=_no_duplicates)
+        return json.loads(
+            data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite, object_pairs_hook=_no_duplicates
+        )
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -335,8 +345,9 @@ def parse_manifest(data: bytes, source: str = MANIFEST) -> Manifest:
     """The :class:`Manifest` of the bytes of a ``manifest.json`` (``source`` names it in errors). FormatError, naming
     the file and the field, on anything that is not a valid version-1 manifest within the bounds above."""
     if len(data) > MAX_MANIFEST_BYTES:
-        raise FormatError(f"{source} is {len(data):,} bytes, more than a weights manifest may be "
-                          f"({MAX_MANIFEST_BYTES:,})")
+        raise FormatError(
+            f"{source} is {len(data):,} bytes, more than a weights manifest may be ({MAX_MANIFEST_BYTES:,})"
+        )
     try:
         doc = strict_json(data)
     except ValueError as exc:
@@ -351,8 +362,11 @@ def _manifest(doc: Any) -> Manifest:
     if not isinstance(doc, dict):
         raise _Invalid("the top level", f"must be a JSON object, got {_kind(doc)}")
     if doc.get("format") != FORMAT or not _is_int(doc.get("version")) or doc.get("version") != VERSION:
-        raise _Invalid("format/version", f"must be {FORMAT!r} version {VERSION} (an lcf weights manifest), got "
-                                         f"{_short(doc.get('format'))} version {_short(doc.get('version'))}")
+        raise _Invalid(
+            "format/version",
+            f"must be {FORMAT!r} version {VERSION} (an lcf weights manifest), got "
+            f"{_short(doc.get('format'))} version {_short(doc.get('version'))}",
+        )
     _known(doc, "", _TOP_KEYS)
     config = _model_config(_required(doc, "model_config", ""), "model_config")
     model_id = _required(doc, "model_id", "")
@@ -377,8 +391,9 @@ def _decoders(value: Any, config: ModelConfig) -> dict[str, DecoderEntry]:
     out = {}
     for name, entry in d.items():
         if DECODER_NAME.fullmatch(name) is None:
-            raise _Invalid("decoders", f"has the name {_short(name)}; a decoder name is 1 to 16 ASCII letters, "
-                                       f"digits, '-' or '_'")
+            raise _Invalid(
+                "decoders", f"has the name {_short(name)}; a decoder name is 1 to 16 ASCII letters, digits, '-' or '_'"
+            )
         out[name] = _decoder(name, entry, config)
     return out
 
@@ -397,13 +412,20 @@ def _decoder(name: str, value: Any, config: ModelConfig) -> DecoderEntry:
     raw = _object(raw, f"{where}.arch")
     unknown = sorted(set(raw) - set(ARCH_KEYS))
     if unknown:  # a newer lcf's decoder: refused when asked for, the others still work
-        return DecoderEntry(name, file, None, unsupported=f"{where}.arch has fields this lcf does not know "
-                            f"{unknown} (a newer lcf made it?); known: {', '.join(ARCH_KEYS)}", raw_arch=raw,
-                            **counts)
+        return DecoderEntry(
+            name,
+            file,
+            None,
+            unsupported=f"{where}.arch has fields this lcf does not know "
+            f"{unknown} (a newer lcf made it?); known: {', '.join(ARCH_KEYS)}",
+            raw_arch=raw,
+            **counts,
+        )
     arch = _arch(raw, f"{where}.arch")
     if arch.M != config.M:
-        raise _Invalid(f"{where}.arch.M", f"is {arch.M}, but model_config.M is {config.M} (a decoder reads the "
-                                          f"model's latent)")
+        raise _Invalid(
+            f"{where}.arch.M", f"is {arch.M}, but model_config.M is {config.M} (a decoder reads the model's latent)"
+        )
     return DecoderEntry(name, file, arch, **counts)
 
 

@@ -58,15 +58,24 @@ class Release:
 RELEASES: tuple[Release, ...] = (
     Release("8bb582f2f55495588fe164e99761907a", "lcf 0.1.0 (weights/ since commit 3d939c5)", True),
     # Development models before integer entropy networks: in git history only; this lcf refuses their float layout.
-    Release("aaa070525e9b08026209009be56f8feb",
-            "lcf commits bed2875..e193d8d (float entropy networks: decode these files with that lcf and its weights/)",
-            False, False),
-    Release("68e12dc387a4922626fd758a4d640876",
-            "lcf commits b0442fd..de9a058 (float entropy networks: decode these files with that lcf and its weights/)",
-            False, False),
-    Release("d9ddf023df273b1642c4d574015820c4",
-            "lcf commits ff3131f..49f629a (float entropy networks: decode these files with that lcf and its weights/)",
-            False, False),
+    Release(
+        "aaa070525e9b08026209009be56f8feb",
+        "lcf commits bed2875..e193d8d (float entropy networks: decode these files with that lcf and its weights/)",
+        False,
+        False,
+    ),
+    Release(
+        "68e12dc387a4922626fd758a4d640876",
+        "lcf commits b0442fd..de9a058 (float entropy networks: decode these files with that lcf and its weights/)",
+        False,
+        False,
+    ),
+    Release(
+        "d9ddf023df273b1642c4d574015820c4",
+        "lcf commits ff3131f..49f629a (float entropy networks: decode these files with that lcf and its weights/)",
+        False,
+        False,
+    ),
 )
 """Newest first. To release a new model: make the decode-only copy of the packaged one first (``python -m lcf.models
 release weights``: weights/released/<its model id>/), then export the new model into weights/ and add it here. To
@@ -91,8 +100,13 @@ class InstalledModel:
     encodes: bool
 
     def to_json(self) -> dict:
-        return {"model_id": self.model_id.hex(), "weights": str(self.root), "source": self.source,
-                "decoders": list(self.decoders), "encodes": self.encodes}
+        return {
+            "model_id": self.model_id.hex(),
+            "weights": str(self.root),
+            "source": self.source,
+            "decoders": list(self.decoders),
+            "encodes": self.encodes,
+        }
 
 
 @dataclass(frozen=True)
@@ -187,18 +201,23 @@ def _scan() -> Iterator[InstalledModel | Skipped]:
             yield Skipped(root, source, str(exc))
             continue
         if source == RELEASED and root.name != manifest.model_id.hex():
-            yield Skipped(root, source, f"holds model {manifest.model_id.hex()}; a released model's folder is named "
-                                        f"after its model id")
+            yield Skipped(
+                root,
+                source,
+                f"holds model {manifest.model_id.hex()}; a released model's folder is named after its model id",
+            )
             continue
-        yield InstalledModel(manifest.model_id, root, source, tuple(manifest.decoders),
-                             (root / manifest.encoder_file).is_file())
+        yield InstalledModel(
+            manifest.model_id, root, source, tuple(manifest.decoders), (root / manifest.encoder_file).is_file()
+        )
 
 
 def installed_models() -> Registry:
     """Every weights folder on the search path, reading only their manifests."""
     found = list(_scan())
-    return Registry(tuple(m for m in found if isinstance(m, InstalledModel)),
-                    tuple(s for s in found if isinstance(s, Skipped)))
+    return Registry(
+        tuple(m for m in found if isinstance(m, InstalledModel)), tuple(s for s in found if isinstance(s, Skipped))
+    )
 
 
 def find_model(model_id: bytes) -> InstalledModel | None:
@@ -210,12 +229,16 @@ def where_to_get(model_id: bytes) -> str:
     """Where the weights of ``model_id`` are found, for messages."""
     release = next((r for r in RELEASES if r.model_id == model_id.hex()), None)
     if release is None:
-        return (f"lcf does not know this model (a newer lcf's, or weights made elsewhere): install the lcf that wrote "
-                f"the file, or put the weights folder it was written with on {PATH_VARIABLE} (or pass --weights DIR)")
+        return (
+            f"lcf does not know this model (a newer lcf's, or weights made elsewhere): install the lcf that wrote "
+            f"the file, or put the weights folder it was written with on {PATH_VARIABLE} (or pass --weights DIR)"
+        )
     if not release.decodable:
         return f"it shipped with {release.where}"
-    return (f"it shipped with {release.where}: install that lcf, or put the weights folder of that lcf (its "
-            f"weights/released/{release.model_id}/, or weights/ where it was the packaged model) on {PATH_VARIABLE}")
+    return (
+        f"it shipped with {release.where}: install that lcf, or put the weights folder of that lcf (its "
+        f"weights/released/{release.model_id}/, or weights/ where it was the packaged model) on {PATH_VARIABLE}"
+    )
 
 
 def decoding_root(model_id: bytes, weights: str | os.PathLike | None = None) -> Path:
@@ -231,20 +254,28 @@ def decoding_root(model_id: bytes, weights: str | os.PathLike | None = None) -> 
         return root
     found = find_model(model_id)
     if found is None:
-        raise ModelMismatchError(f"this file was encoded with model {model_id.hex()}, which is not installed: "
-                                 f"{where_to_get(model_id)} ({installed_models().describe()})", chunk="HEAD")
+        raise ModelMismatchError(
+            f"this file was encoded with model {model_id.hex()}, which is not installed: "
+            f"{where_to_get(model_id)} ({installed_models().describe()})",
+            chunk="HEAD",
+        )
     return found.root
 
 
 def _forced_mismatch(need: bytes, have: bytes, root: Path, how: str) -> ModelMismatchError:
     found = find_model(need)
     if found is not None:
-        hint = (f"model {need.hex()} is installed at {found.root} ({found.source}): leave out --weights and "
-                f"{FORCE_VARIABLE}, and lcf picks it by the file's model id")
+        hint = (
+            f"model {need.hex()} is installed at {found.root} ({found.source}): leave out --weights and "
+            f"{FORCE_VARIABLE}, and lcf picks it by the file's model id"
+        )
     else:
         hint = f"model {need.hex()} is not installed: {where_to_get(need)}"
-    return ModelMismatchError(f"this file was encoded with model {need.hex()}, but the weights {root} (given as {how}) "
-                              f"are model {have.hex()}; {hint}", chunk="HEAD")
+    return ModelMismatchError(
+        f"this file was encoded with model {need.hex()}, but the weights {root} (given as {how}) "
+        f"are model {have.hex()}; {hint}",
+        chunk="HEAD",
+    )
 
 
 @dataclass(frozen=True)
@@ -258,9 +289,13 @@ class Lookup:
     problem: str | None
 
     def to_json(self) -> dict:
-        return {"model_id": self.model_id.hex(), "installed": self.root is not None and self.problem is None,
-                "weights": None if self.root is None else str(self.root), "source": self.source,
-                "problem": self.problem}
+        return {
+            "model_id": self.model_id.hex(),
+            "installed": self.root is not None and self.problem is None,
+            "weights": None if self.root is None else str(self.root),
+            "source": self.source,
+            "problem": self.problem,
+        }
 
 
 def lookup(model_id: bytes, weights: str | os.PathLike | None = None) -> Lookup:
@@ -280,8 +315,9 @@ def lookup(model_id: bytes, weights: str | os.PathLike | None = None) -> Lookup:
 # -- decode-only copies -------------------------------------------------------------------------------------------
 
 
-def release_copy(src: str | os.PathLike, dst: str | os.PathLike | None = None,
-                 decoder: str | None = None) -> _weights.Weights:
+def release_copy(
+    src: str | os.PathLike, dst: str | os.PathLike | None = None, decoder: str | None = None
+) -> _weights.Weights:
     """Copy the weights folder ``src`` as a decode-only folder ``dst`` (default: ``src/released/<model id>``): its
     entropy model and one decoder (``decoder``, default the folder's default decoder), byte for byte, and a manifest
     that lists only them, so the model id stays the same and every file of the model decodes with the copy.
@@ -308,8 +344,10 @@ def release_copy(src: str | os.PathLike, dst: str | os.PathLike | None = None,
         copy = _weights.load_weights(tmp)
         copy.decoder(name)
         if copy.model_id != source.model_id:  # the bytes changed under us
-            raise ModelMismatchError(f"the copy of {src} has model id {copy.model_id.hex()}, not "
-                                     f"{source.model_id.hex()}: {src} changed while it was copied")
+            raise ModelMismatchError(
+                f"the copy of {src} has model id {copy.model_id.hex()}, not "
+                f"{source.model_id.hex()}: {src} changed while it was copied"
+            )
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # only the temporary folder made here
@@ -319,12 +357,18 @@ def release_copy(src: str | os.PathLike, dst: str | os.PathLike | None = None,
 
 def _decode_only(manifest: Manifest, decoder: str) -> Manifest:
     dropped = [n for n in manifest.decoders if n != decoder]
-    info = {**manifest.info, "decode_only": {
-        "decoder": decoder, "dropped_decoders": dropped,
-        "note": "a decode-only copy (python -m lcf.models release): it decodes every file of this model; the "
-                "encoder and the other decoders are in the folder it was copied from"}}
-    return dataclasses.replace(manifest, decoders={decoder: manifest.decoders[decoder]}, default_decoder=decoder,
-                               info=info)
+    info = {
+        **manifest.info,
+        "decode_only": {
+            "decoder": decoder,
+            "dropped_decoders": dropped,
+            "note": "a decode-only copy (python -m lcf.models release): it decodes every file of this model; the "
+            "encoder and the other decoders are in the folder it was copied from",
+        },
+    }
+    return dataclasses.replace(
+        manifest, decoders={decoder: manifest.decoders[decoder]}, default_decoder=decoder, info=info
+    )
 
 
 def folder_bytes(root: Path) -> int:
@@ -336,12 +380,16 @@ def folder_bytes(root: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lcf.models", description="The models lcf finds, and decode-only "
-                                     "copies of a weights folder (see README.md, 'Models and old files').")
+    parser = argparse.ArgumentParser(
+        prog="python -m lcf.models",
+        description="The models lcf finds, and decode-only "
+        "copies of a weights folder (see README.md, 'Models and old files').",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the weights folders on the search path, in search order")
-    release = sub.add_parser("release", help="write a decode-only copy of a weights folder (entropy model + one "
-                                             "decoder; same model id)")
+    release = sub.add_parser(
+        "release", help="write a decode-only copy of a weights folder (entropy model + one decoder; same model id)"
+    )
     release.add_argument("src", type=Path, help="the weights folder (e.g. weights)")
     release.add_argument("--out", type=Path, default=None, help="the new folder (default: SRC/released/<model id>)")
     release.add_argument("--decoder", default=None, help="the decoder to keep (default: the folder's default)")
@@ -350,8 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             registry = installed_models()
             for m in registry.models:
-                print(f"{m.model_id.hex()}  {m.source:<16} {m.root}  decoders {','.join(m.decoders)}"
-                      f"{'' if m.encodes else '  (decode only)'}")
+                print(
+                    f"{m.model_id.hex()}  {m.source:<16} {m.root}  decoders {','.join(m.decoders)}"
+                    f"{'' if m.encodes else '  (decode only)'}"
+                )
             for s in registry.skipped:
                 print(f"skipped {s.root} ({s.source}): {s.reason}", file=sys.stderr)
             return 0
@@ -362,8 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {LcfIOError(str(exc))}", file=sys.stderr)
         return LcfIOError.exit_code
-    print(f"model {copy.model_id.hex()}: decode-only copy in {copy.root} with decoder {copy.default_decoder} "
-          f"({folder_bytes(copy.root):,} bytes)")
+    print(
+        f"model {copy.model_id.hex()}: decode-only copy in {copy.root} with decoder {copy.default_decoder} "
+        f"({folder_bytes(copy.root):,} bytes)"
+    )
     return 0
 
 

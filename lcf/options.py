@@ -36,16 +36,20 @@ def check_quality(quality: object, *, how: str = "") -> float:
     if MIN_QUALITY <= value <= MAX_QUALITY:  # false for NaN: not a number, or not a finite one
         return value
     jpeg = " (not the 0..100 of JPEG, WebP or AVIF)" if MAX_QUALITY < value <= 100 else ""
-    raise UsageError(f"quality must be a number in {MIN_QUALITY:g}..{MAX_QUALITY:g}, from {MIN_QUALITY:g} (smallest "
-                     f"file) to {MAX_QUALITY:g} (best), default {DEFAULT_QUALITY:g}{jpeg}, got {quality!r}"
-                     + (f": {how}" if how else ""))
+    raise UsageError(
+        f"quality must be a number in {MIN_QUALITY:g}..{MAX_QUALITY:g}, from {MIN_QUALITY:g} (smallest "
+        f"file) to {MAX_QUALITY:g} (best), default {DEFAULT_QUALITY:g}{jpeg}, got {quality!r}"
+        + (f": {how}" if how else "")
+    )
 
 
 def check_effort(effort: object) -> int:
     """``effort`` if it is an integer 0..MAX_EFFORT, else UsageError."""
     if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
-        raise UsageError(f"effort must be an integer from 0 (fastest) to {MAX_EFFORT} (slowest; smallest files at "
-                         f"equal PSNR), got {effort!r}")
+        raise UsageError(
+            f"effort must be an integer from 0 (fastest) to {MAX_EFFORT} (slowest; smallest files at "
+            f"equal PSNR), got {effort!r}"
+        )
     return effort
 
 

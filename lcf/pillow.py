@@ -190,8 +190,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     prepared = _require("lcf.image", "load_image").load_image(im)
     for note in prepared.notes:
         warnings.warn(f"lcf: {note}", ConversionWarning, stacklevel=3)  # 3: the caller of Image.save
-    kwargs: dict[str, Any] = {"decoder": info.get("decoder"), "device": _options["device"],
-                              "effort": info.get("effort", 0)}
+    kwargs: dict[str, Any] = {
+        "decoder": info.get("decoder"),
+        "device": _options["device"],
+        "effort": info.get("effort", 0),
+    }
     if _options["weights"] is not None:
         kwargs["weights"] = _options["weights"]
     fp.write(api.encode_image(prepared, quality=quality, **kwargs))

@@ -52,13 +52,24 @@ K_MIN, K_MAX = int(MIN_QUALITY * QUALITY_SCALE), int(MAX_QUALITY * QUALITY_SCALE
 K_START = int(DEFAULT_QUALITY * QUALITY_SCALE)  # the first probe
 # Prior slopes per quality unit, for the second probe only (later ones use the slopes they see). Measured with the
 # shipped weights on kodim01 (sizes 13,792 -> 40,948 bytes and PSNR 25.16 -> 27.19 dB from quality 1 to 7).
-SIZE_SLOPE = 0.18   # ln(bytes)
-PSNR_SLOPE = 0.35   # dB
-MAX_PROBES = 40     # a bound on a search that should take ~5; reaching it still returns the best feasible probe
+SIZE_SLOPE = 0.18  # ln(bytes)
+PSNR_SLOPE = 0.35  # dB
+MAX_PROBES = 40  # a bound on a search that should take ~5; reaching it still returns the best feasible probe
 
 KINDS = ("size", "bpp", "psnr")
-UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-         "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 
 
@@ -71,8 +82,10 @@ def parse_size(text: str | int) -> int:
     else:
         match = _SIZE.fullmatch(str(text))
         if match is None or match.group(2).lower() not in UNITS:
-            raise UsageError(f"{text!r} is not a size; give bytes (12000) or a number with a unit: kB, MB, GB "
-                             "(powers of 1000) or KiB, MiB, GiB (powers of 1024), e.g. 10KB, 1.5MB")
+            raise UsageError(
+                f"{text!r} is not a size; give bytes (12000) or a number with a unit: kB, MB, GB "
+                "(powers of 1000) or KiB, MiB, GiB (powers of 1024), e.g. 10KB, 1.5MB"
+            )
         try:
             number, unit = Decimal(match.group(1)), match.group(2).lower()
         except InvalidOperation:  # pragma: no cover (the pattern admits only decimal numbers)
@@ -176,9 +189,18 @@ class RateResult:
         return Outcome(self.target.kind, self.target.value, self.met, len(self.probes), self.message)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target.as_dict(), "met": self.met, "quality": self.quality, "effort": self.effort,
-                "decoder": self.decoder, "bytes": self.bytes, "bpp": self.bpp, "psnr": _json_float(self.psnr),
-                "probes": len(self.probes), "message": self.message}
+        return {
+            "target": self.target.as_dict(),
+            "met": self.met,
+            "quality": self.quality,
+            "effort": self.effort,
+            "decoder": self.decoder,
+            "bytes": self.bytes,
+            "bpp": self.bpp,
+            "psnr": _json_float(self.psnr),
+            "probes": len(self.probes),
+            "message": self.message,
+        }
 
 
 def _json_float(value: float | None) -> float | str | None:
@@ -188,8 +210,15 @@ def _json_float(value: float | None) -> float | str | None:
 # -- the search on the grid ----------------------------------------------------------------------------------------
 
 
-def search(residual: Callable[[int], float], *, start: int = K_START, slope: float, k_min: int = K_MIN,
-           k_max: int = K_MAX, max_probes: int = MAX_PROBES) -> dict[int, float]:
+def search(
+    residual: Callable[[int], float],
+    *,
+    start: int = K_START,
+    slope: float,
+    k_min: int = K_MIN,
+    k_max: int = K_MAX,
+    max_probes: int = MAX_PROBES,
+) -> dict[int, float]:
     """Probe ``residual(k)`` (rising with k in practice; < 0 is the "low" side) on the grid k_min..k_max until two
     adjacent points straddle 0, or an end of the grid is on the wrong side (all high down to k_min, or all low up to
     k_max), or ``max_probes``. ``slope``: the prior rise of the residual per grid step, for extrapolating before two
@@ -219,8 +248,9 @@ def _bracket(seen: dict[int, float]) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def _next(seen: dict[int, float], lo: int | None, hi: int | None, slope: float, k_min: int, k_max: int,
-          retained: str) -> int:
+def _next(
+    seen: dict[int, float], lo: int | None, hi: int | None, slope: float, k_min: int, k_max: int, retained: str
+) -> int:
     if lo is not None and hi is not None:
         r_lo, r_hi = seen[lo], seen[hi]
         moved = len(retained) - len(retained.rstrip(retained[-1:] or " "))  # the same end moved this many times
@@ -259,8 +289,15 @@ class _Probes:
     """The probes of one image at one effort, with the payload (file bytes and/or symbols) of the two that may be
     returned (the best feasible one and the nearest one) kept, the others dropped."""
 
-    def __init__(self, codec: Codec, analysis: Analysis, target: Target, decoder: str, effort: int,
-                 progress: Callable[[int, int], None] | None) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        analysis: Analysis,
+        target: Target,
+        decoder: str,
+        effort: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         self.codec, self.analysis, self.target = codec, analysis, target
         self.decoder, self.effort, self.progress = decoder, effort, progress
         prepared = analysis.prepared
@@ -312,9 +349,18 @@ def _k(probe: Probe) -> int:
     return round(probe.quality * QUALITY_SCALE)
 
 
-def encode_to_target(codec: Codec, image: Any, target: Target, *, decoder: str | None = None, effort: int = 0,
-                     keep_nearest: bool = False, measure: bool = False, name: str | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> RateResult:
+def encode_to_target(
+    codec: Codec,
+    image: Any,
+    target: Target,
+    *,
+    decoder: str | None = None,
+    effort: int = 0,
+    keep_nearest: bool = False,
+    measure: bool = False,
+    name: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RateResult:
     """Encode ``image`` (anything :meth:`Codec.encode` takes) at the quality that meets ``target`` (see the module
     docstring). ``measure``: also report the PSNR of a size or bpp target's file (one more synthesis; a PSNR
     target's is always known). ``name`` (the source's path) prefixes messages. ``progress(done, total)`` is called
@@ -353,8 +399,19 @@ def encode_to_target(codec: Codec, image: Any, target: Target, *, decoder: str |
         header = codec.header_for(analysis.prepared, quality, decoder)
         value = psnr(analysis.prepared.rgb, codec.synthesise(symbols, header, decoder))
     prepared = analysis.prepared
-    return RateResult(data=data, target=target, quality=quality, effort=effort, decoder=decoder, met=best is not None,
-                      width=prepared.width, height=prepared.height, psnr=value, probes=tuple(log), message=message)
+    return RateResult(
+        data=data,
+        target=target,
+        quality=quality,
+        effort=effort,
+        decoder=decoder,
+        met=best is not None,
+        width=prepared.width,
+        height=prepared.height,
+        psnr=value,
+        probes=tuple(log),
+        message=message,
+    )
 
 
 def _unreachable(target: Target, probes: _Probes, name: str | None) -> str:
@@ -362,11 +419,15 @@ def _unreachable(target: Target, probes: _Probes, name: str | None) -> str:
     at = f"quality {nearest.quality:g}" + (f", effort {nearest.effort}" if nearest.effort else "")
     where = f"{name}: " if name else ""
     if target.kind == "psnr":
-        return (f"{where}no quality reaches {target.describe()}: the best is {nearest.psnr:.2f} dB ({at}, "
-                f"decoder {probes.decoder})")
+        return (
+            f"{where}no quality reaches {target.describe()}: the best is {nearest.psnr:.2f} dB ({at}, "
+            f"decoder {probes.decoder})"
+        )
     bpp = nearest.bytes * 8 / probes.pixels
-    return (f"{where}no quality fits in {target.describe()}: the smallest file is {nearest.bytes:,} bytes "
-            f"({bpp:.4f} bpp, {at})")
+    return (
+        f"{where}no quality fits in {target.describe()}: the smallest file is {nearest.bytes:,} bytes "
+        f"({bpp:.4f} bpp, {at})"
+    )
 
 
 __all__ = ["Outcome", "RateResult", "Probe", "Target", "encode_to_target", "parse_size", "search"]

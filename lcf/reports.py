@@ -32,8 +32,8 @@ class EncodeReport:
     psnr: float | None
     seconds: float
     notes: tuple[str, ...] = ()
-    quality: float | None = None        # stored in the file (the 1/256 grid): the one asked for, or a target's
-    target: Outcome | None = None       # what a target came to (lcf.ratecontrol), None without one
+    quality: float | None = None  # stored in the file (the 1/256 grid): the one asked for, or a target's
+    target: Outcome | None = None  # what a target came to (lcf.ratecontrol), None without one
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,17 @@ def refine_memory_needed(padded_width: int, padded_height: int, N: int) -> int:
     return int(padded_width * padded_height * 32 * N * 1.25)
 
 
-def check_memory(max_memory: int, padded_width: int, padded_height: int, N: int, M: int, *, decoding: bool = False,
-                 chunk: str | None = None, effort: int = 0) -> None:
+def check_memory(
+    max_memory: int,
+    padded_width: int,
+    padded_height: int,
+    N: int,
+    M: int,
+    *,
+    decoding: bool = False,
+    chunk: str | None = None,
+    effort: int = 0,
+) -> None:
     """LimitError before allocating anything when one image would need more than ``max_memory`` bytes."""
     need = memory_needed(padded_width, padded_height, N, M, decoding)
     at_effort, or_lower = "", ""

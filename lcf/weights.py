@@ -86,14 +86,25 @@ def packaged_weights() -> Path:
 DEFAULT_WEIGHTS = packaged_weights()
 
 MAX_TENSOR_FILE_BYTES = 256 << 20  # the shipped files are < 16 MiB; the bounds of lcf.manifest need < 160 MiB
-MAX_HEADER_BYTES = 1 << 20         # the shipped headers are < 12 KiB
+MAX_HEADER_BYTES = 1 << 20  # the shipped headers are < 12 KiB
 MAX_TENSORS = 4096
 MAX_DIMS = 8
-DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"),
-          "I64": np.dtype("<i8")}  # what spec/lcf.md allows in a weights folder
+DTYPES = {
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "I16": np.dtype("<i2"),
+    "I32": np.dtype("<i4"),
+    "I64": np.dtype("<i8"),
+}  # what spec/lcf.md allows in a weights folder
 FLOATS = frozenset({"F16", "F32"})
-_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 def model_id_of(tensors: dict[str, np.ndarray]) -> bytes:
@@ -130,8 +141,11 @@ class TensorSpec:
     shape: tuple[int | None, ...]
 
     def fits(self, info: TensorInfo) -> bool:
-        return (info.dtype in self.dtypes and len(info.shape) == len(self.shape)
-                and all(want is None or want == got for want, got in zip(self.shape, info.shape)))
+        return (
+            info.dtype in self.dtypes
+            and len(info.shape) == len(self.shape)
+            and all(want is None or want == got for want, got in zip(self.shape, info.shape, strict=True))
+        )
 
     def describe(self) -> str:
         dims = ", ".join("*" if d is None else str(d) for d in self.shape)
@@ -154,11 +168,18 @@ def entropy_layout(config: ModelConfig, float_networks: bool = False) -> dict[st
     N, M, Mz, L = config.N, config.M, config.Mz, len(config.levels)
     N2 = 3 * N // 2
     layers = {
-        "h_s.0": (N, Mz, 3, 3), "h_s.2.0": (4 * N, N, 3, 3), "h_s.4": (N2, N, 3, 3), "h_s.6.0": (4 * N2, N2, 3, 3),
-        "h_s.8": (2 * M, N2, 3, 3), "ctx.conv": (2 * M, M, 5, 5),
-        "pen_anchor.net.0": (3 * M, 2 * M, 1, 1), "pen_anchor.net.2": (3 * M, 3 * M, 1, 1),
-        "pen_anchor.net.4": (30 * M, 3 * M, 1, 1), "pen_nonanchor.net.0": (3 * M, 4 * M, 1, 1),
-        "pen_nonanchor.net.2": (3 * M, 3 * M, 1, 1), "pen_nonanchor.net.4": (9 * M, 3 * M, 1, 1),
+        "h_s.0": (N, Mz, 3, 3),
+        "h_s.2.0": (4 * N, N, 3, 3),
+        "h_s.4": (N2, N, 3, 3),
+        "h_s.6.0": (4 * N2, N2, 3, 3),
+        "h_s.8": (2 * M, N2, 3, 3),
+        "ctx.conv": (2 * M, M, 5, 5),
+        "pen_anchor.net.0": (3 * M, 2 * M, 1, 1),
+        "pen_anchor.net.2": (3 * M, 3 * M, 1, 1),
+        "pen_anchor.net.4": (30 * M, 3 * M, 1, 1),
+        "pen_nonanchor.net.0": (3 * M, 4 * M, 1, 1),
+        "pen_nonanchor.net.2": (3 * M, 3 * M, 1, 1),
+        "pen_nonanchor.net.4": (9 * M, 3 * M, 1, 1),
     }
     i32 = frozenset({"I32"})
     out = {"gain.log_gain": TensorSpec(FLOATS, (L, M)), "gain.log_inv_gain": TensorSpec(FLOATS, (L, M))}
@@ -207,9 +228,17 @@ def decoder_layout(arch: DecoderArch) -> dict[str, TensorSpec]:
     """The tensors of a decoder file for ``arch`` (spec/lcf.md, "Decoders (g_s)": the modules kept by its flags,
     numbered in order; tests/test_weights_hostile.py checks it against ``lcf.nn.students.build_decoder``)."""
     N, M, attn, res = arch.N, arch.M, arch.attention, arch.residual
-    modules = [(attn, _attention, (M,)), (res, _residual, (M, N)), (True, _upsampling, (N if res else M, N)),
-               (res, _residual, (N, N)), (True, _upsampling, (N, N)), (attn, _attention, (N,)),
-               (res, _residual, (N, N)), (True, _upsampling, (N, N)), (res, _residual, (N, N))]
+    modules = [
+        (attn, _attention, (M,)),
+        (res, _residual, (M, N)),
+        (True, _upsampling, (N if res else M, N)),
+        (res, _residual, (N, N)),
+        (True, _upsampling, (N, N)),
+        (attn, _attention, (N,)),
+        (res, _residual, (N, N)),
+        (True, _upsampling, (N, N)),
+        (res, _residual, (N, N)),
+    ]
     shapes: dict[str, tuple[int, ...]] = {}
     kept = [(build, sizes) for keep, build, sizes in modules if keep]
     for n, (build, sizes) in enumerate(kept):
@@ -224,23 +253,26 @@ def check_layout(header: Mapping[str, TensorInfo], layout: Layout, source: str, 
     missing = sorted(set(layout) - set(header))
     unexpected = sorted(set(header) - set(layout))
     if missing or unexpected:
-        raise ModelMismatchError(f"{source} does not hold the tensors of {declared}: missing {missing[:5]}, "
-                                 f"unexpected {unexpected[:5]}")
+        raise ModelMismatchError(
+            f"{source} does not hold the tensors of {declared}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for key, spec in layout.items():
         info = header[key]
         if not spec.fits(info):
-            raise ModelMismatchError(f"{source}: tensor {key!r} is {info.dtype} {list(info.shape)}, but {declared} "
-                                     f"needs {spec.describe()}")
+            raise ModelMismatchError(
+                f"{source}: tensor {key!r} is {info.dtype} {list(info.shape)}, but {declared} needs {spec.describe()}"
+            )
 
 
 def _declared_model(root: Path, config: ModelConfig) -> str:
-    return (f"{root / MANIFEST} model_config (N={config.N}, M={config.M}, Mz={config.Mz}, "
-            f"{len(config.levels)} levels)")
+    return f"{root / MANIFEST} model_config (N={config.N}, M={config.M}, Mz={config.Mz}, {len(config.levels)} levels)"
 
 
 def _declared_decoder(root: Path, name: str, arch: DecoderArch) -> str:
-    return (f"{root / MANIFEST} decoders.{name}.arch (N={arch.N}, M={arch.M}, attention={arch.attention}, "
-            f"residual={arch.residual})")
+    return (
+        f"{root / MANIFEST} decoders.{name}.arch (N={arch.N}, M={arch.M}, attention={arch.attention}, "
+        f"residual={arch.residual})"
+    )
 
 
 # -- reading the files --------------------------------------------------------------------------------------------
@@ -266,8 +298,10 @@ class _RegularFile:
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             os.close(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise LcfIOError(f"{path} ({what}) is not a regular file but {_file_kind(st.st_mode)}; a weights "
-                                 f"folder holds regular files only")
+                raise LcfIOError(
+                    f"{path} ({what}) is not a regular file but {_file_kind(st.st_mode)}; a weights "
+                    f"folder holds regular files only"
+                )
             raise FormatError(f"{path} ({what}) is {st.st_size:,} bytes, more than lcf allows for it ({limit:,})")
         self.size = st.st_size
         self.file: BinaryIO = open(fd, "rb", buffering=0)  # noqa: SIM115  (closed by close())
@@ -298,13 +332,19 @@ class _RegularFile:
 
 
 def _link_error(path: Path, what: str) -> LcfIOError:
-    return LcfIOError(f"{path} ({what}) is a symbolic link; a weights folder holds regular files only (copy the "
-                      f"file into the folder)")
+    return LcfIOError(
+        f"{path} ({what}) is a symbolic link; a weights folder holds regular files only (copy the file into the folder)"
+    )
 
 
 def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
@@ -329,8 +369,10 @@ def parse_safetensors_header(raw: bytes, data_length: int, source: str) -> dict[
     end = 0
     for key, t in sorted(tensors.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
         if t.begin != end:
-            raise FormatError(f"{source}: tensor {key!r} starts at data byte {t.begin:,}, expected {end:,} (tensors "
-                              f"must tile the data section without gaps or overlaps)")
+            raise FormatError(
+                f"{source}: tensor {key!r} starts at data byte {t.begin:,}, expected {end:,} (tensors "
+                f"must tile the data section without gaps or overlaps)"
+            )
         end = t.end
     if end != data_length:
         raise FormatError(f"{source}: the tensors cover {end:,} bytes of data, the file holds {data_length:,}")
@@ -346,23 +388,30 @@ def _tensor_info(key: str, entry: object, source: str) -> TensorInfo:
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPES:  # a list here was found by fuzz/fuzz_manifest.py
         raise FormatError(f"{where} has dtype {str(dtype)[:20]!r}; lcf weights hold {', '.join(DTYPES)} only")
-    if (not isinstance(shape, list) or len(shape) > MAX_DIMS
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
         raise FormatError(f"{where} has shape {str(shape)[:60]}; a shape is at most {MAX_DIMS} non-negative integers")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]):
-        raise FormatError(f"{where} has data_offsets {str(offsets)[:60]}; they must be [begin, end], 0 <= begin "
-                          f"<= end")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise FormatError(f"{where} has data_offsets {str(offsets)[:60]}; they must be [begin, end], 0 <= begin <= end")
     nbytes = math.prod(shape) * DTYPES[dtype].itemsize
     if offsets[1] - offsets[0] != nbytes:
-        raise FormatError(f"{where}: {dtype} {shape} is {nbytes:,} bytes, its data_offsets span "
-                          f"{offsets[1] - offsets[0]:,}")
+        raise FormatError(
+            f"{where}: {dtype} {shape} is {nbytes:,} bytes, its data_offsets span {offsets[1] - offsets[0]:,}"
+        )
     return TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
 
 
-def read_tensor_file(path: Path, what: str,
-                     check: Callable[[dict[str, TensorInfo]], None] | None = None) -> dict[str, np.ndarray]:
+def read_tensor_file(
+    path: Path, what: str, check: Callable[[dict[str, TensorInfo]], None] | None = None
+) -> dict[str, np.ndarray]:
     """The tensors of the safetensors file ``path``: opened as a regular file (see the module docstring), its header
     parsed and handed to ``check`` (which raises when the tensors do not fit what the manifest declares) before
     the data is read, once, into one buffer whose views are the arrays."""
@@ -371,11 +420,14 @@ def read_tensor_file(path: Path, what: str,
             raise FormatError(f"{path} is not a safetensors file ({f.size} bytes)")
         n = int.from_bytes(f.read_exact(8), "little")
         if n > MAX_HEADER_BYTES:
-            raise FormatError(f"{path}: the safetensors header length {n:,} is more than lcf allows "
-                              f"({MAX_HEADER_BYTES:,} bytes)")
+            raise FormatError(
+                f"{path}: the safetensors header length {n:,} is more than lcf allows ({MAX_HEADER_BYTES:,} bytes)"
+            )
         if n > f.size - 8:
-            raise FormatError(f"{path}: the safetensors header length {n:,} is more than the file holds "
-                              f"({f.size - 8:,} bytes after it)")
+            raise FormatError(
+                f"{path}: the safetensors header length {n:,} is more than the file holds "
+                f"({f.size - 8:,} bytes after it)"
+            )
         header = parse_safetensors_header(bytes(f.read_exact(n)), f.size - 8 - n, str(path))
         if check is not None:
             check(header)
@@ -384,8 +436,7 @@ def read_tensor_file(path: Path, what: str,
     for key, t in header.items():
         dtype = DTYPES[t.dtype]
         count = math.prod(t.shape)
-        arrays[key] = (np.frombuffer(data, dtype, count, t.begin).reshape(t.shape) if count
-                       else np.zeros(t.shape, dtype))
+        arrays[key] = np.frombuffer(data, dtype, count, t.begin).reshape(t.shape) if count else np.zeros(t.shape, dtype)
     return arrays
 
 
@@ -403,8 +454,9 @@ def read_manifest(root: Path) -> Manifest:
         f = _RegularFile(path, "the weights manifest", MAX_MANIFEST_BYTES)
     except LcfIOError as exc:
         if not path.exists() and not path.is_symlink():
-            raise LcfIOError(f"no weights at {root} ({MANIFEST} missing); pass --weights DIR or set "
-                             f"LCF_WEIGHTS") from None
+            raise LcfIOError(
+                f"no weights at {root} ({MANIFEST} missing); pass --weights DIR or set LCF_WEIGHTS"
+            ) from None
         raise exc from None
     with f:
         data = f.read_exact(f.size)
@@ -441,8 +493,9 @@ class Weights:
         """The architecture of decoder ``name``; ModelMismatchError when this lcf cannot build it."""
         entry = self.decoder_info(name)
         if entry.arch is None:
-            raise ModelMismatchError(f"decoder {name!r} cannot be built by this lcf: {self.root / MANIFEST} "
-                                     f"{entry.unsupported}")
+            raise ModelMismatchError(
+                f"decoder {name!r} cannot be built by this lcf: {self.root / MANIFEST} {entry.unsupported}"
+            )
         return entry.arch
 
     def encoder(self, layout: Layout | None = None) -> dict[str, np.ndarray]:
@@ -460,9 +513,11 @@ class Weights:
             self._encoder = read_tensor_file(path, "the encoder", check)
         except LcfIOError:
             if "decode_only" in self.manifest.info and not path.exists():
-                raise LcfIOError(f"{self.root} is a decode-only copy of model {self.model_id.hex()} (no "
-                                 f"{self.manifest.encoder_file}): it decodes files of that model but cannot encode; "
-                                 f"encode with the packaged model (leave out --weights and LCF_WEIGHTS)") from None
+                raise LcfIOError(
+                    f"{self.root} is a decode-only copy of model {self.model_id.hex()} (no "
+                    f"{self.manifest.encoder_file}): it decodes files of that model but cannot encode; "
+                    f"encode with the packaged model (leave out --weights and LCF_WEIGHTS)"
+                ) from None
             raise
         return self._encoder
 
@@ -495,8 +550,10 @@ class Weights:
 def header_of_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, TensorInfo]:
     """Header entries describing already loaded arrays (offsets unused), to check them against a layout."""
     names = {dtype.str: name for name, dtype in DTYPES.items()}
-    return {k: TensorInfo(names.get(a.dtype.newbyteorder("<").str, str(a.dtype)), a.shape, 0, a.nbytes)
-            for k, a in arrays.items()}
+    return {
+        k: TensorInfo(names.get(a.dtype.newbyteorder("<").str, str(a.dtype)), a.shape, 0, a.nbytes)
+        for k, a in arrays.items()
+    }
 
 
 def load_weights(root: str | os.PathLike | None = None) -> Weights:
@@ -542,9 +599,15 @@ def save_weights(
     for name, (arch, tensors) in decoders.items():
         fname = f"decoder-{name}.safetensors"
         save_file(tensors, str(root / fname))
-        entries[name] = DecoderEntry(name, fname, arch, parameters=int(sum(t.size for t in tensors.values())),
-                                     bytes=(root / fname).stat().st_size)
-    manifest = Manifest(model_config, model_id_of(entropy), ENCODER_FILE, ENTROPY_FILE, entries, default_decoder,
-                        info or {})
+        entries[name] = DecoderEntry(
+            name,
+            fname,
+            arch,
+            parameters=int(sum(t.size for t in tensors.values())),
+            bytes=(root / fname).stat().st_size,
+        )
+    manifest = Manifest(
+        model_config, model_id_of(entropy), ENCODER_FILE, ENTROPY_FILE, entries, default_decoder, info or {}
+    )
     (root / MANIFEST).write_text(manifest.dumps())
     return load_weights(root)

@@ -27,13 +27,24 @@ INPUT_MAX = 1 << 16
 LRELU_MUL, LRELU_SHIFT = 655, 16
 
 # (key, kernel size, pixel shuffle after it, LReLU after it)
-H_S = (("h_s.0", 3, False, True), ("h_s.2.0", 3, True, True), ("h_s.4", 3, False, True),
-       ("h_s.6.0", 3, True, True), ("h_s.8", 3, False, False))
+H_S = (
+    ("h_s.0", 3, False, True),
+    ("h_s.2.0", 3, True, True),
+    ("h_s.4", 3, False, True),
+    ("h_s.6.0", 3, True, True),
+    ("h_s.8", 3, False, False),
+)
 CTX = (("ctx.conv", 5, False, False),)
-PEN1 = (("pen_anchor.net.0", 1, False, True), ("pen_anchor.net.2", 1, False, True),
-        ("pen_anchor.net.4", 1, False, False))
-PEN2 = (("pen_nonanchor.net.0", 1, False, True), ("pen_nonanchor.net.2", 1, False, True),
-        ("pen_nonanchor.net.4", 1, False, False))
+PEN1 = (
+    ("pen_anchor.net.0", 1, False, True),
+    ("pen_anchor.net.2", 1, False, True),
+    ("pen_anchor.net.4", 1, False, False),
+)
+PEN2 = (
+    ("pen_nonanchor.net.0", 1, False, True),
+    ("pen_nonanchor.net.2", 1, False, True),
+    ("pen_nonanchor.net.4", 1, False, False),
+)
 LAYERS = H_S + CTX + PEN1 + PEN2
 
 
@@ -52,7 +63,7 @@ def conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int) -> np.
     assert wcin == cin and k == k2 and k % 2 == 1, (x.shape, weight.shape)
     p = (k - 1) // 2
     padded = np.zeros((b, cin, h + 2 * p, w + 2 * p), np.int64)
-    padded[:, :, p:p + h, p:p + w] = x
+    padded[:, :, p : p + h, p : p + w] = x
     wt = weight.astype(np.int64)
     acc = np.empty((b, cout, h, w), np.int64)
     acc[...] = bias.astype(np.int64)[None, :, None, None]
@@ -61,7 +72,7 @@ def conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int) -> np.
             tap = wt[:, :, u, v]  # (Cout, Cin)
             if not tap.any():
                 continue
-            window = padded[:, :, u:u + h, v:v + w]  # (B, Cin, H, W)
+            window = padded[:, :, u : u + h, v : v + w]  # (B, Cin, H, W)
             acc += np.tensordot(tap, window, axes=([1], [1])).transpose(1, 0, 2, 3)  # integer dot: exact
     out = (acc + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
     return np.clip(out, -ACT_MAX, ACT_MAX)
@@ -73,7 +84,7 @@ def pixel_shuffle(x: np.ndarray) -> np.ndarray:
     out = np.empty((b, c4 // 4, 2 * h, 2 * w), x.dtype)
     for a in range(2):
         for bb in range(2):
-            out[:, :, a::2, bb::2] = x[:, 2 * a + bb::4]
+            out[:, :, a::2, bb::2] = x[:, 2 * a + bb :: 4]
     return out
 
 

@@ -1,8 +1,8 @@
 """Run the lcf command in a subprocess, as a user types it (real standard input, output and error, exit code).
 
-    from run_lcf import lcf                       # tests/ is on sys.path under pytest
-    result = lcf("encode", src, "-o", "-", input=png_bytes)
-    result.returncode, result.stdout (bytes), result.stderr (str)
+from run_lcf import lcf                       # tests/ is on sys.path under pytest
+result = lcf("encode", src, "-o", "-", input=png_bytes)
+result.returncode, result.stdout (bytes), result.stderr (str)
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def lcf(*args: str | Path, input: bytes | None = b"", cwd: Path | None = None, *
     if "stdin" in kwargs:
         input = None
     kwargs.setdefault("stdout", subprocess.PIPE)
-    result = subprocess.run(command(*args), input=input, stderr=subprocess.PIPE, env=ENV, cwd=cwd, timeout=300,
-                            **kwargs)
+    result = subprocess.run(
+        command(*args), input=input, stderr=subprocess.PIPE, env=ENV, cwd=cwd, timeout=300, **kwargs
+    )
     result.stderr = result.stderr.decode(errors="replace")
     assert "Traceback" not in result.stderr, result.stderr
     return result

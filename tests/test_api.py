@@ -46,17 +46,20 @@ def _with_stream(data: bytes, kind: str, change) -> bytes:
 def test_import_is_cheap_and_has_no_side_effects() -> None:
     """``import lcf`` imports no PyTorch, registers nothing with Pillow and sets no environment variable (issue 22);
     ``import lcf.pillow`` registers the plugin, and a codec asks for huge pages (lcf.resources.use_huge_pages)."""
-    code = ("import os, sys; before = dict(os.environ); import lcf; from PIL import Image; Image.init(); "
-            "assert 'torch' not in sys.modules and 'lcf.codec' not in sys.modules, sorted(sys.modules); "
-            "assert dict(os.environ) == before, set(os.environ) ^ set(before); "
-            "assert 'LCF' not in Image.OPEN and 'lcf.pillow' not in sys.modules; "
-            "import lcf.pillow; "
-            "assert 'LCF' in Image.OPEN and 'LCF' in Image.SAVE and Image.registered_extensions()['.lcf'] == 'LCF'; "
-            "assert callable(lcf.encode) and callable(lcf.decode) and callable(lcf.register); "
-            "assert 'torch' not in sys.modules")
+    code = (
+        "import os, sys; before = dict(os.environ); import lcf; from PIL import Image; Image.init(); "
+        "assert 'torch' not in sys.modules and 'lcf.codec' not in sys.modules, sorted(sys.modules); "
+        "assert dict(os.environ) == before, set(os.environ) ^ set(before); "
+        "assert 'LCF' not in Image.OPEN and 'lcf.pillow' not in sys.modules; "
+        "import lcf.pillow; "
+        "assert 'LCF' in Image.OPEN and 'LCF' in Image.SAVE and Image.registered_extensions()['.lcf'] == 'LCF'; "
+        "assert callable(lcf.encode) and callable(lcf.decode) and callable(lcf.register); "
+        "assert 'torch' not in sys.modules"
+    )
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -64,13 +67,16 @@ def test_an_lcf_file_is_an_image_input_without_importing_the_plugin(tiny_weights
     """Encoding an .lcf file decodes it through the Pillow plugin, which lcf.image registers before it opens a file:
     as before issue 22, when ``import lcf`` registered it (a fresh process that never imports lcf.pillow itself)."""
     make_rgba(20, 14, kind="mixed", alpha="binary").convert("RGB").save(tmp_path / "a.png")
-    code = ("import sys; from lcf import api; "
-            f"api.encode_file({str(tmp_path / 'a.png')!r}, {str(tmp_path / 'a.lcf')!r}, quality=5.0); "
-            f"report = api.encode_file({str(tmp_path / 'a.lcf')!r}, {str(tmp_path / 'b.lcf')!r}); "
-            "assert (report.width, report.height) == (20, 14), report")
+    code = (
+        "import sys; from lcf import api; "
+        f"api.encode_file({str(tmp_path / 'a.png')!r}, {str(tmp_path / 'a.lcf')!r}, quality=5.0); "
+        f"report = api.encode_file({str(tmp_path / 'a.lcf')!r}, {str(tmp_path / 'b.lcf')!r}); "
+        "assert (report.width, report.height) == (20, 14), report"
+    )
     env = {**os.environ, "LCF_WEIGHTS": str(tiny_weights)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "b.lcf").read_bytes().startswith(b"\x8bLCF")
 
@@ -119,8 +125,9 @@ def test_validate_deep_accepts_a_good_file(encoded: bytes, tiny_weights: Path) -
 
 
 @pytest.mark.parametrize("kind", ["HYPR", "ANCH", "NANC"])
-def test_validate_deep_finds_streams_that_do_not_end_with_their_chunk(encoded: bytes, tiny_weights: Path,
-                                                                      kind: str) -> None:
+def test_validate_deep_finds_streams_that_do_not_end_with_their_chunk(
+    encoded: bytes, tiny_weights: Path, kind: str
+) -> None:
     longer = _with_stream(encoded, kind, lambda p: p + b"\x01\0\0\0")
     read_container(longer)  # structurally fine: only decoding the stream finds it
     with pytest.raises(CorruptDataError, match="stream"):

@@ -28,20 +28,22 @@ GOOD: dict[str, tuple[bytes, tuple[int, int], str]] = {}
 def _good_files() -> dict[str, tuple[bytes, tuple[int, int], str]]:
     if not GOOD:
         transparent_p = make_palette(19, 11, transparency=True)
-        GOOD.update({
-            "rgb.png": (to_bytes(make_rgb(32, 24, "mixed"), "PNG"), (32, 24), "RGB"),
-            "rgba.png": (to_bytes(make_rgba(21, 17, alpha="noise"), "PNG"), (21, 17), "RGBA"),
-            "gray/l.png": (to_bytes(make_gray(16, 16, "edges"), "PNG"), (16, 16), "L"),
-            "gray/la.png": (to_bytes(make_mode("LA", 13, 9), "PNG"), (13, 9), "LA"),
-            "gray/deep/i16.png": (to_bytes(make_mode("I;16", 12, 10), "PNG"), (12, 10), "L"),
-            "palette/p.gif": (to_bytes(make_palette(20, 12), "GIF"), (20, 12), "RGB"),
-            "palette/p-transparent.png": (to_bytes(transparent_p, "PNG"), (19, 11), "RGBA"),
-            "print/cmyk.jpg": (to_bytes(make_mode("CMYK", 24, 16), "JPEG", quality=95), (24, 16), "RGB"),
-            "sizes/1x1.png": (to_bytes(make_rgb(1, 1, "noise"), "PNG"), (1, 1), "RGB"),
-            "sizes/1x300.png": (to_bytes(make_rgb(1, 300, "gradient"), "PNG"), (1, 300), "RGB"),
-            "sizes/odd 17x13.ppm": (to_bytes(make_rgb(17, 13, "text"), "PPM"), (17, 13), "RGB"),
-            "sizes/65x3.bmp": (to_bytes(make_rgb(65, 3, "checker"), "BMP"), (65, 3), "RGB"),
-        })
+        GOOD.update(
+            {
+                "rgb.png": (to_bytes(make_rgb(32, 24, "mixed"), "PNG"), (32, 24), "RGB"),
+                "rgba.png": (to_bytes(make_rgba(21, 17, alpha="noise"), "PNG"), (21, 17), "RGBA"),
+                "gray/l.png": (to_bytes(make_gray(16, 16, "edges"), "PNG"), (16, 16), "L"),
+                "gray/la.png": (to_bytes(make_mode("LA", 13, 9), "PNG"), (13, 9), "LA"),
+                "gray/deep/i16.png": (to_bytes(make_mode("I;16", 12, 10), "PNG"), (12, 10), "L"),
+                "palette/p.gif": (to_bytes(make_palette(20, 12), "GIF"), (20, 12), "RGB"),
+                "palette/p-transparent.png": (to_bytes(transparent_p, "PNG"), (19, 11), "RGBA"),
+                "print/cmyk.jpg": (to_bytes(make_mode("CMYK", 24, 16), "JPEG", quality=95), (24, 16), "RGB"),
+                "sizes/1x1.png": (to_bytes(make_rgb(1, 1, "noise"), "PNG"), (1, 1), "RGB"),
+                "sizes/1x300.png": (to_bytes(make_rgb(1, 300, "gradient"), "PNG"), (1, 300), "RGB"),
+                "sizes/odd 17x13.ppm": (to_bytes(make_rgb(17, 13, "text"), "PPM"), (17, 13), "RGB"),
+                "sizes/65x3.bmp": (to_bytes(make_rgb(65, 3, "checker"), "BMP"), (65, 3), "RGB"),
+            }
+        )
     return GOOD
 
 
@@ -136,8 +138,15 @@ def test_decode_mirrors_folders_and_lists_damaged_files(encoded, tmp_path, tiny_
     good = tree(out)["rgb.lcf"]
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x04
-    build_tree(src, {"damaged/a-truncated.lcf": good[: len(good) - 7], "damaged/b-flipped.lcf": bytes(flipped),
-                     "damaged/c-not-lcf.lcf": b"GIF89a, really", "damaged/d-empty.lcf": b""})
+    build_tree(
+        src,
+        {
+            "damaged/a-truncated.lcf": good[: len(good) - 7],
+            "damaged/b-flipped.lcf": bytes(flipped),
+            "damaged/c-not-lcf.lcf": b"GIF89a, really",
+            "damaged/d-empty.lcf": b"",
+        },
+    )
     back = tmp_path / "back"
     result = lcf_cli("batch", src, back, "--to", "png", "--weights", tiny_weights)
     assert result.exit_code == 4, result.output  # the first failure in sorted order: the truncated file
@@ -157,8 +166,13 @@ def test_metadata_and_alpha_survive_a_round_trip(tmp_path, tiny_weights):
 
     info = PngInfo()
     info.add_itxt("XML:com.adobe.xmp", xmp.decode(), zip=False)
-    build_tree(tmp_path / "src", {"meta/rgba.png": to_bytes(rgba, "PNG", icc_profile=icc, exif=exif, pnginfo=info),
-                                  "meta/la.png": to_bytes(make_mode("LA", 9, 14), "PNG")})
+    build_tree(
+        tmp_path / "src",
+        {
+            "meta/rgba.png": to_bytes(rgba, "PNG", icc_profile=icc, exif=exif, pnginfo=info),
+            "meta/la.png": to_bytes(make_mode("LA", 9, 14), "PNG"),
+        },
+    )
     assert api.batch(tmp_path / "src", tmp_path / "lcf", weights=tiny_weights).exit_code == 0
     assert api.batch(tmp_path / "lcf", tmp_path / "png", to="png", weights=tiny_weights).exit_code == 0
     with Image.open(tmp_path / "png" / "meta" / "rgba.png") as im:
@@ -192,8 +206,20 @@ def test_include_exclude_and_overwrite(photos, tmp_path, tiny_weights):
 
 
 def test_cli_json_and_summary(photos, tmp_path, tiny_weights):
-    result = lcf_cli("batch", photos, tmp_path / "out", "--include", "sizes/*", "--exclude", "*.bmp", "--json",
-                     "--weights", tiny_weights, "-q", "3")
+    result = lcf_cli(
+        "batch",
+        photos,
+        tmp_path / "out",
+        "--include",
+        "sizes/*",
+        "--exclude",
+        "*.bmp",
+        "--json",
+        "--weights",
+        tiny_weights,
+        "-q",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["summary"]["done"] == 3 and doc["summary"]["failed"] == 0 and doc["summary"]["skipped"] == 0
@@ -219,13 +245,15 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path, tiny_weights, tiny_cod
     other files it held are retried). The CLI's --workers is tested in test_batch_kill.py."""
     from lcf import batch as batch_module
 
-    src = build_tree(tmp_path / "src", {f"{k}.png": to_bytes(make_rgb(8, 8, seed=i), "PNG")
-                                        for i, k in enumerate("abcde")})
+    src = build_tree(
+        tmp_path / "src", {f"{k}.png": to_bytes(make_rgb(8, 8, seed=i), "PNG") for i, k in enumerate("abcde")}
+    )
     settings = batch_module.settings_for("lcf", 4.0, None, "cpu", tiny_weights, None)
     plan = batch_module.make_plan(src, tmp_path / "out", settings, (), (), False)
     items: dict[str, api.BatchItem] = {}
-    batch_module._run_pool(plan.jobs, settings, 2, lambda job, item: items.__setitem__(job.src.name, item),
-                           work=die_on_b)
+    batch_module._run_pool(
+        plan.jobs, settings, 2, lambda job, item: items.__setitem__(job.src.name, item), work=die_on_b
+    )
     assert sorted(items) == ["a.png", "b.png", "c.png", "d.png", "e.png"]
     assert items["b.png"].status == "failed" and "worker process died" in items["b.png"].error
     assert all(items[k].status == "ok" for k in items if k != "b.png"), items
@@ -240,18 +268,32 @@ def test_stale_temporary_files_are_cleaned_and_never_inputs(tmp_path, tiny_weigh
     for the files that look like temporary files and are not."""
     import fcntl
 
-    src = build_tree(tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"),
-                                        "sub/b.png": to_bytes(make_rgb(9, 9), "PNG"),
-                                        "c.png": to_bytes(make_rgb(7, 7), "PNG"),
-                                        ".d.png.lcf-tmp": b"half a file"})
+    src = build_tree(
+        tmp_path / "src",
+        {
+            "a.png": to_bytes(make_rgb(8, 8), "PNG"),
+            "sub/b.png": to_bytes(make_rgb(9, 9), "PNG"),
+            "c.png": to_bytes(make_rgb(7, 7), "PNG"),
+            ".d.png.lcf-tmp": b"half a file",
+        },
+    )
     out = tmp_path / "out"
-    build_tree(out, {".a.lcf.lcf-tmp": b"partial", "sub/.b.lcf.lcf-tmp": b"partial",
-                     ".c.lcf.lcf-tmp": b"someone else's, still writing"})
+    build_tree(
+        out,
+        {
+            ".a.lcf.lcf-tmp": b"partial",
+            "sub/.b.lcf.lcf-tmp": b"partial",
+            ".c.lcf.lcf-tmp": b"someone else's, still writing",
+        },
+    )
     with open(out / ".c.lcf.lcf-tmp", "rb") as held:  # a live writer holds its lock
         fcntl.flock(held, fcntl.LOCK_EX)
         report = api.batch(src, out, weights=tiny_weights)
-        assert [(i.src.name, i.status) for i in report.items] == [("a.png", "ok"), ("c.png", "skipped"),
-                                                                   ("b.png", "ok")]
+        assert [(i.src.name, i.status) for i in report.items] == [
+            ("a.png", "ok"),
+            ("c.png", "skipped"),
+            ("b.png", "ok"),
+        ]
         assert report.cleaned == 2 and set(tree(out)) == {"a.lcf", "sub/b.lcf", ".c.lcf.lcf-tmp"}
         assert clean_stale_temps([out / "c.lcf"]) == 0 and (out / ".c.lcf.lcf-tmp").exists()
     assert clean_stale_temps([out / "c.lcf"]) == 1 and set(tree(out)) == {"a.lcf", "sub/b.lcf"}
@@ -259,14 +301,16 @@ def test_stale_temporary_files_are_cleaned_and_never_inputs(tmp_path, tiny_weigh
 
 
 def test_a_failed_write_leaves_nothing(tmp_path, tiny_weights, monkeypatch):
-    src = build_tree(tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"),
-                                        "b.png": to_bytes(make_rgb(9, 9), "PNG")})
+    src = build_tree(
+        tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"), "b.png": to_bytes(make_rgb(9, 9), "PNG")}
+    )
 
     def disk_full(real):
         def move(a, b, **kwargs):
             if str(b).endswith("a.lcf"):
                 raise OSError(28, "No space left on device")
             real(a, b, **kwargs)
+
         return move
 
     # outputs are moved into place by a hard link (never over an existing file), or renamed with --overwrite
@@ -300,8 +344,9 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights, monkeypatch):
 
 
 def test_colliding_outputs_and_dst_inside_src(tmp_path, tiny_weights):
-    src = build_tree(tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"),
-                                        "a.ppm": to_bytes(make_rgb(8, 8, seed=1), "PPM")})
+    src = build_tree(
+        tmp_path / "src", {"a.png": to_bytes(make_rgb(8, 8), "PNG"), "a.ppm": to_bytes(make_rgb(8, 8, seed=1), "PPM")}
+    )
     with pytest.raises(UsageError, match="more than one file") as refused:  # before any work: nothing written
         api.batch(src, src / "out", weights=tiny_weights)
     assert "a.png, a.ppm" in str(refused.value) and not (src / "out").exists()
@@ -311,10 +356,16 @@ def test_colliding_outputs_and_dst_inside_src(tmp_path, tiny_weights):
     assert [(i.src.name, i.status) for i in again.items] == [("a.png", "skipped")]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"to": "PNG!"}, "--to must be"), ({"to": "xyz"}, "not an image format"), ({"workers": 0}, "workers"),
-    ({"quality": 8}, "quality"), ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"to": "PNG!"}, "--to must be"),
+        ({"to": "xyz"}, "not an image format"),
+        ({"workers": 0}, "workers"),
+        ({"quality": 8}, "quality"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_usage_errors_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(UsageError, match=message):
         api.batch(tmp_path, tmp_path / "out", **kwargs)
@@ -334,7 +385,11 @@ def test_decode_to_other_formats(encoded, tmp_path, tiny_weights):
     out, _ = encoded
     report = api.batch(out, tmp_path / "ppm", to="ppm", include=["sizes/*"], weights=tiny_weights)
     assert [i.status for i in report.items] == ["ok"] * 4
-    assert sorted(tree(tmp_path / "ppm")) == ["sizes/1x1.ppm", "sizes/1x300.ppm", "sizes/65x3.ppm",
-                                               "sizes/odd 17x13.ppm"]
+    assert sorted(tree(tmp_path / "ppm")) == [
+        "sizes/1x1.ppm",
+        "sizes/1x300.ppm",
+        "sizes/65x3.ppm",
+        "sizes/odd 17x13.ppm",
+    ]
     with Image.open(tmp_path / "ppm" / "sizes" / "1x300.ppm") as im:
         assert im.format == "PPM" and im.size == (1, 300)

@@ -47,7 +47,7 @@ def build_tree(root: Path, count: int, size: tuple[int, int] = (24, 20), bad: bo
         path = root / ("ab"[k % 2]) / f"{k:02d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(to_bytes(make_rgb(*size, "mixed", seed=k), "PNG"))
-    for name, data in (BAD.items() if bad else ()):
+    for name, data in BAD.items() if bad else ():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     return root
@@ -62,8 +62,10 @@ def records(output: str, root: Path) -> tuple[dict, list[dict]]:
     """The --json summary without timings, and the file records without timings and with DST paths relative."""
     data = json.loads(output)
     summary = {k: v for k, v in data["summary"].items() if k != "seconds"}
-    files = [{**{k: v for k, v in f.items() if k != "seconds"}, "dst": Path(f["dst"]).relative_to(root).as_posix()}
-             for f in data["files"]]
+    files = [
+        {**{k: v for k, v in f.items() if k != "seconds"}, "dst": Path(f["dst"]).relative_to(root).as_posix()}
+        for f in data["files"]
+    ]
     return summary, files
 
 
@@ -93,11 +95,13 @@ def _one_thread() -> None:
 
 def test_without_scheduler_or_cluster_dask_is_never_imported(tmp_path: Path, tiny_weights: Path) -> None:
     src = build_tree(tmp_path / "src", 2, bad=False)
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom lcf_cli.main import app\n"
-            f"r = CliRunner().invoke(app, ['batch', {str(src)!r}, {str(tmp_path / 'out')!r}, '--weights', "
-            f"{str(tiny_weights)!r}, '--workers', '2'])\n"
-            "assert r.exit_code == 0, (r.exit_code, r.output, repr(r.exception))\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'lcf')))\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom lcf_cli.main import app\n"
+        f"r = CliRunner().invoke(app, ['batch', {str(src)!r}, {str(tmp_path / 'out')!r}, '--weights', "
+        f"{str(tiny_weights)!r}, '--workers', '2'])\n"
+        "assert r.exit_code == 0, (r.exit_code, r.output, repr(r.exception))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'lcf')))\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -106,8 +110,9 @@ def test_without_scheduler_or_cluster_dask_is_never_imported(tmp_path: Path, tin
     assert len(list((tmp_path / "out").rglob("*.lcf"))) == 2
 
 
-def test_scheduler_without_dask_installed_says_how_to_install(tmp_path: Path, tiny_weights: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scheduler_without_dask_installed_says_how_to_install(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # what `import distributed` meets when it is absent
     src = build_tree(tmp_path / "src", 1, bad=False)
     result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--scheduler", "tcp://127.0.0.1:1")
@@ -116,14 +121,18 @@ def test_scheduler_without_dask_installed_says_how_to_install(tmp_path: Path, ti
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("options", "expected"), [
-    (["--cluster", "remote"], "--cluster takes 'local'"),
-    (["--cluster", "local:0"], "--cluster takes 'local'"),
-    (["--cluster", "local:2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
-    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "--workers counts processes on this machine"),
-])
-def test_bad_cluster_options_are_refused_before_any_work(tmp_path: Path, tiny_weights: Path, options: list[str],
-                                                         expected: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--cluster", "remote"], "--cluster takes 'local'"),
+        (["--cluster", "local:0"], "--cluster takes 'local'"),
+        (["--cluster", "local:2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+        (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "--workers counts processes on this machine"),
+    ],
+)
+def test_bad_cluster_options_are_refused_before_any_work(
+    tmp_path: Path, tiny_weights: Path, options: list[str], expected: str
+) -> None:
     src = build_tree(tmp_path / "src", 1, bad=False)
     result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, *options)
     assert result.exit_code == 2 and expected in result.output
@@ -134,14 +143,16 @@ def test_bad_cluster_options_are_refused_before_any_work(tmp_path: Path, tiny_we
 
 
 @needs_dask
-def test_scheduler_gives_the_local_outputs_summary_and_json_and_resumes(cluster, tmp_path: Path,
-                                                                        tiny_weights: Path) -> None:
+def test_scheduler_gives_the_local_outputs_summary_and_json_and_resumes(
+    cluster, tmp_path: Path, tiny_weights: Path
+) -> None:
     local_cluster, _ = cluster
     src = build_tree(tmp_path / "src", 6)
     here, there = tmp_path / "here", tmp_path / "there"
     local = lcf_cli("batch", src, here, "--weights", tiny_weights, "--json")
-    remote = lcf_cli("batch", src, there, "--weights", tiny_weights, "--json", "--scheduler",
-                     local_cluster.scheduler_address)
+    remote = lcf_cli(
+        "batch", src, there, "--weights", tiny_weights, "--json", "--scheduler", local_cluster.scheduler_address
+    )
     assert local.exit_code == remote.exit_code == 7  # the bad file (UnsupportedImageError) in both
     assert tree(there) == tree(here) and len(tree(here)) == 6  # byte for byte; no probe or temporary file left
     assert records(remote.stdout, there) == records(local.stdout, here)
@@ -156,8 +167,17 @@ def test_scheduler_gives_the_local_outputs_summary_and_json_and_resumes(cluster,
 
     # Decoding on the cluster gives the local decoder's images.
     decoded_here = lcf_cli("batch", here, tmp_path / "png-here", "--to", "png", "--weights", tiny_weights)
-    decoded_there = lcf_cli("batch", there, tmp_path / "png-there", "--to", "png", "--weights", tiny_weights,
-                            "--scheduler", local_cluster.scheduler_address)
+    decoded_there = lcf_cli(
+        "batch",
+        there,
+        tmp_path / "png-there",
+        "--to",
+        "png",
+        "--weights",
+        tiny_weights,
+        "--scheduler",
+        local_cluster.scheduler_address,
+    )
     assert decoded_here.exit_code == decoded_there.exit_code == 0
     assert tree(tmp_path / "png-there") == tree(tmp_path / "png-here") and len(tree(tmp_path / "png-here")) == 6
 
@@ -196,16 +216,18 @@ def test_progress_is_fed_by_the_cluster(cluster, tmp_path: Path, tiny_weights: P
         def __call__(self, item) -> None:
             seen.append((item.status, item.src.name))
 
-    report = api.batch(src, tmp_path / "out", weights=tiny_weights, scheduler=local_cluster.scheduler_address,
-                       progress=Progress())
+    report = api.batch(
+        src, tmp_path / "out", weights=tiny_weights, scheduler=local_cluster.scheduler_address, progress=Progress()
+    )
     assert seen[:2] == [("skipped", "00.png"), ("start", "4")]
     assert sorted(seen[2:]) == [("ok", f"{k:02d}.png") for k in range(1, 5)]
     assert len(report.done) == 4 and len(report.skipped) == 1
 
 
 @needs_dask
-def test_weights_of_another_model_on_a_worker_fail_before_any_file(cluster, tmp_path: Path, tiny_weights: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_of_another_model_on_a_worker_fail_before_any_file(
+    cluster, tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import lcf.batch_dask as batch_dask
 
     local_cluster, _ = cluster
@@ -213,10 +235,10 @@ def test_weights_of_another_model_on_a_worker_fail_before_any_file(cluster, tmp_
     real = batch_dask.identity_of
     # The client expects another model than the one its workers load (as when a worker's installed lcf or
     # $LCF_WEIGHTS differs): each worker compares what it loaded with what the client sent.
-    monkeypatch.setattr(batch_dask, "identity_of",
-                        lambda s: dataclasses.replace(real(s), model_id="ab" * 32))
-    result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--scheduler",
-                     local_cluster.scheduler_address)
+    monkeypatch.setattr(batch_dask, "identity_of", lambda s: dataclasses.replace(real(s), model_id="ab" * 32))
+    result = lcf_cli(
+        "batch", src, tmp_path / "out", "--weights", tiny_weights, "--scheduler", local_cluster.scheduler_address
+    )
     assert result.exit_code == 6, result.output
     assert "worker tcp://127.0.0.1:" in result.output and "model id abababab" in result.output
     assert tree(tmp_path / "out") == {}  # nothing converted, the probe file deleted
@@ -233,11 +255,29 @@ def test_a_lost_scheduler_stops_the_batch_with_a_message_and_no_traceback(tmp_pa
     # The scheduler and a worker thread live in this process (cheap to start); lcf batch runs in its own, and the
     # scheduler is closed once the first output appears. The short connect timeout only shortens the cluster's own
     # shutdown (its worker retries the closed scheduler).
-    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=":0",
-                         silence_logs=logging.ERROR) as local:
-        command = [sys.executable, "-m", "lcf_cli.main", "batch", str(src), str(out), "--weights", str(tiny_weights),
-                   "--scheduler", local.scheduler_address]
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as local,
+    ):
+        command = [
+            sys.executable,
+            "-m",
+            "lcf_cli.main",
+            "batch",
+            str(src),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--scheduler",
+            local.scheduler_address,
+        ]
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         try:
             deadline = time.monotonic() + 300
@@ -314,8 +354,7 @@ def test_a_worker_that_cannot_write_dst_fails_before_any_file(cluster, tmp_path:
     one = sorted(client.run(os.getpid))[0]
     client.run(_refuse_writes_under, str(out), workers=[one])  # as if DST were not shared with that machine
     try:
-        result = lcf_cli("batch", src, out, "--weights", tiny_weights, "--scheduler",
-                         local_cluster.scheduler_address)
+        result = lcf_cli("batch", src, out, "--weights", tiny_weights, "--scheduler", local_cluster.scheduler_address)
     finally:
         client.run(_allow_writes, workers=[one])
     assert result.exit_code == 8, result.output
@@ -353,8 +392,9 @@ def _allow_writes() -> None:
 
 @needs_dask
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs /proc/locks to find the worker writing a file")
-def test_a_worker_killed_mid_file_loses_nothing_and_its_file_is_written_once(cluster, tmp_path: Path,
-                                                                             tiny_weights: Path) -> None:
+def test_a_worker_killed_mid_file_loses_nothing_and_its_file_is_written_once(
+    cluster, tmp_path: Path, tiny_weights: Path
+) -> None:
     from lcf.codec import Codec
 
     local_cluster, client = cluster
@@ -377,7 +417,7 @@ def test_a_worker_killed_mid_file_loses_nothing_and_its_file_is_written_once(clu
                     fields = line.split()
                     if "FLOCK" in fields and int(fields[-3].rsplit(":", 1)[1]) == inode and int(fields[-4]) in pids:
                         os.kill(int(fields[-4]), signal.SIGKILL)
-                        killed.update(pid=int(fields[-4]), output=temp.name[1:-len(".lcf-tmp")], where=temp.parent)
+                        killed.update(pid=int(fields[-4]), output=temp.name[1 : -len(".lcf-tmp")], where=temp.parent)
                         return
             time.sleep(0.002)
 
@@ -393,8 +433,9 @@ def test_a_worker_killed_mid_file_loses_nothing_and_its_file_is_written_once(clu
     name = Path(killed["where"]) / killed["output"]
     assert [item.status for item in report.items if item.dst == name] == ["ok"]
     codec = Codec(tiny_weights)
-    expected = {f"{'ab'[k % 2]}/{k:02d}.lcf": codec.encode(src / "ab"[k % 2] / f"{k:02d}.png", 4.0)
-                for k in range(count)}
+    expected = {
+        f"{'ab'[k % 2]}/{k:02d}.lcf": codec.encode(src / "ab"[k % 2] / f"{k:02d}.png", 4.0) for k in range(count)
+    }
     result = tree(out)
     assert not [n for n in result if is_temp_name(Path(n).name)]  # the killed worker's temporary file is gone
     assert result == expected

@@ -54,8 +54,18 @@ def test_killed_batch_resumes_to_exactly_the_right_outputs(tmp_path: Path, tiny_
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes(to_bytes(make_rgb(24, 20, "mixed", seed=k), "PNG"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "lcf_cli.main", "batch", str(src), str(out), "--weights", str(tiny_weights),
-               "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "lcf_cli.main",
+        "batch",
+        str(src),
+        str(out),
+        "--weights",
+        str(tiny_weights),
+        "--workers",
+        "2",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 300

@@ -99,8 +99,17 @@ def test_resume_measures_lcf_again_when_the_weights_changed(tmp_path):
         def hook(rgb, q):
             calls.append(q)
             return _fake_lcf(rgb, q)
-        return run_benchmark(images, codecs=["jpeg420"], lcf_encode_decode=hook, out_dir=tmp_path / "out",
-                             quick=True, resume=True, log=lambda _: None, lcf_identity=identity)
+
+        return run_benchmark(
+            images,
+            codecs=["jpeg420"],
+            lcf_encode_decode=hook,
+            out_dir=tmp_path / "out",
+            quick=True,
+            resume=True,
+            log=lambda _: None,
+            lcf_identity=identity,
+        )
 
     run({"model_id": "aa", "decoder": "teacher"})
     assert len(calls) == 3
@@ -123,13 +132,21 @@ def test_several_lcf_curves_in_one_run_each_with_its_own_identity(tmp_path):
             calls.append(name)
             n, rec, enc, dec = _fake_lcf(rgb, q)
             return n - shift, rec, enc, dec
+
         return encode_decode
 
     def run(identity_e2):
-        return run_benchmark(images, codecs=["jpeg420"], out_dir=tmp_path / "out", quick=True, resume=True,
-                             lcf_encode_decode={"lcf": hook("lcf", 0), "lcf-e2": hook("lcf-e2", 50)},
-                             lcf_identity={"lcf": {"model_id": "aa"}, "lcf-e2": identity_e2}, log=lambda _: None,
-                             references=("jpeg420",))
+        return run_benchmark(
+            images,
+            codecs=["jpeg420"],
+            out_dir=tmp_path / "out",
+            quick=True,
+            resume=True,
+            lcf_encode_decode={"lcf": hook("lcf", 0), "lcf-e2": hook("lcf-e2", 50)},
+            lcf_identity={"lcf": {"model_id": "aa"}, "lcf-e2": identity_e2},
+            log=lambda _: None,
+            references=("jpeg420",),
+        )
 
     result = run({"model_id": "aa", "effort": 2})
     assert {c.id for c in result.curves} == {"lcf", "lcf-e2", "jpeg420"}
@@ -170,17 +187,19 @@ def test_without_matplotlib_the_run_warns_first_and_writes_everything_else(tmp_p
         log.append("measured")
         return _fake_lcf(rgb, q)
 
-    result = run_benchmark(images, codecs=[], lcf_encode_decode=hook, out_dir=tmp_path / "out", quick=True,
-                           log=log.append, name="k")
-    assert 'matplotlib is not installed' in log[0] and 'pip install "lcf[bench]"' in log[0]
+    result = run_benchmark(
+        images, codecs=[], lcf_encode_decode=hook, out_dir=tmp_path / "out", quick=True, log=log.append, name="k"
+    )
+    assert "matplotlib is not installed" in log[0] and 'pip install "lcf[bench]"' in log[0]
     assert sum("matplotlib" in line for line in log) == 1
     assert "png" not in result.files and not (tmp_path / "out" / "k_rd.png").exists()
     assert set(result.files) == {"per_image_csv", "curves_csv", "bd_csv", "markdown"}
     assert all(path.stat().st_size > 0 for path in result.files.values())
     assert "k_rd.png" not in result.files["markdown"].read_text()
     with pytest.raises(ValueError, match="matplotlib"):  # asked for explicitly: refused before measuring
-        run_benchmark(images, codecs=[], lcf_encode_decode=hook, out_dir=tmp_path / "out", quick=True, plot=True,
-                      log=log.append)
+        run_benchmark(
+            images, codecs=[], lcf_encode_decode=hook, out_dir=tmp_path / "out", quick=True, plot=True, log=log.append
+        )
     assert log.count("measured") == 3
 
 
@@ -194,7 +213,15 @@ def test_a_plot_that_fails_to_import_keeps_the_other_outputs(tmp_path, monkeypat
 
     monkeypatch.setattr(report, "plot_rd", broken)
     log = []
-    result = run_benchmark(images, codecs=[], lcf_encode_decode=_fake_lcf, out_dir=tmp_path / "out", quick=True,
-                           log=log.append, plot=True, name="k")
+    result = run_benchmark(
+        images,
+        codecs=[],
+        lcf_encode_decode=_fake_lcf,
+        out_dir=tmp_path / "out",
+        quick=True,
+        log=log.append,
+        plot=True,
+        name="k",
+    )
     assert "png" not in result.files and result.files["curves_csv"].exists()
     assert any("no R-D plot: libfreetype" in line for line in log)

@@ -36,13 +36,35 @@ def test_decoders_benchmark_with_published_anchor_and_plot(tiny_weights, tmp_pat
     for i in range(2):
         Image.fromarray(make_rgb_array(64, 48, kind="mixed", seed=i)).save(images / f"{i}.png")
     published = tmp_path / "published.csv"
-    published.write_text("codec,quality,bpp,psnr_rgb,ms_ssim,source_file\n"
-                         + "".join(f"vtm,{q},{b},{p},0.9,x\n" for q, b, p in ((1, 0.05, 2.0), (2, 4.0, 40.0))))
+    published.write_text(
+        "codec,quality,bpp,psnr_rgb,ms_ssim,source_file\n"
+        + "".join(f"vtm,{q},{b},{p},0.9,x\n" for q, b, p in ((1, 0.05, 2.0), (2, 4.0, 40.0)))
+    )
     out, plot = tmp_path / "dec.md", tmp_path / "dec.png"
     bench = load_script("decoders")
-    assert bench.main(["--weights", str(tiny_weights), "--images", str(images), "--qualities", "1,4,7",
-                       "--zero", "0", "--repeats", "1", "--published", str(published), "--plot", str(plot),
-                       "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--weights",
+                str(tiny_weights),
+                "--images",
+                str(images),
+                "--qualities",
+                "1,4,7",
+                "--zero",
+                "0",
+                "--repeats",
+                "1",
+                "--published",
+                str(published),
+                "--plot",
+                str(plot),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     assert "BD-rate vs vtm (published) (pchip)" in text and "| teacher (default) |" in text
     assert "Table II" in text
@@ -58,8 +80,23 @@ def test_weights_precision_benchmark_compares_two_folders(tmp_path):
     for i in range(2):
         Image.fromarray(make_rgb_array(48, 40, kind="mixed", seed=i)).save(images / f"{i}.png")
     out = tmp_path / "precision.md"
-    assert bench.main(["--a", str(tmp_path / "w32"), "--b", str(tmp_path / "w16"), "--images", str(images),
-                       "--qualities", "1,4,7", "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--a",
+                str(tmp_path / "w32"),
+                "--b",
+                str(tmp_path / "w16"),
+                "--images",
+                str(images),
+                "--qualities",
+                "1,4,7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     assert "float32: bpp / PSNR | float16: bpp / PSNR" in text and "BD-PSNR" in text
     assert text.count("\n| ") == 4  # header + 3 quality rows
@@ -70,8 +107,12 @@ def test_rate_vs_estimate_reports_every_quality_and_the_total(tiny_weights, tmp_
     images.mkdir()
     Image.fromarray(make_rgb_array(70, 50, kind="mixed", seed=2)).save(images / "a.png")
     out = tmp_path / "rate.md"
-    assert load_script("rate_vs_estimate").main(["--weights", str(tiny_weights), "--images", str(images),
-                                                 "--qualities", "2,6", "--out", str(out)]) == 0
+    assert (
+        load_script("rate_vs_estimate").main(
+            ["--weights", str(tiny_weights), "--images", str(images), "--qualities", "2,6", "--out", str(out)]
+        )
+        == 0
+    )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "quality" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["2", "6", "all"]
     for row in rows:  # the streams cost what the integer tables predict plus a few bytes (end markers, flushing)
@@ -106,16 +147,51 @@ def test_device_decode_times_every_decoder_of_the_shipped_weights_on_cpu(tmp_pat
     Image.fromarray(make_rgb_array(64, 48, kind="mixed", seed=3)).save(images / "a.png")
     out = tmp_path / "device.md"
     weights = ROOT / "weights"
-    assert load_script("device_decode").main(["--weights", str(weights), "--images", str(images), "--qualities", "4",
-                                              "--device", "cpu", "--repeats", "1", "--out", str(out)]) == 0
+    assert (
+        load_script("device_decode").main(
+            [
+                "--weights",
+                str(weights),
+                "--images",
+                str(images),
+                "--qualities",
+                "4",
+                "--device",
+                "cpu",
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "params" not in line]
     names = list(json.loads((weights / "manifest.json").read_text())["decoders"])
     assert [r.split("|")[1].strip().removesuffix(" (default)") for r in rows] == names
     assert "Device cpu: CPU" in out.read_text() and "1 images of images (64x48)" in out.read_text()
     assert "tiles: g_a 128, g_s 64" in out.read_text() and rows[0].endswith("| n/a |")
-    assert load_script("device_decode").main(["--weights", str(weights), "--images", str(images), "--qualities", "4",
-                                              "--device", "cpu", "--repeats", "1", "--tiles", "none",
-                                              "--out", str(out)]) == 0
+    assert (
+        load_script("device_decode").main(
+            [
+                "--weights",
+                str(weights),
+                "--images",
+                str(images),
+                "--qualities",
+                "4",
+                "--device",
+                "cpu",
+                "--repeats",
+                "1",
+                "--tiles",
+                "none",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "tiles: g_a whole, g_s whole" in out.read_text()
 
 
@@ -127,8 +203,18 @@ def test_device_decode_names_a_repeat_that_differs_and_a_missing_gpu(tiny_weight
     images.mkdir()
     Image.fromarray(make_rgb_array(40, 30, kind="mixed", seed=4)).save(images / "a.png")
     script = load_script("device_decode")
-    args = ["--weights", str(tiny_weights), "--images", str(images), "--qualities", "4", "--repeats", "2",
-            "--out", str(tmp_path / "d.md")]
+    args = [
+        "--weights",
+        str(tiny_weights),
+        "--images",
+        str(images),
+        "--qualities",
+        "4",
+        "--repeats",
+        "2",
+        "--out",
+        str(tmp_path / "d.md"),
+    ]
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="sees no CUDA GPU"):
             script.main([*args, "--device", "cuda"])
@@ -152,11 +238,38 @@ def test_train_throughput_times_the_real_training_step_and_chooses(tiny_weights,
     for i in range(2):
         Image.fromarray(make_rgb_array(64, 64, kind="mixed", seed=i)).save(data / f"{i}.png")
     out, choice = tmp_path / "tt.md", tmp_path / "choice"
-    assert load_script("train_throughput").main([
-        "--data", str(data), "--weights", str(tiny_weights), "--device", "cpu", "--crop", "64", "--batch", "4",
-        "--warmup", "1", "--steps", "2", "--configs", "fp32@1,fp32", "--out", str(out), "--choose", str(choice)]) == 0
-    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.read_text().splitlines()
-            if line.startswith("| fp32")}
+    assert (
+        load_script("train_throughput").main(
+            [
+                "--data",
+                str(data),
+                "--weights",
+                str(tiny_weights),
+                "--device",
+                "cpu",
+                "--crop",
+                "64",
+                "--batch",
+                "4",
+                "--warmup",
+                "1",
+                "--steps",
+                "2",
+                "--configs",
+                "fp32@1,fp32",
+                "--out",
+                str(out),
+                "--choose",
+                str(choice),
+            ]
+        )
+        == 0
+    )
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:-1]
+        for line in out.read_text().splitlines()
+        if line.startswith("| fp32")
+    }
     assert set(rows) == {"fp32", "fp32@1"}
     assert rows["fp32"][0].strip() == "4" and "+0.000 %" in rows["fp32"][3]  # the base: the first at --batch
     steps, images = float(rows["fp32"][1]), float(rows["fp32"][2])
@@ -188,15 +301,36 @@ def test_large_images_measures_each_setting_in_its_own_process(tiny_weights, tmp
     Image.fromarray(make_rgb_array(80, 60, kind="mixed", seed=4)).save(src)
     out = tmp_path / "large.md"
     script = load_script("large_images")
-    assert script.main(["--image", str(src), "--weights", str(tiny_weights), "--sizes", "96x64",
-                        "--configs", "before,after", "--repeats", "1", "--threads", "1", "--split",
-                        "--out", str(out)]) == 0
+    assert (
+        script.main(
+            [
+                "--image",
+                str(src),
+                "--weights",
+                str(tiny_weights),
+                "--sizes",
+                "96x64",
+                "--configs",
+                "before,after",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--split",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| 96x64 ")]
     assert [(r[0].strip(), r[2].strip()) for r in rows] == [("96x64", "before"), ("96x64", "after")]
     for r in rows:  # times, peak memory of a process that loaded PyTorch, the same file with either setting
         encode_s, encode_mib, decode_s, decode_mib, _, sym_s, sym_mib = (
-            float(c.strip().replace(",", "")) for c in r[3:])
-        assert 0 < encode_s and 0 < decode_s and 0 < sym_s and min(encode_mib, decode_mib, sym_mib) > 50
+            float(c.strip().replace(",", "")) for c in r[3:]
+        )
+        # seconds to 2 decimals: entropy decoding of a 96x64 image may print 0.00
+        assert 0 < encode_s and 0 < decode_s and 0 <= sym_s and min(encode_mib, decode_mib, sym_mib) > 50
     assert rows[0][7] == rows[1][7]
     with pytest.raises(SystemExit, match="unknown configs"):
         script.main(["--image", str(src), "--configs", "fast", "--out", str(out)])
@@ -209,8 +343,9 @@ def test_analysis_halo_compares_tiles_with_the_whole_pass(tiny_weights, tmp_path
     images.mkdir()
     Image.fromarray(make_rgb_array(128, 160, kind="mixed", seed=3)).save(images / "a.png")
     out = tmp_path / "halo.md"
-    bench.main(["--images", str(images), "--weights", str(tiny_weights), "--halos", "0,8", "--tile", "2",
-                "--out", str(out)])
+    bench.main(
+        ["--images", str(images), "--weights", str(tiny_weights), "--halos", "0,8", "--tile", "2", "--out", str(out)]
+    )
     rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| a.png")]
     assert [r[3].strip() for r in rows] == ["0", "8"]
     no_halo, wide = (float(r[4]) for r in rows)
@@ -223,14 +358,31 @@ def test_cli_startup_compares_separate_calls_with_one_call(tiny_weights, tmp_pat
     for k in range(3):
         Image.fromarray(make_rgb_array(32, 24, kind="mixed", seed=k)).save(images / f"im{k}.png")
     out = tmp_path / "startup.md"
-    assert load_script("cli_startup").main(["--images", str(images), "--count", "2", "--rounds", "1",
-                                            "--weights", str(tiny_weights), "--out", str(out)]) == 0
+    assert (
+        load_script("cli_startup").main(
+            [
+                "--images",
+                str(images),
+                "--count",
+                "2",
+                "--rounds",
+                "1",
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = out.read_text()  # the outputs of both ways were compared byte for byte before this was written
     row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
-    separate, separate_cpu, _, one, one_cpu, _, ratio, cpu_ratio = (float(c.strip().rstrip("x"))
-                                                                   for c in row.split("|")[2:10])
+    separate, separate_cpu, _, one, one_cpu, _, ratio, cpu_ratio = (
+        float(c.strip().rstrip("x")) for c in row.split("|")[2:10]
+    )
     assert min(separate, separate_cpu, one, one_cpu) > 0
-    assert ratio == pytest.approx(separate / one, rel=0.02) and cpu_ratio == pytest.approx(separate_cpu / one_cpu,
-                                                                                           rel=0.02)
+    assert ratio == pytest.approx(separate / one, rel=0.02) and cpu_ratio == pytest.approx(
+        separate_cpu / one_cpu, rel=0.02
+    )
     assert "2 images (im0.png .. im1.png)" in text and "median ratio" in text
     assert f"best of each (the least disturbed run): separate {separate:.2f} s, one call {one:.2f} s" in text

@@ -76,13 +76,16 @@ def test_help_teaches() -> None:
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("command, example", [
-    ("encode", "lcf encode photo.png -o photo.lcf"),
-    ("decode", "lcf decode photo.lcf -o photo.png"),
-    ("info", "lcf info photo.lcf"),
-    ("validate", "lcf validate archive/ --recursive"),
-    ("batch", "lcf batch photos/ encoded/ --quality 5"),
-])
+@pytest.mark.parametrize(
+    "command, example",
+    [
+        ("encode", "lcf encode photo.png -o photo.lcf"),
+        ("decode", "lcf decode photo.lcf -o photo.png"),
+        ("info", "lcf info photo.lcf"),
+        ("validate", "lcf validate archive/ --recursive"),
+        ("batch", "lcf batch photos/ encoded/ --quality 5"),
+    ],
+)
 def test_command_help_has_examples(command: str, example: str) -> None:
     result = lcf_cli(command, "--help")
     assert result.exit_code == 0
@@ -156,8 +159,9 @@ def test_validate_files_and_folders(tmp_path: Path, good: Path) -> None:
     assert deep.exit_code == 0 and len(deep.stdout.splitlines()) == 2 and "deeper.lcf" in deep.stdout
 
 
-def test_validate_reports_every_file_and_exits_with_the_first_failure(tmp_path: Path, good: Path, corrupt: Path,
-                                                                      huge: Path) -> None:
+def test_validate_reports_every_file_and_exits_with_the_first_failure(
+    tmp_path: Path, good: Path, corrupt: Path, huge: Path
+) -> None:
     missing = tmp_path / "missing.lcf"
     result = lcf_cli("validate", good, huge, corrupt, missing)
     lines = result.stdout.splitlines()
@@ -211,7 +215,7 @@ def test_validate_every_bit_flip_and_truncation(tmp_path: Path) -> None:
     folder.mkdir()
     for i in range(len(data)):
         for bit in range(8):
-            (folder / f"flip-{i:04d}-{bit}.lcf").write_bytes(data[:i] + bytes([data[i] ^ (1 << bit)]) + data[i + 1:])
+            (folder / f"flip-{i:04d}-{bit}.lcf").write_bytes(data[:i] + bytes([data[i] ^ (1 << bit)]) + data[i + 1 :])
         (folder / f"cut-{i:04d}.lcf").write_bytes(data[:i])
     result = lcf_cli("validate", folder)
     lines = result.stdout.splitlines()
@@ -242,11 +246,14 @@ def test_encode_then_decode(image: Path, tiny_weights: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["back.png", "in.png", "out.lcf"]
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--quality", "9"], 2, "quality"),
-    (["--quality", "0.5"], 2, "quality"),
-    (["--device", "tpu"], 2, "device must be"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--quality", "9"], 2, "quality"),
+        (["--quality", "0.5"], 2, "quality"),
+        (["--device", "tpu"], 2, "device must be"),
+    ],
+)
 def test_encode_usage_errors(image: Path, args: list[str], code: int, message: str) -> None:
     result = lcf_cli("encode", image, "-o", image.parent / "out.lcf", *args)
     assert result.exit_code == code and message in result.stderr
@@ -281,8 +288,9 @@ def test_decode_failures(tmp_path: Path, corrupt: Path, huge: Path, image: Path)
 
 
 def test_batch_lists_a_file_of_other_weights_as_failed(tmp_path: Path, good: Path, tiny_weights: Path) -> None:
-    result = lcf_cli("batch", good.parent, tmp_path / "out", "--to", "png", "--include", "*.lcf",
-                     "--weights", tiny_weights, "--json")
+    result = lcf_cli(
+        "batch", good.parent, tmp_path / "out", "--to", "png", "--include", "*.lcf", "--weights", tiny_weights, "--json"
+    )
     assert result.exit_code == 6
     assert not list((tmp_path / "out").rglob("*.png")) if (tmp_path / "out").exists() else True
 
@@ -296,8 +304,25 @@ def test_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         return api.BatchReport(items=(item, api.BatchItem(Path("b.png"), Path("b.lcf"), "ok")), seconds=1.0)
 
     monkeypatch.setattr(api, "batch", fake_batch)
-    result = lcf_cli("batch", tmp_path, tmp_path / "out", "-q", "6", "--include", "*.png", "--include", "*.jpg",
-                     "--exclude", "raw/*", "-j", "3", "--overwrite", "--max-pixels", "0", "--json")
+    result = lcf_cli(
+        "batch",
+        tmp_path,
+        tmp_path / "out",
+        "-q",
+        "6",
+        "--include",
+        "*.png",
+        "--include",
+        "*.jpg",
+        "--exclude",
+        "raw/*",
+        "-j",
+        "3",
+        "--overwrite",
+        "--max-pixels",
+        "0",
+        "--json",
+    )
     assert result.exit_code == 7
     assert seen["quality"] == 6.0 and seen["to"] == "lcf" and seen["include"] == ("*.png", "*.jpg")
     assert seen["exclude"] == ("raw/*",) and seen["workers"] == 3 and seen["overwrite"] is True
@@ -308,9 +333,14 @@ def test_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert "1 done, 0 skipped, 1 failed" in text.stderr and "FAIL  a.png: bad" in text.stderr
 
 
-@pytest.mark.parametrize("args, code", [
-    (["--to", "PNG!"], 2), (["--workers", "0"], 2), (["--quality", "8"], 2),
-])
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["--to", "PNG!"], 2),
+        (["--workers", "0"], 2),
+        (["--quality", "8"], 2),
+    ],
+)
 def test_batch_usage_errors(tmp_path: Path, args: list[str], code: int) -> None:
     assert lcf_cli("batch", tmp_path, tmp_path / "out", *args).exit_code == code
 
@@ -375,8 +405,9 @@ def test_bench_measures_several_efforts_as_curves(tmp_path: Path, tiny_weights: 
     images.mkdir()
     Image.fromarray(make_rgb_array(64, 64, kind="mixed", seed=7)).save(images / "0.png")
     out = tmp_path / "results"
-    result = lcf_cli("bench", images, "--codecs", "none", "--quick", "--out", out, "--weights", tiny_weights,
-                     "--effort", "0,1")
+    result = lcf_cli(
+        "bench", images, "--codecs", "none", "--quick", "--out", out, "--weights", tiny_weights, "--effort", "0,1"
+    )
     assert result.exit_code == 0, result.output
     assert "lcf-e1" in result.output
     assert json.loads((out / "photos_lcf-e1.json").read_text())["effort"] == 1

@@ -26,8 +26,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many tiny-model runs
 
 
 def lcf(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "lcf_cli.main", *map(str, args)], capture_output=True, text=True,
-                            timeout=300, check=False, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "lcf_cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -112,8 +118,9 @@ def test_effort_help_says_what_it_buys_in_checkable_terms() -> None:
 def test_verbose_shows_size_psnr_and_effort(tmp_path: Path, tiny_weights: Path) -> None:
     src = tmp_path / "photo.png"
     make_rgb(32, 24, "mixed").save(src)
-    result = lcf_in_process("encode", src, "-o", tmp_path / "photo.lcf", "--weights", tiny_weights, "--effort", "1",
-                            "-v")
+    result = lcf_in_process(
+        "encode", src, "-o", tmp_path / "photo.lcf", "--weights", tiny_weights, "--effort", "1", "-v"
+    )
     assert result.exit_code == 0, result.output
     size = (tmp_path / "photo.lcf").stat().st_size
     assert f"32x24, {size} bytes" in result.stderr and " dB, effort 1, " in result.stderr

@@ -49,8 +49,9 @@ def photos(tmp_path: Path) -> list[Path]:
 # -- several inputs ------------------------------------------------------------------------------------------------
 
 
-def test_encode_then_decode_several_files_in_one_call(tmp_path: Path, photos: list[Path], tiny_weights: Path,
-                                                      tiny_codec) -> None:
+def test_encode_then_decode_several_files_in_one_call(
+    tmp_path: Path, photos: list[Path], tiny_weights: Path, tiny_codec
+) -> None:
     out = tmp_path / "out" / "sub"  # created, parents too
     result = lcf("encode", *photos, "-d", out, "--weights", tiny_weights)
     assert result.returncode == 0, result.stderr
@@ -68,8 +69,9 @@ def test_encode_then_decode_several_files_in_one_call(tmp_path: Path, photos: li
     assert result.exit_code == 0 and {"a.png", "b.png"} <= set(tree(back))
 
 
-def test_a_failing_file_is_reported_and_the_rest_are_converted(tmp_path: Path, photos: list[Path],
-                                                               tiny_weights: Path) -> None:
+def test_a_failing_file_is_reported_and_the_rest_are_converted(
+    tmp_path: Path, photos: list[Path], tiny_weights: Path
+) -> None:
     (tmp_path / "not-an-image.png").write_bytes(b"hello")
     inputs = [photos[0], tmp_path / "missing.png", tmp_path / "not-an-image.png", photos[1]]
     result = lcf("encode", *inputs, "-d", tmp_path / "out", "--weights", tiny_weights, "--json")
@@ -84,8 +86,9 @@ def test_a_failing_file_is_reported_and_the_rest_are_converted(tmp_path: Path, p
     assert [f["error"]["exit_code"] for f in doc["files"] if f["status"] == "failed"] == [8, 7]
     assert doc["files"][0]["bytes"] == (tmp_path / "out" / "a.lcf").stat().st_size
     (tmp_path / "bad.lcf").write_bytes(b"\x8bLCF\r\n\x1a\n" + bytes(40))
-    result = lcf("decode", tmp_path / "bad.lcf", tmp_path / "out" / "a.lcf", "-d", tmp_path / "dec",
-                 "--weights", tiny_weights)
+    result = lcf(
+        "decode", tmp_path / "bad.lcf", tmp_path / "out" / "a.lcf", "-d", tmp_path / "dec", "--weights", tiny_weights
+    )
     assert result.returncode in (3, 4) and "FAIL" in result.stderr and "1 decoded, 1 failed" in result.stderr
     assert sorted(tree(tmp_path / "dec")) == ["a.png"]
 
@@ -113,8 +116,9 @@ def test_the_weights_are_loaded_once(tmp_path: Path, photos: list[Path], tiny_we
     monkeypatch.setattr(lcf.codec, "Codec", Counting)
     lcf.codec_cache._codec_for.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["encode", *map(str, photos), "-d", str(tmp_path / "out"),
-                                          "--weights", str(tiny_weights)])
+        result = CliRunner().invoke(
+            app, ["encode", *map(str, photos), "-d", str(tmp_path / "out"), "--weights", str(tiny_weights)]
+        )
     finally:
         lcf.codec_cache._codec_for.cache_clear()
     assert result.exit_code == 0, result.output
@@ -146,8 +150,9 @@ def test_bad_sets_of_inputs_are_refused_before_any_work(tmp_path: Path, photos: 
 # -- outputs without a known suffix, folders as -o ------------------------------------------------------------------
 
 
-def test_decode_to_a_name_without_a_known_suffix_asks_for_to(tmp_path: Path, photos: list[Path], tiny_weights: Path,
-                                                             tiny_codec) -> None:
+def test_decode_to_a_name_without_a_known_suffix_asks_for_to(
+    tmp_path: Path, photos: list[Path], tiny_weights: Path, tiny_codec
+) -> None:
     src = tmp_path / "x.lcf"
     src.write_bytes(tiny_codec.encode(photos[0], 4.0))
     before = tree(tmp_path)
@@ -155,8 +160,10 @@ def test_decode_to_a_name_without_a_known_suffix_asks_for_to(tmp_path: Path, pho
         result = lcf("decode", src, "-o", tmp_path / name, "--weights", tmp_path / "no-weights")
         assert result.returncode == 2, result.stderr
         assert "--to FORMAT" in result.stderr and "format=" not in result.stderr
-    for args, message in ((["-o", tmp_path / "y.png", "--to", "jpeg"], "make them agree"),
-                          (["-o", tmp_path / "y.png", "--to", "nope"], "not an image format")):
+    for args, message in (
+        (["-o", tmp_path / "y.png", "--to", "jpeg"], "make them agree"),
+        (["-o", tmp_path / "y.png", "--to", "nope"], "not an image format"),
+    ):
         result = lcf("decode", src, *args, "--weights", tmp_path / "no-weights")
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert tree(tmp_path) == before
@@ -166,8 +173,9 @@ def test_decode_to_a_name_without_a_known_suffix_asks_for_to(tmp_path: Path, pho
         assert im.format == "TIFF" and im.size == (24, 16)
 
 
-def test_an_existing_folder_as_output_gets_the_input_name(tmp_path: Path, photos: list[Path], tiny_weights: Path,
-                                                          tiny_codec) -> None:
+def test_an_existing_folder_as_output_gets_the_input_name(
+    tmp_path: Path, photos: list[Path], tiny_weights: Path, tiny_codec
+) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
     result = lcf("encode", photos[0], "-o", folder, "--weights", tiny_weights)

@@ -76,8 +76,9 @@ def test_quality_is_checked(quality: object) -> None:
         api.check_quality(quality)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("device, ok", [("cpu", True), ("cuda", True), ("cuda:1", True), ("gpu", False),
-                                        ("cuda:", False), ("CPU", False)])
+@pytest.mark.parametrize(
+    "device, ok", [("cpu", True), ("cuda", True), ("cuda:1", True), ("gpu", False), ("cuda:", False), ("CPU", False)]
+)
 def test_device_is_checked(device: str, ok: bool) -> None:
     if ok:
         assert api.check_device(device) == device

@@ -60,9 +60,9 @@ def test_thread_count_does_not_change_the_bits(tiny_weights):
         one = Codec(tiny_weights)
         data_1 = one.encode(img, 5.0)
         assert data_1 == data_2
-        got_1 = one.decode(data_2)      # encoded with 2 threads, decoded with 1
+        got_1 = one.decode(data_2)  # encoded with 2 threads, decoded with 1
         torch.set_num_threads(2)
-        got_2 = two.decode(data_1)      # and the other way round
+        got_2 = two.decode(data_1)  # and the other way round
         np.testing.assert_array_equal(got_1.symbols.y_hat, got_2.symbols.y_hat)
         np.testing.assert_array_equal(got_1.rgb, got_2.rgb)
     finally:
@@ -250,8 +250,10 @@ def test_large_images_decode_with_g_s_tiles_from_h8_within_the_specs_rounding(ti
     pixels within the spec's ±1 of the whole pass; the memory estimate for decoding drops to encoding's."""
     import lcf.resources as resources_module
 
-    assert resources_module.synthesis_upsamplings(4096, 4096) == 2 \
+    assert (
+        resources_module.synthesis_upsamplings(4096, 4096) == 2
         and resources_module.synthesis_upsamplings(4160, 4096) == 3
+    )
     big = resources_module.DEEP_TILES_PIXELS + 64 * 64
     assert memory_needed_at(big, decoding=True) == memory_needed_at(big) < memory_needed_at(big - 2 * 64 * 64, True)
     img = make_rgb_array(150, 200, kind="mixed", seed=23)

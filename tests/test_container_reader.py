@@ -39,7 +39,7 @@ def test_every_single_byte_change_is_a_clean_error() -> None:
             if value == data[i]:
                 continue
             try:
-                read_container(data[:i] + bytes([value]) + data[i + 1:])
+                read_container(data[:i] + bytes([value]) + data[i + 1 :])
             except CLEAN_ERRORS as exc:
                 assert exc.offset is not None, (i, value, exc)
             else:
@@ -51,7 +51,7 @@ def test_every_single_byte_change_of_an_alpha_file_is_a_clean_error() -> None:
     for i in range(len(data)):
         for value in {data[i] ^ 1, data[i] ^ 0x80, data[i] ^ 0xFF, 0, 0xFF} - {data[i]}:
             with pytest.raises(CLEAN_ERRORS):
-                read_container(data[:i] + bytes([value]) + data[i + 1:])
+                read_container(data[:i] + bytes([value]) + data[i + 1 :])
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"alpha": True, "metadata": True, "unknown": True}])
@@ -252,7 +252,7 @@ def test_a_flipped_bit_in_any_chunk_length_is_corruption_not_a_limit() -> None:
     for chunk in walk_chunks(data):
         for bit in range(32):
             damaged = bytearray(data)
-            damaged[chunk.offset:chunk.offset + 4] = (chunk.length ^ (1 << bit)).to_bytes(4, "big")
+            damaged[chunk.offset : chunk.offset + 4] = (chunk.length ^ (1 << bit)).to_bytes(4, "big")
             with pytest.raises(CorruptDataError) as info:
                 read_container(bytes(damaged))
             assert "Limits(" not in str(info.value), (chunk.type, bit, info.value)

@@ -78,8 +78,11 @@ def test_write_then_read_gives_back_the_same_values(case: tuple[Header, list[Chu
     assert container.chunks == tuple(chunks)
     by_type = {c.type: c.payload for c in chunks}
     assert container.bitmap == by_type["CMAP"]
-    assert (container.hyper, container.anchor, container.nonanchor) == (by_type["HYPR"], by_type["ANCH"],
-                                                                        by_type["NANC"])
+    assert (container.hyper, container.anchor, container.nonanchor) == (
+        by_type["HYPR"],
+        by_type["ANCH"],
+        by_type["NANC"],
+    )
     assert (container.icc, container.exif, container.xmp) == tuple(by_type.get(t) for t in METADATA)
     assert container.alpha == plane
     assert container.unknown == tuple(c for c in chunks if c.type[0].islower() and c.type not in METADATA)
@@ -133,8 +136,7 @@ def test_head_byte_layout_is_pinned() -> None:
     """The layout documented in spec/lcf.md, "HEAD"; the worked example there is this header."""
     payload = pack_header(sample_header())
     assert payload.hex() == (
-        "00000064" "00000032" "00" "00" "0440" "000102030405060708090a0b0c0d0e0f"
-        "000c" "0008" "00000080" "00000040" "07" + b"teacher".hex()
+        "000000640000003200000440000102030405060708090a0b0c0d0e0f000c0008000000800000004007" + b"teacher".hex()
     )
 
 
@@ -146,14 +148,29 @@ def test_spec_example_is_what_the_writer_writes() -> None:
     documented = bytes.fromhex("".join(line[6:] for line in dump.group(1).splitlines()))
     data = sample_file()
     assert documented == data
-    assert len(data) == 174 and data[-12:].hex() == "000000004c454e44" "999c90b0"  # LEND and its CRC
+    assert len(data) == 174 and data[-12:].hex() == "000000004c454e44999c90b0"  # LEND and its CRC
 
 
 @pytest.mark.parametrize(
     "field, value",
-    [("width", 0), ("width", 2**24), ("height", -1), ("color", 2), ("model_id", b"short"), ("quality", 0.99),
-     ("quality", 7.01), ("quality", float("nan")), ("decoder", ""), ("decoder", "x" * 17), ("decoder", "a b"),
-     ("decoder", "é"), ("latent_channels", 0), ("hyper_channels", 65536), ("width", 1.5), ("quality", True)],
+    [
+        ("width", 0),
+        ("width", 2**24),
+        ("height", -1),
+        ("color", 2),
+        ("model_id", b"short"),
+        ("quality", 0.99),
+        ("quality", 7.01),
+        ("quality", float("nan")),
+        ("decoder", ""),
+        ("decoder", "x" * 17),
+        ("decoder", "a b"),
+        ("decoder", "é"),
+        ("latent_channels", 0),
+        ("hyper_channels", 65536),
+        ("width", 1.5),
+        ("quality", True),
+    ],
 )
 def test_invalid_header_fields_are_refused(field: str, value: object) -> None:
     with pytest.raises(FormatError, match=field.split("_")[0]):

@@ -29,8 +29,27 @@ def load(path: str):
 def test_sweep_catches_every_damage_the_crc_covers(tiny_weights, tmp_path):
     sweep = load("benchmarks/corruption_sweep.py")
     out = tmp_path / "sweep.md"
-    assert sweep.main(["--weights", str(tiny_weights), "--small", "16x16", "--large", "", "--random", "30",
-                       "--random-deep", "10", "--bombs", "128", "--out", str(out)]) == 0
+    assert (
+        sweep.main(
+            [
+                "--weights",
+                str(tiny_weights),
+                "--small",
+                "16x16",
+                "--large",
+                "",
+                "--random",
+                "30",
+                "--random-deep",
+                "10",
+                "--bombs",
+                "128",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| **all** |")]
     assert [r[3] for r in rows] == list(sweep.CLASSES)
     for row in rows:
@@ -52,8 +71,25 @@ def test_sweep_reports_a_decode_that_touches_the_users_folder(tiny_weights, tmp_
 
     monkeypatch.setattr(sweep.api, "decode_file", leaky)
     out = tmp_path / "sweep.md"
-    assert sweep.main(["--weights", str(tiny_weights), "--small", "16x16", "--large", "", "--classes", "truncation",
-                       "--bombs", "", "--out", str(out)]) == 1
+    assert (
+        sweep.main(
+            [
+                "--weights",
+                str(tiny_weights),
+                "--small",
+                "16x16",
+                "--large",
+                "",
+                "--classes",
+                "truncation",
+                "--bombs",
+                "",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "the folder holds ['holiday.png', 'in.lcf', 'out.png']" in out.read_text()
 
 

@@ -53,8 +53,8 @@ def float_mixture(raw: np.ndarray):
         w = (softmax(r[:, 27:30])[:, :, None] * softmax(r[:, 0:9].reshape(-1, 3, 3))).reshape(-1, 9)
     else:
         k, w = 3, softmax(r[:, 0:3])
-    scales = np.clip(np.logaddexp(0, r[:, 2 * k:3 * k]), SCALE_MIN, SCALE_MAX)
-    return w, np.clip(r[:, k:2 * k], -1024, 1024), scales
+    scales = np.clip(np.logaddexp(0, r[:, 2 * k : 3 * k]), SCALE_MIN, SCALE_MAX)
+    return w, np.clip(r[:, k : 2 * k], -1024, 1024), scales
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 300), st.sampled_from([ANCHOR_SLOTS, NONANCHOR_SLOTS]))
@@ -116,7 +116,7 @@ def test_raw_scale_thresholds_are_where_softplus_reaches_the_thresholds():
     raw[:, 6] = np.concatenate([t, t - 1, t + 1])
     got = int_params(raw).scale_idx[:, 0]
     assert got[: len(t)].tolist() == list(range(1, SCALE_LEVELS))
-    assert got[len(t): 2 * len(t)].tolist() == list(range(0, SCALE_LEVELS - 1))
+    assert got[len(t) : 2 * len(t)].tolist() == list(range(0, SCALE_LEVELS - 1))
     sc = np.logaddexp(0, raw[:, 6] / 4096)
     assert np.array_equal(got, np.searchsorted(SCALE_THRESHOLDS, sc, side="right"))
 

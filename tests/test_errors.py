@@ -26,8 +26,16 @@ BUILTIN = {
     UnsupportedImageError: OSError,
     LcfIOError: OSError,
 }
-EXIT_CODES = {LcfError: 1, UsageError: 2, FormatError: 3, CorruptDataError: 4, LimitError: 5,
-              ModelMismatchError: 6, UnsupportedImageError: 7, LcfIOError: 8}
+EXIT_CODES = {
+    LcfError: 1,
+    UsageError: 2,
+    FormatError: 3,
+    CorruptDataError: 4,
+    LimitError: 5,
+    ModelMismatchError: 6,
+    UnsupportedImageError: 7,
+    LcfIOError: 8,
+}
 
 
 @pytest.mark.parametrize("cls", list(BUILTIN))

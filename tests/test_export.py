@@ -61,14 +61,19 @@ def test_values_that_overflow_float16_are_refused(tmp_path):
         export_model(_model(), tmp_path / "w2", dtype="bfloat16")
 
 
-
 def _float_layout_copy(weights, out):
     """The folder as lcf wrote it before integer entropy networks: h_s, ctx, PEN1, PEN2 as float32 tensors."""
     entropy = {k: v for k, v in weights.entropy.items() if not k.startswith(INTEGER_PREFIXES)}
     entropy.update({k: v.numpy() for k, v in float_state(weights.entropy).items()})
     decoders = {name: (weights.decoder_arch(name), weights.decoder(name)) for name in weights.decoder_names}
-    return save_weights(out, model_config=weights.manifest.model_config, encoder=weights.encoder(), entropy=entropy,
-                        decoders=decoders, default_decoder=weights.default_decoder)
+    return save_weights(
+        out,
+        model_config=weights.manifest.model_config,
+        encoder=weights.encoder(),
+        entropy=entropy,
+        decoders=decoders,
+        default_decoder=weights.default_decoder,
+    )
 
 
 def test_float_layout_weights_are_refused_with_the_way_out_and_reexport_converts_them(tmp_path):
@@ -98,8 +103,21 @@ def test_an_encoder_only_run_ships_into_a_copy_with_the_same_model_id(tmp_path, 
     data.mkdir()
     Image.fromarray(make_rgb_array(70, 72, kind="mixed", seed=3)).save(data / "a.png")
     run = tmp_path / "run"
-    train(TrainConfig(data=[str(data)], run=str(run), N=16, M=24, Mz=16, crop=64, batch=2, steps=3, lr=1e-2,
-                      init_weights=str(tiny_weights), train_only="g_a,h_a"))
+    train(
+        TrainConfig(
+            data=[str(data)],
+            run=str(run),
+            N=16,
+            M=24,
+            Mz=16,
+            crop=64,
+            batch=2,
+            steps=3,
+            lr=1e-2,
+            init_weights=str(tiny_weights),
+            train_only="g_a,h_a",
+        )
+    )
     out = tmp_path / "new"
     new = export_encoder(run, tiny_weights, out)
     old = Codec(tiny_weights)

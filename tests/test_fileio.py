@@ -118,6 +118,13 @@ def test_temp_names() -> None:
     assert fileio.temp_path("dir/a.lcf") == Path("dir/.a.lcf.lcf-tmp")
     assert fileio.is_temp_name(".a.lcf.lcf-tmp") and fileio.is_temp_name(".a.png.lcf-tmp")
     assert fileio.is_temp_name(".a.lcf.lcf-tmp-123-0badf00d")  # lcf 0.x batches: never an input (never deleted)
-    for name in ("a.lcf", "a.lcf.lcf-tmp", ".lcf-tmp", "notes.lcf-tmp-4000000-ab.txt", ".a.lcf.lcf-tmp-1-xyz",
-                 ".a.lcf.lcf-tmp-x-0badf00d", ".c.png.1a2b3c4d.tmp"):
+    for name in (
+        "a.lcf",
+        "a.lcf.lcf-tmp",
+        ".lcf-tmp",
+        "notes.lcf-tmp-4000000-ab.txt",
+        ".a.lcf.lcf-tmp-1-xyz",
+        ".a.lcf.lcf-tmp-x-0badf00d",
+        ".c.png.1a2b3c4d.tmp",
+    ):
         assert not fileio.is_temp_name(name), name

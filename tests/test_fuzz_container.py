@@ -33,11 +33,11 @@ def fix_crcs(data: bytearray) -> bytearray:
     """Recompute the CRC of every chunk that can still be framed, so the mutation is judged on its content."""
     pos = 10
     while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
+        length = int.from_bytes(data[pos : pos + 4], "big")
         end = pos + 12 + length
         if end > len(data):
             break
-        data[end - 4:end] = zlib.crc32(data[pos + 4:end - 4]).to_bytes(4, "big")
+        data[end - 4 : end] = zlib.crc32(data[pos + 4 : end - 4]).to_bytes(4, "big")
         pos = end
     return data
 
@@ -54,13 +54,13 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 2:  # insert
             out[i:i] = rng.randbytes(rng.choice((1, 4, 12, 100)))
         elif op == 3:  # delete
-            del out[i:i + rng.choice((1, 4, 12, 100))]
+            del out[i : i + rng.choice((1, 4, 12, 100))]
         elif op == 4:  # duplicate a range
             j = rng.randrange(len(out) + 1)
-            out[j:j] = out[i:i + rng.randrange(1, 40)]
+            out[j:j] = out[i : i + rng.randrange(1, 40)]
         elif op == 5:  # an extreme 32-bit value (lengths, sizes)
             value = rng.choice((0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, rng.randrange(2**32)))
-            out[i:i + 4] = value.to_bytes(4, "big")
+            out[i : i + 4] = value.to_bytes(4, "big")
         elif op == 6:  # truncate
             del out[i:]
     if rng.random() < 0.5:
@@ -70,8 +70,11 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 def check_one(data: bytes) -> None:
     """Read ``data`` every way; only LcfError may come out."""
-    for read in (lambda: read_container(data, LIMITS), lambda: read_header_only(data, LIMITS),
-                 lambda: list(walk_chunks(data, LIMITS))):
+    for read in (
+        lambda: read_container(data, LIMITS),
+        lambda: read_header_only(data, LIMITS),
+        lambda: list(walk_chunks(data, LIMITS)),
+    ):
         try:
             read()
         except LcfError:
@@ -96,7 +99,8 @@ def run(cases: int, seed: int) -> tuple[int, float, float]:
                 pass
             except Exception as exc:  # pragma: no cover - this is the failure being hunted
                 raise AssertionError(
-                    f"case {n} (seed {seed}): {type(exc).__name__}: {exc}; input {data.hex()}") from exc
+                    f"case {n} (seed {seed}): {type(exc).__name__}: {exc}; input {data.hex()}"
+                ) from exc
             worst_time = max(worst_time, time.perf_counter() - start)
             worst_peak = max(worst_peak, tracemalloc.get_traced_memory()[1])
     finally:
@@ -122,6 +126,8 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args()
     result = run(args.cases, args.seed)
-    print(f"seed {args.seed}: {args.cases} cases, {result[0]} accepted, worst {result[1] * 1e3:.1f} ms, "
-          f"peak {result[2]} bytes")
+    print(
+        f"seed {args.seed}: {args.cases} cases, {result[0]} accepted, worst {result[1] * 1e3:.1f} ms, "
+        f"peak {result[2]} bytes"
+    )
     sys.exit(0)

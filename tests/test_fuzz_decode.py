@@ -71,17 +71,21 @@ def apply(payload: bytes, ops) -> bytes:
         elif op == "insert":
             out[i:i] = arg
         elif op == "delete":
-            del out[i:i + arg]
+            del out[i : i + arg]
         elif op == "word":
-            out[i:i + 4] = arg.to_bytes(4, "big")
+            out[i : i + 4] = arg.to_bytes(4, "big")
         elif op == "truncate":
             del out[i:]
     return bytes(out)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(seed=st.integers(0, 10**6), chunk=st.integers(0, 10**6), whole=st.booleans(),
-       ops=st.lists(edits, min_size=1, max_size=4))
+@given(
+    seed=st.integers(0, 10**6),
+    chunk=st.integers(0, 10**6),
+    whole=st.booleans(),
+    ops=st.lists(edits, min_size=1, max_size=4),
+)
 def test_mutants_fail_cleanly_or_decode(fuzz_codec, seeds, seed, chunk, whole, ops):
     data = seeds[seed % len(seeds)]
     if whole:
@@ -135,7 +139,7 @@ def test_unexpected_exceptions_become_corrupt_data(fuzz_codec, seeds, monkeypatc
 def _header_field(data: bytes, offset: int, value: bytes) -> bytes:
     """``data`` with HEAD payload bytes at ``offset`` replaced and HEAD's CRC repaired."""
     out = bytearray(data)
-    out[HEAD_AT + offset:HEAD_AT + offset + len(value)] = value
+    out[HEAD_AT + offset : HEAD_AT + offset + len(value)] = value
     return fuzz.fix_crcs(out)
 
 
@@ -189,9 +193,11 @@ def test_the_codec_path_honours_limits(fuzz_codec, seeds):
 
     data = seeds[6]  # 130 x 20
     small = Limits(max_pixels=130 * 20 - 1)
-    for call in (lambda: fuzz_codec.decode(data, limits=small),
-                 lambda: api.decode_bytes(data, weights=fuzz_codec.weights.root, limits=small),
-                 lambda: api.validate_deep(data, fuzz_codec.weights.root, limits=small)):
+    for call in (
+        lambda: fuzz_codec.decode(data, limits=small),
+        lambda: api.decode_bytes(data, weights=fuzz_codec.weights.root, limits=small),
+        lambda: api.validate_deep(data, fuzz_codec.weights.root, limits=small),
+    ):
         with pytest.raises(LimitError):
             call()
     with pytest.raises(LimitError):
@@ -218,10 +224,25 @@ def test_stream_leftovers_and_truncation_are_corrupt(fuzz_codec, seeds):
 
 def _symbols_file(codec: Codec, symbols: Symbols, width: int, height: int) -> bytes:
     hyper, anchor, nonanchor, _ = codec.code_symbols(symbols)
-    header = Header(width=width, height=height, color=0, model_id=codec.weights.model_id, quality=4.0,
-                    decoder="teacher", latent_channels=codec.config.M, hyper_channels=codec.config.Mz)
-    return write_container(header, [Chunk("CMAP", encode_channel_bitmap(symbols.coded)), Chunk("HYPR", hyper),
-                                    Chunk("ANCH", anchor), Chunk("NANC", nonanchor)])
+    header = Header(
+        width=width,
+        height=height,
+        color=0,
+        model_id=codec.weights.model_id,
+        quality=4.0,
+        decoder="teacher",
+        latent_channels=codec.config.M,
+        hyper_channels=codec.config.Mz,
+    )
+    return write_container(
+        header,
+        [
+            Chunk("CMAP", encode_channel_bitmap(symbols.coded)),
+            Chunk("HYPR", hyper),
+            Chunk("ANCH", anchor),
+            Chunk("NANC", nonanchor),
+        ],
+    )
 
 
 def test_fix_crcs_repairs_every_chunk(seeds):

@@ -19,15 +19,18 @@ from hypothesis import strategies as st
 
 from lcf.errors import FormatError
 
-_spec = importlib.util.spec_from_file_location("fuzz_manifest",
-                                               Path(__file__).parents[1] / "fuzz" / "fuzz_manifest.py")
+_spec = importlib.util.spec_from_file_location("fuzz_manifest", Path(__file__).parents[1] / "fuzz" / "fuzz_manifest.py")
 fuzz = importlib.util.module_from_spec(_spec)
 sys.modules["fuzz_manifest"] = fuzz
 _spec.loader.exec_module(fuzz)
 
 SEEDS = fuzz.manifest_seeds()
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
     | st.sampled_from(fuzz.HOSTILE_VALUES),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
@@ -53,8 +56,9 @@ def test_every_manifest_seed_parses_or_is_refused_as_intended():
 
 
 @settings(max_examples=300, deadline=None)
-@given(seed=st.sampled_from(SEEDS), where=st.integers(0, 10**6), value=json_values,
-       how=st.sampled_from(["replace", "add"]))
+@given(
+    seed=st.sampled_from(SEEDS), where=st.integers(0, 10**6), value=json_values, how=st.sampled_from(["replace", "add"])
+)
 def test_a_manifest_with_any_field_replaced_is_parsed_or_refused(seed, where, value, how):
     doc = json.loads(seed)
     paths = list(fuzz._paths(doc))

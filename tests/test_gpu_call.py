@@ -33,8 +33,14 @@ def _call(workdir: Path, out: Path, *args: str, **env: str) -> subprocess.Comple
     if out.exists():
         shutil.rmtree(out)  # the device empties $OUT before every command
     out.mkdir()
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=workdir, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **env})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **env},
+    )
 
 
 def test_prepare_copies_the_shards_and_a_validation_set_and_says_what_to_carry(tmp_path):
@@ -44,18 +50,33 @@ def test_prepare_copies_the_shards_and_a_validation_set_and_says_what_to_carry(t
     work.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     (work / ".gitignore").write_text("/.data/\n")
-    done = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "3", "00", "01"], cwd=work,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "prepare", str(src), "08", "3", "00", "01"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "carry: .data/val .data/shard-00 .data/shard-01" in done.stdout and "(limit 64 MiB" in done.stdout
     assert sorted(p.name for p in (work / ".data").iterdir()) == ["shard-00", "shard-01", "val"]
     assert sorted(p.name for p in (work / ".data" / "val").iterdir()) == ["80.png", "81.png", "82.png"]
-    again = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "2", "01"], cwd=work,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        ["bash", str(SCRIPT), "prepare", str(src), "08", "2", "01"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0 and "already there: .data/shard-01" in again.stdout
     assert len(list((work / ".data" / "val").iterdir())) == 3  # kept as it was
-    refused = subprocess.run(["bash", str(SCRIPT), "prepare", str(src), "08", "3", "08"], cwd=work,
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        ["bash", str(SCRIPT), "prepare", str(src), "08", "3", "08"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "validation shard" in refused.stderr
 
 
@@ -69,16 +90,36 @@ def test_a_lease_call_without_data_or_arguments_says_what_is_missing(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_60_second_lease_call_fills_its_output_within_the_limits_and_a_second_call_continues(tmp_path,
-                                                                                               tiny_weights):
+def test_a_60_second_lease_call_fills_its_output_within_the_limits_and_a_second_call_continues(tmp_path, tiny_weights):
     work, out = tmp_path / "repo", tmp_path / "out"
     for k in range(2):
         _images(work / ".data" / f"shard-0{k}", 3, 10 * k)
     _images(work / ".data" / "val", 2, 80)
     shutil.copytree(tiny_weights, work / "weights")
-    options = ["--crop", "64", "--tile", "64", "--batches", "2,4", "--student-batch", "2", "--val-batch", "8",
-               "--trial-seconds", "1", "--val-seconds", "15", "--save-seconds", "20", "--print-seconds", "10",
-               "--margin", "8", "--threads", "1"]
+    options = [
+        "--crop",
+        "64",
+        "--tile",
+        "64",
+        "--batches",
+        "2,4",
+        "--student-batch",
+        "2",
+        "--val-batch",
+        "8",
+        "--trial-seconds",
+        "1",
+        "--val-seconds",
+        "15",
+        "--save-seconds",
+        "20",
+        "--print-seconds",
+        "10",
+        "--margin",
+        "8",
+        "--threads",
+        "1",
+    ]
     start = time.monotonic()
     first = _call(work, out, "lease", "1.0", *options)
     wall = time.monotonic() - start
@@ -118,8 +159,12 @@ def test_check_times_the_weights_tiled_and_whole_and_runs_the_conformance_tests(
     assert done.returncode == 0, done.stderr
     with tarfile.open(out / "logs.tgz") as tar:
         names = set(tar.getnames())
-        assert {"logs/device_decode.md", "logs/device_decode_large_default.md", "logs/device_decode_large_none.md",
-                "logs/tests.log"} <= names
+        assert {
+            "logs/device_decode.md",
+            "logs/device_decode_large_default.md",
+            "logs/device_decode_large_none.md",
+            "logs/tests.log",
+        } <= names
         whole = tar.extractfile("logs/device_decode_large_none.md").read().decode()
         tests = tar.extractfile("logs/tests.log").read().decode()
     assert "1 images of" in whole and "(160x96)" in whole and "tiles: g_a whole, g_s whole" in whole

@@ -14,12 +14,15 @@ def _setting(tmp_path, text: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("text", "mode"), [
-    ("always [madvise] never\n", "madvise"),
-    ("[always] madvise never\n", "always"),
-    ("always madvise [never]\n", "never"),
-    ("garbage\n", None),
-])
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("always [madvise] never\n", "madvise"),
+        ("[always] madvise never\n", "always"),
+        ("always madvise [never]\n", "never"),
+        ("garbage\n", None),
+    ],
+)
 def test_kernel_mode_reads_the_bracketed_choice(tmp_path, text, mode):
     assert hugepages.kernel_mode(_setting(tmp_path, text)) == mode
 

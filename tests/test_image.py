@@ -570,8 +570,10 @@ def test_palette_notes_say_rgb_or_rgba() -> None:
 def test_icc_profile_kept_or_dropped_is_a_note_only_when_the_pixels_change() -> None:
     palette = make_palette(15, 9)
     kept = load_image(to_bytes(palette, "PNG", icc_profile=srgb_icc()))
-    assert kept.icc == srgb_icc() and kept.notes == ("palette input converted to RGB",
-                                                     "ICC profile kept: it still describes the converted pixels")
+    assert kept.icc == srgb_icc() and kept.notes == (
+        "palette input converted to RGB",
+        "ICC profile kept: it still describes the converted pixels",
+    )
     cmyk = make_rgb(10, 6, "gradient").convert("CMYK")
     cmyk.info["icc_profile"] = srgb_icc()
     dropped = load_image(cmyk)
@@ -604,12 +606,26 @@ def test_unchanged_inputs_have_no_notes() -> None:
 def _tiff_rgb16(samples: np.ndarray) -> bytes:
     """An uncompressed little-endian 16-bit RGB TIFF (Pillow cannot write one)."""
     h, w, _ = samples.shape
-    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 8 + 2 + 10 * 12 + 4), (259, 3, 1, 1), (262, 3, 1, 2),
-            (273, 4, 1, 8 + 2 + 10 * 12 + 4 + 6), (277, 3, 1, 3), (278, 3, 1, h), (279, 4, 1, samples.size * 2),
-            (284, 3, 1, 1)]
-    ifd = struct.pack("<H", len(tags)) + b"".join(
-        struct.pack("<HHIHH", t, k, n, v, 0) if k == 3 and n == 1 else struct.pack("<HHII", t, k, n, v)
-        for t, k, n, v in tags) + struct.pack("<I", 0)
+    tags = [
+        (256, 3, 1, w),
+        (257, 3, 1, h),
+        (258, 3, 3, 8 + 2 + 10 * 12 + 4),
+        (259, 3, 1, 1),
+        (262, 3, 1, 2),
+        (273, 4, 1, 8 + 2 + 10 * 12 + 4 + 6),
+        (277, 3, 1, 3),
+        (278, 3, 1, h),
+        (279, 4, 1, samples.size * 2),
+        (284, 3, 1, 1),
+    ]
+    ifd = (
+        struct.pack("<H", len(tags))
+        + b"".join(
+            struct.pack("<HHIHH", t, k, n, v, 0) if k == 3 and n == 1 else struct.pack("<HHII", t, k, n, v)
+            for t, k, n, v in tags
+        )
+        + struct.pack("<I", 0)
+    )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<3H", 16, 16, 16) + samples.astype("<u2").tobytes()
 
 

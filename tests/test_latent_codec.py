@@ -69,7 +69,9 @@ def test_the_estimate_is_close_to_the_size(latent) -> None:
 def test_damaged_streams_are_corrupt_data(latent) -> None:
     s = _symbols(5, 4, 4)
     streams, _ = latent.encode(s)
-    for damaged in (Streams(streams.hyper, streams.anchor[:-3], streams.nonanchor),
-                    Streams(streams.hyper, streams.anchor, streams.nonanchor + b"\0\0\0\0")):
+    for damaged in (
+        Streams(streams.hyper, streams.anchor[:-3], streams.nonanchor),
+        Streams(streams.hyper, streams.anchor, streams.nonanchor + b"\0\0\0\0"),
+    ):
         with pytest.raises(CorruptDataError):
             latent.decode(damaged, s.coded, 4, 4)

@@ -39,11 +39,14 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     w = load_weights(a)
     entropy = {k: np.array(v) for k, v in w.entropy.items()}
     entropy["gain.log_gain"] = entropy["gain.log_gain"] + np.asarray(0.25, entropy["gain.log_gain"].dtype)
-    save_weights(root / "b", model_config=w.manifest.model_config, encoder={k: np.array(v) for k, v in
-                 w.encoder().items()}, entropy=entropy,
-                 decoders={"teacher": (w.decoder_arch("teacher"), {k: np.array(v) for k, v in
-                                                                   w.decoder("teacher").items()})},
-                 info={"notes": "tests/test_models.py: model B"})
+    save_weights(
+        root / "b",
+        model_config=w.manifest.model_config,
+        encoder={k: np.array(v) for k, v in w.encoder().items()},
+        entropy=entropy,
+        decoders={"teacher": (w.decoder_arch("teacher"), {k: np.array(v) for k, v in w.decoder("teacher").items()})},
+        info={"notes": "tests/test_models.py: model B"},
+    )
     return a, root / "b"
 
 
@@ -88,7 +91,8 @@ def test_the_two_models_differ(folders: tuple[Path, Path], files: tuple[bytes, b
 
 @pytest.mark.parametrize("layout", ["folders", "parent"])
 def test_files_of_each_model_decode_with_the_model_of_their_header(
-        folders: tuple[Path, Path], files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch, layout: str) -> None:
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch, layout: str
+) -> None:
     path = os.pathsep.join(map(str, folders)) if layout == "folders" else str(folders[0].parent)  # or their parent
     clean_env.setenv(models.PATH_VARIABLE, path)
     for folder, data in zip(folders, files, strict=True):
@@ -99,8 +103,9 @@ def test_files_of_each_model_decode_with_the_model_of_their_header(
     assert api.codec_for_data(files[0]) is not api.codec_for_data(files[1])
 
 
-def test_cli_decode_and_info_by_model_id(folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path,
-                                         clean_env: pytest.MonkeyPatch) -> None:
+def test_cli_decode_and_info_by_model_id(
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
     clean_env.setenv(models.PATH_VARIABLE, str(folders[0].parent))
     for name, folder, data in zip("ab", folders, files, strict=True):
         src = tmp_path / f"{name}.lcf"
@@ -109,8 +114,13 @@ def test_cli_decode_and_info_by_model_id(folders: tuple[Path, Path], files: tupl
         assert result.exit_code == 0, result.output
         assert (tmp_path / f"{name}.png").is_file()
         doc = json.loads(cli("info", src, "--json").stdout)
-        assert doc["model"] == {"model_id": model_id(folder).hex(), "installed": True, "weights": str(folder),
-                                "source": "LCF_WEIGHTS_PATH", "problem": None}
+        assert doc["model"] == {
+            "model_id": model_id(folder).hex(),
+            "installed": True,
+            "weights": str(folder),
+            "source": "LCF_WEIGHTS_PATH",
+            "problem": None,
+        }
         text = cli("info", src).stdout
         assert f"needs     model {model_id(folder).hex()}, installed: {folder} (LCF_WEIGHTS_PATH)" in text
     listed = json.loads(cli("info", "--json").stdout)["models"]
@@ -118,8 +128,9 @@ def test_cli_decode_and_info_by_model_id(folders: tuple[Path, Path], files: tupl
     assert listed[0]["source"] == "packaged" and listed[0]["encodes"] is True
 
 
-def test_forcing_the_wrong_weights_names_the_model_needed(folders: tuple[Path, Path], files: tuple[bytes, bytes],
-                                                         tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+def test_forcing_the_wrong_weights_names_the_model_needed(
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
     a, b = folders
     clean_env.setenv(models.PATH_VARIABLE, str(b))
     with pytest.raises(ModelMismatchError) as caught:
@@ -141,8 +152,9 @@ def test_forcing_the_wrong_weights_names_the_model_needed(folders: tuple[Path, P
     assert np.array_equal(api.decode_array(files[0]), api.decode_array(files[0], weights=a))
 
 
-def test_a_missing_model_says_which_and_where_to_get_it(folders: tuple[Path, Path], files: tuple[bytes, bytes],
-                                                       tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+def test_a_missing_model_says_which_and_where_to_get_it(
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
     a, b = folders
     clean_env.setenv(models.PATH_VARIABLE, str(a))
     with pytest.raises(ModelMismatchError) as caught:
@@ -176,8 +188,9 @@ def test_damage_is_reported_before_a_missing_model(files: tuple[bytes, bytes], c
         api.decode_array(bytes(data))
 
 
-def test_released_decode_only_copy(folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path,
-                                   clean_env: pytest.MonkeyPatch) -> None:
+def test_released_decode_only_copy(
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
     """A packaged folder (A) with the older model B released beside it in released/<model id>/."""
     a, b = folders
     packaged = tmp_path / "weights"
@@ -185,8 +198,9 @@ def test_released_decode_only_copy(folders: tuple[Path, Path], files: tuple[byte
     clean_env.setattr(lcf_weights, "DEFAULT_WEIGHTS", packaged)
     assert models.main(["release", str(b), "--out", str(packaged / "released" / model_id(b).hex())]) == 0
     copy = packaged / "released" / model_id(b).hex()
-    assert sorted(p.name for p in copy.iterdir()) == sorted([MANIFEST, "entropy.safetensors",
-                                                              "decoder-teacher.safetensors"])
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        [MANIFEST, "entropy.safetensors", "decoder-teacher.safetensors"]
+    )
     assert (copy / "entropy.safetensors").read_bytes() == (b / "entropy.safetensors").read_bytes()
     loaded = load_weights(copy)
     assert loaded.model_id == model_id(b) and loaded.decoder_names == ["teacher"]
@@ -194,8 +208,10 @@ def test_released_decode_only_copy(folders: tuple[Path, Path], files: tuple[byte
     assert models.folder_bytes(copy) == sum(p.stat().st_size for p in copy.iterdir())
 
     registry = models.installed_models()
-    assert [(m.model_id, m.source, m.encodes) for m in registry.models] == [(model_id(a), "packaged", True),
-                                                                           (model_id(b), "released", False)]
+    assert [(m.model_id, m.source, m.encodes) for m in registry.models] == [
+        (model_id(a), "packaged", True),
+        (model_id(b), "released", False),
+    ]
     codec = api.codec_for_data(files[1])
     assert codec.weights.root == copy.resolve()
     assert np.array_equal(api.decode_array(files[1]), api.decode_array(files[1], weights=b))
@@ -210,8 +226,9 @@ def test_released_decode_only_copy(folders: tuple[Path, Path], files: tuple[byte
     assert not (tmp_path / "other").exists()
 
 
-def test_release_copy_default_place_and_interrupted_copy(folders: tuple[Path, Path], tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_release_copy_default_place_and_interrupted_copy(
+    folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "w"
     shutil.copytree(folders[1], src)
     copy = models.release_copy(src)
@@ -226,8 +243,9 @@ def test_release_copy_default_place_and_interrupted_copy(folders: tuple[Path, Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # neither the copy nor its temporary folder
 
 
-def test_folders_that_cannot_be_read_are_skipped_and_named(folders: tuple[Path, Path], files: tuple[bytes, bytes],
-                                                           tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+def test_folders_that_cannot_be_read_are_skipped_and_named(
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
     a, b = folders
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -237,8 +255,10 @@ def test_folders_that_cannot_be_read_are_skipped_and_named(folders: tuple[Path, 
     shutil.copytree(a, packaged)
     shutil.copytree(b, packaged / "released" / ("0" * 32))  # a released folder not named after its model id
     clean_env.setattr(lcf_weights, "DEFAULT_WEIGHTS", packaged)
-    clean_env.setenv(models.PATH_VARIABLE, os.pathsep.join([str(bad), str(tmp_path / "missing"), "",
-                                                            str(tmp_path / "empty"), str(b)]))
+    clean_env.setenv(
+        models.PATH_VARIABLE,
+        os.pathsep.join([str(bad), str(tmp_path / "missing"), "", str(tmp_path / "empty"), str(b)]),
+    )
     registry = models.installed_models()
     assert [m.root for m in registry.models] == [packaged, b]
     reasons = {s.root.name: s.reason for s in registry.skipped}

@@ -22,8 +22,22 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 M, MZ = 12, 8
 # values that sit on or beyond the input clip (±2**16) and the int32 range
-EXTREME_SYMBOLS = (0, 1, -1, 2**16 - 1, 2**16, 2**16 + 1, -(2**16), -(2**16) - 1, 10**9, -(10**9), 2**31 - 1,
-                   -(2**31), 2**40, -(2**40))
+EXTREME_SYMBOLS = (
+    0,
+    1,
+    -1,
+    2**16 - 1,
+    2**16,
+    2**16 + 1,
+    -(2**16),
+    -(2**16) - 1,
+    10**9,
+    -(10**9),
+    2**31 - 1,
+    -(2**31),
+    2**40,
+    -(2**40),
+)
 EXTREME_ACTIVATIONS = (0, 1, -1, 2**28, -(2**28), 2**28 - 1, -(2**28) + 1, 2**27, -(2**27))
 
 
@@ -33,8 +47,11 @@ def _tiny_model(m: int = M) -> lcf.nn.LcfModel:
 
 
 def _shapes(model) -> dict[str, tuple[int, ...]]:
-    return {k[: -len(".weight")]: tuple(v.shape) for k, v in model.state_dict().items()
-            if k.startswith(integer.INTEGER_PREFIXES) and k.endswith(".weight")}
+    return {
+        k[: -len(".weight")]: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if k.startswith(integer.INTEGER_PREFIXES) and k.endswith(".weight")
+    }
 
 
 @functools.cache
@@ -94,8 +111,13 @@ def _arrays(draw, shape, extremes, limit):
     return np.where(rng.random(shape) < share, rng.choice(np.array(extremes, np.int64), shape), v)
 
 
-@given(data=st.data(), variant=st.sampled_from(VARIANTS), batch=st.integers(1, 2), hz=st.integers(1, 3),
-       wz=st.integers(1, 3))
+@given(
+    data=st.data(),
+    variant=st.sampled_from(VARIANTS),
+    batch=st.integers(1, 2),
+    hz=st.integers(1, 3),
+    wz=st.integers(1, 3),
+)
 def test_hyper_and_pens_equal_the_int64_reference(data, variant, batch, hz, wz) -> None:
     net, ref = _variant(variant)
     z = data.draw(_arrays((batch, MZ, hz, wz), EXTREME_SYMBOLS, 10**9))
@@ -108,8 +130,9 @@ def test_hyper_and_pens_equal_the_int64_reference(data, variant, batch, hz, wz) 
     np.testing.assert_array_equal(_ints(net.nonanchor(_f64(t1), y)), ref.nonanchor(t1_ref, y))
 
 
-@given(data=st.data(), variant=st.sampled_from(VARIANTS), batch=st.integers(1, 2), h=st.integers(1, 7),
-       w=st.integers(1, 7))
+@given(
+    data=st.data(), variant=st.sampled_from(VARIANTS), batch=st.integers(1, 2), h=st.integers(1, 7), w=st.integers(1, 7)
+)
 def test_pens_equal_the_int64_reference_on_any_activations(data, variant, batch, h, w) -> None:
     """T1 of any shape (odd sizes included) with activations anywhere in [-2**28, 2**28]; ŷ beyond the clip."""
     net, ref = _variant(variant)
@@ -121,8 +144,13 @@ def test_pens_equal_the_int64_reference_on_any_activations(data, variant, batch,
     np.testing.assert_array_equal(_ints(net.nonanchor(_f64(t1), y)), ref.nonanchor(t1, y))
 
 
-@given(data=st.data(), variant=st.sampled_from(VARIANTS), band=st.sampled_from([1, 7, 900]), hz=st.integers(1, 3),
-       wz=st.integers(1, 3))
+@given(
+    data=st.data(),
+    variant=st.sampled_from(VARIANTS),
+    band=st.sampled_from([1, 7, 900]),
+    hz=st.integers(1, 3),
+    wz=st.integers(1, 3),
+)
 def test_layers_run_in_bands_of_rows_equal_the_int64_reference(data, variant, band, hz, wz) -> None:
     """Where a k x k layer would unfold more than BAND_ELEMENTS inputs it runs on bands of rows with their k // 2
     neighbouring rows (h_s with its pixel shuffles, the context convolution): the same integers, down to bands of
@@ -138,8 +166,13 @@ def test_layers_run_in_bands_of_rows_equal_the_int64_reference(data, variant, ba
     np.testing.assert_array_equal(_ints(net.pen2(t1, ctx)), ref.nonanchor(t1_ref, y))
 
 
-@given(data=st.data(), variant=st.sampled_from(VARIANTS), band=st.sampled_from([1, 50, 1 << 22]),
-       h=st.integers(1, 7), w=st.integers(1, 7))
+@given(
+    data=st.data(),
+    variant=st.sampled_from(VARIANTS),
+    band=st.sampled_from([1, 50, 1 << 22]),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+)
 def test_context_at_the_nonanchors_equals_the_int64_reference_there(data, variant, band, h, w) -> None:
     """context(ŷ, nonanchors) computes ctx only at the non-anchor positions, over the taps that can reach an anchor,
     a block of positions at a time: the reference's integers there, zeros elsewhere."""
@@ -161,6 +194,7 @@ def test_pens_are_pointwise() -> None:
     t1 = torch.from_numpy(rng.integers(-(2**20), 2**20, (1, 2 * M, 5, 6)).astype(np.float64))
     ctx = net.context(rng.integers(-40, 40, (1, M, 5, 6)))
     index = torch.tensor([0, 7, 29, 13])
+
     def gather(t):
         return t.flatten(2)[:, :, index, None]
 
@@ -198,8 +232,8 @@ def test_outputs_do_not_depend_on_threads_or_batching(variant) -> None:
             results.append([_ints(t1), _ints(net.anchor(t1)), _ints(net.nonanchor(t1, y))])
             separate = []
             for b in range(2):
-                t1b = net.hyper(z[b:b + 1])
-                separate.append([_ints(t1b), _ints(net.anchor(t1b)), _ints(net.nonanchor(t1b, y[b:b + 1]))])
+                t1b = net.hyper(z[b : b + 1])
+                separate.append([_ints(t1b), _ints(net.anchor(t1b)), _ints(net.nonanchor(t1b, y[b : b + 1]))])
             results.append([np.concatenate(parts) for parts in zip(*separate, strict=True)])
     finally:
         torch.set_num_threads(threads)

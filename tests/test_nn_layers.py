@@ -54,9 +54,18 @@ def _reference(m, x):
     return x + trunk * torch.sigmoid(m.mask[-1](mask))
 
 
-@pytest.mark.parametrize("make", [lambda: GDN(6), lambda: GDN(6, inverse=True), lambda: ResidualBlock(6, 6),
-                                  lambda: ResidualBlock(6, 4), lambda: ResidualBlockWithStride(6, 4),
-                                  lambda: ResidualBlockUpsample(6, 4), lambda: SimplifiedAttention(6)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GDN(6),
+        lambda: GDN(6, inverse=True),
+        lambda: ResidualBlock(6, 6),
+        lambda: ResidualBlock(6, 4),
+        lambda: ResidualBlockWithStride(6, 4),
+        lambda: ResidualBlockUpsample(6, 4),
+        lambda: SimplifiedAttention(6),
+    ],
+)
 def test_layers_equal_their_out_of_place_formulas_forward_and_backward(make):
     torch.manual_seed(0)
     m = make()

@@ -70,8 +70,9 @@ def test_training_forward_shapes_finite_loss_and_gradients(model):
 
 def _stream_view(theta: MixtureTensors, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(weights, means, scales) of a float MixtureTensors as (elements, K) arrays, elements channel-major."""
-    return tuple(t[0].double().numpy().transpose(0, 2, 3, 1).reshape(-1, k) for t in (theta.weights, theta.means,
-                                                                                       theta.scales))
+    return tuple(
+        t[0].double().numpy().transpose(0, 2, 3, 1).reshape(-1, k) for t in (theta.weights, theta.means, theta.scales)
+    )
 
 
 def test_integer_path_agrees_with_the_float_model_it_was_made_from(model):

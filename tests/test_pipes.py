@@ -83,17 +83,21 @@ def test_an_error_leaves_standard_output_empty(tmp_path: Path, lcf_file: Path, t
     assert names(tmp_path) == ["a.lcf", "a.png"]  # no temporary file left either
 
 
-@pytest.mark.parametrize("args, message", [
-    (["decode", "A.LCF", "-o", "-"], "--to FORMAT"),
-    (["decode", "A.LCF", "-o", "-", "--to", "lcf"], "--reencode"),
-    (["decode", "-", "-o", "A.LCF"], "--reencode"),
-    (["encode", "A.PNG", "-o", "-", "--json"], "--json"),
-    (["encode", "-", "-d", "out"], "-d DIR"),
-    (["encode", "-", "-o", "."], "is a folder"),
-    (["decode", "-", "A.LCF", "-d", "out"], "only be the one SRC"),
-])
-def test_what_pipes_refuse_before_any_work(tmp_path: Path, png: Path, lcf_file: Path, args: list[str],
-                                           message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["decode", "A.LCF", "-o", "-"], "--to FORMAT"),
+        (["decode", "A.LCF", "-o", "-", "--to", "lcf"], "--reencode"),
+        (["decode", "-", "-o", "A.LCF"], "--reencode"),
+        (["encode", "A.PNG", "-o", "-", "--json"], "--json"),
+        (["encode", "-", "-d", "out"], "-d DIR"),
+        (["encode", "-", "-o", "."], "is a folder"),
+        (["decode", "-", "A.LCF", "-d", "out"], "only be the one SRC"),
+    ],
+)
+def test_what_pipes_refuse_before_any_work(
+    tmp_path: Path, png: Path, lcf_file: Path, args: list[str], message: str
+) -> None:
     args = [{"A.LCF": lcf_file, "A.PNG": png}.get(a, a) for a in args]
     before = names(tmp_path)
     result = lcf(*args, "--weights", tmp_path / "no-weights", cwd=tmp_path, input=lcf_file.read_bytes())
@@ -118,8 +122,7 @@ def test_a_terminal_is_refused_for_binary_data(tmp_path: Path, png: Path) -> Non
 def test_a_redirection_onto_the_input_is_refused(tmp_path: Path, png: Path, lcf_file: Path) -> None:
     original = lcf_file.read_bytes()
     with open(lcf_file, "ab") as append:  # lcf decode a.lcf -o - --to png >> a.lcf
-        result = lcf("decode", lcf_file, "-o", "-", "--to", "png", "--weights", tmp_path / "no-weights",
-                     stdout=append)
+        result = lcf("decode", lcf_file, "-o", "-", "--to", "png", "--weights", tmp_path / "no-weights", stdout=append)
     assert result.returncode == 2 and "would destroy the input" in result.stderr
     with open(png, "rb") as source:  # lcf encode - -o a.png < a.png
         result = lcf("encode", "-", "-o", png, "--weights", tmp_path / "no-weights", stdin=source)
@@ -130,8 +133,12 @@ def test_a_redirection_onto_the_input_is_refused(tmp_path: Path, png: Path, lcf_
 def test_a_closed_pipe_is_an_output_error(tmp_path: Path, tiny_weights: Path, tiny_codec) -> None:
     big = tmp_path / "big.lcf"  # its PPM (120 kB) is more than a pipe holds
     big.write_bytes(tiny_codec.encode(make_rgb(200, 200, "noise"), 4.0))
-    run = subprocess.Popen(command("decode", big, "-o", "-", "--to", "ppm", "--weights", tiny_weights),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    run = subprocess.Popen(
+        command("decode", big, "-o", "-", "--to", "ppm", "--weights", tiny_weights),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     run.stdout.close()  # as `| head -c 10` does
     stderr = run.stderr.read().decode()
     assert run.wait(timeout=300) == 8, stderr

@@ -24,17 +24,35 @@ STEP = 1 / 256
 # -- sizes ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, size", [
-    ("12000", 12000), (12000, 12000), ("10KB", 10_000), ("10kb", 10_000), ("10 kB", 10_000), ("10k", 10_000),
-    ("1.5MB", 1_500_000), ("1.5M", 1_500_000), ("2MiB", 2 * 1024 * 1024), ("1KiB", 1024), ("0.5GiB", 1 << 29),
-    ("3GB", 3_000_000_000), ("4.35KB", 4350), ("1.0005kB", 1000), (" 7B ", 7), (".5kB", 500), ("2.", 2),
-])
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("12000", 12000),
+        (12000, 12000),
+        ("10KB", 10_000),
+        ("10kb", 10_000),
+        ("10 kB", 10_000),
+        ("10k", 10_000),
+        ("1.5MB", 1_500_000),
+        ("1.5M", 1_500_000),
+        ("2MiB", 2 * 1024 * 1024),
+        ("1KiB", 1024),
+        ("0.5GiB", 1 << 29),
+        ("3GB", 3_000_000_000),
+        ("4.35KB", 4350),
+        ("1.0005kB", 1000),
+        (" 7B ", 7),
+        (".5kB", 500),
+        ("2.", 2),
+    ],
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "KB", "10XB", "-5", "0", "0.4", "0kB", "1e3", "1..5MB", "10 K B", "ten",
-                                  True, "10kbit"])
+@pytest.mark.parametrize(
+    "text", ["", "KB", "10XB", "-5", "0", "0.4", "0kB", "1e3", "1..5MB", "10 K B", "ten", True, "10kbit"]
+)
 def test_parse_size_refuses(text):
     with pytest.raises(UsageError) as info:
         parse_size(text)
@@ -44,14 +62,22 @@ def test_parse_size_refuses(text):
 def test_target_checks_its_value():
     assert Target.size("1.5kB") == Target("size", 1500)
     assert Target("size", 1500.0).value == 1500
-    for kind, value in [("size", 0), ("size", 10.5), ("bpp", -1), ("psnr", math.inf), ("psnr", math.nan),
-                        ("bpp", True), ("quality", 3), ("psnr", "30")]:
+    for kind, value in [
+        ("size", 0),
+        ("size", 10.5),
+        ("bpp", -1),
+        ("psnr", math.inf),
+        ("psnr", math.nan),
+        ("bpp", True),
+        ("quality", 3),
+        ("psnr", "30"),
+    ]:
         with pytest.raises(UsageError):
             Target(kind, value)
 
 
 def test_bpp_target_is_a_byte_limit_rounded_down():
-    assert Target("bpp", 0.5).max_bytes(1000) == 62     # 62.5 bytes: 62 fit, 63 would be 0.504 bpp
+    assert Target("bpp", 0.5).max_bytes(1000) == 62  # 62.5 bytes: 62 fit, 63 would be 0.504 bpp
     assert Target("bpp", 0.5).max_bytes(1008) == 63
     assert Target("size", 999).max_bytes(5) == 999
 
@@ -187,10 +213,14 @@ def test_a_psnr_too_high_is_refused_with_the_best_psnr(tiny_codec, rgb):
     assert kept.data == plain(tiny_codec, rgb, kept.quality)
 
 
-@pytest.mark.parametrize("image", [
-    make_rgba(40, 30, "gradient", alpha="noise"),
-    make_gray(33, 20, "edges"),
-], ids=["rgba", "gray"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        make_rgba(40, 30, "gradient", alpha="noise"),
+        make_gray(33, 20, "edges"),
+    ],
+    ids=["rgba", "gray"],
+)
 def test_alpha_gray_and_metadata_files_are_plain_encodes(tiny_codec, image):
     image.info["icc_profile"] = srgb_icc()
     image.info["exif"] = exif_bytes(orientation=1)
@@ -208,8 +238,9 @@ def test_effort_searches_again_with_refined_probes(tiny_codec, rgb):
     rgb = rgb[:32, :40]
     limit = len(plain(tiny_codec, rgb, 4.0))
     steps: list[tuple[int, int]] = []
-    result = encode_to_target(tiny_codec, rgb, Target("size", limit), effort=1,
-                              progress=lambda done, total: steps.append((done, total)))
+    result = encode_to_target(
+        tiny_codec, rgb, Target("size", limit), effort=1, progress=lambda done, total: steps.append((done, total))
+    )
     assert result.met and result.effort == 1 and result.bytes <= limit
     assert result.data == plain(tiny_codec, rgb, result.quality, effort=1)  # a plain encode at effort 1
     refined = [p for p in result.probes if p.effort == 1]
@@ -265,12 +296,18 @@ def lcf_cli(*args):
 def test_cli_target_size_writes_a_plain_encode_at_the_quality_it_reports(tmp_path, source, tiny_weights):
     limit = len(api.encode_image(source, quality=3.0, weights=tiny_weights))
     out = tmp_path / "t.lcf"
-    result = lcf_cli("encode", source, "-o", out, "--target-size", f"{limit}B", "--weights", tiny_weights,
-                     "--json", "-v")
+    result = lcf_cli(
+        "encode", source, "-o", out, "--target-size", f"{limit}B", "--weights", tiny_weights, "--json", "-v"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["target"] == {"kind": "size", "value": limit, "met": True, "probes": report["target"]["probes"],
-                                "message": None}
+    assert report["target"] == {
+        "kind": "size",
+        "value": limit,
+        "met": True,
+        "probes": report["target"]["probes"],
+        "message": None,
+    }
     assert out.stat().st_size == report["bytes"] <= limit and report["quality"] >= 3.0
     assert report["psnr"] == api.psnr(np.asarray(Image.open(source)), lcf_decode(out, tiny_weights))  # -v measures
     assert f"target {limit:,} bytes met: quality {report['quality']!r}" in result.stderr
@@ -288,16 +325,19 @@ def lcf_decode(path, weights):
 
 def test_cli_target_psnr_and_bpp(tmp_path, source, tiny_weights):
     rgb = np.asarray(Image.open(source))
-    goal = api.psnr(rgb, api.decode_array(api.encode_image(source, quality=5.0, weights=tiny_weights),
-                                          weights=tiny_weights))
-    result = lcf_cli("encode", source, "-o", tmp_path / "p.lcf", "--target-psnr", f"{goal!r}", "--weights",
-                     tiny_weights, "--json")
+    goal = api.psnr(
+        rgb, api.decode_array(api.encode_image(source, quality=5.0, weights=tiny_weights), weights=tiny_weights)
+    )
+    result = lcf_cli(
+        "encode", source, "-o", tmp_path / "p.lcf", "--target-psnr", f"{goal!r}", "--weights", tiny_weights, "--json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["target"]["kind"] == "psnr" and report["target"]["met"] and report["psnr"] >= goal
     assert report["psnr"] == api.psnr(rgb, lcf_decode(tmp_path / "p.lcf", tiny_weights))  # known without -v
-    result = lcf_cli("encode", source, "-o", tmp_path / "b.lcf", "--target-bpp", "2.5", "--weights", tiny_weights,
-                     "--json")
+    result = lcf_cli(
+        "encode", source, "-o", tmp_path / "b.lcf", "--target-bpp", "2.5", "--weights", tiny_weights, "--json"
+    )
     report = json.loads(result.stdout)
     assert result.exit_code == 0 and report["bpp"] <= 2.5 and report["target"]["kind"] == "bpp"
 
@@ -318,24 +358,28 @@ def test_cli_unreachable_target_exits_9_and_writes_nothing(tmp_path, source, tin
     assert "--keep-nearest" in result.stderr and str(source) in result.stderr
     result = lcf_cli("encode", source, "-o", out, "--target-psnr", "99", "--weights", tiny_weights)
     assert result.exit_code == 9 and "no quality reaches 99 dB PSNR: the best is" in result.stderr
-    result = lcf_cli("encode", source, "-o", out, "--target-size", "50", "--keep-nearest", "--weights", tiny_weights,
-                     "--json")
+    result = lcf_cli(
+        "encode", source, "-o", out, "--target-size", "50", "--keep-nearest", "--weights", tiny_weights, "--json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["target"]["met"] is False and report["quality"] == 1.0 and out.stat().st_size == smallest
     assert "warning:" in result.stderr and "wrote the nearest file" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-q", "5", "--target-size", "1KB"], "--quality and --target-size cannot be combined"),
-    (["--target-size", "1KB", "--target-psnr", "30"], "--target-size and --target-psnr cannot be combined"),
-    (["--target-bpp", "0.5", "--target-psnr", "30"], "--target-bpp and --target-psnr cannot be combined"),
-    (["--keep-nearest"], "--keep-nearest needs a target"),
-    (["--target-size", "10XB"], "--target-size: '10XB' is not a size"),
-    (["--target-size", "0"], "--target-size: a target size must be at least 1 byte"),
-    (["--target-bpp", "-1"], "--target-bpp: a bpp target must be a positive number"),
-    (["--target-psnr", "inf"], "--target-psnr: a psnr target must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-q", "5", "--target-size", "1KB"], "--quality and --target-size cannot be combined"),
+        (["--target-size", "1KB", "--target-psnr", "30"], "--target-size and --target-psnr cannot be combined"),
+        (["--target-bpp", "0.5", "--target-psnr", "30"], "--target-bpp and --target-psnr cannot be combined"),
+        (["--keep-nearest"], "--keep-nearest needs a target"),
+        (["--target-size", "10XB"], "--target-size: '10XB' is not a size"),
+        (["--target-size", "0"], "--target-size: a target size must be at least 1 byte"),
+        (["--target-bpp", "-1"], "--target-bpp: a bpp target must be a positive number"),
+        (["--target-psnr", "inf"], "--target-psnr: a psnr target must be a positive number"),
+    ],
+)
 def test_cli_refuses_conflicting_or_bad_targets(tmp_path, source, tiny_weights, args, message):
     out = tmp_path / "x.lcf"
     result = lcf_cli("encode", source, "-o", out, *args, "--weights", tiny_weights)
@@ -349,8 +393,18 @@ def test_cli_several_files_each_get_their_own_quality(tmp_path, tiny_weights):
     for kind in ("text", "noise"):
         srcs.append(tmp_path / f"{kind}.png")
         make_rgb(64, 48, kind).save(srcs[-1])
-    result = lcf_cli("encode", *srcs, "-d", tmp_path / "out", "--target-size", "700", "--keep-nearest",
-                     "--weights", tiny_weights, "--json")
+    result = lcf_cli(
+        "encode",
+        *srcs,
+        "-d",
+        tmp_path / "out",
+        "--target-size",
+        "700",
+        "--keep-nearest",
+        "--weights",
+        tiny_weights,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     files = json.loads(result.stdout)["files"]
     assert len(files) == 2 and all(f["target"]["kind"] == "size" for f in files)
@@ -376,19 +430,32 @@ def test_cli_batch_targets(tmp_path, tiny_weights):
     small = min(sizes.values()) - 1  # no quality fits either file
     result = lcf_cli("batch", src, tmp_path / "out2", "--target-size", str(small), "--weights", tiny_weights)
     assert result.exit_code == 9 and result.stderr.count("FAIL") == 2 and "the smallest file is" in result.stderr
-    result = lcf_cli("batch", src, tmp_path / "out3", "--target-size", str(small), "--keep-nearest", "--weights",
-                     tiny_weights)
+    result = lcf_cli(
+        "batch", src, tmp_path / "out3", "--target-size", str(small), "--keep-nearest", "--weights", tiny_weights
+    )
     assert result.exit_code == 0 and result.stderr.count("NEAREST") == 2
     assert sorted(p.stat().st_size for p in (tmp_path / "out3").rglob("*.lcf")) == sorted(sizes.values())
     result = lcf_cli("batch", tmp_path / "out", tmp_path / "dec", "--to", "png", "--target-psnr", "30")
     assert result.exit_code == 2 and "applies to encoding" in result.stderr
 
 
-@pytest.mark.parametrize("command, words", [
-    ("encode", ["--target-size", "--target-bpp", "--target-psnr", "--keep-nearest", "exit code 9",
-                "lcf encode photo.png -o photo.lcf --target-size 30KB -v"]),
-    ("batch", ["--target-size", "--target-psnr", "--keep-nearest", "lcf batch photos/ small/ --target-size 50KB"]),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        (
+            "encode",
+            [
+                "--target-size",
+                "--target-bpp",
+                "--target-psnr",
+                "--keep-nearest",
+                "exit code 9",
+                "lcf encode photo.png -o photo.lcf --target-size 30KB -v",
+            ],
+        ),
+        ("batch", ["--target-size", "--target-psnr", "--keep-nearest", "lcf batch photos/ small/ --target-size 50KB"]),
+    ],
+)
 def test_cli_help_teaches_targets(command, words):
     result = lcf_cli(command, "--help")
     text = " ".join(result.stdout.split())

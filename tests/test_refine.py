@@ -67,14 +67,32 @@ def test_refinement_never_raises_the_cost_it_measures(shipped):
     q = torch.tensor([3.0])
     with torch.no_grad():
         y = shipped.model.analyse(x, q)
-    result = refine_latents(shipped.model, shipped._entropy_on_device(), shipped.model.decoders["teacher"], x, y,
-                            3.0, 4, height=64, width=64)
+    result = refine_latents(
+        shipped.model,
+        shipped._entropy_on_device(),
+        shipped.model.decoders["teacher"],
+        x,
+        y,
+        3.0,
+        4,
+        height=64,
+        width=64,
+    )
     assert result.cost_after <= result.cost_before
     assert math.isfinite(result.cost_before)
     if result.best_iteration == 0:
         assert torch.equal(torch.round(result.y), torch.round(y))
-    none = refine_latents(shipped.model, shipped._entropy_on_device(), shipped.model.decoders["teacher"], x, y,
-                          3.0, 0, height=64, width=64)
+    none = refine_latents(
+        shipped.model,
+        shipped._entropy_on_device(),
+        shipped.model.decoders["teacher"],
+        x,
+        y,
+        3.0,
+        0,
+        height=64,
+        width=64,
+    )
     assert none.best_iteration == 0 and torch.equal(torch.round(none.y), torch.round(y))
 
 
@@ -134,13 +152,17 @@ def test_cli_encode_and_batch_take_effort(tiny_weights, tmp_path):
     src.mkdir()
     make_rgb(64, 64, "mixed", seed=6).save(src / "a.png")
     runner = CliRunner()
-    out = runner.invoke(app, ["encode", str(src / "a.png"), "-o", str(tmp_path / "a.lcf"), "--effort", "1",
-                              "--weights", str(tiny_weights)])
+    out = runner.invoke(
+        app,
+        ["encode", str(src / "a.png"), "-o", str(tmp_path / "a.lcf"), "--effort", "1", "--weights", str(tiny_weights)],
+    )
     assert out.exit_code == 0, out.output
     expected = Codec(tiny_weights).encode(np.asarray(make_rgb(64, 64, "mixed", seed=6)), 4.0, effort=1)
     assert (tmp_path / "a.lcf").read_bytes() == expected
-    bad = runner.invoke(app, ["encode", str(src / "a.png"), "-o", str(tmp_path / "b.lcf"), "--effort", "7",
-                              "--weights", str(tiny_weights)])
+    bad = runner.invoke(
+        app,
+        ["encode", str(src / "a.png"), "-o", str(tmp_path / "b.lcf"), "--effort", "7", "--weights", str(tiny_weights)],
+    )
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert not (tmp_path / "b.lcf").exists()
     done = runner.invoke(app, ["batch", str(src), str(tmp_path / "out"), "-e", "1", "--weights", str(tiny_weights)])
@@ -153,8 +175,13 @@ def test_progress_is_called_after_every_refinement_step(tiny_weights, tmp_path):
 
     calls = []
     make_rgb(48, 32, "noise", seed=8).save(tmp_path / "a.png")
-    report = api.encode_file(tmp_path / "a.png", tmp_path / "a.lcf", effort=2, weights=tiny_weights,
-                             progress=lambda done, total: calls.append((done, total)))
+    report = api.encode_file(
+        tmp_path / "a.png",
+        tmp_path / "a.lcf",
+        effort=2,
+        weights=tiny_weights,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     total = EFFORT_ITERATIONS[2]
     assert calls == [(i, total) for i in range(1, total + 1)]
     assert report.bytes == (tmp_path / "a.lcf").stat().st_size

@@ -92,7 +92,8 @@ class SpecDecoder:
         r2 = self.nets.nonanchor(t1, y.reshape(1, self.M, h, w))  # ŷ_A: zero at non-anchors, skipped channels
         p2 = self.stream_params(r2, NONANCHOR_SLOTS, coded, nonanchors)
         y_coded[:, nonanchors] = decode_mixture_stream(container.nonanchor, p2, self.family_tables).reshape(
-            n, nonanchors.size)
+            n, nonanchors.size
+        )
         y[coded] = y_coded
         return z, y.reshape(self.M, h, w), coded
 
@@ -120,8 +121,18 @@ class SpecDecoder:
         info = self.manifest["decoders"][name]
         arch = {"attention": True, "residual": True, **info["arch"]}
         p = {k: torch.from_numpy(v).to(torch.float64) for k, v in load_file(str(self.folder / info["file"])).items()}
-        layout = [("attn", "attention"), ("rb", "residual"), ("up", None), ("rb", "residual"), ("up", None),
-                  ("attn", "attention"), ("rb", "residual"), ("up", None), ("rb", "residual"), ("out", None)]
+        layout = [
+            ("attn", "attention"),
+            ("rb", "residual"),
+            ("up", None),
+            ("rb", "residual"),
+            ("up", None),
+            ("attn", "attention"),
+            ("rb", "residual"),
+            ("up", None),
+            ("rb", "residual"),
+            ("out", None),
+        ]
         modules = [kind for kind, flag in layout if flag is None or arch[flag]]
         x = y
         for n, kind in enumerate(modules):

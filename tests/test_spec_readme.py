@@ -21,14 +21,24 @@ def python_api_examples() -> list[str]:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.index("## Python API")
     end = readme.find("\n## ", start + 1)
-    section = readme[start:end if end >= 0 else len(readme)]
+    section = readme[start : end if end >= 0 else len(readme)]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
 def test_the_section_has_examples_of_every_entry_point() -> None:
     code = "\n".join(python_api_examples())
-    for name in ("lcf.encode(", "lcf.decode(", "lcf.Codec(", "np.asarray(", "Image.open(", '.save("photo.lcf"',
-                 "api.encode_file(", "api.decode_file(", "api.inspect_file(", "read_container("):
+    for name in (
+        "lcf.encode(",
+        "lcf.decode(",
+        "lcf.Codec(",
+        "np.asarray(",
+        "Image.open(",
+        '.save("photo.lcf"',
+        "api.encode_file(",
+        "api.decode_file(",
+        "api.inspect_file(",
+        "read_container(",
+    ):
         assert name in code, name
 
 

@@ -26,8 +26,8 @@ def raw_tensors(path: Path) -> dict[str, tuple[str, list[int], bytes]]:
     """safetensors by hand: u64 LE header length, JSON header, then the data; key -> (dtype name, shape, bytes)."""
     data = path.read_bytes()
     (n,) = struct.unpack_from("<Q", data)
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
+    header = json.loads(data[8 : 8 + n])
+    body = data[8 + n :]
     out = {}
     for key, meta in header.items():
         if key == "__metadata__":
@@ -133,9 +133,12 @@ def test_no_placeholder_is_left() -> None:
 
 def test_lcf_md_says_where_each_stream_is_decoded() -> None:
     text = (SPEC / "lcf.md").read_text(encoding="utf-8")
-    section = text[text.index("## Entropy coding of the streams"):text.index("### Decoding procedure")]
-    for chunk, where in (("HYPR", "entropy.md section 9"), ("ANCH", "entropy.md section 8"),
-                         ("NANC", "entropy.md section 8")):
+    section = text[text.index("## Entropy coding of the streams") : text.index("### Decoding procedure")]
+    for chunk, where in (
+        ("HYPR", "entropy.md section 9"),
+        ("ANCH", "entropy.md section 8"),
+        ("NANC", "entropy.md section 8"),
+    ):
         row = next(line for line in section.splitlines() if line.startswith(f"| `{chunk}`"))
         assert where in row, chunk
 

@@ -30,11 +30,21 @@ print("EXIT", code, "HEAVY", ",".join(heavy) or "-", file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["encode", "--help"], ["info", str(VECTOR)],
-                                  ["info", str(VECTOR), "--json"], ["validate", str(VECTOR)]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        ["encode", "--help"],
+        ["info", str(VECTOR)],
+        ["info", str(VECTOR), "--json"],
+        ["validate", str(VECTOR)],
+    ],
+)
 def test_commands_that_code_nothing_import_no_torch(args: list[str]) -> None:
-    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120, check=False
+    )
     last = result.stderr.strip().splitlines()[-1]
     assert last == "EXIT 0 HEAVY -", (args, result.stderr[-2000:])
 

@@ -84,8 +84,11 @@ def _graph() -> dict[str, set[str]]:
 
 def _external(name: str) -> set[str]:
     """Top-level third-party packages ``name`` imports (the standard library left out)."""
-    return {i.split(".")[0] for i in _imports(name)
-            if not i.startswith("lcf") and i.split(".")[0] not in sys.stdlib_module_names and i != "__future__"}
+    return {
+        i.split(".")[0]
+        for i in _imports(name)
+        if not i.startswith("lcf") and i.split(".")[0] not in sys.stdlib_module_names and i != "__future__"
+    }
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -140,8 +143,12 @@ def test_no_import_cycles() -> None:
         for imported in _imports(name):
             if imported == "lcf" and name != "lcf":
                 tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
-                names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "lcf"
-                         and not n.level for a in n.names}
+                names = {
+                    a.name
+                    for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom) and n.module == "lcf" and not n.level
+                    for a in n.names
+                }
                 assert names <= {"__version__"} | {m.rpartition(".")[2] for m in MODULES}, (name, names)
         graph[name].discard("lcf")
     cycles = [c for c in _cycles(graph) if c not in ALLOWED_CYCLES]
@@ -165,7 +172,10 @@ def test_entropy_is_numpy_and_constriction_only(name: str) -> None:
 def test_nn_is_torch_and_never_sees_bytes(name: str) -> None:
     assert _external(name) <= {"torch", "numpy"}
     assert _graph()[name] <= {m for m in MODULES if m.startswith("lcf.nn")} | {
-        "lcf.errors", "lcf.constants", "lcf.manifest"}
+        "lcf.errors",
+        "lcf.constants",
+        "lcf.manifest",
+    }
 
 
 def test_constants_and_options_import_no_third_party_package() -> None:
@@ -179,11 +189,19 @@ def test_the_layers_meet_in_few_places() -> None:
     graph = _graph()
 
     def layers(name: str) -> set[str]:
-        return {t.split(".")[1] for t in graph[name] if t.count(".") and t.split(".")[1] in (
-            "nn", "entropy", "container", "latent_codec")}
+        return {
+            t.split(".")[1]
+            for t in graph[name]
+            if t.count(".") and t.split(".")[1] in ("nn", "entropy", "container", "latent_codec")
+        }
 
     codec_side = [n for n in MODULES if not n.startswith(("lcf.train", "lcf.bench"))]  # tools built on top
     assert sorted(n for n in codec_side if {"nn", "entropy"} <= layers(n)) == ["lcf.latent_codec", "lcf.loader"]
-    assert [n for n in codec_side if "container" in layers(n) and layers(n) & {"nn", "entropy", "latent_codec"}
-            and not n.startswith("lcf.container")] == ["lcf.codec"]
+    assert [
+        n
+        for n in codec_side
+        if "container" in layers(n)
+        and layers(n) & {"nn", "entropy", "latent_codec"}
+        and not n.startswith("lcf.container")
+    ] == ["lcf.codec"]
     assert "lcf.image" not in graph["lcf.latent_codec"]  # symbols <-> streams: no image, no container

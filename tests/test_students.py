@@ -41,14 +41,23 @@ def test_each_decoder_builds_from_its_arch_and_upsamples_by_16(kind):
 
 
 def test_archs():
-    assert student_arch("cfg2", 64, 96).to_dict() == {"kind": "cfg2", "N": 64, "M": 96, "attention": False,
-                                                      "residual": False}
+    assert student_arch("cfg2", 64, 96).to_dict() == {
+        "kind": "cfg2",
+        "N": 64,
+        "M": 96,
+        "attention": False,
+        "residual": False,
+    }
     assert student_arch("cfg3", 64, 96) == DecoderArch("cfg3", N=48, M=96, attention=True, residual=True)
     assert student_arch("cfg4", 64, 96).N == 32
     assert DecoderArch.from_dict({"kind": "teacher", "N": 64, "M": 96}).attention is True  # manifests before issue 6
     assert student_arch("cfg1", 64, 96).same_network(student_arch("teacher", 64, 96))
-    for bad in ({"kind": "cfg3", "N": 47, "M": 96}, {"kind": "x", "N": 8, "M": 8, "depthwise": True},
-                {"kind": "x", "N": 8, "M": 8, "attention": "yes"}, {"kind": "x", "N": 8192, "M": 8}):
+    for bad in (
+        {"kind": "cfg3", "N": 47, "M": 96},
+        {"kind": "x", "N": 8, "M": 8, "depthwise": True},
+        {"kind": "x", "N": 8, "M": 8, "attention": "yes"},
+        {"kind": "x", "N": 8192, "M": 8},
+    ):
         with pytest.raises(UsageError):
             DecoderArch.from_dict(bad)
     with pytest.raises(TypeError, match="DecoderArch"):
@@ -134,8 +143,7 @@ def test_a_file_decodes_with_every_decoder_and_the_bits_do_not_depend_on_it(stud
     # the recommended decoder is only a header field: the streams are byte-identical whatever it names
     other = read_container(codec.encode(img, 4.0, decoder="cfg4"))
     assert other.header.decoder == "cfg4"
-    assert [c for c in other.chunks if c.type != "HEAD"] == [c for c in read_container(data).chunks
-                                                              if c.type != "HEAD"]
+    assert [c for c in other.chunks if c.type != "HEAD"] == [c for c in read_container(data).chunks if c.type != "HEAD"]
     np.testing.assert_array_equal(codec.decode(codec.encode(img, 4.0, decoder="cfg4")).rgb, pixels["cfg4"])
 
 
@@ -226,8 +234,7 @@ def test_lcf_info_lists_the_decoders(student_weights):
         assert name in result.stdout
     doc = json.loads(runner.invoke(app, ["info", "--weights", str(student_weights), "--json"]).stdout)
     assert doc["default_decoder"] == "teacher"
-    assert {d["name"]: d["arch"]["N"] for d in doc["decoders"]} == {"teacher": 16, "cfg2": 16, "cfg3": 12,
-                                                                     "cfg4": 8}
+    assert {d["name"]: d["arch"]["N"] for d in doc["decoders"]} == {"teacher": 16, "cfg2": 16, "cfg3": 12, "cfg4": 8}
     from lcf.weights import load_weights
 
     assert doc["encoder_id"] == load_weights(student_weights).encoder_id().hex()

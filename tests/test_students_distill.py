@@ -74,8 +74,10 @@ def _teacher_run(tmp_path):
     run = tmp_path / "teacher"
     run.mkdir()
     model = _teacher()
-    save_checkpoint(run, {"model": model.state_dict(), "model_config": CONFIG.to_dict(), "step": 123,
-                          "train_config": {"note": "test"}})
+    save_checkpoint(
+        run,
+        {"model": model.state_dict(), "model_config": CONFIG.to_dict(), "step": 123, "train_config": {"note": "test"}},
+    )
     data = tmp_path / "data"
     data.mkdir()
     for i in range(3):
@@ -89,8 +91,9 @@ def _moved_teacher_run(tmp_path, teacher: LcfModel, name: str, step: int):
     run.mkdir()
     with torch.no_grad():
         teacher.h_s[0].weight.add_(0.01)
-    save_checkpoint(run, {"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": step,
-                          "train_config": {}})
+    save_checkpoint(
+        run, {"model": teacher.state_dict(), "model_config": CONFIG.to_dict(), "step": step, "train_config": {}}
+    )
     return run
 
 
@@ -100,8 +103,18 @@ def test_distill_run_resumes_and_exports_with_its_student(tmp_path):
 
     teacher_run, data, teacher = _teacher_run(tmp_path)
     run = tmp_path / "cfg2"
-    cfg = {"teacher_run": str(teacher_run), "student": "cfg2", "data": [str(data)], "run": str(run), "crop": 64,
-           "batch": 2, "log_every": 1, "kd_steps": 2, "minutes": 5.0, "lr": 1e-3}
+    cfg = {
+        "teacher_run": str(teacher_run),
+        "student": "cfg2",
+        "data": [str(data)],
+        "run": str(run),
+        "crop": 64,
+        "batch": 2,
+        "log_every": 1,
+        "kd_steps": 2,
+        "minutes": 5.0,
+        "lr": 1e-3,
+    }
     distill(DistillConfig(steps=2, **cfg))
     ckpt = load_checkpoint(run)
     assert ckpt["step"] == 2 and ckpt["teacher_digest"] == teacher_digest(teacher)
@@ -139,8 +152,9 @@ def test_init_run_warm_starts_from_an_earlier_student_of_the_same_shape(tmp_path
     # the teacher moves on; a new run for it starts from the earlier student, not from a sliced teacher
     moved = _moved_teacher_run(tmp_path, teacher, "teacher2", 200)
     new = tmp_path / "cfg4-new"
-    distill(DistillConfig(teacher_run=str(moved), student="cfg4", run=str(new), init_run=str(earlier), steps=0,
-                          **common))
+    distill(
+        DistillConfig(teacher_run=str(moved), student="cfg4", run=str(new), init_run=str(earlier), steps=0, **common)
+    )
     ckpt = load_checkpoint(new)
     assert ckpt["init"].startswith(f"student of {earlier}")
     assert ckpt["teacher_digest"] == teacher_digest(teacher) != old["teacher_digest"]
@@ -148,11 +162,25 @@ def test_init_run_warm_starts_from_an_earlier_student_of_the_same_shape(tmp_path
         assert torch.equal(ckpt["student_state"][key], value), key
 
     with pytest.raises(TrainError, match="holds a"):  # a cfg3 cannot start from a cfg4
-        distill(DistillConfig(teacher_run=str(moved), student="cfg3", run=str(tmp_path / "x"), init_run=str(earlier),
-                              steps=0, **common))
+        distill(
+            DistillConfig(
+                teacher_run=str(moved),
+                student="cfg3",
+                run=str(tmp_path / "x"),
+                init_run=str(earlier),
+                steps=0,
+                **common,
+            )
+        )
     with pytest.raises(TrainError, match="leave --init at auto"):
-        DistillConfig(teacher_run=str(moved), student="cfg4", run=str(tmp_path / "y"), init_run=str(earlier),
-                      init="slice", **common)
+        DistillConfig(
+            teacher_run=str(moved),
+            student="cfg4",
+            run=str(tmp_path / "y"),
+            init_run=str(earlier),
+            init="slice",
+            **common,
+        )
 
 
 def test_eval_reports_estimated_rate_and_psnr_of_a_checkpoint(tmp_path, capsys):
@@ -179,8 +207,24 @@ def test_bd_rate_between_two_evaluations(tmp_path, capsys):
     with pytest.raises(ValueError, match="different qualities"):
         bd_rate_between({"points": points}, {"points": {1.0: (0.2, 27.0)}})
     teacher_run, data, _ = _teacher_run(tmp_path)
-    assert main(["eval", "--run", str(teacher_run), "--images", str(data), "--max-images", "1", "--qualities",
-                 "1,7", "--against", str(teacher_run)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--run",
+                str(teacher_run),
+                "--images",
+                str(data),
+                "--max-images",
+                "1",
+                "--qualities",
+                "1,7",
+                "--against",
+                str(teacher_run),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()  # both evaluations, then the BD-rate (NaN here: an untrained model's
     assert len(out) == 3 and out[0] == out[1]  # PSNR does not rise with the rate)
     assert out[2].startswith(f"BD-rate of {teacher_run} against {teacher_run}: ")

@@ -35,8 +35,7 @@ IMAGES = ((256, 256, "noise", 7.0), (256, 256, "noise", 4.0), (256, 256, "edges"
 
 
 def _decode(threads: int, files: list[Path], out: Path) -> list[np.ndarray]:
-    subprocess.run([sys.executable, "-c", DECODE, str(threads), str(out), *map(str, files)], check=True,
-                   timeout=600)
+    subprocess.run([sys.executable, "-c", DECODE, str(threads), str(out), *map(str, files)], check=True, timeout=600)
     with np.load(out) as z:
         return [z[str(i)] for i in range(len(files))]
 

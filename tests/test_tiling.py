@@ -57,10 +57,10 @@ def test_tiles_with_the_measured_halo_give_the_whole_pass_and_one_less_does_not(
     y = torch.randn(1, 12, 9, 11) * 3
     with torch.no_grad():
         whole = g_s(y)
-        f = g_s[:plan.split](y)
+        f = g_s[: plan.split](y)
         for tile in (5, 7, 13):  # tiles that do and do not divide the tail's input (36x44 or 18x22)
-            assert torch.allclose(run_tiled(g_s[plan.split:], f, tile, plan.halo, plan.scale), whole, atol=1e-5)
-        short = run_tiled(g_s[plan.split:], f, 5, plan.halo - 1, plan.scale)
+            assert torch.allclose(run_tiled(g_s[plan.split :], f, tile, plan.halo, plan.scale), whole, atol=1e-5)
+        short = run_tiled(g_s[plan.split :], f, 5, plan.halo - 1, plan.scale)
     if upsamplings == 2:  # from H/8 the pixels at the full radius weigh below float noise with these random weights
         assert (short - whole).abs().max() > 1e-3
 

@@ -30,9 +30,16 @@ def _checkpoint() -> dict:
     optimiser.step()
     rng = np.random.default_rng(7)
     rng.integers(10)
-    return {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": 12,
-            "sampler": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "cuda_rng": None,
-            "data_files": ["a.png", "b.png"], "train_config": {"lr": 1e-4, "extra": {}, "crop": 64}}
+    return {
+        "model": net.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "step": 12,
+        "sampler": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": None,
+        "data_files": ["a.png", "b.png"],
+        "train_config": {"lr": 1e-4, "extra": {}, "crop": 64},
+    }
 
 
 def test_a_checkpoint_comes_back_whole(tmp_path):
@@ -76,8 +83,16 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path, monkeypatch):
     with pytest.raises(TrainError, match="does not unpickle"):
         load_checkpoint(run)
     (run / TENSORS).write_bytes(crafted)  # the same bytes where the tensors belong
-    (run / DESCRIPTION).write_text(json.dumps({"format": "lcf-checkpoint", "version": 1, "body": {},
-                                               "tensors_sha256": __import__("hashlib").sha256(crafted).hexdigest()}))
+    (run / DESCRIPTION).write_text(
+        json.dumps(
+            {
+                "format": "lcf-checkpoint",
+                "version": 1,
+                "body": {},
+                "tensors_sha256": __import__("hashlib").sha256(crafted).hexdigest(),
+            }
+        )
+    )
     with pytest.raises(TrainError, match="damaged"):
         load_checkpoint(run)
     assert not marker.exists()
@@ -121,9 +136,13 @@ def test_no_training_tool_unpickles_a_run_folder(tmp_path, monkeypatch):
     (run / LEGACY).write_bytes(pickle.dumps({"model": _Payload()}))
     images = tmp_path / "images"
     images.mkdir()
-    calls = [lambda: train(TrainConfig(data=[str(images)], run=str(run), N=16, M=24, Mz=16, minutes=0.01)),
-             lambda: load_teacher(run), lambda: export_run(run, tmp_path / "w"),
-             lambda: evaluate(run, images, [4.0]), lambda: pack(run, tmp_path / "parts")]
+    calls = [
+        lambda: train(TrainConfig(data=[str(images)], run=str(run), N=16, M=24, Mz=16, minutes=0.01)),
+        lambda: load_teacher(run),
+        lambda: export_run(run, tmp_path / "w"),
+        lambda: evaluate(run, images, [4.0]),
+        lambda: pack(run, tmp_path / "parts"),
+    ]
     for call in calls:
         with pytest.raises(TrainError, match="does not unpickle"):
             call()

@@ -57,9 +57,27 @@ def shards(tmp_path_factory):
 
 
 def _config(shards, out: Path, **changes) -> LeaseConfig:
-    base = dict(data=[str(s) for s in shards], out=str(out), minutes=5.0, N=TINY.N, M=TINY.M, Mz=TINY.Mz, crop=64,
-                tile=64, batches="2", trial_seconds=0.05, warmup_steps=2, teacher_steps=6, student_steps=3,
-                student_batch=2, val_batch=8, val_seconds=1e6, save_seconds=1e6, print_seconds=1e6, margin=1.0)
+    base = dict(
+        data=[str(s) for s in shards],
+        out=str(out),
+        minutes=5.0,
+        N=TINY.N,
+        M=TINY.M,
+        Mz=TINY.Mz,
+        crop=64,
+        tile=64,
+        batches="2",
+        trial_seconds=0.05,
+        warmup_steps=2,
+        teacher_steps=6,
+        student_steps=3,
+        student_batch=2,
+        val_batch=8,
+        val_seconds=1e6,
+        save_seconds=1e6,
+        print_seconds=1e6,
+        margin=1.0,
+    )
     return LeaseConfig(**{**base, **changes})
 
 
@@ -101,8 +119,19 @@ def test_a_lease_resumes_from_an_earlier_one_and_exports_weights_that_decode(fir
     from lcf.train.lease_export import export_lease
 
     out, summary = first_lease
-    again = lease(_config(shards, tmp_path / "second", init=str(out), N=0, M=0, Mz=0, students="cfg4",
-                          teacher_steps=4, student_steps=2))
+    again = lease(
+        _config(
+            shards,
+            tmp_path / "second",
+            init=str(out),
+            N=0,
+            M=0,
+            Mz=0,
+            students="cfg4",
+            teacher_steps=4,
+            student_steps=2,
+        )
+    )
     assert again["init"]["steps_before"] == summary["total_steps"]
     assert again["total_steps"] == summary["total_steps"] + again["steps"]
     assert len(again["history"]) == 2 and again["init"]["z_density"] == "lease"
@@ -118,7 +147,7 @@ def test_a_lease_resumes_from_an_earlier_one_and_exports_weights_that_decode(fir
 
     third = start_point(str(tmp_path / "weights"), None)  # the z density comes back exactly as shipped
     shipped, _ = load_teacher_file(tmp_path / "second" / (RAW if again["shipped"] == "raw" else EMA))
-    for a, b in zip(third.model.z_density.parameters(), shipped.z_density.parameters()):
+    for a, b in zip(third.model.z_density.parameters(), shipped.z_density.parameters(), strict=True):
         assert torch.equal(a, b.half().float())
     assert third.z_density.startswith("shipped") and sorted(third.students) == ["cfg4"]
     with pytest.raises(TrainError, match="new or empty"):
@@ -148,10 +177,13 @@ def test_the_students_step_reads_nothing_back_to_the_host():
         features = cache_features(teacher, tiles, 2, 4)
         assert features.shape == (6, TINY.M, 4, 4)
         assert torch.allclose(features[3], teacher.g_a(tiles.view(torch.tensor([1]), torch.tensor([1])))[0], atol=1e-5)
-        objective = StudentObjective(teacher, {n: p for n, (_, p) in pairs.items()}, features, tiles, 2, 2, 1.0,
-                                     meters, "fp32")
-        groups = [OptGroup(n, list(p.parameters()), fused_adam(list(p.parameters()), torch.tensor(1e-3)))
-                  for n, (_, p) in pairs.items()]
+        objective = StudentObjective(
+            teacher, {n: p for n, (_, p) in pairs.items()}, features, tiles, 2, 2, 1.0, meters, "fp32"
+        )
+        groups = [
+            OptGroup(n, list(p.parameters()), fused_adam(list(p.parameters()), torch.tensor(1e-3)))
+            for n, (_, p) in pairs.items()
+        ]
         step = TrainStep(objective, groups, 1.0, torch.tensor(0.0))
         step()
         with no_host_reads():
@@ -169,10 +201,13 @@ def test_weights_files_round_trip_and_refuse_what_is_not_theirs(tmp_path, monkey
     save_teacher(tmp_path / "a.safetensors", model, "float32", which="raw", steps=5)
     back, description = load_teacher_file(tmp_path / "a.safetensors")
     assert description["steps"] == 5 and description["storage_dtype"] == "float32"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values(), strict=True))
     save_teacher(tmp_path / "h.safetensors", model, "float16")
     half, _ = load_teacher_file(tmp_path / "h.safetensors")
-    assert all(torch.equal(a.half().float(), b) for a, b in zip(model.state_dict().values(), half.state_dict().values()))
+    assert all(
+        torch.equal(a.half().float(), b)
+        for a, b in zip(model.state_dict().values(), half.state_dict().values(), strict=True)
+    )
 
     monkeypatch.setattr(lease_files, "FILE_LIMIT", 10_000)
     with pytest.raises(TrainError, match="float16"):
@@ -278,12 +313,59 @@ def test_the_command_line_runs_a_lease_and_says_what_went_wrong(shards, tmp_path
 @pytest.mark.slow
 def test_the_same_command_trains_data_parallel_under_torchrun(shards, tmp_path):
     out = tmp_path / "ddp"
-    args = ["--data", *map(str, shards), "--out", str(out), "--minutes", "5", "--N", "8", "--M", "12", "--Mz", "8",
-            "--crop", "64", "--tile", "64", "--batches", "2", "--teacher-steps", "6", "--student-steps", "3",
-            "--student-batch", "2", "--val-batch", "8", "--warmup-steps", "2", "--margin", "1", "--threads", "1"]
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "lcf.train", "lease", *args], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    args = [
+        "--data",
+        *map(str, shards),
+        "--out",
+        str(out),
+        "--minutes",
+        "5",
+        "--N",
+        "8",
+        "--M",
+        "12",
+        "--Mz",
+        "8",
+        "--crop",
+        "64",
+        "--tile",
+        "64",
+        "--batches",
+        "2",
+        "--teacher-steps",
+        "6",
+        "--student-steps",
+        "3",
+        "--student-batch",
+        "2",
+        "--val-batch",
+        "8",
+        "--warmup-steps",
+        "2",
+        "--margin",
+        "1",
+        "--threads",
+        "1",
+    ]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "lcf.train",
+            "lease",
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / SUMMARY).read_text())
     assert summary["complete"] and summary["world_size"] == 2 and summary["processes_agree"]
@@ -295,10 +377,18 @@ def test_the_same_command_trains_data_parallel_under_torchrun(shards, tmp_path):
 def test_the_lease_needs_no_entropy_coder(tiny_weights, tmp_path):
     """The lent GPU machine has torch but not constriction (a wheel would take carry space from the data): importing
     the lease and starting it from a weights folder must not import the entropy coder."""
-    code = ("import sys; from lcf.train.lease import lease; from lcf.train.lease_files import start_point; "
-            f"start_point({str(tiny_weights)!r}, None); "
-            "bad = sorted(m for m in sys.modules if m == 'constriction' or m.startswith('lcf.entropy')); "
-            "print(bad); sys.exit(1 if bad else 0)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    code = (
+        "import sys; from lcf.train.lease import lease; from lcf.train.lease_files import start_point; "
+        f"start_point({str(tiny_weights)!r}, None); "
+        "bad = sorted(m for m in sys.modules if m == 'constriction' or m.startswith('lcf.entropy')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]

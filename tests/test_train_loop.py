@@ -47,8 +47,16 @@ def test_level_window_means_per_level_and_scalars(tmp_path):
 
 def test_checkpoint_parts_join_back_and_refuse_damage(tmp_path):
     run = tmp_path / "run"
-    save_checkpoint(run, {"model": {"w": torch.arange(5000.0)}, "optimiser": {"state": torch.ones(3000)}, "step": 9,
-                          "sampler": {"s": 1}, "torch_rng": torch.get_rng_state()})
+    save_checkpoint(
+        run,
+        {
+            "model": {"w": torch.arange(5000.0)},
+            "optimiser": {"state": torch.ones(3000)},
+            "step": 9,
+            "sampler": {"s": 1},
+            "torch_rng": torch.get_rng_state(),
+        },
+    )
     files = pack(run, tmp_path / "parts", part_bytes=7000)
     parts = [f for f in files if f.name.startswith("checkpoint.part")]
     assert len(parts) > 3 and all(f.stat().st_size <= 7000 for f in parts)
@@ -144,12 +152,14 @@ def test_student_starts_from_the_decoder_of_shipped_weights(tmp_path, data, tiny
     teacher, _ = model_from_weights(tiny_weights)
     run = tmp_path / "teacher"
     run.mkdir()
-    save_checkpoint(run, {"model": teacher.state_dict(), "model_config": teacher.config.to_dict(), "step": 5,
-                          "train_config": {}})
+    save_checkpoint(
+        run, {"model": teacher.state_dict(), "model_config": teacher.config.to_dict(), "step": 5, "train_config": {}}
+    )
     common = dict(teacher_run=str(run), data=[str(data)], crop=64, batch=2, minutes=5.0, steps=0)
     # tiny weights ship the teacher only: a cfg1 student (the teacher's shape) named "teacher" starts from it
-    distill(DistillConfig(student="cfg1", name="teacher", run=str(tmp_path / "s"), init_weights=str(tiny_weights),
-                          **common))
+    distill(
+        DistillConfig(student="cfg1", name="teacher", run=str(tmp_path / "s"), init_weights=str(tiny_weights), **common)
+    )
     ckpt = load_checkpoint(tmp_path / "s")
     assert ckpt["init"].startswith("decoder 'teacher' of")
     for key, value in load_weights(tiny_weights).decoder("teacher").items():

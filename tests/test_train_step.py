@@ -43,8 +43,9 @@ def _pattern_tiles(count: int, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.stack([i, j, np.full_like(i, k)], -1) for k in range(count)]).astype(np.uint8))
 
 
-def _teacher_step(model: LcfModel, crops: DeviceCrops | None, batch: int = 2, lr: float = 1e-3,
-                  source=None) -> tuple[TrainStep, DeviceMeters]:
+def _teacher_step(
+    model: LcfModel, crops: DeviceCrops | None, batch: int = 2, lr: float = 1e-3, source=None
+) -> tuple[TrainStep, DeviceMeters]:
     params = list(model.parameters())
     group = OptGroup("teacher", params, fused_adam(params, torch.tensor(lr)), ParamEMA(params))
     meters = DeviceMeters(len(CONFIG.levels), CPU, ["loss", "psnr", "bpp"], ["loss"])
@@ -62,6 +63,7 @@ def no_host_reads():
     def forbid(name):
         def method(self, *args, **kwargs):
             raise AssertionError(f"Tensor.{name} reads a tensor back to the host")
+
         return method
 
     for n in names:
@@ -94,7 +96,7 @@ def test_the_graph_ready_step_computes_the_loss_and_gradients_of_train_step():
         # round the same update differently in the last bit
         same = torch.equal if i == 0 else (lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-9))
         assert same(step.losses[0], terms.loss.detach()), i
-        for (name, a), b in zip(old.named_parameters(), new.parameters()):
+        for (name, a), b in zip(old.named_parameters(), new.parameters(), strict=True):
             assert same(a.grad, b.grad), (i, name)
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
@@ -121,7 +123,9 @@ def test_a_non_finite_step_is_skipped_and_counted():
     step = TrainStep(lambda: [(w * scale).sum()], [group], 10.0, torch.tensor(0.5))
     step()
     after_one = w.detach().clone()
-    assert torch.allclose(after_one, torch.full((3,), 0.9)) and torch.allclose(group.ema.shadow[0], torch.full((3,), 0.95))
+    assert torch.allclose(after_one, torch.full((3,), 0.9)) and torch.allclose(
+        group.ema.shadow[0], torch.full((3,), 0.95)
+    )
     scale[1] = math.nan
     step()
     assert torch.equal(w.detach(), after_one) and int(group.optimizer.state[w]["step"]) == 1
@@ -190,20 +194,28 @@ class _StaleRandom:
         self.step()
 
 
-@pytest.mark.parametrize("candidate, accepted, why", [
-    (lambda step, warmup: step, True, "match eager"),
-    (lambda step, warmup: _Perturbed(step), False, "differ from eager"),
-    (lambda step, warmup: _StaleRandom(step), False, "differ from eager"),
-    (lambda step, warmup: (_ for _ in ()).throw(RuntimeError("operation not permitted when stream is capturing")),
-     False, "capture failed"),
-])
+@pytest.mark.parametrize(
+    "candidate, accepted, why",
+    [
+        (lambda step, warmup: step, True, "match eager"),
+        (lambda step, warmup: _Perturbed(step), False, "differ from eager"),
+        (lambda step, warmup: _StaleRandom(step), False, "differ from eager"),
+        (
+            lambda step, warmup: (_ for _ in ()).throw(
+                RuntimeError("operation not permitted when stream is capturing")
+            ),
+            False,
+            "capture failed",
+        ),
+    ],
+)
 def test_a_graph_is_used_only_when_its_steps_match_eager_ones(candidate, accepted, why):
     model, step = _runner_setup()
     before = [p.detach().clone() for p in model.parameters()]
     with host_checks(model, False):
         runner = pick_runner(step, seed=7, steps=3, make_graph=candidate)
     assert (runner.mode == "graph") == accepted and why in runner.note, runner.note
-    moved = any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    moved = any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     assert moved == accepted  # a rejected candidate leaves the state where the comparison started
     if not accepted:
         assert runner.step is step and "eager" in runner.note
@@ -224,14 +236,16 @@ def test_the_fastest_matching_configuration_is_chosen():
     meters = DeviceMeters(len(CONFIG.levels), CPU, ["loss", "psnr", "bpp"], ["loss"])
 
     def build(precision, batch):
-        objective = TeacherObjective(model, crops, batch, torch.tensor(CONFIG.levels), torch.tensor(0.0), meters,
-                                     precision)
+        objective = TeacherObjective(
+            model, crops, batch, torch.tensor(CONFIG.levels), torch.tensor(0.0), meters, precision
+        )
         return TrainStep(objective, [group], 1.0, torch.tensor(0.0))
 
     lines = []
     with host_checks(model, False):
-        choice = choose_config(build, [("fp32", 1), ("fp32", 2)], seed=0, graphs=True, seconds=0.2, device=CPU,
-                               world=1, say=lines.append)
+        choice = choose_config(
+            build, [("fp32", 1), ("fp32", 2)], seed=0, graphs=True, seconds=0.2, device=CPU, world=1, say=lines.append
+        )
     assert [(t.precision, t.batch) for t in choice.trials] == [("fp32", 1), ("fp32", 2)] and len(lines) == 2
     best = max(choice.trials, key=lambda t: t.crops_per_s)
     assert (choice.precision, choice.batch) == (best.precision, best.batch) and choice.rate > 0
@@ -254,7 +268,9 @@ def test_crops_are_drawn_on_the_device_in_every_symmetry():
         dc_a, dc_b = int(cols[1, 0] - cols[0, 0]), int(cols[0, 1] - cols[0, 0])
         assert sorted([abs(dr_a), abs(dr_b)]) == [0, 1] and sorted([abs(dc_a), abs(dc_b)]) == [0, 1]
         a, b = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
-        assert torch.equal(rows, rows[0, 0] + dr_a * a + dr_b * b) and torch.equal(cols, cols[0, 0] + dc_a * a + dc_b * b)
+        assert torch.equal(rows, rows[0, 0] + dr_a * a + dr_b * b) and torch.equal(
+            cols, cols[0, 0] + dc_a * a + dc_b * b
+        )
         assert 0 <= int(rows.min()) and int(rows.max()) < 128 and int(cols.max()) < 128
         seen.add((dr_a, dr_b, dc_a, dc_b))
     assert len(seen) == 8
@@ -266,8 +282,11 @@ def test_views_are_the_named_symmetries_of_the_centred_crop():
     base = tiles[1].permute(2, 0, 1).float() / 255
     index = torch.ones(5, dtype=torch.long)
     got = crops.view(index, torch.tensor([0, 1, 2, 4, 7]))
-    for out, want in zip(got, (base, base.flip(-1), base.flip(-2), base.transpose(-1, -2),
-                               base.transpose(-1, -2).flip(-2).flip(-1))):
+    for out, want in zip(
+        got,
+        (base, base.flip(-1), base.flip(-2), base.transpose(-1, -2), base.transpose(-1, -2).flip(-2).flip(-1)),
+        strict=True,
+    ):
         assert torch.equal(out, want)
 
 
@@ -275,8 +294,8 @@ def test_tiles_are_decoded_once_cut_and_counted(tmp_path):
     a, empty = tmp_path / "shard-00", tmp_path / "empty"
     a.mkdir()
     empty.mkdir()
-    Image.fromarray(make_rgb_array(200, 130, kind="mixed")).save(a / "big.png")   # 2 x 3 tiles of 64
-    Image.fromarray(make_rgb_array(40, 40)).save(a / "small.png")                # too small
+    Image.fromarray(make_rgb_array(200, 130, kind="mixed")).save(a / "big.png")  # 2 x 3 tiles of 64
+    Image.fromarray(make_rgb_array(40, 40)).save(a / "small.png")  # too small
     (a / "broken.jpg").write_bytes(b"not a jpeg")
     tiles, report = load_tiles([a], 64, threads=2)
     assert tiles.shape == (6, 64, 64, 3) and tiles.dtype == np.uint8
@@ -307,13 +326,13 @@ def test_quality_checks_are_on_outside_training():
 def test_the_schedule_warms_up_holds_then_decays_over_the_last_part_of_its_time():
     s = BudgetSchedule(peak=1e-3, warmup_steps=10, decay_fraction=0.2, start_time=0.0, end_time=100.0)
     assert s.lr(0) == pytest.approx(1e-4) and s.lr(9) == pytest.approx(1e-3) and s.lr(500) == pytest.approx(1e-3)
-    s.observe(step=700, now=79.0, rate=10.0)   # before 80 s: no decay yet
+    s.observe(step=700, now=79.0, rate=10.0)  # before 80 s: no decay yet
     assert s.end_step is None and not s.done(700, 79.0)
-    s.observe(step=800, now=80.0, rate=10.0)   # 20 s left at 10 steps/s: the line reaches 0 at step 1000
+    s.observe(step=800, now=80.0, rate=10.0)  # 20 s left at 10 steps/s: the line reaches 0 at step 1000
     assert (s.anchor_step, s.end_step) == (800, 1000)
     assert s.lr(800) == pytest.approx(1e-3) and s.lr(900) == pytest.approx(5e-4) and s.lr(1000) == 0.0
     before = s.lr(850)
-    s.observe(step=850, now=90.0, rate=5.0)    # slower than thought: re-aimed from where it is, no jump
+    s.observe(step=850, now=90.0, rate=5.0)  # slower than thought: re-aimed from where it is, no jump
     assert s.lr(850) == pytest.approx(before) and s.end_step == 900
     assert s.lr(875) == pytest.approx(before / 2)
     assert s.done(900, 95.0) and s.done(860, 100.0) and not s.done(860, 95.0)

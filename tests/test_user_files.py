@@ -80,15 +80,17 @@ def test_encode_refuses_its_input_as_output(tmp_path: Path, photo: Path) -> None
     assert files(tmp_path) == before and photo.read_bytes() == original
 
 
-def test_decode_refuses_its_input_and_lcf_outputs_unless_asked(tmp_path: Path, lcf_file: Path,
-                                                               tiny_weights: Path) -> None:
+def test_decode_refuses_its_input_and_lcf_outputs_unless_asked(
+    tmp_path: Path, lcf_file: Path, tiny_weights: Path
+) -> None:
     original = lcf_file.read_bytes()
     same = lcf_cli("decode", lcf_file, "-o", lcf_file, "--weights", tmp_path / "no-weights")
     assert same.exit_code == 2 and "is the input" in same.stderr
     (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
     before = files(tmp_path)
-    still_same = lcf_cli("decode", lcf_file, "-o", tmp_path / "alias" / "x.lcf", "--reencode", "--weights",
-                         tiny_weights)
+    still_same = lcf_cli(
+        "decode", lcf_file, "-o", tmp_path / "alias" / "x.lcf", "--reencode", "--weights", tiny_weights
+    )
     assert still_same.exit_code == 2 and "is the input" in still_same.stderr
     other = lcf_cli("decode", lcf_file, "-o", tmp_path / "y.LCF", "--weights", tmp_path / "no-weights")
     assert other.exit_code == 2 and "--reencode" in other.stderr and "y.png" in other.stderr
@@ -123,9 +125,12 @@ def test_batch_deletes_only_its_own_temporary_files(tmp_path: Path, tiny_weights
     out.mkdir()
     keep = tmp_path / "keep.txt"
     keep.write_bytes(b"a user's file")
-    users = {"notes.lcf-tmp-4000000-ab.txt": b"notes",                 # lcf 0.x deleted this one
-             ".a.lcf.lcf-tmp-4000000-0badf00d": b"an lcf 0.x temporary?",  # ... and this one: now never
-             "a.lcf.lcf-tmp": b"no leading dot", ".zz.lcf.lcf-tmp": b"not the temporary file of a planned output"}
+    users = {
+        "notes.lcf-tmp-4000000-ab.txt": b"notes",  # lcf 0.x deleted this one
+        ".a.lcf.lcf-tmp-4000000-0badf00d": b"an lcf 0.x temporary?",  # ... and this one: now never
+        "a.lcf.lcf-tmp": b"no leading dot",
+        ".zz.lcf.lcf-tmp": b"not the temporary file of a planned output",
+    }
     for name, data in users.items():
         (out / name).write_bytes(data)
     (out / ".b.lcf.lcf-tmp").symlink_to(keep)  # the temporary name of b.lcf, but a symlink: never deleted
@@ -166,7 +171,7 @@ def test_batch_symlinks_stay_in_src_and_every_skipped_entry_is_reported(tmp_path
     elsewhere.mkdir()
     (src / "a.png").write_bytes(png(1))
     (elsewhere / "secret.png").write_bytes(png(2))
-    (src / "inside.png").symlink_to(src / "a.png")            # stays in SRC: read
+    (src / "inside.png").symlink_to(src / "a.png")  # stays in SRC: read
     (src / "outside.png").symlink_to(elsewhere / "secret.png")  # leaves SRC: not read unless --follow-symlinks
     (src / "dangling.png").symlink_to(tmp_path / "gone.png")
     (src / "folder").symlink_to(elsewhere, target_is_directory=True)
@@ -186,7 +191,10 @@ def test_batch_symlinks_stay_in_src_and_every_skipped_entry_is_reported(tmp_path
     followed = lcf_cli("batch", src, out, "--follow-symlinks", "--weights", tiny_weights, "--json")
     doc = json.loads(followed.stdout)
     assert [(Path(f["src"]).name, f["status"]) for f in doc["files"]] == [
-        ("a.png", "skipped"), ("inside.png", "skipped"), ("outside.png", "ok")]
+        ("a.png", "skipped"),
+        ("inside.png", "skipped"),
+        ("outside.png", "ok"),
+    ]
     assert sorted(Path(e["path"]).name for e in doc["left_out"]) == ["dangling.png", "folder", "pipe.png"]
     assert sorted(files(out)) == ["a.lcf", "inside.lcf", "outside.lcf"]
 
@@ -198,8 +206,12 @@ def test_batch_outputs_never_land_on_or_among_inputs(tmp_path: Path, tiny_weight
     (src / "a.lcf").write_bytes(lcf_file.read_bytes())
     (tmp_path / "alias").symlink_to(src, target_is_directory=True)
     before = files(src)
-    for dst, extra in ((src, []), (tmp_path / "alias", []), (src / "sub" / "..", ["--to", "png", "--overwrite"]),
-                       (tmp_path, [])):
+    for dst, extra in (
+        (src, []),
+        (tmp_path / "alias", []),
+        (src / "sub" / "..", ["--to", "png", "--overwrite"]),
+        (tmp_path, []),
+    ):
         result = lcf_cli("batch", src, dst, *extra, "--weights", tmp_path / "no-weights")
         assert result.exit_code == 2, (dst, result.output)
         assert ("is SRC" in result.stderr) or ("lies inside DST" in result.stderr)
@@ -250,8 +262,17 @@ def test_two_batches_at_once_share_the_work(tmp_path: Path, tiny_weights: Path, 
     for k, name in enumerate(names):
         (src / name).write_bytes(png(k, size=32))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "lcf_cli.main", "batch", str(src), str(out), "--weights", str(tiny_weights),
-               "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "lcf_cli.main",
+        "batch",
+        str(src),
+        str(out),
+        "--weights",
+        str(tiny_weights),
+        "--json",
+    ]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
     docs = []
     for run in runs:
@@ -261,8 +282,10 @@ def test_two_batches_at_once_share_the_work(tmp_path: Path, tiny_weights: Path, 
     written = [name for doc in docs for f in doc["files"] if f["status"] == "ok" for name in [Path(f["src"]).name]]
     assert sorted(written) == names  # every output written, and by one run only
     for doc in docs:
-        assert all(f["status"] == "ok" or f["note"] in ("output exists", "another lcf process is writing its output")
-                   for f in doc["files"])
+        assert all(
+            f["status"] == "ok" or f["note"] in ("output exists", "another lcf process is writing its output")
+            for f in doc["files"]
+        )
     assert files(out) == {name[:-4] + ".lcf": tiny_codec.encode(src / name, 4.0) for name in names}
 
 
@@ -276,18 +299,21 @@ def _disk_full_at_fsync(monkeypatch) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
-def test_disk_full_is_an_output_error(tmp_path: Path, photo: Path, lcf_file: Path, tiny_weights: Path,
-                                      monkeypatch) -> None:
+def test_disk_full_is_an_output_error(
+    tmp_path: Path, photo: Path, lcf_file: Path, tiny_weights: Path, monkeypatch
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "b.png").write_bytes(png(4))
     (src / "c.lcf").write_bytes(lcf_file.read_bytes())
     before = files(tmp_path)
     _disk_full_at_fsync(monkeypatch)
-    for args, output in ((["encode", photo, "-o", tmp_path / "a.lcf"], "a.lcf"),
-                         (["decode", lcf_file, "-o", tmp_path / "x.png"], "x.png"),
-                         (["batch", src, tmp_path / "out"], "b.lcf"),
-                         (["batch", src, tmp_path / "out", "--to", "jpg"], "c.jpg")):
+    for args, output in (
+        (["encode", photo, "-o", tmp_path / "a.lcf"], "a.lcf"),
+        (["decode", lcf_file, "-o", tmp_path / "x.png"], "x.png"),
+        (["batch", src, tmp_path / "out"], "b.lcf"),
+        (["batch", src, tmp_path / "out", "--to", "jpg"], "c.jpg"),
+    ):
         result = lcf_cli(*args, "--weights", tiny_weights)
         assert result.exit_code == 8, (args, result.output)
         assert "No space left on device" in result.stderr and output in result.stderr

@@ -144,8 +144,11 @@ def test_encoder_reproduces_the_file_bytes(index, codec, decode, name) -> None:
         same = mv.symbol_digests(symbols) == _entry(index, name)["symbols"]
         pytest.fail(
             f"{name}: the encoder no longer writes the pinned bytes "
-            + ("although g_a gives the pinned symbols: the coding or the container changed. "
-               if same else "because g_a/h_a give other symbols (the analysis floats changed). ")
+            + (
+                "although g_a gives the pinned symbols: the coding or the container changed. "
+                if same
+                else "because g_a/h_a give other symbols (the analysis floats changed). "
+            )
             + HOW_TO_REGENERATE
         )
 
@@ -176,7 +179,7 @@ def test_metadata_comes_back_byte_for_byte(decode) -> None:
     src, decoded = BY_NAME[name].source(), decode(name)
     assert (decoded.icc, decoded.exif, decoded.xmp) == (src.icc, src.exif, src.xmp)
     stored = read_container((VECTORS_DIR / f"{name}.lcf").read_bytes()).exif
-    assert stored == src.exif[len(b"Exif\0\0"):] and stored[:4] in (b"MM\0*", b"II*\0")
+    assert stored == src.exif[len(b"Exif\0\0") :] and stored[:4] in (b"MM\0*", b"II*\0")
 
 
 def test_vectors_cover_the_edge_cases(index) -> None:

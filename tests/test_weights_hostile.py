@@ -83,8 +83,13 @@ def run_isolated(cases: dict[str, tuple[Path, Path | None]], timeout: float = 12
     (lcf.codec imported, an address-space limit set) with a timeout. Returns ({case: {"error": LcfError type name or
     None, "message"}}, the process's peak RSS in bytes); ``subprocess.TimeoutExpired`` if it hangs."""
     arg = json.dumps({k: (str(f), None if d is None else str(d)) for k, (f, d) in cases.items()})
-    done = subprocess.run([sys.executable, "-c", _PROGRAM, arg], capture_output=True, text=True, timeout=timeout,
-                          cwd=tempfile.gettempdir())  # not the repository: the lcf that pytest imports
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAM, arg],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
+    )  # not the repository: the lcf that pytest imports
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     return out["results"], out["peak_rss"]
@@ -93,8 +98,18 @@ def run_isolated(cases: dict[str, tuple[Path, Path | None]], timeout: float = 12
 # -- file names: plain names inside the folder --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["../other/entropy.safetensors", "sub/entropy.safetensors", "..", ".",
-                                  "entropy.safetensors\x00", "C:entropy.safetensors", "..\\entropy.safetensors"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../other/entropy.safetensors",
+        "sub/entropy.safetensors",
+        "..",
+        ".",
+        "entropy.safetensors\x00",
+        "C:entropy.safetensors",
+        "..\\entropy.safetensors",
+    ],
+)
 def test_file_names_with_a_directory_part_are_refused(tmp_path, name):
     copy_weights(tmp_path / "other")  # a valid entropy file that "../other/entropy.safetensors" reaches
     folder = copy_weights(tmp_path / "w", lambda m: {**m, "files": {**m["files"], "entropy": name}})
@@ -112,8 +127,9 @@ def test_an_absolute_path_is_refused(tmp_path):
 
 
 def test_etc_passwd_never_reaches_a_parser(tmp_path):
-    folder = copy_weights(tmp_path / "w", lambda m: {**m, "decoders": {"teacher": {
-        **m["decoders"]["teacher"], "file": "/etc/passwd"}}})
+    folder = copy_weights(
+        tmp_path / "w", lambda m: {**m, "decoders": {"teacher": {**m["decoders"]["teacher"], "file": "/etc/passwd"}}}
+    )
     with pytest.raises(FormatError, match=r"decoders\.teacher\.file must be a plain file name"):
         load_weights(folder)
 
@@ -159,7 +175,7 @@ def test_a_fifo_fails_at_once_instead_of_blocking(tmp_path):
 
 MALFORMED = {
     "no fields": ('{"format": "lcf-weights", "version": 1}', r"model_config is missing"),
-    "a list": ('[1, 2, 3]', r"the top level must be a JSON object, got a list"),
+    "a list": ("[1, 2, 3]", r"the top level must be a JSON object, got a list"),
     "files as a string": (None, r"files must be a JSON object, got a string"),
     "not JSON": ('{"format": ', r"is not valid JSON"),
     "NaN level": (None, r"not valid JSON: NaN is not a JSON number"),
@@ -167,8 +183,10 @@ MALFORMED = {
     "negative level": (None, r"model_config\.levels must hold positive finite numbers, got -0\.5"),
     "a repeated key": ('{"format": "lcf-weights", "format": "lcf-weights", "version": 1}', r"appears twice"),
     "version true": ('{"format": "lcf-weights", "version": true}', r"format/version must be"),
-    "deep nesting": ('{"format": "lcf-weights", "version": 1, "info": ' + "[" * 100_000 + "]" * 100_000 + "}",
-                     r"not valid JSON: nested too deeply"),
+    "deep nesting": (
+        '{"format": "lcf-weights", "version": 1, "info": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        r"not valid JSON: nested too deeply",
+    ),
     "unknown field": (None, r"has unknown fields \['extra'\]"),
     "bad model id": (None, r"model_id must be 32 lower-case hex digits"),
     "default decoder missing": (None, r"default_decoder must name one of the decoders"),
@@ -187,8 +205,9 @@ def _malformed(case: str, manifest: dict) -> str | dict:
     if case == "negative level":
         return {**manifest, "model_config": {**manifest["model_config"], "levels": [-0.5]}}
     if case in ("NaN level", "infinite level"):
-        return json.dumps(manifest).replace('"levels": [0.0016', '"levels": [' + case.split()[0].replace(
-            "infinite", "1e400"))
+        return json.dumps(manifest).replace(
+            '"levels": [0.0016', '"levels": [' + case.split()[0].replace("infinite", "1e400")
+        )
     if case == "unknown field":
         return {**manifest, "extra": 1}
     if case == "bad model id":
@@ -234,6 +253,7 @@ def test_sizes_the_model_id_does_not_cover_fail_cleanly_in_little_memory(tmp_pat
     its file's: each refused before anything is built from it (N: 4096 with a valid id built 7.8 GB before a
     RuntimeError; a decoder arch with N: 8192 reached 2.7 GB). All in one subprocess: its peak RSS, lcf.codec and
     torch included, stays under 1 GiB."""
+
     def model_n(n):
         return lambda m: {**m, "model_config": {**m["model_config"], "N": n}}
 
@@ -241,18 +261,29 @@ def test_sizes_the_model_id_does_not_cover_fail_cleanly_in_little_memory(tmp_pat
         def edit(m):
             teacher = m["decoders"]["teacher"]
             return {**m, "decoders": {"teacher": {**teacher, "arch": {**teacher["arch"], "N": n}}}}
+
         return edit
 
-    edits = {"N 4096": model_n(4096), "N 64": model_n(64), "N 10": model_n(10), "arch N 8192": arch_n(8192),
-             "arch N 256": arch_n(256)}
-    results, peak = run_isolated({name: (copy_weights(tmp_path / name.replace(" ", "-"), edit), VECTOR_FILE)
-                                  for name, edit in edits.items()})
-    want = {"N 4096": ("FormatError", "model_config.N must be an even integer from 2 to 256, got 4096"),
-            "N 64": ("ModelMismatchError", "entropy.safetensors: tensor 'h_s.0.weight' is I16 [8, 12, 3, 3], but "),
-            "N 10": ("ModelMismatchError", "model_config (N=10, M=20, Mz=12, 7 levels) needs I16 [10, 12, 3, 3]"),
-            "arch N 8192": ("FormatError", "decoders.teacher.arch.N must be an even integer from 2 to 256, got 8192"),
-            "arch N 256": ("ModelMismatchError", "decoders.teacher.arch (N=256, M=20, attention=True, residual=True) "
-                                                 "needs F16/F32")}
+    edits = {
+        "N 4096": model_n(4096),
+        "N 64": model_n(64),
+        "N 10": model_n(10),
+        "arch N 8192": arch_n(8192),
+        "arch N 256": arch_n(256),
+    }
+    results, peak = run_isolated(
+        {name: (copy_weights(tmp_path / name.replace(" ", "-"), edit), VECTOR_FILE) for name, edit in edits.items()}
+    )
+    want = {
+        "N 4096": ("FormatError", "model_config.N must be an even integer from 2 to 256, got 4096"),
+        "N 64": ("ModelMismatchError", "entropy.safetensors: tensor 'h_s.0.weight' is I16 [8, 12, 3, 3], but "),
+        "N 10": ("ModelMismatchError", "model_config (N=10, M=20, Mz=12, 7 levels) needs I16 [10, 12, 3, 3]"),
+        "arch N 8192": ("FormatError", "decoders.teacher.arch.N must be an even integer from 2 to 256, got 8192"),
+        "arch N 256": (
+            "ModelMismatchError",
+            "decoders.teacher.arch (N=256, M=20, attention=True, residual=True) needs F16/F32",
+        ),
+    }
     for name, (error, message) in want.items():
         assert results[name]["error"] == error and message in results[name]["message"], (name, results[name])
     assert peak < ONE_GIB, peak
@@ -331,8 +362,8 @@ def test_a_header_larger_than_lcf_allows_is_refused_even_when_valid(tmp_path):
     path = folder / "entropy.safetensors"
     data = path.read_bytes()
     n = int.from_bytes(data[:8], "little")
-    header = data[8:8 + n] + b" " * (2 << 20)
-    _raw_file(path, header, data[8 + n:])
+    header = data[8 : 8 + n] + b" " * (2 << 20)
+    _raw_file(path, header, data[8 + n :])
     with pytest.raises(FormatError, match=f"header length {len(header):,} is more than lcf allows"):
         load_weights(folder)
 
@@ -341,19 +372,38 @@ HEADERS = {
     "not an object": (b"[]", b"", "does not start with"),
     "bad JSON": (b"{", b"", "not valid JSON"),
     "bad dtype": (b'{"a": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}}', b"\0\0", "dtype 'BF16'"),
-    "size mismatch": (b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}', b"\0" * 4,
-                      "is 8 bytes, its data_offsets span 4"),
+    "size mismatch": (
+        b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}',
+        b"\0" * 4,
+        "is 8 bytes, its data_offsets span 4",
+    ),
     "gap": (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}', b"\0" * 8, "expected 0"),
-    "overlap": (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
-                b'"b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', b"\0" * 4, "expected 4"),
-    "short data": (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', b"\0" * 8,
-                   "cover 4 bytes of data, the file holds 8"),
-    "huge shape": (b'{"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 4]}}',
-                   b"\0" * 4, "data_offsets span 4"),
-    "negative dim": (b'{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}', b"\0" * 4,
-                     "a shape is at most"),
-    "extra field": (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": 1}}', b"\0" * 4,
-                    "must be an object with dtype"),
+    "overlap": (
+        b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+        b'"b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+        b"\0" * 4,
+        "expected 4",
+    ),
+    "short data": (
+        b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+        b"\0" * 8,
+        "cover 4 bytes of data, the file holds 8",
+    ),
+    "huge shape": (
+        b'{"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 4]}}',
+        b"\0" * 4,
+        "data_offsets span 4",
+    ),
+    "negative dim": (
+        b'{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}',
+        b"\0" * 4,
+        "a shape is at most",
+    ),
+    "extra field": (
+        b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": 1}}',
+        b"\0" * 4,
+        "must be an object with dtype",
+    ),
     "bad metadata": (b'{"__metadata__": {"a": 1}}', b"", "__metadata__"),
 }
 

@@ -28,17 +28,41 @@ pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_WEIGHTS = ROOT / "spec" / "vectors" / "weights"
-NOT_THE_TREE = shutil.ignore_patterns(".git", "runs", ".data", ".ckpt", ".whl", ".venv", "build", "dist", "*.egg-info",
-                                      "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache", ".benchmarks")
-SDIST_TOP = {"lcf", "cli", "weights", "README.md", "pyproject.toml", "MANIFEST.in", "PKG-INFO", "setup.cfg",
-             "lcf.egg-info"}
+NOT_THE_TREE = shutil.ignore_patterns(
+    ".git",
+    "runs",
+    ".data",
+    ".ckpt",
+    ".whl",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".ruff_cache",
+    ".benchmarks",
+)
+SDIST_TOP = {
+    "lcf",
+    "cli",
+    "weights",
+    "README.md",
+    "pyproject.toml",
+    "MANIFEST.in",
+    "PKG-INFO",
+    "setup.cfg",
+    "lcf.egg-info",
+}
 WHEEL_TOP = {"lcf", "lcf_cli", "lcf_weights", "lcf-0.1.0.dist-info"}
 SLACK = 2 << 20  # the wheel: the weights (zip-compressed) plus lcf's code, a few hundred KB
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(a) for a in args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [str(a) for a in args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"{args}: {result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     return result
 
@@ -68,8 +92,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12 / 3.11.4
         tar.extractall(tmp / "unpacked", **safe)
         members = [m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name]
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", wheel_dir,
-        tmp / "unpacked" / sdist.name.removesuffix(".tar.gz"), cwd=tmp)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-w",
+        wheel_dir,
+        tmp / "unpacked" / sdist.name.removesuffix(".tar.gz"),
+        cwd=tmp,
+    )
     (wheel,) = wheel_dir.glob("lcf-*.whl")
     return {"tmp": tmp, "src": src, "sdist_members": members, "wheel": wheel, "tiny": tiny, "tiny_file": tiny_file}
 
@@ -109,15 +144,32 @@ def test_the_installed_wheel_encodes_and_decodes_anywhere(built: dict) -> None:
     venv = tmp / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv, cwd=tmp)
     python = venv / "bin" / "python"
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed",
-        built["wheel"], cwd=tmp)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--ignore-installed",
+        built["wheel"],
+        cwd=tmp,
+    )
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LCF_WEIGHTS", "LCF_WEIGHTS_PATH")}
     env["OMP_NUM_THREADS"] = "1"
 
-    where = run(python, "-c", "import json, lcf, lcf_cli, lcf.weights as w; print(json.dumps([lcf.__file__, "
-                "lcf_cli.__file__, str(w.DEFAULT_WEIGHTS)]))", cwd=elsewhere, env=env)
+    where = run(
+        python,
+        "-c",
+        "import json, lcf, lcf_cli, lcf.weights as w; print(json.dumps([lcf.__file__, "
+        "lcf_cli.__file__, str(w.DEFAULT_WEIGHTS)]))",
+        cwd=elsewhere,
+        env=env,
+    )
     site = venv.resolve()
     assert all(Path(p).resolve().is_relative_to(site) for p in json.loads(where.stdout)), where.stdout
 

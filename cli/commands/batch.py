@@ -41,44 +41,74 @@ from lcf_cli.targets import choose as choose_target
 @report_errors
 def batch(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder to read.", show_default=False)],
-    dst: Annotated[Path, typer.Argument(metavar="DST", show_default=False,
-                                        help="Folder to write (created if needed); sub-folders are mirrored.")],
+    dst: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DST", show_default=False, help="Folder to write (created if needed); sub-folders are mirrored."
+        ),
+    ],
     quality: Quality = None,
     target_size: TargetSize = None,
     target_bpp: TargetBpp = None,
     target_psnr: TargetPsnr = None,
     keep_nearest: KeepNearest = False,
     effort: Effort = 0,
-    to: Annotated[str, typer.Option("--to", metavar="FORMAT",
-                                    help="lcf = encode images; png, ppm, bmp, ... = decode .lcf files to that.")]
-        = "lcf",
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", metavar="GLOB",
-        help="Only paths (relative to SRC) matching; repeatable. When encoding, matching files are tried whatever "
-             "their extension.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="GLOB",
-                                                      help="Skip paths (files or folders) matching; repeatable.")]
-        = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1,
-                                         help="Files processed at once, each in its own process.")] = 1,
-    scheduler: Annotated[str | None, typer.Option(
-        "--scheduler", metavar="ADDRESS",
-        help="Convert on a running Dask cluster: its scheduler's address (tcp://HOST:8786). SRC, DST and --weights "
-             "must be paths every worker sees. Needs pip install 'lcf[dask]'.")] = None,
-    cluster: Annotated[str | None, typer.Option(
-        "--cluster", metavar="local[:N]",
-        help="Start a Dask LocalCluster of N worker processes on this machine (local: one per core), to try "
-             "--scheduler on one machine. Needs pip install 'lcf[dask]'.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip).")]
-        = False,
-    follow_symlinks: Annotated[bool, typer.Option(
-        "--follow-symlinks", help="Also read symlinks to files outside SRC (default: list them as left out).")]
-        = False,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", metavar="FORMAT", help="lcf = encode images; png, ppm, bmp, ... = decode .lcf files to that."
+        ),
+    ] = "lcf",
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            metavar="GLOB",
+            help="Only paths (relative to SRC) matching; repeatable. When encoding, matching files are tried whatever "
+            "their extension.",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Skip paths (files or folders) matching; repeatable."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Files processed at once, each in its own process.")
+    ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Convert on a running Dask cluster: its scheduler's address (tcp://HOST:8786). SRC, DST and --weights "
+            "must be paths every worker sees. Needs pip install 'lcf[dask]'.",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            metavar="local[:N]",
+            help="Start a Dask LocalCluster of N worker processes on this machine (local: one per core), to try "
+            "--scheduler on one machine. Needs pip install 'lcf[dask]'.",
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip).")] = False,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            "--follow-symlinks", help="Also read symlinks to files outside SRC (default: list them as left out)."
+        ),
+    ] = False,
     device: Device = "cpu",
-    decoder: Annotated[str | None, typer.Option(
-        "--decoder", metavar="NAME",
-        help="Encoding: the decoder to recommend in the files; decoding: the decoder to use instead.",
-    )] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            "--decoder",
+            metavar="NAME",
+            help="Encoding: the decoder to recommend in the files; decoding: the decoder to use instead.",
+        ),
+    ] = None,
     weights: Weights = None,
     json: Json = False,
     max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
@@ -129,19 +159,42 @@ def batch(
     bar = _ProgressBar(decoding=to.lower() != "lcf")
     try:
         with bar:
-            report = api.batch(src, dst, quality=quality, effort=effort, to=to, include=tuple(include or ()),
-                               exclude=tuple(exclude or ()), workers=workers, overwrite=overwrite, device=device,
-                               decoder=decoder, weights=weights, limits=limits(max_pixels), progress=bar,
-                               follow_symlinks=follow_symlinks, scheduler=scheduler, cluster=cluster,
-                               target=target, keep_nearest=keep_nearest)
+            report = api.batch(
+                src,
+                dst,
+                quality=quality,
+                effort=effort,
+                to=to,
+                include=tuple(include or ()),
+                exclude=tuple(exclude or ()),
+                workers=workers,
+                overwrite=overwrite,
+                device=device,
+                decoder=decoder,
+                weights=weights,
+                limits=limits(max_pixels),
+                progress=bar,
+                follow_symlinks=follow_symlinks,
+                scheduler=scheduler,
+                cluster=cluster,
+                target=target,
+                keep_nearest=keep_nearest,
+            )
     except KeyboardInterrupt:
-        err_console.print(f"interrupted after {bar.finished} file(s); every output written is complete: run the same "
-                          "command again to resume")
+        err_console.print(
+            f"interrupted after {bar.finished} file(s); every output written is complete: run the same "
+            "command again to resume"
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if json:
-        print_json({"summary": _summary(report), "seconds": report.seconds,
-                    "files": [_item_dict(item) for item in report.items],
-                    "left_out": [entry.as_dict() for entry in getattr(report, "left_out", ())]})
+        print_json(
+            {
+                "summary": _summary(report),
+                "seconds": report.seconds,
+                "files": [_item_dict(item) for item in report.items],
+                "left_out": [entry.as_dict() for entry in getattr(report, "left_out", ())],
+            }
+        )
     else:
         for entry in getattr(report, "left_out", ()):
             err_console.print(f"SKIP  {entry.path}: {entry.reason}", markup=False)
@@ -174,8 +227,14 @@ class _ProgressBar:
     def __init__(self, decoding: bool) -> None:
         self.verb = "decoding" if decoding else "encoding"
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _FileRate(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _FileRate(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
         )
         self.task: Any = None
         self.finished = 0
@@ -213,16 +272,27 @@ def _summary(report: api.BatchReport) -> dict[str, Any]:
         return summary()
     done = sum(item.status == "ok" for item in report.items)
     skipped = sum(item.status == "skipped" for item in report.items)
-    return {"files": len(report.items), "done": done, "skipped": skipped, "failed": len(report.failed),
-            "seconds": report.seconds}
+    return {
+        "files": len(report.items),
+        "done": done,
+        "skipped": skipped,
+        "failed": len(report.failed),
+        "seconds": report.seconds,
+    }
 
 
 def _item_dict(item: api.BatchItem) -> dict[str, Any]:
     as_dict = getattr(item, "as_dict", None)
     if callable(as_dict):
         return as_dict()
-    return {"src": str(item.src), "dst": str(item.dst), "status": item.status, "error": item.error,
-            "exit_code": item.exit_code, "seconds": item.seconds}
+    return {
+        "src": str(item.src),
+        "dst": str(item.dst),
+        "status": item.status,
+        "error": item.error,
+        "exit_code": item.exit_code,
+        "seconds": item.seconds,
+    }
 
 
 def _print_summary(report: api.BatchReport) -> None:

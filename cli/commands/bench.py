@@ -18,9 +18,11 @@ def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int
     from lcf import api
 
     codec = api.get_codec(weights, device)
-    identity: dict[str, str | int] = {"model_id": codec.weights.model_id.hex(),
-                                      "encoder_id": codec.weights.encoder_id().hex(),
-                                      "decoder": codec.resolve_decoder(decoder)}
+    identity: dict[str, str | int] = {
+        "model_id": codec.weights.model_id.hex(),
+        "encoder_id": codec.weights.encoder_id().hex(),
+        "decoder": codec.resolve_decoder(decoder),
+    }
     if effort:
         identity["effort"] = effort
 
@@ -35,7 +37,7 @@ def lcf_hook(weights: Path | None, device: str, decoder: str | None, effort: int
 
 
 def parse_efforts(text: str) -> list[int]:
-    """"0,2" -> [0, 2]; UsageError for anything but distinct efforts 0..MAX_EFFORT."""
+    """ "0,2" -> [0, 2]; UsageError for anything but distinct efforts 0..MAX_EFFORT."""
     from lcf.errors import UsageError
     from lcf.options import check_effort
 
@@ -50,25 +52,51 @@ def parse_efforts(text: str) -> list[int]:
 
 @report_errors
 def bench(
-    images: Annotated[Path, typer.Argument(metavar="DIR", show_default=False,
-                                           help="Folder of lossless test images (PNG/PPM/TIFF), e.g. the Kodak set.")],
+    images: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIR", show_default=False, help="Folder of lossless test images (PNG/PPM/TIFF), e.g. the Kodak set."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Where CSV, PNG and markdown go.")] = Path(
-        "bench-results"),
-    codecs: Annotated[str, typer.Option(
-        "--codecs", help="Comma-separated codecs to measure besides lcf: jpeg420, jpeg444, webp, jpeg2000, avif; "
-                         "'none' for lcf alone.")] = "jpeg420,jpeg444,webp,jpeg2000,avif",
-    published: Annotated[Path | None, typer.Option(
-        "--published", metavar="CSV", help="Published R-D points to plot and compare with (marked 'published'), "
-                                           "e.g. ../shared/reference/kodak_published.csv.")] = None,
+        "bench-results"
+    ),
+    codecs: Annotated[
+        str,
+        typer.Option(
+            "--codecs",
+            help="Comma-separated codecs to measure besides lcf: jpeg420, jpeg444, webp, jpeg2000, avif; "
+            "'none' for lcf alone.",
+        ),
+    ] = "jpeg420,jpeg444,webp,jpeg2000,avif",
+    published: Annotated[
+        Path | None,
+        typer.Option(
+            "--published",
+            metavar="CSV",
+            help="Published R-D points to plot and compare with (marked 'published'), "
+            "e.g. ../shared/reference/kodak_published.csv.",
+        ),
+    ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="3 settings per codec on the first 4 images.")] = False,
     max_images: Annotated[int | None, typer.Option("--max-images", help="Use only the first N images.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Reuse rows already in the output CSV (lcf rows only if "
-                                                          "they were measured with the same weights).")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Reuse rows already in the output CSV (lcf rows only if they were measured with the same weights).",
+        ),
+    ] = False,
     device: Device = "cpu",
     decoder: Annotated[str | None, typer.Option("--decoder", metavar="NAME", help="lcf decoder to measure.")] = None,
-    effort: Annotated[str, typer.Option(
-        "--effort", metavar="E[,E...]", help="lcf encoder efforts to measure, one curve each (lcf, lcf-e1, ...); "
-                                             "BD-rates are of the first.")] = "0",
+    effort: Annotated[
+        str,
+        typer.Option(
+            "--effort",
+            metavar="E[,E...]",
+            help="lcf encoder efforts to measure, one curve each (lcf, lcf-e1, ...); BD-rates are of the first.",
+        ),
+    ] = "0",
     weights: Weights = None,
 ) -> None:
     """Measure lcf at every quality level and the classical codecs in the same run.
@@ -96,9 +124,18 @@ def bench(
     for e in parse_efforts(effort):
         hooks[lcf_variant(e)], identities[lcf_variant(e)] = lcf_hook(weights, device, decoder, e)
     result = run_benchmark(
-        images, names, hooks, out, quick=quick, max_images=max_images, published_csv=published, resume=resume,
-        name=images.resolve().name or "bench", log=lambda msg: err_console.print(msg, highlight=False, markup=False),
-        lcf_identity=identities, plot=plot,
+        images,
+        names,
+        hooks,
+        out,
+        quick=quick,
+        max_images=max_images,
+        published_csv=published,
+        resume=resume,
+        name=images.resolve().name or "bench",
+        log=lambda msg: err_console.print(msg, highlight=False, markup=False),
+        lcf_identity=identities,
+        plot=plot,
     )
     report.print_curves(result.curves)
     first = next(iter(hooks))

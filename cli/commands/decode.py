@@ -37,28 +37,55 @@ from lcf_cli.files import (
 
 @report_errors
 def decode(
-    srcs: Annotated[list[Path], typer.Argument(
-        metavar="SRC", show_default=False,
-        help="The .lcf files to decode; - reads one from standard input.")],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="DST", show_default=False,
-        help="Image to write, for one SRC; its suffix picks the format (.png, .ppm, .bmp, ...), or --to. Replaced if "
-             "it exists; never SRC itself. An existing folder means FOLDER/<name>.png (or .FORMAT of --to); - writes "
-             "to standard output (needs --to).")] = None,
-    out_dir: Annotated[Path | None, typer.Option(
-        "--output-dir", "-d", metavar="DIR", show_default=False,
-        help="Folder for the outputs, DIR/<name>.png (or .FORMAT of --to) for each SRC (created if needed).")] = None,
-    to: Annotated[str | None, typer.Option(
-        "--to", metavar="FORMAT", show_default=False,
-        help="Image format to write: png, ppm, tiff, webp, bmp, jpeg, ... For -d and folders (default png), -o - "
-             "(required) and a DST without a known suffix.")] = None,
+    srcs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="SRC", show_default=False, help="The .lcf files to decode; - reads one from standard input."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DST",
+            show_default=False,
+            help="Image to write, for one SRC; its suffix picks the format (.png, .ppm, .bmp, ...), or --to. "
+            "Replaced if it exists; never SRC itself. An existing folder means FOLDER/<name>.png (or .FORMAT of "
+            "--to); - writes to standard output (needs --to).",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-d",
+            metavar="DIR",
+            show_default=False,
+            help="Folder for the outputs, DIR/<name>.png (or .FORMAT of --to) for each SRC (created if needed).",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="FORMAT",
+            show_default=False,
+            help="Image format to write: png, ppm, tiff, webp, bmp, jpeg, ... For -d and folders (default png), -o - "
+            "(required) and a DST without a known suffix.",
+        ),
+    ] = None,
     decoder: Decoder = None,
     device: Device = "cpu",
     weights: Weights = None,
     max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
-    reencode: Annotated[bool, typer.Option(
-        "--reencode", help="Allow an .lcf DST: the decoded pixels are encoded again (a second lossy step, quality 4).",
-    )] = False,
+    reencode: Annotated[
+        bool,
+        typer.Option(
+            "--reencode",
+            help="Allow an .lcf DST: the decoded pixels are encoded again (a second lossy step, quality 4).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print size, decoder and time.")] = False,
 ) -> None:
     """Decode .lcf files into images: one with -o DST, any number into a folder with -d DIR.
@@ -115,8 +142,10 @@ def _format(src: Path, dst: Path, to: str | None, reencode: bool) -> str:
     """The format DST is written in (before any work: an .lcf DST without --reencode, no format to be told)."""
     if is_stdio(dst):
         if to is None:
-            raise UsageError("writing to standard output (-o -) needs the image format: add --to FORMAT "
-                             "(png, ppm, tiff, webp, bmp, jpeg, ...)")
+            raise UsageError(
+                "writing to standard output (-o -) needs the image format: add --to FORMAT "
+                "(png, ppm, tiff, webp, bmp, jpeg, ...)"
+            )
         return api.output_format(None, to, reencode=reencode, option="--to")
     api.check_image_output(src, dst, reencode)
     return api.output_format(dst, to, reencode=reencode, option="--to")

@@ -42,16 +42,35 @@ from lcf_cli.targets import describe as describe_target
 
 @report_errors
 def encode(
-    srcs: Annotated[list[Path], typer.Argument(
-        metavar="SRC", show_default=False,
-        help="Images to encode (PNG, JPEG, PPM, ... anything Pillow reads); - reads one from standard input.")],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="DST", show_default=False,
-        help="The .lcf file to write, for one SRC (replaced if it exists; never SRC itself); an existing folder "
-             "means FOLDER/<name>.lcf; - writes to standard output.")] = None,
-    out_dir: Annotated[Path | None, typer.Option(
-        "--output-dir", "-d", metavar="DIR", show_default=False,
-        help="Folder for the outputs, DIR/<name>.lcf for each SRC (created if needed).")] = None,
+    srcs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="SRC",
+            show_default=False,
+            help="Images to encode (PNG, JPEG, PPM, ... anything Pillow reads); - reads one from standard input.",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DST",
+            show_default=False,
+            help="The .lcf file to write, for one SRC (replaced if it exists; never SRC itself); an existing folder "
+            "means FOLDER/<name>.lcf; - writes to standard output.",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-d",
+            metavar="DIR",
+            show_default=False,
+            help="Folder for the outputs, DIR/<name>.lcf for each SRC (created if needed).",
+        ),
+    ] = None,
     quality: Quality = None,
     target_size: TargetSize = None,
     target_bpp: TargetBpp = None,
@@ -59,9 +78,14 @@ def encode(
     keep_nearest: KeepNearest = False,
     effort: Effort = 0,
     device: Device = "cpu",
-    decoder: Annotated[str | None, typer.Option(
-        "--decoder", metavar="NAME", help="Decoder to record as recommended in the file; default from the weights.",
-    )] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            "--decoder",
+            metavar="NAME",
+            help="Decoder to record as recommended in the file; default from the weights.",
+        ),
+    ] = None,
     weights: Weights = None,
     max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print size, rate (bpp), PSNR and time.")] = False,
@@ -108,8 +132,17 @@ def encode(
     """
     quality, target = choose_target(quality, target_size, target_bpp, target_psnr, keep_nearest)
     pairs = plan(srcs, output, out_dir, ".lcf")
-    options = {"quality": quality, "effort": effort, "device": device, "decoder": decoder, "weights": weights,
-               "measure": verbose, "max_pixels": max_pixels or None, "target": target, "keep_nearest": keep_nearest}
+    options = {
+        "quality": quality,
+        "effort": effort,
+        "device": device,
+        "decoder": decoder,
+        "weights": weights,
+        "measure": verbose,
+        "max_pixels": max_pixels or None,
+        "target": target,
+        "keep_nearest": keep_nearest,
+    }
     if len(pairs) == 1:
         src, dst = pairs[0]
         check_pipes(src, dst, json=json)
@@ -141,8 +174,11 @@ def _encode_one(src: Path, dst: Path, options: dict) -> api.EncodeReport:
             return api.encode_file(src, dst, progress=bar.update, **options)
         if not is_stdio(dst):
             api.require_parent(dst)
-        source = read_stdin(MAX_STDIN_IMAGE, "an image read from a pipe (a larger one: give its file)") \
-            if is_stdio(src) else src
+        source = (
+            read_stdin(MAX_STDIN_IMAGE, "an image read from a pipe (a larger one: give its file)")
+            if is_stdio(src)
+            else src
+        )
         data, report = api.encode_to_bytes(source, name=STDIO, progress=bar.update, **options)
         if is_stdio(dst):
             write_stdout(data)
@@ -161,8 +197,10 @@ def _tell(report: api.EncodeReport, effort: int, verbose: bool) -> None:
     if verbose:
         psnr = f", PSNR {report.psnr:.2f} dB" if report.psnr is not None else ""
         level = f", effort {effort}" if effort else ""
-        err_console.print(f"{dst}: {report.width}x{report.height}, {report.bytes} bytes, "
-                          f"{report.bpp:.4f} bpp{psnr}{level}, {report.seconds:.2f} s")
+        err_console.print(
+            f"{dst}: {report.width}x{report.height}, {report.bytes} bytes, "
+            f"{report.bpp:.4f} bpp{psnr}{level}, {report.seconds:.2f} s"
+        )
         if report.target is not None:
             err_console.print(f"{dst}: {escape(describe_target(report.target, report.quality, effort))}")
 
@@ -173,8 +211,18 @@ class _RefineBar:
     def __init__(self, effort: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn(f"refining (effort {effort})"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=err_console, transient=True) if effort else None
+        self.progress = (
+            Progress(
+                TextColumn(f"refining (effort {effort})"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
+            if effort
+            else None
+        )
         self.task = None
 
     def __enter__(self) -> _RefineBar:

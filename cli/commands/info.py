@@ -26,8 +26,9 @@ from lcf_cli.common import (
 
 @report_errors
 def info(
-    file: Annotated[Path | None, typer.Argument(metavar="[FILE]", help="The .lcf file to describe.",
-                                                show_default=False)] = None,
+    file: Annotated[
+        Path | None, typer.Argument(metavar="[FILE]", help="The .lcf file to describe.", show_default=False)
+    ] = None,
     json: Json = False,
     max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
     weights: Weights = None,
@@ -62,17 +63,20 @@ def info(
     result = api.inspect_file(file, limits(max_pixels))
     model = lookup(result.header.model_id, weights)
     if json:
-        print_json({
-            "file": str(result.path),
-            "size": result.size,
-            "header": result.header.as_dict(),
-            "chunks": [{"type": c.type, "offset": c.offset, "length": c.length, "crc_ok": c.crc_ok}
-                       for c in result.chunks],
-            "valid": result.error is None,
-            "error": None if result.error is None else error_dict(result.error),
-            "model": model.to_json(),
-            **({"weights": listing} if listing is not None else {}),
-        })
+        print_json(
+            {
+                "file": str(result.path),
+                "size": result.size,
+                "header": result.header.as_dict(),
+                "chunks": [
+                    {"type": c.type, "offset": c.offset, "length": c.length, "crc_ok": c.crc_ok} for c in result.chunks
+                ],
+                "valid": result.error is None,
+                "error": None if result.error is None else error_dict(result.error),
+                "model": model.to_json(),
+                **({"weights": listing} if listing is not None else {}),
+            }
+        )
     else:
         _print_table(result, model)
         if listing is not None:
@@ -129,8 +133,9 @@ def _models() -> list[dict]:
 def _print_models(models: list[dict]) -> None:
     table = Table("installed model", "source", "decoders", "encodes", "weights", box=None, pad_edge=False)
     for m in models:
-        table.add_row(m["model_id"], m["source"], ", ".join(m["decoders"]), "yes" if m["encodes"] else "no",
-                      m["weights"])
+        table.add_row(
+            m["model_id"], m["source"], ", ".join(m["decoders"]), "yes" if m["encodes"] else "no", m["weights"]
+        )
     out_console.print(table)
 
 
@@ -141,7 +146,13 @@ def _print_decoders(listing: dict) -> None:
     for d in listing["decoders"]:
         arch = d.get("arch", {})
         name = d["name"] + (" (default)" if d["name"] == listing["default_decoder"] else "")
-        table.add_row(name, str(arch.get("kind", "?")), str(arch.get("N", "?")),
-                      "yes" if arch.get("attention", True) else "no", "yes" if arch.get("residual", True) else "no",
-                      f"{d.get('parameters', 0):,}", f"{d.get('bytes', 0):,}")
+        table.add_row(
+            name,
+            str(arch.get("kind", "?")),
+            str(arch.get("N", "?")),
+            "yes" if arch.get("attention", True) else "no",
+            "yes" if arch.get("residual", True) else "no",
+            f"{d.get('parameters', 0):,}",
+            f"{d.get('bytes', 0):,}",
+        )
     out_console.print(table)

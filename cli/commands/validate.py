@@ -24,8 +24,12 @@ from lcf_cli.common import (
 
 @report_errors
 def validate(
-    paths: Annotated[list[Path], typer.Argument(help="Files, or folders whose *.lcf files are checked.",
-                                                show_default=False, metavar="FILE_OR_DIR")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files, or folders whose *.lcf files are checked.", show_default=False, metavar="FILE_OR_DIR"
+        ),
+    ],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
     deep: Annotated[bool, typer.Option("--deep", help="Also decode the streams (needs the weights).")] = False,
     weights: Weights = None,
@@ -63,14 +67,19 @@ def validate(
         if not json:
             typer.echo(f"ok    {path}" if error is None else f"FAIL  {path}: {error}")
     failures = [e for _, e in results if e is not None]
-    err_console.print(f"{len(results) - len(failures)} valid, {len(failures)} invalid"
-                      + (" (deep: streams decoded)" if deep else ""))
+    err_console.print(
+        f"{len(results) - len(failures)} valid, {len(failures)} invalid" + (" (deep: streams decoded)" if deep else "")
+    )
     if json:
-        print_json({
-            "valid": not failures,
-            "files": [{"path": str(p), "valid": e is None, "error": None if e is None else error_dict(e)}
-                      for p, e in results],
-        })
+        print_json(
+            {
+                "valid": not failures,
+                "files": [
+                    {"path": str(p), "valid": e is None, "error": None if e is None else error_dict(e)}
+                    for p, e in results
+                ],
+            }
+        )
     if failures:
         raise typer.Exit(failures[0].exit_code)
 
@@ -80,8 +89,11 @@ def _expand(paths: list[Path], recursive: bool) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
-                           if p.is_file() and p.suffix.lower() == ".lcf" and not is_temp_name(p.name))
+            found = sorted(
+                p
+                for p in (path.rglob("*") if recursive else path.iterdir())
+                if p.is_file() and p.suffix.lower() == ".lcf" and not is_temp_name(p.name)
+            )
             if not found:
                 hint = "" if recursive else " (use --recursive to look in sub-folders)"
                 raise UsageError(f"{path}: no .lcf files in this folder{hint}")

@@ -222,15 +222,18 @@ def run_benchmark(
     result = BenchmarkResult(tuple(measurements), tuple(curves), tuple(bd_anchor), tuple(bd_refs), elapsed_s=elapsed)
     if out is not None:
         result.files.update(
-            write_outputs(result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/",
-                          plot=plot, log=log)
+            write_outputs(
+                result, out, name, images_desc=f"{len(images)} images from {Path(image_dir).name}/", plot=plot, log=log
+            )
         )
     return result
 
 
 def no_plot_warning() -> str:
-    return (f"warning: matplotlib is not installed, so no R-D plot (PNG) will be drawn; the table, CSV files and "
-            f"markdown are written as usual ({report.PLOT_EXTRA} adds the plot)")
+    return (
+        f"warning: matplotlib is not installed, so no R-D plot (PNG) will be drawn; the table, CSV files and "
+        f"markdown are written as usual ({report.PLOT_EXTRA} adds the plot)"
+    )
 
 
 def _drop_stale_lcf_rows(done: dict, stamp: Path, variant: str, identity: dict, log: Callable[[str], None]) -> dict:
@@ -243,8 +246,10 @@ def _drop_stale_lcf_rows(done: dict, stamp: Path, variant: str, identity: dict, 
     if recorded != identity:
         stale = [k for k in done if k[1] == variant]
         if stale:
-            log(f"measuring {variant} again: the {len(stale)} {variant} rows on file were measured with "
-                f"{recorded or 'unrecorded'} weights, not {identity}")
+            log(
+                f"measuring {variant} again: the {len(stale)} {variant} rows on file were measured with "
+                f"{recorded or 'unrecorded'} weights, not {identity}"
+            )
         done = {k: m for k, m in done.items() if k[1] != variant}
     stamp.write_text(json.dumps(identity, sort_keys=True) + "\n", encoding="utf-8")
     return done
@@ -257,8 +262,15 @@ def _append_row(path: Path, m: Measurement) -> None:
         csv.DictWriter(f, fieldnames=report.MEASUREMENT_COLUMNS).writerow(report.measurement_row(m))
 
 
-def write_outputs(result: BenchmarkResult, out: Path, name: str, images_desc: str = "", *, plot: bool = True,
-                  log: Callable[[str], None] | None = None) -> dict[str, Path]:
+def write_outputs(
+    result: BenchmarkResult,
+    out: Path,
+    name: str,
+    images_desc: str = "",
+    *,
+    plot: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
     """Curves CSV, BD CSV, R-D PNG (if ``plot``) and the markdown fragment ``<name>.md`` (the per-image CSV is written
     during the run). A plot that cannot be drawn (matplotlib missing or broken) is logged and skipped."""
     files = {
@@ -268,11 +280,13 @@ def write_outputs(result: BenchmarkResult, out: Path, name: str, images_desc: st
     }
     if plot:
         try:
-            files["png"] = report.plot_rd(result.curves, out / f"{name}_rd.png",
-                                          title=f"{name}: {images_desc}".rstrip(": "))
+            files["png"] = report.plot_rd(
+                result.curves, out / f"{name}_rd.png", title=f"{name}: {images_desc}".rstrip(": ")
+            )
         except ImportError as exc:
             (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
-                f"warning: no R-D plot: {exc} ({report.PLOT_EXTRA})")
+                f"warning: no R-D plot: {exc} ({report.PLOT_EXTRA})"
+            )
     md = [f"R-D points ({images_desc}, mean over images):", "", report.markdown_curves(result.curves), ""]
     if result.bd_anchor:
         md += [

@@ -1,11 +1,11 @@
 """What the scripts in ``benchmarks/`` share: their image options, the torch threads, the markdown fragment they write.
 
-    p = argparse.ArgumentParser(...)
-    add_image_options(p, qualities=[1, 4, 7])         # --images --max-images --qualities --threads
-    args = p.parse_args(argv)
-    files = images_of(args)                           # sets the threads too
-    ...
-    write_fragment(args.out, [f"Command: `{command_line('rate_vs_estimate', argv)}`", "", *table])
+p = argparse.ArgumentParser(...)
+add_image_options(p, qualities=[1, 4, 7])         # --images --max-images --qualities --threads
+args = p.parse_args(argv)
+files = images_of(args)                           # sets the threads too
+...
+write_fragment(args.out, [f"Command: `{command_line('rate_vs_estimate', argv)}`", "", *table])
 """
 
 from __future__ import annotations
@@ -27,14 +27,21 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def add_image_options(p: argparse.ArgumentParser, *, qualities: Sequence[float] = (1, 2, 3, 4, 5, 6, 7),
-                      images_required: bool = True) -> None:
+def add_image_options(
+    p: argparse.ArgumentParser, *, qualities: Sequence[float] = (1, 2, 3, 4, 5, 6, 7), images_required: bool = True
+) -> None:
     default = ",".join(f"{q:g}" for q in qualities)
-    p.add_argument("--images", required=images_required, type=Path, default=None,
-                   help="folder of test images (e.g. the 24 Kodak PNGs)")
+    p.add_argument(
+        "--images",
+        required=images_required,
+        type=Path,
+        default=None,
+        help="folder of test images (e.g. the 24 Kodak PNGs)",
+    )
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
-    p.add_argument("--qualities", type=floats, default=list(map(float, qualities)),
-                   help=f"quality levels (default {default})")
+    p.add_argument(
+        "--qualities", type=floats, default=list(map(float, qualities)), help=f"quality levels (default {default})"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
 
 

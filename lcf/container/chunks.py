@@ -31,8 +31,11 @@ class Chunk:
         if not isinstance(self.payload, bytes):
             object.__setattr__(self, "payload", bytes(self.payload))
         if len(self.payload) > fmt.MAX_CHUNK_LENGTH:
-            raise FormatError(f"payload of {len(self.payload)} bytes exceeds the format's {fmt.MAX_CHUNK_LENGTH}",
-                              chunk=self.type, offset=self.offset)
+            raise FormatError(
+                f"payload of {len(self.payload)} bytes exceeds the format's {fmt.MAX_CHUNK_LENGTH}",
+                chunk=self.type,
+                offset=self.offset,
+            )
 
     @property
     def critical(self) -> bool:
@@ -49,28 +52,39 @@ class ChunkOrder:
     def add(self, chunk_type: str, *, offset: int | None = None) -> None:
         """Account for one chunk between HEAD and LEND."""
         if chunk_type in (fmt.HEAD, fmt.LEND):
-            raise FormatError(f"{chunk_type} may appear only {'first' if chunk_type == fmt.HEAD else 'last'}, once",
-                              chunk=chunk_type, offset=offset)
+            raise FormatError(
+                f"{chunk_type} may appear only {'first' if chunk_type == fmt.HEAD else 'last'}, once",
+                chunk=chunk_type,
+                offset=offset,
+            )
         if chunk_type in fmt.REQUIRED_SEQUENCE:
             expected = fmt.REQUIRED_SEQUENCE[self._next] if self._next < len(fmt.REQUIRED_SEQUENCE) else None
             if chunk_type != expected:
                 what = "a second" if chunk_type in self._seen else "out of order"
-                raise FormatError(f"{what} {chunk_type} chunk; critical stream chunks must appear once each in the "
-                                  f"order {' '.join(fmt.REQUIRED_SEQUENCE)}", chunk=chunk_type, offset=offset)
+                raise FormatError(
+                    f"{what} {chunk_type} chunk; critical stream chunks must appear once each in the "
+                    f"order {' '.join(fmt.REQUIRED_SEQUENCE)}",
+                    chunk=chunk_type,
+                    offset=offset,
+                )
             self._next += 1
         elif chunk_type in (fmt.ALPH, *fmt.METADATA):
             if chunk_type in self._seen:
-                raise FormatError(f"a second {chunk_type} chunk; it may appear at most once", chunk=chunk_type,
-                                  offset=offset)
+                raise FormatError(
+                    f"a second {chunk_type} chunk; it may appear at most once", chunk=chunk_type, offset=offset
+                )
         elif fmt.is_critical(chunk_type):
-            raise FormatError(f"unknown critical chunk {chunk_type}: this file needs a newer lcf reader",
-                              chunk=chunk_type, offset=offset)
+            raise FormatError(
+                f"unknown critical chunk {chunk_type}: this file needs a newer lcf reader",
+                chunk=chunk_type,
+                offset=offset,
+            )
         self._seen.add(chunk_type)
 
     def finish(self, *, offset: int | None = None) -> None:
         """Account for LEND: every required chunk must have been seen."""
         if self._next < len(fmt.REQUIRED_SEQUENCE):
-            missing = " ".join(fmt.REQUIRED_SEQUENCE[self._next:])
+            missing = " ".join(fmt.REQUIRED_SEQUENCE[self._next :])
             raise FormatError(f"LEND before the required chunk(s) {missing}", chunk=fmt.LEND, offset=offset)
 
 
@@ -94,20 +108,23 @@ def decode_channel_bitmap(payload: bytes, channels: int, *, offset: int | None =
     of another length than ceil(channels / 8) or with an unused bit set."""
     need = -(-channels // 8)
     if len(payload) != need:
-        raise FormatError(f"CMAP is {len(payload)} bytes; {channels} channels need {need}", chunk=fmt.CMAP,
-                          offset=offset)
+        raise FormatError(
+            f"CMAP is {len(payload)} bytes; {channels} channels need {need}", chunk=fmt.CMAP, offset=offset
+        )
     unused = need * 8 - channels
     if unused and payload[-1] & ((1 << unused) - 1):
-        raise FormatError(f"CMAP sets bits after channel {channels - 1}; unused bits must be zero",
-                          chunk=fmt.CMAP, offset=offset)
+        raise FormatError(
+            f"CMAP sets bits after channel {channels - 1}; unused bits must be zero", chunk=fmt.CMAP, offset=offset
+        )
     return tuple(bool(payload[c >> 3] & (0x80 >> (c & 7))) for c in range(channels))
 
 
 def compress_alpha(plane: bytes, width: int, height: int) -> bytes:
     """ALPH payload: the zlib-compressed 8-bit alpha plane (row-major, ``width * height`` bytes)."""
     if len(plane) != width * height:
-        raise FormatError(f"alpha plane is {len(plane)} bytes; a {width}x{height} image needs {width * height}",
-                          chunk=fmt.ALPH)
+        raise FormatError(
+            f"alpha plane is {len(plane)} bytes; a {width}x{height} image needs {width * height}", chunk=fmt.ALPH
+        )
     return zlib.compress(bytes(plane), 9)
 
 
@@ -120,16 +137,17 @@ def decompress_alpha(payload: bytes, width: int, height: int, *, offset: int | N
     except zlib.error as exc:
         raise CorruptDataError(f"ALPH is not a valid zlib stream: {exc}", chunk=fmt.ALPH, offset=offset) from None
     if len(plane) > size:
-        raise CorruptDataError(f"ALPH inflates to more than width*height = {size} bytes", chunk=fmt.ALPH,
-                               offset=offset)
+        raise CorruptDataError(f"ALPH inflates to more than width*height = {size} bytes", chunk=fmt.ALPH, offset=offset)
     if not inflater.eof:
         raise CorruptDataError("ALPH zlib stream is truncated", chunk=fmt.ALPH, offset=offset)
     if inflater.unused_data:
-        raise CorruptDataError(f"{len(inflater.unused_data)} bytes follow the end of the ALPH zlib stream",
-                               chunk=fmt.ALPH, offset=offset)
+        raise CorruptDataError(
+            f"{len(inflater.unused_data)} bytes follow the end of the ALPH zlib stream", chunk=fmt.ALPH, offset=offset
+        )
     if len(plane) != size:
-        raise CorruptDataError(f"ALPH inflates to {len(plane)} bytes; width*height = {size}", chunk=fmt.ALPH,
-                               offset=offset)
+        raise CorruptDataError(
+            f"ALPH inflates to {len(plane)} bytes; width*height = {size}", chunk=fmt.ALPH, offset=offset
+        )
     return plane
 
 

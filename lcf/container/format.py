@@ -84,5 +84,6 @@ def preamble_error(data: bytes) -> LcfError | None:
     if head[1:4] == b"LCF":
         return CorruptDataError(f"signature damaged: {head[:8].hex(' ')}, expected {SIGNATURE.hex(' ')}", offset=0)
     hint = next((f"; this looks like {name}" for magic, name in _OTHER_FORMATS.items() if head.startswith(magic)), "")
-    return FormatError(f"not an lcf file: it starts with {head[:8].hex(' ')}, expected {SIGNATURE.hex(' ')}{hint}",
-                       offset=0)
+    return FormatError(
+        f"not an lcf file: it starts with {head[:8].hex(' ')}, expected {SIGNATURE.hex(' ')}{hint}", offset=0
+    )

@@ -46,8 +46,18 @@ MAX_SIZE = FIXED_SIZE + MAX_DECODER_LENGTH  # 57
 
 # Field -> byte offset inside the payload, for error messages.
 _OFFSETS = {
-    "width": 0, "height": 4, "color": 8, "reserved": 9, "quality": 10, "model_id": 12, "latent_channels": 28,
-    "hyper_channels": 30, "padded_width": 32, "padded_height": 36, "decoder_length": 40, "decoder": 41,
+    "width": 0,
+    "height": 4,
+    "color": 8,
+    "reserved": 9,
+    "quality": 10,
+    "model_id": 12,
+    "latent_channels": 28,
+    "hyper_channels": 30,
+    "padded_width": 32,
+    "padded_height": 36,
+    "decoder_length": 40,
+    "decoder": 41,
 }
 
 
@@ -147,8 +157,9 @@ def _problem(h: dict[str, Any]) -> tuple[str, str] | None:
     if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not MIN_QUALITY <= quality <= MAX_QUALITY:
         return "quality", f"quality {quality!r} is outside {MIN_QUALITY}..{MAX_QUALITY}"
     if not isinstance(decoder, str) or DECODER_NAME.fullmatch(decoder) is None:
-        return "decoder", (f"decoder name {decoder!r} must be 1..{MAX_DECODER_LENGTH} ASCII letters, digits, "
-                           "'-', '_' or '.'")
+        return "decoder", (
+            f"decoder name {decoder!r} must be 1..{MAX_DECODER_LENGTH} ASCII letters, digits, '-', '_' or '.'"
+        )
     for name in ("latent_channels", "hyper_channels"):
         value = h[name]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 0xFFFF:
@@ -160,8 +171,17 @@ def pack_header(h: Header) -> bytes:
     """The HEAD payload for ``h``."""
     decoder = h.decoder.encode("ascii")
     fixed = _FIXED.pack(
-        h.width, h.height, int(h.color), 0, quality_to_fixed(h.quality), h.model_id,
-        h.latent_channels, h.hyper_channels, h.padded_width, h.padded_height, len(decoder),
+        h.width,
+        h.height,
+        int(h.color),
+        0,
+        quality_to_fixed(h.quality),
+        h.model_id,
+        h.latent_channels,
+        h.hyper_channels,
+        h.padded_width,
+        h.padded_height,
+        len(decoder),
     )
     return fixed + decoder
 
@@ -176,19 +196,33 @@ def unpack_header(payload: bytes, *, offset: int = 0) -> Header:
         return FormatError(message, chunk="HEAD", offset=offset + _OFFSETS[field])
 
     if not FIXED_SIZE < len(payload) <= MAX_SIZE:
-        raise FormatError(f"HEAD payload is {len(payload)} bytes; it must be {FIXED_SIZE + 1}..{MAX_SIZE}",
-                          chunk="HEAD", offset=offset)
+        raise FormatError(
+            f"HEAD payload is {len(payload)} bytes; it must be {FIXED_SIZE + 1}..{MAX_SIZE}",
+            chunk="HEAD",
+            offset=offset,
+        )
     (width, height, color, reserved, quality, model_id, m, mz, pw, ph, n) = _FIXED.unpack_from(payload)
     if reserved != 0:
         raise fail("reserved", f"reserved byte is {reserved}, must be 0")
     if not 1 <= n <= MAX_DECODER_LENGTH or len(payload) != FIXED_SIZE + n:
-        raise fail("decoder_length", f"decoder name length {n} must be 1..{MAX_DECODER_LENGTH} and match the "
-                                     f"HEAD length ({len(payload)} = {FIXED_SIZE} + {len(payload) - FIXED_SIZE})")
+        raise fail(
+            "decoder_length",
+            f"decoder name length {n} must be 1..{MAX_DECODER_LENGTH} and match the "
+            f"HEAD length ({len(payload)} = {FIXED_SIZE} + {len(payload) - FIXED_SIZE})",
+        )
     if not MIN_QUALITY * QUALITY_SCALE <= quality <= MAX_QUALITY * QUALITY_SCALE:
         raise fail("quality", f"quality {quality}/256 is outside {MIN_QUALITY}..{MAX_QUALITY}")
     decoder = payload[FIXED_SIZE:].decode("latin-1")
-    fields = {"width": width, "height": height, "color": color, "model_id": model_id,
-              "quality": quality / QUALITY_SCALE, "decoder": decoder, "latent_channels": m, "hyper_channels": mz}
+    fields = {
+        "width": width,
+        "height": height,
+        "color": color,
+        "model_id": model_id,
+        "quality": quality / QUALITY_SCALE,
+        "decoder": decoder,
+        "latent_channels": m,
+        "hyper_channels": mz,
+    }
     problem = _problem(fields)
     if problem is not None:
         raise fail(*problem)

@@ -66,22 +66,28 @@ def walk_chunks(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Iterator[Chunk
         if end - pos < 8:
             where = "before the LEND chunk" if pos == end else "inside a chunk's length and type"
             raise CorruptDataError(f"file is truncated: it ends {where}", offset=end)
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        type_bytes = bytes(data[pos + 4:pos + 8])
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        type_bytes = bytes(data[pos + 4 : pos + 8])
         if not fmt.is_valid_type(type_bytes):
             raise FormatError(f"invalid chunk type {type_bytes!r}: a type is four ASCII letters", offset=pos + 4)
         chunk_type = type_bytes.decode("ascii")
         chunk_end = pos + fmt.CHUNK_OVERHEAD + length
         if chunk_end > end:  # before the limits: a length beyond the data is damage, not a size to allow
-            raise CorruptDataError(f"file is truncated or the chunk's length is damaged: the chunk claims {length} "
-                                   f"payload bytes and a CRC, only {end - pos - 8} bytes follow its type",
-                                   chunk=chunk_type, offset=pos)
+            raise CorruptDataError(
+                f"file is truncated or the chunk's length is damaged: the chunk claims {length} "
+                f"payload bytes and a CRC, only {end - pos - 8} bytes follow its type",
+                chunk=chunk_type,
+                offset=pos,
+            )
         if length > fmt.MAX_CHUNK_LENGTH:
-            raise FormatError(f"chunk length {length} exceeds the format's maximum {fmt.MAX_CHUNK_LENGTH}",
-                              chunk=chunk_type, offset=pos)
+            raise FormatError(
+                f"chunk length {length} exceeds the format's maximum {fmt.MAX_CHUNK_LENGTH}",
+                chunk=chunk_type,
+                offset=pos,
+            )
         limits.check_chunk_length(length, chunk=chunk_type, offset=pos)
-        stored = int.from_bytes(data[chunk_end - 4:chunk_end], "big")
-        computed = fmt.chunk_crc(type_bytes, view[pos + 8:chunk_end - 4])
+        stored = int.from_bytes(data[chunk_end - 4 : chunk_end], "big")
+        computed = fmt.chunk_crc(type_bytes, view[pos + 8 : chunk_end - 4])
         yield ChunkInfo(chunk_type, pos, length, stored, computed)
         pos = chunk_end
         if chunk_type == fmt.LEND:
@@ -103,13 +109,12 @@ def read_container(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Container:
     for info in walk_chunks(data, limits):
         if not info.crc_ok:
             raise _crc_error(info)
-        payload = data[info.payload_offset:info.crc_offset]
+        payload = data[info.payload_offset : info.crc_offset]
         if header is None:
             header = _read_head(info, payload, limits)
         elif info.type == fmt.LEND:
             if info.length:
-                raise FormatError(f"LEND must be empty, it has {info.length} bytes", chunk=fmt.LEND,
-                                  offset=info.offset)
+                raise FormatError(f"LEND must be empty, it has {info.length} bytes", chunk=fmt.LEND, offset=info.offset)
             order.finish(offset=info.offset)
         else:
             order.add(info.type, offset=info.offset)
@@ -123,8 +128,11 @@ def read_container(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Container:
 
 
 def _crc_error(info: ChunkInfo) -> CorruptDataError:
-    return CorruptDataError(f"CRC mismatch: stored {info.stored_crc:08x}, computed {info.computed_crc:08x}",
-                            chunk=info.type, offset=info.crc_offset)
+    return CorruptDataError(
+        f"CRC mismatch: stored {info.stored_crc:08x}, computed {info.computed_crc:08x}",
+        chunk=info.type,
+        offset=info.crc_offset,
+    )
 
 
 def _read_head(info: ChunkInfo, payload: bytes, limits: Limits) -> Header:
@@ -158,8 +166,9 @@ def read_header_only(source: bytes | BinaryIO, limits: Limits = _DEFAULT_LIMITS)
     rest = read(length + 4)
     if len(rest) < length + 4:
         raise CorruptDataError("file is truncated inside the HEAD chunk", chunk=fmt.HEAD, offset=pos + 8 + len(rest))
-    info = ChunkInfo(fmt.HEAD, pos, length, int.from_bytes(rest[length:], "big"),
-                     fmt.chunk_crc(type_bytes, rest[:length]))
+    info = ChunkInfo(
+        fmt.HEAD, pos, length, int.from_bytes(rest[length:], "big"), fmt.chunk_crc(type_bytes, rest[:length])
+    )
     if not info.crc_ok:
         raise _crc_error(info)
     return _read_head(info, bytes(rest[:length]), limits)

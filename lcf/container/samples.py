@@ -15,14 +15,21 @@ from lcf.container.writer import write_container
 
 def sample_header(**overrides: Any) -> Header:
     """A 100x50 RGB header with M = 12 and Mz = 8 channels; any field can be overridden."""
-    fields: dict[str, Any] = {"width": 100, "height": 50, "color": ColorFormat.RGB8, "model_id": bytes(range(16)),
-                              "quality": 4.25, "decoder": "teacher", "latent_channels": 12, "hyper_channels": 8}
+    fields: dict[str, Any] = {
+        "width": 100,
+        "height": 50,
+        "color": ColorFormat.RGB8,
+        "model_id": bytes(range(16)),
+        "quality": 4.25,
+        "decoder": "teacher",
+        "latent_channels": 12,
+        "hyper_channels": 8,
+    }
     fields.update(overrides)
     return Header(**fields)
 
 
-def sample_chunks(header: Header, *, alpha: bool = False, metadata: bool = False,
-                  unknown: bool = False) -> list[Chunk]:
+def sample_chunks(header: Header, *, alpha: bool = False, metadata: bool = False, unknown: bool = False) -> list[Chunk]:
     """CMAP (every third channel coded), placeholder HYPR/ANCH/NANC; optionally ALPH (a gradient), iCCP, eXIf, xMPd
     and one unknown ancillary chunk ``teSt``."""
     m = header.latent_channels

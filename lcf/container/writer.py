@@ -12,8 +12,9 @@ from lcf.container.header import Header, pack_header
 def encode_chunk(chunk_type: str, payload: bytes) -> bytes:
     """One chunk on disk: length u32 BE, type, payload, CRC-32 u32 BE over type and payload."""
     type_bytes = chunk_type.encode("ascii")
-    return b"".join((len(payload).to_bytes(4, "big"), type_bytes, payload,
-                     fmt.chunk_crc(type_bytes, payload).to_bytes(4, "big")))
+    return b"".join(
+        (len(payload).to_bytes(4, "big"), type_bytes, payload, fmt.chunk_crc(type_bytes, payload).to_bytes(4, "big"))
+    )
 
 
 def write_container(header: Header, chunks: Iterable[Chunk]) -> bytes:

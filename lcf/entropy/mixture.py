@@ -71,18 +71,31 @@ class MixturePlan:
         bucket = np.empty(p.n, dtype=np.int64)
         for a in range(0, p.n, BUILD_BLOCK):
             part = slice(a, a + BUILD_BLOCK)
-            centre[part], bucket[part], _ = _windows(p.weights[part], p.means[part], p.scale_idx[part], p.families,
-                                                     tables)
+            centre[part], bucket[part], _ = _windows(
+                p.weights[part], p.means[part], p.scale_idx[part], p.families, tables
+            )
         order = np.argsort(bucket, kind="stable")
         weights = np.empty(p.weights.shape, dtype=np.int32)
         first = np.empty(p.weights.shape, dtype=np.int32)
         for a in range(0, p.n, BUILD_BLOCK):
-            idx = order[a:a + BUILD_BLOCK]
-            weights[a:a + idx.size] = np.take(p.weights, idx, axis=0)
-            _, _, first[a:a + idx.size] = _windows(weights[a:a + idx.size], np.take(p.means, idx, axis=0),
-                                                   np.take(p.scale_idx, idx, axis=0), p.families, tables)
-        return cls(order=order, centre=centre, half=BUCKETS[bucket], segments=list(_segments(bucket[order])),
-                   weights=weights, first=first, cdf=tables.cdf)
+            idx = order[a : a + BUILD_BLOCK]
+            weights[a : a + idx.size] = np.take(p.weights, idx, axis=0)
+            _, _, first[a : a + idx.size] = _windows(
+                weights[a : a + idx.size],
+                np.take(p.means, idx, axis=0),
+                np.take(p.scale_idx, idx, axis=0),
+                p.families,
+                tables,
+            )
+        return cls(
+            order=order,
+            centre=centre,
+            half=BUCKETS[bucket],
+            segments=list(_segments(bucket[order])),
+            weights=weights,
+            first=first,
+            cdf=tables.cdf,
+        )
 
     def pmf(self, start: int, stop: int, h: int) -> np.ndarray:
         """Coder PMFs (stop - start, 2h + 2) int32 of stream positions start..stop-1 (half-width h); last = escape.
@@ -104,8 +117,9 @@ class MixturePlan:
         return out
 
 
-def _windows(weights: np.ndarray, means: np.ndarray, scale_idx: np.ndarray, families: tuple[str, ...],
-             tables: FamilyTables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _windows(
+    weights: np.ndarray, means: np.ndarray, scale_idx: np.ndarray, families: tuple[str, ...], tables: FamilyTables
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per element (rows of the (n, K) parameter arrays): the window centre c, the index of its bucket H in
     BUCKETS, and per component ``first`` (see MixturePlan.pmf)."""
     fs = family_codes(families)[None, :] * SCALE_LEVELS + scale_idx  # (family, scale) as one index

@@ -161,8 +161,10 @@ def int_params(raw: np.ndarray) -> IntParams:
     """
     raw = np.asarray(raw)
     if raw.ndim != 2 or raw.shape[1] not in (ANCHOR_SLOTS, NONANCHOR_SLOTS) or not np.issubdtype(raw.dtype, np.integer):
-        raise ValueError(f"raw slots must be an integer array of shape (n, {ANCHOR_SLOTS}) or (n, {NONANCHOR_SLOTS}), "
-                         f"got {raw.dtype} {raw.shape}")
+        raise ValueError(
+            f"raw slots must be an integer array of shape (n, {ANCHOR_SLOTS}) or (n, {NONANCHOR_SLOTS}), "
+            f"got {raw.dtype} {raw.shape}"
+        )
     raw = raw.astype(np.int64, copy=False)
     families: tuple[str, ...]
     if raw.shape[1] == ANCHOR_SLOTS:
@@ -173,8 +175,8 @@ def int_params(raw: np.ndarray) -> IntParams:
     else:
         families, k = NONANCHOR_FAMILIES, 3
         weights = softmax_counts(raw[:, 0:3])
-    means = np.clip(_round_shift(raw[:, k:2 * k], RAW_FRAC_BITS - MEAN_FRAC_BITS), -RAW_MEAN_LIMIT, RAW_MEAN_LIMIT)
-    scales = np.searchsorted(RAW_SCALE_THRESHOLDS, raw[:, 2 * k:3 * k], side="right")
+    means = np.clip(_round_shift(raw[:, k : 2 * k], RAW_FRAC_BITS - MEAN_FRAC_BITS), -RAW_MEAN_LIMIT, RAW_MEAN_LIMIT)
+    scales = np.searchsorted(RAW_SCALE_THRESHOLDS, raw[:, 2 * k : 3 * k], side="right")
     return IntParams(largest_remainder(weights), means, scales, families)
 
 

@@ -66,10 +66,16 @@ H_S = (
     LayerSpec("h_s.8", 3, lrelu=False),
 )
 CTX = (LayerSpec("ctx.conv", 5, lrelu=False),)
-PEN1 = (LayerSpec("pen_anchor.net.0", 1), LayerSpec("pen_anchor.net.2", 1),
-        LayerSpec("pen_anchor.net.4", 1, lrelu=False))
-PEN2 = (LayerSpec("pen_nonanchor.net.0", 1), LayerSpec("pen_nonanchor.net.2", 1),
-        LayerSpec("pen_nonanchor.net.4", 1, lrelu=False))
+PEN1 = (
+    LayerSpec("pen_anchor.net.0", 1),
+    LayerSpec("pen_anchor.net.2", 1),
+    LayerSpec("pen_anchor.net.4", 1, lrelu=False),
+)
+PEN2 = (
+    LayerSpec("pen_nonanchor.net.0", 1),
+    LayerSpec("pen_nonanchor.net.2", 1),
+    LayerSpec("pen_nonanchor.net.4", 1, lrelu=False),
+)
 LAYERS = H_S + CTX + PEN1 + PEN2
 INTEGER_PREFIXES = ("h_s.", "ctx.", "pen_anchor.", "pen_nonanchor.")
 
@@ -145,9 +151,11 @@ def float_state(arrays: dict[str, np.ndarray]) -> dict[str, Tensor]:
     for layer in LAYERS:
         shift = int(arrays[f"{layer.key}.shift"][0])
         out[f"{layer.key}.weight"] = torch.from_numpy(
-            arrays[f"{layer.key}.weight"].astype(np.float32) * np.float32(2.0**-shift))
+            arrays[f"{layer.key}.weight"].astype(np.float32) * np.float32(2.0**-shift)
+        )
         out[f"{layer.key}.bias"] = torch.from_numpy(
-            (arrays[f"{layer.key}.bias"].astype(np.float64) * 2.0 ** -(shift + FRAC_BITS)).astype(np.float32))
+            (arrays[f"{layer.key}.bias"].astype(np.float64) * 2.0 ** -(shift + FRAC_BITS)).astype(np.float32)
+        )
     return out
 
 
@@ -159,11 +167,14 @@ def check_integer_arrays(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[
         if w is None or b is None or s is None:
             raise ValueError(f"integer layer {layer.key} is missing (.weight, .bias and .shift are needed)")
         if w.dtype != np.int16 or b.dtype != np.int64 or s.dtype != np.int32:
-            raise ValueError(f"{layer.key}: weight/bias/shift must be int16/int64/int32, "
-                             f"got {w.dtype}/{b.dtype}/{s.dtype}")
+            raise ValueError(
+                f"{layer.key}: weight/bias/shift must be int16/int64/int32, got {w.dtype}/{b.dtype}/{s.dtype}"
+            )
         if tuple(w.shape) != tuple(shapes[layer.key]) or b.shape != (w.shape[0],) or s.shape != (1,):
-            raise ValueError(f"{layer.key}: shapes {w.shape}, {b.shape}, {s.shape} do not fit the model "
-                             f"(weight {tuple(shapes[layer.key])})")
+            raise ValueError(
+                f"{layer.key}: shapes {w.shape}, {b.shape}, {s.shape} do not fit the model "
+                f"(weight {tuple(shapes[layer.key])})"
+            )
         shift = int(s[0])
         if not SHIFT_MIN <= shift <= SHIFT_MAX:
             raise ValueError(f"{layer.key}: shift {shift} outside [{SHIFT_MIN}, {SHIFT_MAX}]")
@@ -195,7 +206,8 @@ class IntegerEntropyNet:
         w = self.layers[ctx.key][0]
         self.ctx_taps = [(di, dj) for di in range(ctx.kernel) for dj in range(ctx.kernel) if (di + dj) % 2 == 1]
         self.ctx_tap_weight = torch.stack([w[:, :, di, dj] for di, dj in self.ctx_taps], dim=2).reshape(
-            w.shape[0], -1)  # (2M, M·T), columns in (channel, tap) order
+            w.shape[0], -1
+        )  # (2M, M·T), columns in (channel, tap) order
 
     @staticmethod
     def inputs(values: np.ndarray | Tensor) -> Tensor:
@@ -221,8 +233,8 @@ class IntegerEntropyNet:
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
             t0 = max(0, top - r)
-            out = self._layer(x[..., t0:min(h, bottom + r), :], layer)
-            parts.append(out[..., (top - t0) * up:(bottom - t0) * up, :])
+            out = self._layer(x[..., t0 : min(h, bottom + r), :], layer)
+            parts.append(out[..., (top - t0) * up : (bottom - t0) * up, :])
         return torch.cat(parts, dim=-2)
 
     def _layer(self, x: Tensor, layer: LayerSpec) -> Tensor:
@@ -274,7 +286,7 @@ class IntegerEntropyNet:
         out = anchors.new_zeros(bsz, weight.shape[0], h * wd)
         step = max(1, BAND_ELEMENTS // max(1, bsz * m * len(taps)))
         for a in range(0, positions.size, step):
-            block = torch.from_numpy(positions[a:a + step])
+            block = torch.from_numpy(positions[a : a + step])
             i, j = block // wd, block % wd
             patches = torch.stack([padded[:, :, i + di, j + dj] for di, dj in taps], dim=2)  # (B, M, T, n)
             acc = torch.matmul(weight, patches.reshape(bsz, -1, block.numel())).add_(b[:, None])  # (B, 2M, n)

@@ -101,7 +101,10 @@ class _ResidualUnit(nn.Module):
     def __init__(self, n: int) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            conv1x1(n, n // 2), nn.ReLU(inplace=True), conv3x3(n // 2, n // 2), nn.ReLU(inplace=True),
+            conv1x1(n, n // 2),
+            nn.ReLU(inplace=True),
+            conv3x3(n // 2, n // 2),
+            nn.ReLU(inplace=True),
             conv1x1(n // 2, n),
         )
 

@@ -108,8 +108,15 @@ class LcfModel(nn.Module):
         """z = h_a(y), float; the coded symbols are round(z)."""
         return self.h_a(y)
 
-    def synthesise(self, y_hat: Tensor, quality: Tensor, decoder: str = "teacher",
-                   coded: Tensor | None = None, tile: int | None = None, upsamplings: int | None = None) -> Tensor:
+    def synthesise(
+        self,
+        y_hat: Tensor,
+        quality: Tensor,
+        decoder: str = "teacher",
+        coded: Tensor | None = None,
+        tile: int | None = None,
+        upsamplings: int | None = None,
+    ) -> Tensor:
         """x̂ = g_s(ŷ · inv_gain(q)), clamped to [0, 1]; ``coded`` (M,) bool: the channel bitmap, whose all-zero
         channels the first layer of g_s then skips; ``tile``: run g_s's last modules (from its ``upsamplings``-th
         last up-sampling one, lcf.nn.tiling.tile_plan) in tiles of this many of their input pixels. Both give the

@@ -40,10 +40,10 @@ SEED = 0
 
 @dataclass(frozen=True)
 class RefineResult:
-    y: Tensor                # (1, M, h, w) float latent whose rounding is the best iterate
-    cost_before: float       # rounded cost of g_a's latent, λ·255²·MSE + bpp(ŷ)
-    cost_after: float        # rounded cost of the returned latent (≤ cost_before)
-    best_iteration: int      # 0 = g_a's latent was best
+    y: Tensor  # (1, M, h, w) float latent whose rounding is the best iterate
+    cost_before: float  # rounded cost of g_a's latent, λ·255²·MSE + bpp(ŷ)
+    cost_after: float  # rounded cost of the returned latent (≤ cost_before)
+    best_iteration: int  # 0 = g_a's latent was best
 
 
 def level_lambda(levels: tuple[float, ...], quality: float) -> float:
@@ -70,9 +70,20 @@ class EntropyOnDevice(nn.Module):
             p.requires_grad_(False)
 
 
-def refine_latents(model: LcfModel, entropy: EntropyOnDevice, g_s: nn.Module, x: Tensor, y: Tensor,
-                   quality: float, iterations: int, *, height: int, width: int, step: float = DEFAULT_STEP,
-                   progress: Callable[[int, int], None] | None = None) -> RefineResult:
+def refine_latents(
+    model: LcfModel,
+    entropy: EntropyOnDevice,
+    g_s: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    quality: float,
+    iterations: int,
+    *,
+    height: int,
+    width: int,
+    step: float = DEFAULT_STEP,
+    progress: Callable[[int, int], None] | None = None,
+) -> RefineResult:
     """Refine g_a's latent ``y`` (1, M, h, w) of the padded image ``x`` (1, 3, 16h, 16w) in [0, 1] whose real size
     is ``height`` x ``width``; ``g_s`` the decoder the cost is measured with (the file's recommended one; its output is
     not clamped or rounded to 8 bits here, as in training). ``progress(done, total)`` is called after each iteration."""
@@ -127,5 +138,6 @@ def refine_latents(model: LcfModel, entropy: EntropyOnDevice, g_s: nn.Module, x:
         adam.step()
         if progress is not None:
             progress(it + 1, iterations)
-    return RefineResult(y=(best_u * gain * keep).detach(), cost_before=first, cost_after=best_cost,
-                        best_iteration=best_it)
+    return RefineResult(
+        y=(best_u * gain * keep).detach(), cost_before=first, cost_after=best_cost, best_iteration=best_it
+    )

@@ -125,8 +125,11 @@ def _layout(x: Tensor) -> torch.memory_format:
     convolutions in the default layout over a channel count such as 83 sum in an order that depends on the number of
     threads (pixels differed by ±1 between 1 and 2 threads), in channels_last they do not
     (``benchmarks/thread_determinism.py``)."""
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-        and not x.is_contiguous() else torch.contiguous_format
+    return (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        else torch.contiguous_format
+    )
 
 
 def _coded_conv(conv: nn.Conv2d, y_c: Tensor, idx: Tensor, like: Tensor | None = None) -> Tensor:
@@ -209,8 +212,9 @@ def _roles(arch: DecoderArch) -> list[str]:
     return synthesis_roles(_typed(arch).attention, arch.residual)
 
 
-def init_from_teacher(student: nn.Sequential, student_arch_: DecoderArch, teacher: nn.Sequential,
-                      teacher_arch_: DecoderArch) -> tuple[int, int]:
+def init_from_teacher(
+    student: nn.Sequential, student_arch_: DecoderArch, teacher: nn.Sequential, teacher_arch_: DecoderArch
+) -> tuple[int, int]:
     """Copy the teacher's weights into the student, module by module (same layout position).
 
     A tensor of the same shape is copied; a smaller one gets the teacher's leading slice in every dimension (a
@@ -224,8 +228,11 @@ def init_from_teacher(student: nn.Sequential, student_arch_: DecoderArch, teache
             source = dict(by_role[role].named_parameters())
             for name, param in module.named_parameters():
                 src = source.get(name)
-                if src is None or src.dim() != param.dim() \
-                        or any(s > t for s, t in zip(param.shape, src.shape, strict=True)):
+                if (
+                    src is None
+                    or src.dim() != param.dim()
+                    or any(s > t for s, t in zip(param.shape, src.shape, strict=True))
+                ):
                     left += 1
                     continue
                 param.copy_(src[tuple(slice(0, s) for s in param.shape)])

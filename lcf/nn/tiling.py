@@ -36,9 +36,9 @@ from .students import is_upsampling, synthesise_coded
 class TilePlan:
     """How to run one g_s in tiles: ``g_s[:split]`` whole, ``g_s[split:]`` (the tail) tile by tile."""
 
-    split: int      # index of the first tail module
-    halo: int       # tail input pixels each tile reads beyond its core, on every side
-    scale: int      # tail output pixels per tail input pixel, per axis
+    split: int  # index of the first tail module
+    halo: int  # tail input pixels each tile reads beyond its core, on every side
+    scale: int  # tail output pixels per tail input pixel, per axis
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], TilePlan | None]] = weakref.WeakKeyDictionary()
@@ -86,7 +86,7 @@ def dependency_radius(module: nn.Module, channels: int, scale: int, trials: int 
                 x = torch.randn(1, channels, size, size, generator=gen).to(param.device, param.dtype)
                 x.requires_grad_(True)
                 out = module(x)
-                block = out[:, :, centre * scale:(centre + 1) * scale, centre * scale:(centre + 1) * scale]
+                block = out[:, :, centre * scale : (centre + 1) * scale, centre * scale : (centre + 1) * scale]
                 (grad,) = torch.autograd.grad(block.sum(), x)
             reach = torch.nonzero(grad.abs().sum(dim=(0, 1)))
             if reach.numel() == 0:
@@ -110,8 +110,11 @@ def run_tiled(module: nn.Module, x: Tensor, tile: int, halo: int, scale: int = 1
     if h % down or w % down:
         raise ValueError(f"a {w}x{h} input does not divide into cells of {down} pixels")
     h, w = h // down, w // down
-    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else (
-        torch.contiguous_format)
+    layout = (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
+        else (torch.contiguous_format)
+    )
     out: Tensor | None = None
     for top in range(0, h, tile):
         bottom = min(top + tile, h)
@@ -119,26 +122,28 @@ def run_tiled(module: nn.Module, x: Tensor, tile: int, halo: int, scale: int = 1
         for left in range(0, w, tile):
             right = min(left + tile, w)
             l0, l1 = max(0, left - halo), min(w, right + halo)
-            part = module(x[:, :, t0 * down:t1 * down, l0 * down:l1 * down].contiguous(memory_format=layout))
+            part = module(x[:, :, t0 * down : t1 * down, l0 * down : l1 * down].contiguous(memory_format=layout))
             if out is None:
                 out = part.new_empty(x.shape[0], part.shape[1], h * scale, w * scale)
-            out[:, :, top * scale:bottom * scale, left * scale:right * scale] = part[
-                :, :, (top - t0) * scale:(bottom - t0) * scale, (left - l0) * scale:(right - l0) * scale]
+            out[:, :, top * scale : bottom * scale, left * scale : right * scale] = part[
+                :, :, (top - t0) * scale : (bottom - t0) * scale, (left - l0) * scale : (right - l0) * scale
+            ]
     assert out is not None
     return out
 
 
-def synthesise_tiled(g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Tensor | None = None,
-                     upsamplings: int | None = None) -> Tensor:
+def synthesise_tiled(
+    g_s: nn.Sequential, y: Tensor, tile: int | None, coded: Tensor | None = None, upsamplings: int | None = None
+) -> Tensor:
     """g_s(y) with its tail (:func:`tile_plan`) in tiles of ``tile`` tail-input pixels (the whole pass when ``tile``
     is None, the image fits in one tile or g_s has no plan). ``coded``: the channel bitmap, whose all-zero channels
     the first layer skips (:func:`lcf.nn.students.synthesise_coded`)."""
     plan = tile_plan(g_s, y.shape[1], upsamplings) if tile else None
-    head = g_s if plan is None else g_s[:plan.split]
+    head = g_s if plan is None else g_s[: plan.split]
     f = head(y) if coded is None else synthesise_coded(head, y, coded)
     if plan is None:
         return f
-    tail = g_s[plan.split:]
+    tail = g_s[plan.split :]
     assert tile is not None  # a plan is made only for a tile
     if f.shape[-2] <= tile and f.shape[-1] <= tile:
         return tail(f)
@@ -156,8 +161,9 @@ def _is_downsampling(module: nn.Module) -> bool:
     return (stride if isinstance(stride, int) else stride[0]) > 1
 
 
-def analyse_tiled(g_a: nn.Sequential, x: Tensor, tile: int, halo: int | None = None,
-                  downsamplings: int | None = None) -> Tensor:
+def analyse_tiled(
+    g_a: nn.Sequential, x: Tensor, tile: int, halo: int | None = None, downsamplings: int | None = None
+) -> Tensor:
     """g_a(x) with its head (the modules up to its ``downsamplings``-th down-sampling one: full resolution to H/8,
     nearly all of its time and memory) in tiles of ``tile`` x ``tile`` head output pixels (2**downsamplings input
     pixels each), read with ``halo`` more on every side; the rest on the whole image.
@@ -173,7 +179,7 @@ def analyse_tiled(g_a: nn.Sequential, x: Tensor, tile: int, halo: int | None = N
     halo = ANALYSIS_HALO if halo is None else halo
     downsamplings = HEAD_DOWNSAMPLINGS if downsamplings is None else downsamplings
     downs = [i for i, m in enumerate(g_a) if _is_downsampling(m)]
-    cell = 2 ** downsamplings
+    cell = 2**downsamplings
     if len(downs) < downsamplings or x.shape[-2] <= cell * tile and x.shape[-1] <= cell * tile:
         return g_a(x)
     split = downs[downsamplings - 1] + 1

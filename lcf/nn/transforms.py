@@ -42,8 +42,11 @@ _RESIDUAL_ROLES = frozenset({"res_M", "res1", "res2", "res3"})
 
 def synthesis_roles(attention: bool = True, residual: bool = True) -> list[str]:
     """The teacher layout position of each module of a g_s with (or without) attention and residual modules."""
-    return [role for role in SYNTHESIS_ROLES
-            if (attention or role not in _ATTENTION_ROLES) and (residual or role not in _RESIDUAL_ROLES)]
+    return [
+        role
+        for role in SYNTHESIS_ROLES
+        if (attention or role not in _ATTENTION_ROLES) and (residual or role not in _RESIDUAL_ROLES)
+    ]
 
 
 def synthesis_transform(N: int, M: int, *, attention: bool = True, residual: bool = True) -> nn.Sequential:

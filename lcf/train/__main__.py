@@ -32,7 +32,7 @@ from lcf.train.loop import TrainConfig, train
 
 LEASE_HELP = {
     "data": "folders of training images (e.g. .data/shard-00 .data/shard-01); the last is held out for validation "
-            "unless --val is given",
+    "unless --val is given",
     "out": "output folder, new or empty: raw/ema/students .safetensors, lease.log, summary.json",
     "minutes": "wall time of the whole process, from its start (the files are written before it ends)",
     "val": "validation folder (never trained on); its loss per level is logged every --val-seconds",
@@ -61,8 +61,9 @@ LEASE_HELP = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lcf.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lcf.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     fit = sub.add_parser("fit", help="train, or resume from the run folder's checkpoint")
     fit.add_argument("--data", nargs="+", required=True, help="folders of training images")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "init_weights": "a new run starts from the teacher of this shipped weights folder (e.g. weights)",
         "init_run": "a new run starts from the networks and step of this run's checkpoint (Adam afresh)",
         "train_only": "train only these top-level modules, comma-separated (g_a,h_a: the encoder; the entropy "
-                      "model, the model id and the decoders stay exactly as they are)",
+        "model, the model id and the decoders stay exactly as they are)",
         "minutes": "stop after this wall time (a checkpoint is always left)",
         "steps": "stop at this (absolute) step; lr halves after --lr-decay-at of it",
         "crop": "random square crops of this side (256 recommended: small crops teach border statistics)",
@@ -91,12 +92,24 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--run", required=True)
     exp.add_argument("--out", default="weights")
     exp.add_argument("--notes", default="", help="free text for the model card")
-    exp.add_argument("--student", action="append", default=[], metavar="RUN",
-                     help="a distillation run whose student decoder to ship too (repeatable)")
-    exp.add_argument("--dtype", default="float32", choices=["float32", "float16"],
-                     help="storage type of the network tensors (benchmarks/weights_precision.py measures the cost)")
-    exe = sub.add_parser("export-encoder", help="a copy of a weights folder with the encoder of an encoder-only run "
-                                                "(fit --train-only g_a,h_a): same model id, same decoders")
+    exp.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="a distillation run whose student decoder to ship too (repeatable)",
+    )
+    exp.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16"],
+        help="storage type of the network tensors (benchmarks/weights_precision.py measures the cost)",
+    )
+    exe = sub.add_parser(
+        "export-encoder",
+        help="a copy of a weights folder with the encoder of an encoder-only run "
+        "(fit --train-only g_a,h_a): same model id, same decoders",
+    )
     exe.add_argument("--run", required=True, help="the encoder-only run (started with --init-run or --init-weights)")
     exe.add_argument("--weights", required=True, help="the weights folder it was started from")
     exe.add_argument("--out", required=True, help="where to write (a new folder)")
@@ -110,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--images", required=True, help="folder of held-out images (never the training data)")
     ev.add_argument("--max-images", type=int, default=None, help="use only the first N images (sorted by name)")
     ev.add_argument("--qualities", default="1,4,7", help="comma-separated quality levels (default 1,4,7)")
-    ev.add_argument("--against", default=None, metavar="RUN",
-                    help="also evaluate this run and print the BD-rate (pchip, PSNR) of --run against it")
+    ev.add_argument(
+        "--against",
+        default=None,
+        metavar="RUN",
+        help="also evaluate this run and print the BD-rate (pchip, PSNR) of --run against it",
+    )
     pk = sub.add_parser("pack", help="cut a run's checkpoint into parts under 16 MiB (lcf.train.shards)")
     pk.add_argument("--run", required=True)
     pk.add_argument("--out", required=True, help="folder for checkpoint.partNN and checkpoint.parts.json")
@@ -121,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--run", required=True)
     dist = sub.add_parser("distill", help="distil a student decoder (g_s) from a trained teacher, or resume")
     add_distill_arguments(dist)
-    add_lease_arguments(sub.add_parser("lease", help="train in one process for a fixed wall time (a GPU lease): "
-                                                     "teacher, then students; model-only weights out"))
+    add_lease_arguments(
+        sub.add_parser(
+            "lease",
+            help="train in one process for a fixed wall time (a GPU lease): "
+            "teacher, then students; model-only weights out",
+        )
+    )
     lex = sub.add_parser("export-lease", help="write a weights folder from a lease's output folder")
     lex.add_argument("--lease", required=True, help="the lease's --out folder")
     lex.add_argument("--out", required=True, help="where to write (a new folder)")
@@ -144,11 +166,13 @@ def add_lease_arguments(parser: argparse.ArgumentParser) -> None:
         if f.name == "data":
             parser.add_argument(flag, nargs="+", required=True, help=LEASE_HELP["data"])
         elif f.name in ("out", "minutes"):
-            parser.add_argument(flag, required=True, type=float if f.name == "minutes" else str,
-                                help=LEASE_HELP[f.name])
+            parser.add_argument(
+                flag, required=True, type=float if f.name == "minutes" else str, help=LEASE_HELP[f.name]
+            )
         else:
-            parser.add_argument(flag, type=type(f.default), default=f.default,
-                                help=LEASE_HELP.get(f.name, "(default: %(default)s)"))
+            parser.add_argument(
+                flag, type=type(f.default), default=f.default, help=LEASE_HELP.get(f.name, "(default: %(default)s)")
+            )
 
 
 def run(args: argparse.Namespace) -> int:

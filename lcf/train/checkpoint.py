@@ -91,8 +91,12 @@ def encode(checkpoint: dict) -> tuple[bytes, bytes]:
     except ValueError as exc:
         raise TrainError(f"cannot store the checkpoint: {exc}") from None
     data = save_tensors_bytes(tensors) if tensors else save_tensors_bytes({"__empty__": torch.zeros(0)})
-    text = json.dumps({"format": FORMAT, "version": 1, "tensors_sha256": hashlib.sha256(data).hexdigest(),
-                       "body": body}, indent=1) + "\n"
+    text = (
+        json.dumps(
+            {"format": FORMAT, "version": 1, "tensors_sha256": hashlib.sha256(data).hexdigest(), "body": body}, indent=1
+        )
+        + "\n"
+    )
     return data, text.encode()
 
 
@@ -118,9 +122,11 @@ def exists(run: str | os.PathLike) -> bool:
 
 
 def _legacy(run: Path) -> str:
-    return (f"{run / LEGACY} is a pickle checkpoint of an older lcf; this lcf does not unpickle files (a pickle can "
-            f"run code). Start a new run (another --run folder) from exported weights (--init-weights), or read it "
-            f"with the lcf that wrote it")
+    return (
+        f"{run / LEGACY} is a pickle checkpoint of an older lcf; this lcf does not unpickle files (a pickle can "
+        f"run code). Start a new run (another --run folder) from exported weights (--init-weights), or read it "
+        f"with the lcf that wrote it"
+    )
 
 
 def _strict(text: bytes, where: Path) -> Any:
@@ -139,8 +145,10 @@ def decode(data: bytes, text: bytes, where: Path, device: torch.device | str = "
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != 1:
         raise TrainError(f"{where} is not an lcf checkpoint (format {FORMAT!r} version 1)")
     if doc.get("tensors_sha256") != hashlib.sha256(data).hexdigest():
-        raise TrainError(f"{where.parent / TENSORS} does not belong to {where} (its SHA-256 differs): a checkpoint "
-                         f"written half, or files mixed up")
+        raise TrainError(
+            f"{where.parent / TENSORS} does not belong to {where} (its SHA-256 differs): a checkpoint "
+            f"written half, or files mixed up"
+        )
     try:
         tensors = load_tensors_bytes(data)
     except Exception as exc:  # noqa: BLE001 (safetensors raises its own error types for damaged data)

@@ -60,8 +60,9 @@ class CropSampler:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
-    def next(self, device: torch.device | str = "cpu",
-             memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    def next(
+        self, device: torch.device | str = "cpu", memory_format: torch.memory_format = torch.contiguous_format
+    ) -> torch.Tensor:
         """A float batch in [0, 1], shape (batch, 3, crop, crop), on ``device``: the crops travel as uint8 and become
         float there (a quarter of the bytes to a GPU; the same values on the CPU)."""
         out = np.empty((self.batch, self.crop, self.crop, 3), dtype=np.uint8)

@@ -52,11 +52,14 @@ def _decode(path: Path) -> np.ndarray | None:
 def tiles_of(image: np.ndarray, tile: int) -> list[np.ndarray]:
     """The non-overlapping ``tile`` x ``tile`` tiles of an (H, W, 3) image, row by row (none if it is smaller)."""
     h, w = image.shape[:2]
-    return [image[i : i + tile, j : j + tile] for i in range(0, h - tile + 1, tile)
-            for j in range(0, w - tile + 1, tile)]
+    return [
+        image[i : i + tile, j : j + tile] for i in range(0, h - tile + 1, tile) for j in range(0, w - tile + 1, tile)
+    ]
 
 
-def load_tiles(folders: Sequence[str | os.PathLike], tile: int, threads: int = 0) -> tuple[np.ndarray, list[FolderTiles]]:
+def load_tiles(
+    folders: Sequence[str | os.PathLike], tile: int, threads: int = 0
+) -> tuple[np.ndarray, list[FolderTiles]]:
     """Decode every image below ``folders`` with a pool of ``threads`` (0: one per CPU, at most 32), cut it into tiles;
     return the tiles as one (K, tile, tile, 3) uint8 array (folders in the given order, files sorted) and one
     :class:`FolderTiles` per folder. TrainError when a folder holds no image or no tile at all is cut."""

@@ -77,29 +77,29 @@ INITS = ("auto", "teacher", "slice", "scratch")
 @dataclass
 class DistillConfig:
     teacher_run: str
-    student: str                         # recipe: cfg1 (teacher's shape), cfg2, cfg3, cfg4
+    student: str  # recipe: cfg1 (teacher's shape), cfg2, cfg3, cfg4
     data: list[str]
     run: str
-    name: str = ""                       # decoder name to ship it as (default: the recipe)
-    init: str = "auto"                   # auto (teacher if same shape, else slice) | teacher | slice | scratch
-    init_run: str = ""                   # warm start: the student of this earlier distillation run (same shape)
-    init_weights: str = ""               # warm start: the decoder of this name in a shipped weights folder
+    name: str = ""  # decoder name to ship it as (default: the recipe)
+    init: str = "auto"  # auto (teacher if same shape, else slice) | teacher | slice | scratch
+    init_run: str = ""  # warm start: the student of this earlier distillation run (same shape)
+    init_weights: str = ""  # warm start: the decoder of this name in a shipped weights folder
     crop: int = 128
     batch: int = 8
     lr: float = 1e-4
-    lr_decay_at: float = 0.85            # fraction of --steps after which lr is halved
+    lr_decay_at: float = 0.85  # fraction of --steps after which lr is halved
     steps: int = 200_000
     minutes: float = 60.0
-    save_every: float = 300.0            # seconds
-    kd_weight: float = 1.0               # λ3
-    kd_steps: int = 20_000               # λ3 applies for the first kd_steps steps, then 0
-    kd_loss: str = "mse"                 # mse | softmax (Table III ablation)
-    kd_temperature: float = 1.0          # τ of the softmax KD
+    save_every: float = 300.0  # seconds
+    kd_weight: float = 1.0  # λ3
+    kd_steps: int = 20_000  # λ3 applies for the first kd_steps steps, then 0
+    kd_loss: str = "mse"  # mse | softmax (Table III ablation)
+    kd_temperature: float = 1.0  # τ of the softmax KD
     clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"              # fp32 (TF32 on CUDA) | bf16 (autocast; CUDA only)
-    threads: int = 0                     # torch intra-op threads; 0 = leave as is
+    precision: str = "fp32"  # fp32 (TF32 on CUDA) | bf16 (autocast; CUDA only)
+    threads: int = 0  # torch intra-op threads; 0 = leave as is
     log_every: int = 50
     extra: dict = field(default_factory=dict)
 
@@ -130,8 +130,9 @@ class FeatureAdapters(nn.ModuleList):
     """A_k: 1x1 convolutions from the student's feature widths to the teacher's (identity where equal)."""
 
     def __init__(self, student_widths: list[int], teacher_widths: list[int]) -> None:
-        super().__init__(nn.Identity() if s == t else nn.Conv2d(s, t, 1)
-                         for s, t in zip(student_widths, teacher_widths, strict=True))
+        super().__init__(
+            nn.Identity() if s == t else nn.Conv2d(s, t, 1) for s, t in zip(student_widths, teacher_widths, strict=True)
+        )
 
 
 def kd_distance(teacher: Tensor, student: Tensor, mode: str = "mse", tau: float = 1.0) -> Tensor:
@@ -145,18 +146,27 @@ def kd_distance(teacher: Tensor, student: Tensor, mode: str = "mse", tau: float 
 
 @dataclass
 class DistillTerms:
-    loss: Tensor        # scalar to minimise
-    mse: Tensor         # (B,) MSE(x, x̂ˢ) on [0, 1] pixels
-    kd: Tensor          # (B,) L_KD (zeros when λ3 = 0)
+    loss: Tensor  # scalar to minimise
+    mse: Tensor  # (B,) MSE(x, x̂ˢ) on [0, 1] pixels
+    kd: Tensor  # (B,) L_KD (zeros when λ3 = 0)
 
     @property
     def psnr(self) -> Tensor:
         return -10.0 * torch.log10(self.mse.clamp_min(1e-10))
 
 
-def distill_loss(x: Tensor, x_s: Tensor, feats_s: list[Tensor], lam: Tensor, lam3: float,
-                 x_t: Tensor | None = None, feats_t: list[Tensor] | None = None,
-                 adapters: FeatureAdapters | None = None, mode: str = "mse", tau: float = 1.0) -> DistillTerms:
+def distill_loss(
+    x: Tensor,
+    x_s: Tensor,
+    feats_s: list[Tensor],
+    lam: Tensor,
+    lam3: float,
+    x_t: Tensor | None = None,
+    feats_t: list[Tensor] | None = None,
+    adapters: FeatureAdapters | None = None,
+    mode: str = "mse",
+    tau: float = 1.0,
+) -> DistillTerms:
     """Eq. (2) without the (constant) rates: λ·255²·MSE(x, x̂ˢ) + λ3·L_KD, averaged over the batch."""
     mse = (x_s.float() - x.float()).pow(2).flatten(1).mean(1)
     kd = torch.zeros_like(mse)
@@ -201,8 +211,11 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[DecoderArch, nn
         if not arch.same_network(earlier.arch):
             raise TrainError(f"--init-run {cfg.init_run} holds a {earlier.arch} student, not {arch}")
         student.load_state_dict(earlier.state)
-        return arch, student, (f"student of {cfg.init_run} ({earlier.steps} steps from teacher step "
-                               f"{earlier.teacher_step})")
+        return (
+            arch,
+            student,
+            (f"student of {cfg.init_run} ({earlier.steps} steps from teacher step {earlier.teacher_step})"),
+        )
     if cfg.init_weights:
         return arch, student, _student_from_weights(cfg, arch, student)
     if init == "auto":
@@ -247,8 +260,10 @@ def distill(cfg: DistillConfig) -> dict:
         if ckpt.get("kind") != CHECKPOINT_KIND:
             raise TrainError(f"{run} holds no distillation checkpoint; use another --run folder")
         if (ckpt["student"], ckpt["name"]) != (cfg.student, cfg.name):
-            raise TrainError(f"{run} distils {ckpt['student']} as {ckpt['name']!r}, not {cfg.student} as "
-                             f"{cfg.name!r}; use another --run folder")
+            raise TrainError(
+                f"{run} distils {ckpt['student']} as {ckpt['name']!r}, not {cfg.student} as "
+                f"{cfg.name!r}; use another --run folder"
+            )
         teacher = LcfModel(ModelConfig.from_dict(ckpt["model_config"])).to(device)
         teacher.load_state_dict(ckpt["teacher_model"])
         teacher_meta = ckpt["teacher_meta"]
@@ -274,9 +289,12 @@ def distill(cfg: DistillConfig) -> dict:
         step = restore_progress(ckpt, optimiser, sampler, files)
         print(f"resumed {cfg.name} from {run} at step {step}", flush=True)
     else:
-        print(f"distilling {cfg.name} ({arch}, {parameter_count(student)} parameters, teacher "
-              f"{parameter_count(teacher.decoders['teacher'])}) from {cfg.teacher_run} step {teacher_meta['step']}; "
-              f"init: {how}", flush=True)
+        print(
+            f"distilling {cfg.name} ({arch}, {parameter_count(student)} parameters, teacher "
+            f"{parameter_count(teacher.decoders['teacher'])}) from {cfg.teacher_run} step {teacher_meta['step']}; "
+            f"init: {how}",
+            flush=True,
+        )
 
     def save() -> None:
         checkpoint.save_checkpoint(
@@ -325,8 +343,9 @@ def distill(cfg: DistillConfig) -> dict:
                 x_t, feats_t = synthesis_features(g_t, y_in) if lam3 > 0 else (None, None)
         with autocast:
             x_s, feats_s = synthesis_features(student, y_in)
-        terms = distill_loss(x, x_s, feats_s, lambdas[level - 1], lam3, x_t, feats_t, adapters,
-                             cfg.kd_loss, cfg.kd_temperature)
+        terms = distill_loss(
+            x, x_s, feats_s, lambdas[level - 1], lam3, x_t, feats_t, adapters, cfg.kd_loss, cfg.kd_temperature
+        )
         optimiser.zero_grad(set_to_none=True)
         terms.loss.backward()
         torch.nn.utils.clip_grad_norm_([*student.parameters(), *adapters.parameters()], cfg.clip)
@@ -340,12 +359,15 @@ def distill(cfg: DistillConfig) -> dict:
         window.add("loss", terms.loss)
         window.add("kd", terms.kd.mean())
         if step % cfg.log_every == 0:
-            last = window.flush(log_path, step=step, lr=learning_rate(cfg, step), lam3=lam3,
-                                minutes=(time.monotonic() - start) / 60)
+            last = window.flush(
+                log_path, step=step, lr=learning_rate(cfg, step), lam3=lam3, minutes=(time.monotonic() - start) / 60
+            )
             if not math.isfinite(last["loss"]):
                 raise TrainError(f"loss is not finite before step {step}; last checkpoint kept in {run}")
-            summary = "  ".join(f"q{lv}:{last.get(f'psnr_q{lv}', math.nan):.2f}"
-                                f"/{last.get(f'teacher_psnr_q{lv}', math.nan):.2f}dB" for lv in (1, 4, 7))
+            summary = "  ".join(
+                f"q{lv}:{last.get(f'psnr_q{lv}', math.nan):.2f}/{last.get(f'teacher_psnr_q{lv}', math.nan):.2f}dB"
+                for lv in (1, 4, 7)
+            )
             print(f"step {step}  loss {last['loss']:.4f}  kd {last['kd']:.5f}  student/teacher {summary}", flush=True)
         if time.monotonic() - last_save > cfg.save_every:
             save()
@@ -380,8 +402,15 @@ def load_distilled(run: str | Path) -> tuple[DistilledDecoder, dict]:
     ckpt = checkpoint.load_checkpoint(run)
     if not is_distill_checkpoint(ckpt):
         raise TrainError(f"{run} is not a distillation run (python -m lcf.train distill ...)")
-    student = DistilledDecoder(ckpt["name"], DecoderArch.from_dict(ckpt["arch"]), ckpt["student_state"],
-                               ckpt["teacher_digest"], ckpt["teacher_meta"]["step"], ckpt["step"], str(run))
+    student = DistilledDecoder(
+        ckpt["name"],
+        DecoderArch.from_dict(ckpt["arch"]),
+        ckpt["student_state"],
+        ckpt["teacher_digest"],
+        ckpt["teacher_meta"]["step"],
+        ckpt["step"],
+        str(run),
+    )
     return student, ckpt
 
 
@@ -399,8 +428,11 @@ def attach_students(model: LcfModel, runs: list[str | Path]) -> dict[str, dict]:
                 f"or export with --run {run} to ship the teacher that student was distilled from."
             )
         model.add_decoder(student.name, student.arch).load_state_dict(student.state)
-        info[student.name] = {"run": str(run), "distill_steps": student.steps,
-                              "arch": model.decoder_archs[student.name].to_dict()}
+        info[student.name] = {
+            "run": str(run),
+            "distill_steps": student.steps,
+            "arch": model.decoder_archs[student.name].to_dict(),
+        }
     return info
 
 
@@ -430,8 +462,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(DistillConfig):
         if f.name in ("teacher_run", "student", "data", "run", "extra"):
             continue
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                            choices=choices.get(f.name), help=helps.get(f.name, "(default: %(default)s)"))
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            choices=choices.get(f.name),
+            help=helps.get(f.name, "(default: %(default)s)"),
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:

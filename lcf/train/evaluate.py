@@ -76,5 +76,9 @@ def bd_rate_between(reference: dict, test: dict) -> float:
     if sorted(test["points"]) != qualities:
         raise ValueError("the two evaluations measured different qualities")
     ref, new = reference["points"], test["points"]
-    return bd_rate([ref[q][0] for q in qualities], [ref[q][1] for q in qualities],
-                   [new[q][0] for q in qualities], [new[q][1] for q in qualities])
+    return bd_rate(
+        [ref[q][0] for q in qualities],
+        [ref[q][1] for q in qualities],
+        [new[q][0] for q in qualities],
+        [new[q][1] for q in qualities],
+    )

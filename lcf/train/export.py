@@ -47,8 +47,14 @@ def z_tables(model: LcfModel) -> dict[str, np.ndarray]:
     return build_z_tables(pmf, tail)
 
 
-def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None = None,
-                 tables: dict[str, np.ndarray] | None = None, dtype: str = "float32") -> Weights:
+def export_model(
+    model: LcfModel,
+    out: str | os.PathLike,
+    *,
+    info: dict | None = None,
+    tables: dict[str, np.ndarray] | None = None,
+    dtype: str = "float32",
+) -> Weights:
     """Write ``model`` as a weights folder at ``out``; returns it loaded back. The integer entropy networks are
     quantized from the model as it is; ``dtype`` (float32 or float16) is how the float tensors are stored (the model
     is rounded to it, in place, before the z tables are computed from it). ``tables``: the ``tables.*`` arrays to
@@ -56,8 +62,10 @@ def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None =
     integer = integer_arrays(model)
     round_to_storage(model, dtype)
     store = STORAGE_DTYPES[dtype]
-    state = {k: v.detach().to("cpu", torch.float32).contiguous().numpy().astype(store, copy=False)
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous().numpy().astype(store, copy=False)
+        for k, v in model.state_dict().items()
+    }
     encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
     entropy = {k: v for k, v in state.items() if k.startswith("gain.")}
     entropy.update(integer)
@@ -65,22 +73,38 @@ def export_model(model: LcfModel, out: str | os.PathLike, *, info: dict | None =
     decoders = {}
     for name in model.decoders:
         prefix = f"decoders.{name}."
-        tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        tensors = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         decoders[name] = (model.decoder_archs[name], tensors)
-    return save_weights(out, model_config=model.config, encoder=encoder, entropy=entropy,
-                        decoders=decoders, default_decoder="teacher", info={**(info or {}), "storage_dtype": dtype})
+    return save_weights(
+        out,
+        model_config=model.config,
+        encoder=encoder,
+        entropy=entropy,
+        decoders=decoders,
+        default_decoder="teacher",
+        info={**(info or {}), "storage_dtype": dtype},
+    )
 
 
-def export_run(run: str | os.PathLike, out: str | os.PathLike, notes: str = "",
-               students: Sequence[str | os.PathLike] = (), dtype: str = "float32") -> Weights:
+def export_run(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    notes: str = "",
+    students: Sequence[str | os.PathLike] = (),
+    dtype: str = "float32",
+) -> Weights:
     """Export the checkpoint of a training run (lcf.train.checkpoint) with the student decoders of the
     distillation runs ``students``. A distillation run as ``run`` exports its pinned teacher and its student."""
     ckpt = load_checkpoint(run)
     if is_distill_checkpoint(ckpt):
         students = [run, *students]
         meta = ckpt["teacher_meta"]
-        ckpt = {"model": ckpt["teacher_model"], "model_config": ckpt["model_config"], "step": meta["step"],
-                "train_config": meta["train_config"]}
+        ckpt = {
+            "model": ckpt["teacher_model"],
+            "model_config": ckpt["model_config"],
+            "step": meta["step"],
+            "train_config": meta["train_config"],
+        }
     model = LcfModel(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     student_info = attach_students(model, list(students))
@@ -120,28 +144,39 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
         raise TrainError(f"--out {out} must be a new or empty folder (not the weights folder itself)")
     ckpt = load_checkpoint(run)
     if ckpt.get("model_config") != weights.manifest.model_config.to_dict():
-        raise TrainError(f"{run} trains a {ckpt.get('model_config')} model, {root} holds "
-                         f"{weights.manifest.model_config.to_dict()}")
+        raise TrainError(
+            f"{run} trains a {ckpt.get('model_config')} model, {root} holds {weights.manifest.model_config.to_dict()}"
+        )
     dtype = weights.manifest.info.get("storage_dtype", "float32")
     store = STORAGE_DTYPES[dtype]
     state = {k: v.detach().to(torch.float32).numpy() for k, v in ckpt["model"].items()}
-    shipped = {**{k: v for k, v in weights.entropy.items() if k.startswith("gain.")},
-               **{f"decoders.teacher.{k}": v for k, v in weights.decoder("teacher").items()}}
+    shipped = {
+        **{k: v for k, v in weights.entropy.items() if k.startswith("gain.")},
+        **{f"decoders.teacher.{k}": v for k, v in weights.decoder("teacher").items()},
+    }
     for key, value in shipped.items():
         if key not in state or not np.array_equal(state[key].astype(store), value):
-            raise TrainError(f"{run} was not started from {root}: its {key} differs from the shipped one (an "
-                             f"encoder-only run keeps every network but g_a and h_a as it found them)")
+            raise TrainError(
+                f"{run} was not started from {root}: its {key} differs from the shipped one (an "
+                f"encoder-only run keeps every network but g_a and h_a as it found them)"
+            )
     encoder = {k: state[k].astype(store) for k in weights.encoder()}
     out.mkdir(parents=True, exist_ok=True)
     for path in root.iterdir():
         if path.is_file() and path.name not in (ENCODER_FILE, MANIFEST):
             shutil.copy2(path, out / path.name)
     save_file(encoder, str(out / ENCODER_FILE))
-    encoder_info = {"run": str(run), "steps": int(ckpt["step"]),
-                    "train_only": ckpt["train_config"].get("train_only", ""), "notes": notes}
+    encoder_info = {
+        "run": str(run),
+        "steps": int(ckpt["step"]),
+        "train_only": ckpt["train_config"].get("train_only", ""),
+        "notes": notes,
+    }
     manifest = dataclasses.replace(weights.manifest, info={**weights.manifest.info, "encoder": encoder_info})
     (out / MANIFEST).write_text(manifest.dumps())
     result = load_weights(out)
-    print(f"encoder of {run} (step {ckpt['step']}) with the rest of {root} in {out}: model id "
-          f"{result.model_id.hex()} (unchanged)")
+    print(
+        f"encoder of {run} (step {ckpt['step']}) with the rest of {root} in {out}: model id "
+        f"{result.model_id.hex()} (unchanged)"
+    )
     return result

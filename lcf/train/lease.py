@@ -77,9 +77,9 @@ from lcf.train.step import (
 )
 
 STUDENT_KINDS = ("cfg2", "cfg3", "cfg4")
-TRIAL_LR = 0.05          # trial steps train at this fraction of the peak lr (they warm Adam's moments up)
+TRIAL_LR = 0.05  # trial steps train at this fraction of the peak lr (they warm Adam's moments up)
 MIN_PHASE_SECONDS = 2.0  # the students are skipped when less time than this is left for their steps
-VAL_SHARE = 0.05         # of the time left, at most, for validation (fewer validation tiles otherwise)
+VAL_SHARE = 0.05  # of the time left, at most, for validation (fewer validation tiles otherwise)
 
 
 @dataclass
@@ -87,9 +87,9 @@ class LeaseConfig:
     data: list[str]
     out: str
     minutes: float
-    val: str = ""                  # validation folder; "" = the last --data folder is held out
-    init: str = ""                 # weights folder, earlier lease folder, or "" for a new model
-    N: int = 0                     # widths of a new model (0: those of --init)
+    val: str = ""  # validation folder; "" = the last --data folder is held out
+    init: str = ""  # weights folder, earlier lease folder, or "" for a new model
+    N: int = 0  # widths of a new model (0: those of --init)
     M: int = 0
     Mz: int = 0
     device: str = "cpu"
@@ -106,7 +106,7 @@ class LeaseConfig:
     l1_steps: int = 10_000
     students: str = "cfg2,cfg3,cfg4"
     student_share: float = 0.25
-    teacher_steps: int = 0         # > 0: the teacher stops after this many steps (a smoke test)
+    teacher_steps: int = 0  # > 0: the teacher stops after this many steps (a smoke test)
     student_steps: int = 0
     student_lr: float = 1e-4
     student_batch: int = 16
@@ -232,8 +232,9 @@ class Processes:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # the only buffer (ctx's mask) is a constant: no broadcast before each forward
         quiet = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-        return DistributedDataParallel(module, device_ids=ids,
-                                       **({"forward_sync_buffers": False} if quiet else {"broadcast_buffers": False}))
+        return DistributedDataParallel(
+            module, device_ids=ids, **({"forward_sync_buffers": False} if quiet else {"broadcast_buffers": False})
+        )
 
     def close(self) -> None:
         if self.world > 1:
@@ -273,8 +274,13 @@ class Lease:
         if self.procs.main:
             self._check_out()
         self.say = Log(self.out / LOG if self.procs.main else None, self.t0)
-        self.summary: dict[str, Any] = {"format": FORMAT, "version": 1, "complete": False,
-                                        "config": asdict(cfg), "seconds": {}}
+        self.summary: dict[str, Any] = {
+            "format": FORMAT,
+            "version": 1,
+            "complete": False,
+            "config": asdict(cfg),
+            "seconds": {},
+        }
         self.files: dict[str, int] = {}
 
     def _check_out(self) -> None:
@@ -304,19 +310,30 @@ class Lease:
         self.tiles = to_device(tiles, self.device)
         self.crops = DeviceCrops(self.tiles, cfg.crop)
         self.val = DeviceCrops(to_device(val_tiles, self.device), cfg.crop)
-        self.summary.update({
-            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor()
-            or platform.machine(), "torch": torch.__version__, "world_size": self.procs.world,
-            "init": {"source": self.start.source, "steps_before": self.start.steps, "z_density": self.start.z_density},
-            "store_dtype": self.dtype,
-            "shards": {"train": [s.to_dict() for s in shards], "validation": [s.to_dict() for s in val_shards]},
-        })
+        self.summary.update(
+            {
+                "device": torch.cuda.get_device_name(self.device)
+                if self.device.type == "cuda"
+                else platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "world_size": self.procs.world,
+                "init": {
+                    "source": self.start.source,
+                    "steps_before": self.start.steps,
+                    "z_density": self.start.z_density,
+                },
+                "store_dtype": self.dtype,
+                "shards": {"train": [s.to_dict() for s in shards], "validation": [s.to_dict() for s in val_shards]},
+            }
+        )
         self.summary["seconds"]["decode"] = round(decode, 2)
         self.say(f"start: {self.start.source}, {self.start.steps} steps before; z density {self.start.z_density}")
-        self.say(f"data: {tiles.shape[0]} training tiles of {cfg.tile}x{cfg.tile} from "
-                 f"{', '.join(s.folder for s in shards)}, {val_tiles.shape[0]} validation tiles from "
-                 f"{', '.join(s.folder for s in val_shards)}; decoded in {decode:.1f} s; on {self.device} "
-                 f"({self.summary['device']}), {self.procs.world} process(es)")
+        self.say(
+            f"data: {tiles.shape[0]} training tiles of {cfg.tile}x{cfg.tile} from "
+            f"{', '.join(s.folder for s in shards)}, {val_tiles.shape[0]} validation tiles from "
+            f"{', '.join(s.folder for s in val_shards)}; decoded in {decode:.1f} s; on {self.device} "
+            f"({self.summary['device']}), {self.procs.world} process(es)"
+        )
 
     def _store_dtype(self) -> str:
         size32 = stored_bytes(teacher_state(self.model), "float32")
@@ -325,8 +342,10 @@ class Lease:
         else:
             dtype = "float32" if size32 < FILE_LIMIT else "float16"
         if stored_bytes(teacher_state(self.model), dtype) >= FILE_LIMIT:
-            raise TrainError(f"the teacher's weights take about {stored_bytes(teacher_state(self.model), dtype):,} "
-                             f"bytes as {dtype}, more than a file the device returns ({FILE_LIMIT:,})")
+            raise TrainError(
+                f"the teacher's weights take about {stored_bytes(teacher_state(self.model), dtype):,} "
+                f"bytes as {dtype}, more than a file the device returns ({FILE_LIMIT:,})"
+            )
         return dtype
 
     # -- outputs --
@@ -338,8 +357,9 @@ class Lease:
         steps = self.summary.get("steps", 0)
         common = {"steps": steps, "total_steps": self.start.steps + steps}
         self.files[RAW] = save_teacher(self.out / RAW, raw, self.dtype, which="raw", **common)
-        self.files[EMA] = save_teacher(self.out / EMA, ema if ema is not None else raw, self.dtype, which="ema",
-                                       **common)
+        self.files[EMA] = save_teacher(
+            self.out / EMA, ema if ema is not None else raw, self.dtype, which="ema", **common
+        )
         self.summary["seconds"]["write"] = round(self.summary["seconds"].get("write", 0.0) + time.monotonic() - t, 2)
         self.write_summary()
 
@@ -371,16 +391,26 @@ class Lease:
         self.twin = copy.deepcopy(model).requires_grad_(False)
 
         def build(precision: str, batch: int) -> TrainStep:
-            return TrainStep(TeacherObjective(wrapped, self.crops, batch, lambdas, l1, meters, precision), [group],
-                             cfg.clip, ema_weight)
+            return TrainStep(
+                TeacherObjective(wrapped, self.crops, batch, lambdas, l1, meters, precision),
+                [group],
+                cfg.clip,
+                ema_weight,
+            )
 
         choice = self._choose(build, cfg.candidates)
         meters.read()
-        for s, p in zip(self.ema.shadow, params):
+        for s, p in zip(self.ema.shadow, params, strict=True):
             s.copy_(p.detach())
-        self.summary.update({"mode": choice.runner.mode, "mode_note": choice.runner.note,
-                             "precision": choice.precision, "batch": choice.batch,
-                             "trials": [t.to_dict() for t in choice.trials]})
+        self.summary.update(
+            {
+                "mode": choice.runner.mode,
+                "mode_note": choice.runner.note,
+                "precision": choice.precision,
+                "batch": choice.batch,
+                "trials": [t.to_dict() for t in choice.trials],
+            }
+        )
         self.summary["seconds"]["trials"] = round(choice.seconds, 2)
         self.say(f"teacher: {choice.precision}, batch {choice.batch}, {choice.runner.mode} ({choice.runner.note})")
         self._fit_validation(choice)
@@ -398,8 +428,17 @@ class Lease:
             if self.start.steps + self._adam_steps(group) >= cfg.l1_steps:
                 l1.zero_()
 
-        plan = PhasePlan(choice.runner.step, choice.step, meters, schedule, [lr], ema_weight, cfg.ema_decay,
-                         self._flush_every(choice.rate), on_flush)
+        plan = PhasePlan(
+            choice.runner.step,
+            choice.step,
+            meters,
+            schedule,
+            [lr],
+            ema_weight,
+            cfg.ema_decay,
+            self._flush_every(choice.rate),
+            on_flush,
+        )
         result = self._run(plan, self._validate_teacher, lambda step: self._save_teacher(group))
         self._finish_teacher(group, choice, result)
 
@@ -414,8 +453,16 @@ class Lease:
         seconds = cfg.trial_seconds
         if self.procs.world > 1:  # every process must run the same steps: no timed trials
             candidates, seconds = candidates[:1], 0.0
-        choice = choose_config(build, candidates, seed=cfg.seed + 1000 + self.procs.rank, graphs=graphs,
-                               seconds=seconds, device=dev, world=self.procs.world, say=self.say)
+        choice = choose_config(
+            build,
+            candidates,
+            seed=cfg.seed + 1000 + self.procs.rank,
+            graphs=graphs,
+            seconds=seconds,
+            device=dev,
+            world=self.procs.world,
+            say=self.say,
+        )
         choice.rate = self.procs.broadcast([choice.rate])[0]
         return choice
 
@@ -430,8 +477,10 @@ class Lease:
         keep = max(1, min(val.count, int(budget / per_tile)))
         keep = int(self.procs.broadcast([float(keep)])[0])
         if keep < val.count:
-            self.say(f"validation on {keep} of {val.count} tiles: a pass over all would take about "
-                     f"{per_tile * val.count:.0f} s at the measured speed")
+            self.say(
+                f"validation on {keep} of {val.count} tiles: a pass over all would take about "
+                f"{per_tile * val.count:.0f} s at the measured speed"
+            )
             self.val = DeviceCrops(val.tiles[:keep], val.crop)
         self.summary["validation_tiles"] = keep
 
@@ -445,9 +494,17 @@ class Lease:
 
     def _run(self, plan: PhasePlan, validate, save) -> PhaseResult:
         cfg = self.cfg
-        return run_phase(plan, broadcast=self.procs.broadcast, is_main=self.procs.main, val_seconds=cfg.val_seconds,
-                         validate=validate, save_seconds=cfg.save_seconds, save=save,
-                         print_seconds=cfg.print_seconds, say=self.say)
+        return run_phase(
+            plan,
+            broadcast=self.procs.broadcast,
+            is_main=self.procs.main,
+            val_seconds=cfg.val_seconds,
+            validate=validate,
+            save_seconds=cfg.save_seconds,
+            save=save,
+            print_seconds=cfg.print_seconds,
+            say=self.say,
+        )
 
     def _ema_model(self) -> LcfModel:
         self.ema.copy_to(list(self.twin.parameters()))
@@ -462,11 +519,14 @@ class Lease:
         row = {"step": step, "minutes": round(self.elapsed() / 60, 3), "raw": raw, "ema": ema}
         self.val_history.append(row)
         self.summary["validation"] = self.val_history
-        self.summary["seconds"]["validation"] = round(self.summary["seconds"].get("validation", 0.0)
-                                                      + time.monotonic() - t, 2)
+        self.summary["seconds"]["validation"] = round(
+            self.summary["seconds"].get("validation", 0.0) + time.monotonic() - t, 2
+        )
         levels = len(self.model.config.levels)
-        self.say(f"validation at step {step}: loss raw {raw['loss']:.4f} ema {ema['loss']:.4f}; per level (raw) "
-                 + " ".join(f"{raw[f'loss_q{lv}']:.3f}" for lv in range(1, levels + 1)))
+        self.say(
+            f"validation at step {step}: loss raw {raw['loss']:.4f} ema {ema['loss']:.4f}; per level (raw) "
+            + " ".join(f"{raw[f'loss_q{lv}']:.3f}" for lv in range(1, levels + 1))
+        )
         if len(self.val_history) >= 3:
             last = [r["raw"]["loss"] for r in self.val_history[-3:]]
             if last[0] < last[1] < last[2]:
@@ -481,8 +541,15 @@ class Lease:
     def _finish_teacher(self, group: OptGroup, choice, result: PhaseResult) -> None:
         self.model.zero_grad(set_to_none=True)  # the gradients live in the graph's memory: let it go
         steps = self._adam_steps(group)
-        self.summary.update({"steps": steps, "total_steps": self.start.steps + steps, "skipped_steps": result.skipped,
-                             "restores": result.restores, "stopped": result.stopped})
+        self.summary.update(
+            {
+                "steps": steps,
+                "total_steps": self.start.steps + steps,
+                "skipped_steps": result.skipped,
+                "restores": result.restores,
+                "stopped": result.stopped,
+            }
+        )
         seconds = result.seconds_in_steps + choice.seconds
         crops = result.steps * choice.batch * self.procs.world
         self.summary["crops_per_s"] = round(crops / max(result.seconds_in_steps, 1e-9), 2)
@@ -490,18 +557,22 @@ class Lease:
         self.summary["train_history"] = result.history[-200:]
         self.summary["train_last"] = result.history[-1] if result.history else {}
         final = self._validate_teacher(result.steps) if self.procs.main else {}
-        choose = self.procs.broadcast([float(final.get("ema", {}).get("loss", 1.0) < final.get("raw", {}).get(
-            "loss", 0.0)) if final else 0.0])[0]
+        choose = self.procs.broadcast(
+            [float(final.get("ema", {}).get("loss", 1.0) < final.get("raw", {}).get("loss", 0.0)) if final else 0.0]
+        )[0]
         shipped = "ema" if choose > 0 else "raw"
         self.summary["shipped"] = shipped
         raw = copy.deepcopy(self.model)
         if shipped == "ema":
             self.ema.copy_to(list(self.model.parameters()))
         round_to_storage(self.model, self.dtype)  # the students learn from the teacher as it is stored
-        self.write(raw=raw if shipped == "ema" else self.model, ema=self.model if shipped == "ema" else
-                   self._ema_model())
-        self.say(f"teacher: {steps} steps ({result.skipped} skipped), {self.summary['crops_per_s']:.1f} crops/s in "
-                 f"{result.seconds_in_steps:.1f} s of steps; stopped by {result.stopped}; ships {shipped}")
+        self.write(
+            raw=raw if shipped == "ema" else self.model, ema=self.model if shipped == "ema" else self._ema_model()
+        )
+        self.say(
+            f"teacher: {steps} steps ({result.skipped} skipped), {self.summary['crops_per_s']:.1f} crops/s in "
+            f"{result.seconds_in_steps:.1f} s of steps; stopped by {result.stopped}; ships {shipped}"
+        )
 
     # -- students --
     def students(self) -> None:
@@ -518,13 +589,29 @@ class Lease:
             features = cache_features(teacher, full, cfg.student_views, cfg.val_batch)
         self.summary["seconds"]["student_cache"] = round(time.monotonic() - t, 2)
         pairs, how = make_students(names, teacher, self.start.students, dev)
-        groups = [OptGroup(n, list(p.parameters()), fused_adam(list(p.parameters()), torch.tensor(
-                  cfg.student_lr, device=dev)), ParamEMA(list(p.parameters()))) for n, (_, p) in pairs.items()]
-        meters = DeviceMeters(len(teacher.config.levels), dev, [f"psnr_{n}" for n in names],
-                              [f"loss_{n}" for n in names])
-        objective = StudentObjective(teacher, {n: self.procs.wrap(p) for n, (_, p) in pairs.items()}, features,
-                                     full, cfg.student_views, cfg.student_batch, cfg.kd_weight, meters,
-                                     self.summary.get("precision", "fp32"))
+        groups = [
+            OptGroup(
+                n,
+                list(p.parameters()),
+                fused_adam(list(p.parameters()), torch.tensor(cfg.student_lr, device=dev)),
+                ParamEMA(list(p.parameters())),
+            )
+            for n, (_, p) in pairs.items()
+        ]
+        meters = DeviceMeters(
+            len(teacher.config.levels), dev, [f"psnr_{n}" for n in names], [f"loss_{n}" for n in names]
+        )
+        objective = StudentObjective(
+            teacher,
+            {n: self.procs.wrap(p) for n, (_, p) in pairs.items()},
+            features,
+            full,
+            cfg.student_views,
+            cfg.student_batch,
+            cfg.kd_weight,
+            meters,
+            self.summary.get("precision", "fp32"),
+        )
         step = TrainStep(objective, groups, cfg.clip, torch.zeros((), device=dev))
         with host_checks(teacher, False):
             step()
@@ -536,20 +623,30 @@ class Lease:
             end = self.end - cfg.margin - self.val_cost
             if self.procs.broadcast([float(end - now < MIN_PHASE_SECONDS)])[0] > 0:
                 self.summary["students"] = {"skipped": f"{end - now:.1f} s left after the g_a cache"}
-                self.say(f"students skipped: {end - now:.1f} s left after the g_a cache (students.safetensors is "
-                         f"not written: students of an earlier teacher would not match the shipped one)")
+                self.say(
+                    f"students skipped: {end - now:.1f} s left after the g_a cache (students.safetensors is "
+                    f"not written: students of an earlier teacher would not match the shipped one)"
+                )
                 return
             meters.read()
             for g in groups:
-                for shadow, p in zip(g.ema.shadow, g.params):
+                for shadow, p in zip(g.ema.shadow, g.params, strict=True):
                     shadow.copy_(p.detach())
-            plan = PhasePlan(runner.step, step, meters,
-                             BudgetSchedule(cfg.student_lr, cfg.warmup_steps, cfg.decay_fraction, now, end,
-                                            cfg.student_steps),
-                             [g.lr for g in groups], step.ema_weight, cfg.ema_decay, self._flush_every(rate))
-            self.say(f"students {', '.join(names)} ({', '.join(f'{n}: {h}' for n, h in how.items())}): "
-                     f"{runner.mode} ({runner.note}); g_a cached for {features.shape[0]} tile views in "
-                     f"{self.summary['seconds']['student_cache']:.1f} s")
+            plan = PhasePlan(
+                runner.step,
+                step,
+                meters,
+                BudgetSchedule(cfg.student_lr, cfg.warmup_steps, cfg.decay_fraction, now, end, cfg.student_steps),
+                [g.lr for g in groups],
+                step.ema_weight,
+                cfg.ema_decay,
+                self._flush_every(rate),
+            )
+            self.say(
+                f"students {', '.join(names)} ({', '.join(f'{n}: {h}' for n, h in how.items())}): "
+                f"{runner.mode} ({runner.note}); g_a cached for {features.shape[0]} tile views in "
+                f"{self.summary['seconds']['student_cache']:.1f} s"
+            )
             result = self._run(plan, lambda s: None, lambda s: None)
             self._finish_students(teacher, pairs, groups, result)
 
@@ -564,12 +661,15 @@ class Lease:
             for g in groups:
                 use_ema = ema[f"loss_{g.name}"] < raw[f"loss_{g.name}"]
                 if not use_ema:
-                    for p, s in zip(g.params, snapshots[g.name]):
+                    for p, s in zip(g.params, snapshots[g.name], strict=True):
                         p.data.copy_(s)
                 chosen = ema if use_ema else raw
-                info[g.name] = {"steps": self._adam_steps(g), "shipped": "ema" if use_ema else "raw",
-                                "loss": chosen[f"loss_{g.name}"],
-                                **{k: v for k, v in chosen.items() if k.startswith(f"psnr_{g.name}_")}}
+                info[g.name] = {
+                    "steps": self._adam_steps(g),
+                    "shipped": "ema" if use_ema else "raw",
+                    "loss": chosen[f"loss_{g.name}"],
+                    **{k: v for k, v in chosen.items() if k.startswith(f"psnr_{g.name}_")},
+                }
             info["teacher"] = {k: v for k, v in raw.items() if "teacher" in k}
         self.summary["students"] = info
         self.summary["seconds"]["student_steps"] = round(result.seconds_in_steps, 2)
@@ -577,43 +677,66 @@ class Lease:
         students = {n: (arch, pair.g_s) for n, (arch, pair) in pairs.items()}
         if self.procs.main:
             t = time.monotonic()
-            self.files[STUDENTS] = save_students(self.out / STUDENTS, students, self.dtype,
-                                                 teacher_digest=teacher_digest(teacher),
-                                                 teacher=self.summary.get("shipped"), results=info)
-            self.summary["seconds"]["write"] = round(self.summary["seconds"].get("write", 0.0)
-                                                     + time.monotonic() - t, 2)
-            self.say("students: " + "; ".join(f"{n} {v['steps']} steps, ships {v['shipped']}, "
-                                              f"loss {v['loss']:.4f}" for n, v in info.items() if n != "teacher"))
+            self.files[STUDENTS] = save_students(
+                self.out / STUDENTS,
+                students,
+                self.dtype,
+                teacher_digest=teacher_digest(teacher),
+                teacher=self.summary.get("shipped"),
+                results=info,
+            )
+            self.summary["seconds"]["write"] = round(
+                self.summary["seconds"].get("write", 0.0) + time.monotonic() - t, 2
+            )
+            self.say(
+                "students: "
+                + "; ".join(
+                    f"{n} {v['steps']} steps, ships {v['shipped']}, loss {v['loss']:.4f}"
+                    for n, v in info.items()
+                    if n != "teacher"
+                )
+            )
 
     # -- all --
     def run(self) -> dict:
         try:
             self.load()
             with host_checks(self.model, False):
-                self.write(raw=self.model, ema=self.model)   # usable weights from the first seconds on
+                self.write(raw=self.model, ema=self.model)  # usable weights from the first seconds on
                 self.teacher()
             self.summary["processes_agree"] = self.procs.agree(list(self.model.parameters()))
             self.students()
-            steps_s = self.summary["seconds"].get("teacher_steps", 0.0) + \
-                self.summary["seconds"].get("student_steps", 0.0)
+            steps_s = self.summary["seconds"].get("teacher_steps", 0.0) + self.summary["seconds"].get(
+                "student_steps", 0.0
+            )
             self.summary["seconds"]["in_steps"] = round(steps_s, 2)
             self.summary["fraction_in_steps"] = round(steps_s / max(self.elapsed(), 1e-9), 4)
             self.summary["history"] = [*self.start.history, self._history_entry()]
             self.summary["complete"] = True
             self.write_summary()
-            self.say(f"done in {self.elapsed():.1f} s: {self.summary['fraction_in_steps']:.0%} of the time in "
-                     f"training steps; files {', '.join(sorted(self.files))}")
+            self.say(
+                f"done in {self.elapsed():.1f} s: {self.summary['fraction_in_steps']:.0%} of the time in "
+                f"training steps; files {', '.join(sorted(self.files))}"
+            )
             return self.summary
         finally:
             self.procs.close()
 
     def _history_entry(self) -> dict:
         s = self.summary
-        return {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "device": s.get("device"),
-                "world_size": s.get("world_size"), "steps": s.get("steps"), "crops_per_s": s.get("crops_per_s"),
-                "mode": s.get("mode"), "precision": s.get("precision"), "batch": s.get("batch"),
-                "shards": [f["folder"] for f in s["shards"]["train"]], "shipped": s.get("shipped"),
-                "minutes": self.cfg.minutes}
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "device": s.get("device"),
+            "world_size": s.get("world_size"),
+            "steps": s.get("steps"),
+            "crops_per_s": s.get("crops_per_s"),
+            "mode": s.get("mode"),
+            "precision": s.get("precision"),
+            "batch": s.get("batch"),
+            "shards": [f["folder"] for f in s["shards"]["train"]],
+            "shipped": s.get("shipped"),
+            "minutes": self.cfg.minutes,
+        }
 
 
 def lease(cfg: LeaseConfig, started: float | None = None) -> dict:

@@ -26,8 +26,7 @@ from lcf.train.lease_files import (
 from lcf.weights import Weights
 
 
-def export_lease(folder: str | os.PathLike, out: str | os.PathLike, dtype: str = "float16",
-                 notes: str = "") -> Weights:
+def export_lease(folder: str | os.PathLike, out: str | os.PathLike, dtype: str = "float16", notes: str = "") -> Weights:
     folder, out = Path(folder), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TrainError(f"--out {out} must be a new or empty folder")
@@ -45,12 +44,18 @@ def export_lease(folder: str | os.PathLike, out: str | os.PathLike, dtype: str =
             model.add_decoder(name, arch).load_state_dict(g_s.state_dict())
             shipped.append(name)
     model.eval()
-    info = {"steps": start.steps, "leases": start.history, "notes": notes,
-            "lease": {"folder": str(folder), "shipped": summary.get("shipped"), "students": shipped},
-            "training_files": {"z_density": Z_DENSITY_FILE}}
+    info = {
+        "steps": start.steps,
+        "leases": start.history,
+        "notes": notes,
+        "lease": {"folder": str(folder), "shipped": summary.get("shipped"), "students": shipped},
+        "training_files": {"z_density": Z_DENSITY_FILE},
+    }
     weights = export_model(model, out, info=info, dtype=dtype)
     save_z_density(out, model)
-    print(f"exported the {summary.get('shipped')} teacher of {folder} ({start.steps} steps in all"
-          f"{', students ' + ', '.join(shipped) if shipped else ', no students'}) to {out} ({dtype}): model id "
-          f"{weights.model_id.hex()}")
+    print(
+        f"exported the {summary.get('shipped')} teacher of {folder} ({start.steps} steps in all"
+        f"{', students ' + ', '.join(shipped) if shipped else ', no students'}) to {out} ({dtype}): model id "
+        f"{weights.model_id.hex()}"
+    )
     return weights

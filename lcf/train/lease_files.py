@@ -40,12 +40,17 @@ from lcf.nn.hyper import FactorizedDensity
 from lcf.nn.students import build_decoder
 from lcf.weights import load_weights
 
-RAW, EMA, STUDENTS, LOG, SUMMARY = "raw.safetensors", "ema.safetensors", "students.safetensors", "lease.log", \
-    "summary.json"
+RAW, EMA, STUDENTS, LOG, SUMMARY = (
+    "raw.safetensors",
+    "ema.safetensors",
+    "students.safetensors",
+    "lease.log",
+    "summary.json",
+)
 OUTPUTS = (RAW, EMA, STUDENTS, LOG, SUMMARY)
 MAX_FILES = 6
-FILE_LIMIT = 16_000_000                     # bytes; the device returns files of at most 16 MiB (16,777,216)
-Z_DENSITY_FILE = "z_density.safetensors"    # beside a weights folder's files: the float z density, for training
+FILE_LIMIT = 16_000_000  # bytes; the device returns files of at most 16 MiB (16,777,216)
+Z_DENSITY_FILE = "z_density.safetensors"  # beside a weights folder's files: the float z density, for training
 FORMAT = "lcf-lease"
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 MAX_READ_BYTES = 1 << 30
@@ -69,6 +74,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     """JSON (NaN written as null) to ``path``, atomically."""
+
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -95,8 +101,9 @@ def round_to_storage(model: nn.Module, dtype: str) -> None:
                 continue
             rounded = value.to(STORE_DTYPES[dtype])
             if not bool(torch.isfinite(rounded).all()):
-                raise TrainError(f"{key} does not fit in {dtype} (largest |value| {float(value.abs().max()):.4g}); "
-                                 f"store as float32")
+                raise TrainError(
+                    f"{key} does not fit in {dtype} (largest |value| {float(value.abs().max()):.4g}); store as float32"
+                )
             value.copy_(rounded.to(value.dtype))
 
 
@@ -111,15 +118,19 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], description: dict, dtyp
     """Write ``tensors`` (floats as ``dtype``) with ``description`` as JSON metadata, atomically; return the bytes.
     TrainError, writing nothing, when the file would reach :data:`FILE_LIMIT`."""
     store = STORE_DTYPES[dtype]
-    data = {k: (v.detach().to("cpu", store) if v.is_floating_point() else v.detach().cpu()).contiguous()
-            for k, v in tensors.items()}
+    data = {
+        k: (v.detach().to("cpu", store) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in tensors.items()
+    }
     tmp = path.with_name(path.name + ".tmp")
     save_file(data, str(tmp), metadata={"lcf": json.dumps({**description, "storage_dtype": dtype})})
     size = tmp.stat().st_size
     if size >= FILE_LIMIT:
         tmp.unlink()
-        raise TrainError(f"{path.name} would take {size:,} bytes, more than a file the device returns "
-                         f"({FILE_LIMIT:,}); store the weights as float16 (--store-dtype float16)")
+        raise TrainError(
+            f"{path.name} would take {size:,} bytes, more than a file the device returns "
+            f"({FILE_LIMIT:,}); store the weights as float16 (--store-dtype float16)"
+        )
     os.replace(tmp, path)
     return size
 
@@ -150,14 +161,20 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
 
 def teacher_state(model: LcfModel) -> dict[str, Tensor]:
     """Every tensor of ``model`` but the decoders other than the teacher (those are the students')."""
-    return {k: v for k, v in model.state_dict().items()
-            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")}
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith("decoders.") or k.startswith("decoders.teacher.")
+    }
 
 
 def save_teacher(path: Path, model: LcfModel, dtype: str, **description: Any) -> int:
-    return save_tensors(path, teacher_state(model),
-                        {"format": FORMAT, "kind": "teacher", "model_config": model.config.to_dict(), **description},
-                        dtype)
+    return save_tensors(
+        path,
+        teacher_state(model),
+        {"format": FORMAT, "kind": "teacher", "model_config": model.config.to_dict(), **description},
+        dtype,
+    )
 
 
 def load_teacher_file(path: Path) -> tuple[LcfModel, dict]:
@@ -171,8 +188,9 @@ def load_teacher_file(path: Path) -> tuple[LcfModel, dict]:
     return model, description
 
 
-def save_students(path: Path, students: dict[str, tuple[DecoderArch, nn.Module]], dtype: str,
-                  **description: Any) -> int:
+def save_students(
+    path: Path, students: dict[str, tuple[DecoderArch, nn.Module]], dtype: str, **description: Any
+) -> int:
     tensors = {f"{name}.{k}": v for name, (_, g_s) in students.items() for k, v in g_s.state_dict().items()}
     archs = {name: arch.to_dict() for name, (arch, _) in students.items()}
     return save_tensors(path, tensors, {"format": FORMAT, "kind": "students", "archs": archs, **description}, dtype)
@@ -189,7 +207,7 @@ def load_students(path: Path) -> tuple[dict[str, tuple[DecoderArch, nn.Sequentia
         try:
             arch = DecoderArch.from_dict(raw)
             g_s = build_decoder(arch)
-            g_s.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            g_s.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         except (LcfError, RuntimeError, TypeError) as exc:
             raise TrainError(f"{path}: student {name!r} does not match its arch: {str(exc)[:300]}") from None
         out[name] = (arch, g_s)
@@ -228,7 +246,7 @@ def fit_z_density(density: FactorizedDensity, counts: np.ndarray, steps: int = 1
     entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1).mean()
 
     def cross_entropy() -> Tensor:
-        lik = density.likelihood(values).view(2 * lz + 1, -1).t()                   # (Mz, 2 Lz + 1)
+        lik = density.likelihood(values).view(2 * lz + 1, -1).t()  # (Mz, 2 Lz + 1)
         tail = (1.0 - lik.sum(1, keepdim=True)).clamp_min(1e-9)
         return -(p * torch.log2(torch.cat([lik, tail], dim=1))).sum(1).mean()
 
@@ -271,8 +289,9 @@ def start_point(init: str, config: ModelConfig | None) -> StartPoint:
 def _check_config(model: LcfModel, config: ModelConfig | None, root: Path) -> None:
     if config is not None and model.config != config:
         c = model.config
-        raise TrainError(f"--init {root} holds an N={c.N}, M={c.M}, Mz={c.Mz} model; leave out --N/--M/--Mz or "
-                         f"pass those")
+        raise TrainError(
+            f"--init {root} holds an N={c.N}, M={c.M}, Mz={c.Mz} model; leave out --N/--M/--Mz or pass those"
+        )
 
 
 def _from_weights(root: Path, config: ModelConfig | None) -> StartPoint:
@@ -283,8 +302,13 @@ def _from_weights(root: Path, config: ModelConfig | None) -> StartPoint:
         raise TrainError(f"--init {root}: {exc}") from None
     _check_config(full, config, root)
     model = LcfModel(full.config)
-    model.load_state_dict({k: v for k, v in full.state_dict().items()
-                           if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
+    model.load_state_dict(
+        {
+            k: v
+            for k, v in full.state_dict().items()
+            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")
+        }
+    )
     if (root / Z_DENSITY_FILE).is_file():
         model.load_state_dict(load_z_density(root), strict=False)
         z_how = f"shipped ({Z_DENSITY_FILE})"
@@ -293,8 +317,14 @@ def _from_weights(root: Path, config: ModelConfig | None) -> StartPoint:
         z_how = f"fitted to the folder's z tables ({excess:.4f} bit per element above their entropy)"
     students = {name: (full.decoder_archs[name], full.decoders[name]) for name in full.decoders if name != "teacher"}
     info = dict(weights.manifest.info)
-    return StartPoint(model, students, int(info.get("steps", 0)), f"weights folder {root} (model "
-                      f"{weights.model_id.hex()[:8]})", z_how, list(info.get("leases", [])))
+    return StartPoint(
+        model,
+        students,
+        int(info.get("steps", 0)),
+        f"weights folder {root} (model {weights.model_id.hex()[:8]})",
+        z_how,
+        list(info.get("leases", [])),
+    )
 
 
 def _from_lease(root: Path, config: ModelConfig | None) -> StartPoint:
@@ -308,5 +338,6 @@ def _from_lease(root: Path, config: ModelConfig | None) -> StartPoint:
     _check_config(model, config, root)
     students = load_students(root / STUDENTS)[0] if (root / STUDENTS).is_file() else {}
     history = list(summary.get("history", []))
-    return StartPoint(model, students, int(description.get("total_steps", 0)), f"lease folder {root} ({shipped})",
-                      "lease", history)
+    return StartPoint(
+        model, students, int(description.get("total_steps", 0)), f"lease folder {root} ({shipped})", "lease", history
+    )

@@ -34,8 +34,8 @@ from lcf.train.step import (
     time_steps,
 )
 
-PRECISION_TOL = 1e-2     # bf16 against fp32: the relative difference of the loss a candidate may have
-MAX_RESTORES = 3         # non-finite weights replaced by the last good ones this often, then the phase stops
+PRECISION_TOL = 1e-2  # bf16 against fp32: the relative difference of the loss a candidate may have
+MAX_RESTORES = 3  # non-finite weights replaced by the last good ones this often, then the phase stops
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -47,8 +47,16 @@ class TeacherObjective:
     """The loss of Eq. (1) on a batch drawn on the device, one quality level per sample (lcf.train.loop's
     ``train_step`` computes the same for a given batch): returns [loss] and adds to the meters."""
 
-    def __init__(self, model: nn.Module, crops: DeviceCrops | None, batch: int, lambdas: Tensor, l1_weight: Tensor,
-                 meters: DeviceMeters, precision: str) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        crops: DeviceCrops | None,
+        batch: int,
+        lambdas: Tensor,
+        l1_weight: Tensor,
+        meters: DeviceMeters,
+        precision: str,
+    ) -> None:
         self.model, self.crops, self.batch, self.lambdas = model, crops, batch, lambdas
         self.l1_weight, self.meters, self.precision = l1_weight, meters, precision
 
@@ -109,8 +117,14 @@ class Trial:
     note: str
 
     def to_dict(self) -> dict:
-        return {"precision": self.precision, "batch": self.batch, "mode": self.mode,
-                "crops_per_s": round(self.crops_per_s, 2), "matches": self.matches, "note": self.note}
+        return {
+            "precision": self.precision,
+            "batch": self.batch,
+            "mode": self.mode,
+            "crops_per_s": round(self.crops_per_s, 2),
+            "matches": self.matches,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -122,13 +136,21 @@ class Choice:
     precision: str
     batch: int
     trials: list[Trial]
-    rate: float                     # steps per second measured for it
-    seconds: float                  # spent in timed trial steps
+    rate: float  # steps per second measured for it
+    seconds: float  # spent in timed trial steps
 
 
-def choose_config(build: Callable[[str, int], TrainStep], candidates: Sequence[tuple[str, int]], *, seed: int,
-                  graphs: bool, seconds: float, device: torch.device, world: int,
-                  say: Callable[[str], None]) -> Choice:
+def choose_config(
+    build: Callable[[str, int], TrainStep],
+    candidates: Sequence[tuple[str, int]],
+    *,
+    seed: int,
+    graphs: bool,
+    seconds: float,
+    device: torch.device,
+    world: int,
+    say: Callable[[str], None],
+) -> Choice:
     """Try each (precision, batch) of ``candidates`` (see the module docstring); keep the most crops per second
     among those that match fp32. The first candidate should be fp32: it is kept when nothing else matches."""
     trials: list[Trial] = []
@@ -148,8 +170,10 @@ def choose_config(build: Callable[[str, int], TrainStep], candidates: Sequence[t
         timed += secs
         trial = Trial(precision, batch, runner.mode, steps / secs * batch * world, matches, note)
         trials.append(trial)
-        say(f"trial {precision} batch {batch}: {runner.mode}, {trial.crops_per_s:.1f} crops/s"
-            f"{'' if matches else ' (does not match fp32: not used)'}; {note}")
+        say(
+            f"trial {precision} batch {batch}: {runner.mode}, {trial.crops_per_s:.1f} crops/s"
+            f"{'' if matches else ' (does not match fp32: not used)'}; {note}"
+        )
         if matches and (best is None or trial.crops_per_s > best[0].crops_per_s):
             best = (trial, runner, step, steps / secs)
     if best is None:
@@ -160,9 +184,9 @@ def choose_config(build: Callable[[str, int], TrainStep], candidates: Sequence[t
 
 @dataclass
 class PhaseResult:
-    steps: int                       # host steps of the loop
-    seconds_in_steps: float          # wall time of the loop without validation and saves
-    seconds: float                   # wall time of the loop
+    steps: int  # host steps of the loop
+    seconds_in_steps: float  # wall time of the loop without validation and saves
+    seconds: float  # wall time of the loop
     restores: int = 0
     skipped: int = 0
     stopped: str = ""
@@ -185,9 +209,18 @@ class PhasePlan:
     on_flush: Callable[[int], None] = lambda step: None
 
 
-def run_phase(plan: PhasePlan, *, broadcast: Callable[[list[float]], list[float]], is_main: bool,
-              val_seconds: float, validate: Callable[[int], None], save_seconds: float, save: Callable[[int], None],
-              print_seconds: float, say: Callable[[str], None]) -> PhaseResult:
+def run_phase(
+    plan: PhasePlan,
+    *,
+    broadcast: Callable[[list[float]], list[float]],
+    is_main: bool,
+    val_seconds: float,
+    validate: Callable[[int], None],
+    save_seconds: float,
+    save: Callable[[int], None],
+    print_seconds: float,
+    say: Callable[[str], None],
+) -> PhaseResult:
     """Train until the schedule ends (module docstring). ``validate`` and ``save`` get the step; they run on every
     process (the other processes wait for the main one at the next flush)."""
     params = [p for g in plan.step.groups for p in g.params]
@@ -216,8 +249,10 @@ def run_phase(plan: PhasePlan, *, broadcast: Callable[[list[float]], list[float]
         if bad:
             good.restore()
             result.restores += 1
-            say(f"step {step}: {'non-finite weights' if finite < 1 else 'every step of the window skipped'}; "
-                f"the last good weights are back ({result.restores} of {MAX_RESTORES})")
+            say(
+                f"step {step}: {'non-finite weights' if finite < 1 else 'every step of the window skipped'}; "
+                f"the last good weights are back ({result.restores} of {MAX_RESTORES})"
+            )
             if result.restores >= MAX_RESTORES:
                 stop, result.stopped = True, "non-finite"
         else:
@@ -226,10 +261,14 @@ def run_phase(plan: PhasePlan, *, broadcast: Callable[[list[float]], list[float]
         result.history.append({"step": step, "minutes": round((now - start) / 60, 4), "lr": lr, **row})
         if is_main and now - last_print >= print_seconds:
             last_print = now
-            say(f"step {step}  lr {lr:.2e}  " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                                           if k.startswith("loss") and "_q" not in k) + "  "
-                + "  ".join(f"{k} {v:.2f}dB" for k, v in row.items() if k.startswith("psnr") and k[-3:] in
-                            ("_q1", "_q4", "_q7")))
+            say(
+                f"step {step}  lr {lr:.2e}  "
+                + "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("loss") and "_q" not in k)
+                + "  "
+                + "  ".join(
+                    f"{k} {v:.2f}dB" for k, v in row.items() if k.startswith("psnr") and k[-3:] in ("_q1", "_q4", "_q7")
+                )
+            )
         if now - last_val >= val_seconds and not stop:
             validate(step)
             last_val = time.monotonic()
@@ -244,6 +283,7 @@ def run_phase(plan: PhasePlan, *, broadcast: Callable[[list[float]], list[float]
     result.steps = step
     result.seconds = time.monotonic() - start
     result.seconds_in_steps = result.seconds - paused
-    result.stopped = result.stopped or ("schedule" if plan.schedule.end_step is not None
-                                        and step >= plan.schedule.end_step else "time")
+    result.stopped = result.stopped or (
+        "schedule" if plan.schedule.end_step is not None and step >= plan.schedule.end_step else "time"
+    )
     return result

@@ -35,7 +35,7 @@ from lcf.train.distill import FeatureAdapters, distill_loss
 from lcf.train.lease_phase import autocast
 from lcf.train.step import DeviceMeters
 
-VIEWS = (0, 1, 4, 5, 2, 3, 6, 7)   # the dihedral views cached first: identity, flip, transpose, ... (device_data)
+VIEWS = (0, 1, 4, 5, 2, 3, 6, 7)  # the dihedral views cached first: identity, flip, transpose, ... (device_data)
 _IDENTITY = (nn.Identity(), nn.Identity(), nn.Identity())
 
 
@@ -51,8 +51,9 @@ class StudentPair(nn.Module):
         return x_s, [adapt(f) for adapt, f in zip(self.adapters, feats, strict=True)]
 
 
-def make_students(names: list[str], teacher: LcfModel, given: dict[str, tuple[DecoderArch, nn.Module]],
-                  device: torch.device) -> tuple[dict[str, tuple[DecoderArch, StudentPair]], dict[str, str]]:
+def make_students(
+    names: list[str], teacher: LcfModel, given: dict[str, tuple[DecoderArch, nn.Module]], device: torch.device
+) -> tuple[dict[str, tuple[DecoderArch, StudentPair]], dict[str, str]]:
     """The student pairs of ``names`` (recipes cfg2..cfg4) for ``teacher``: from ``given`` (the start folder's) when
     it has that name at the recipe's shape, else a channel-sliced teacher. Returns the pairs and how each began."""
     c, g_t = teacher.config, teacher.decoders["teacher"]
@@ -85,8 +86,18 @@ def cache_features(teacher: LcfModel, tiles: DeviceCrops, views: int, batch: int
 class StudentObjective:
     """One batch for all students: draws (tile, view, level) on the device, returns one loss per student."""
 
-    def __init__(self, teacher: LcfModel, pairs: dict[str, nn.Module], features: Tensor, tiles: DeviceCrops,
-                 views: int, batch: int, kd_weight: float, meters: DeviceMeters, precision: str) -> None:
+    def __init__(
+        self,
+        teacher: LcfModel,
+        pairs: dict[str, nn.Module],
+        features: Tensor,
+        tiles: DeviceCrops,
+        views: int,
+        batch: int,
+        kd_weight: float,
+        meters: DeviceMeters,
+        precision: str,
+    ) -> None:
         self.teacher, self.pairs, self.features, self.tiles = teacher, pairs, features, tiles
         self.views, self.batch, self.kd_weight, self.meters, self.precision = views, batch, kd_weight, meters, precision
         self.codes = torch.tensor(VIEWS[:views], device=tiles.device)
@@ -117,8 +128,9 @@ class StudentObjective:
 
 
 @torch.no_grad()
-def validate_students(teacher: LcfModel, students: dict[str, nn.Module], val: DeviceCrops,
-                      batch: int) -> dict[str, float]:
+def validate_students(
+    teacher: LcfModel, students: dict[str, nn.Module], val: DeviceCrops, batch: int
+) -> dict[str, float]:
     """Per student and level, on the validation crops through the teacher's encoder (rounded latents):
     ``psnr_<name>_qL`` and ``loss_<name>`` (the mean over levels of λ·255²·MSE); the teacher's as ``teacher``."""
     levels = teacher.config.levels

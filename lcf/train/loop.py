@@ -1,9 +1,10 @@
 """The training loop: variable-rate R-D training of :class:`lcf.nn.LcfModel`, resumable and bounded by wall time.
 
-Every call resumes from the run folder's checkpoint (``lcf.train.checkpoint``: safetensors plus JSON) when it exists (model, optimiser, step, data-sampler and torch RNG
-state), trains until ``--minutes`` have passed or ``--steps`` is reached, and always leaves a checkpoint (also every
-``--save-every`` seconds, written atomically). One step draws one quality level per sample (uniformly from 1..7) so
-a single set of weights learns every level; λ2 (the L1 sparsity weight) is applied for the first ``--l1-steps``.
+Every call resumes from the run folder's checkpoint (``lcf.train.checkpoint``: safetensors plus JSON) when it
+exists (model, optimiser, step, data-sampler and torch RNG state), trains until ``--minutes`` have passed or
+``--steps`` is reached, and always leaves a checkpoint (also every ``--save-every`` seconds, written atomically).
+One step draws one quality level per sample (uniformly from 1..7) so a single set of weights learns every level; λ2
+(the L1 sparsity weight) is applied for the first ``--l1-steps``.
 
 A new run may start from a shipped weights folder instead (``--init-weights``: its teacher, float32, Adam afresh)
 or from another run's checkpoint (``--init-run``: its networks and step, Adam afresh). ``--train-only g_a,h_a``
@@ -44,21 +45,21 @@ class TrainConfig:
     crop: int = 128
     batch: int = 8
     lr: float = 1e-4
-    lr_decay_at: float = 0.85            # fraction of --steps after which lr is halved (the paper's "late decay")
+    lr_decay_at: float = 0.85  # fraction of --steps after which lr is halved (the paper's "late decay")
     steps: int = 1_000_000
     minutes: float = 60.0
-    save_every: float = 300.0            # seconds
-    l1_weight: float = 1e-4              # λ2
+    save_every: float = 300.0  # seconds
+    l1_weight: float = 1e-4  # λ2
     l1_steps: int = 10_000
     clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"              # fp32 (TF32 matrix units on CUDA) | bf16 (autocast; CUDA only)
-    channels_last: bool = False          # NHWC tensors on CUDA (refused on the CPU: torch's CPU backward crashes)
-    init_weights: str = ""               # a new run starts from this shipped weights folder (teacher networks)
-    init_run: str = ""                   # ... or from this run's checkpoint (networks and step; Adam afresh)
-    train_only: str = ""                 # comma-separated top-level modules to train (e.g. g_a,h_a); "" = all
-    threads: int = 0                     # torch intra-op threads; 0 = leave as is
+    precision: str = "fp32"  # fp32 (TF32 matrix units on CUDA) | bf16 (autocast; CUDA only)
+    channels_last: bool = False  # NHWC tensors on CUDA (refused on the CPU: torch's CPU backward crashes)
+    init_weights: str = ""  # a new run starts from this shipped weights folder (teacher networks)
+    init_run: str = ""  # ... or from this run's checkpoint (networks and step; Adam afresh)
+    train_only: str = ""  # comma-separated top-level modules to train (e.g. g_a,h_a); "" = all
+    threads: int = 0  # torch intra-op threads; 0 = leave as is
     log_every: int = 50
     extra: dict = field(default_factory=dict)
 
@@ -71,8 +72,10 @@ class TrainConfig:
         if self.init_weights and self.init_run:
             raise TrainError("give --init-weights or --init-run, not both")
         if self.channels_last and not on_cuda:
-            raise TrainError("--channels-last is for CUDA devices (torch's CPU backward of a strided 1x1 conv "
-                             "crashes on channels_last input)")
+            raise TrainError(
+                "--channels-last is for CUDA devices (torch's CPU backward of a strided 1x1 conv "
+                "crashes on channels_last input)"
+            )
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -143,7 +146,7 @@ class LevelWindow:
             if isinstance(sums, float):
                 window[name] = [sums / counts]
                 continue
-            for lv, (sv, cv) in enumerate(zip(sums, counts), start=1):
+            for lv, (sv, cv) in enumerate(zip(sums, counts, strict=True), start=1):
                 if cv:
                     window[f"{name}_q{lv}"] = [sv / cv]
         self.sums.clear()
@@ -179,8 +182,13 @@ def model_from_weights(root: str | Path) -> tuple[LcfModel, int]:
     except TrainError as exc:
         raise TrainError(f"--init-weights {exc}") from None
     model = LcfModel(full.config)
-    model.load_state_dict({k: v for k, v in full.state_dict().items()
-                           if not k.startswith("decoders.") or k.startswith("decoders.teacher.")})
+    model.load_state_dict(
+        {
+            k: v
+            for k, v in full.state_dict().items()
+            if not k.startswith("decoders.") or k.startswith("decoders.teacher.")
+        }
+    )
     return model, int(weights.manifest.info.get("steps", 0))
 
 
@@ -216,10 +224,15 @@ def starting_point(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[LcfModel, 
     flag, source = ("--init-weights", cfg.init_weights) if cfg.init_weights else ("--init-run", cfg.init_run)
     model, step = model_from_weights(source) if cfg.init_weights else model_from_run(source)
     if model.config != model_cfg:
-        raise TrainError(f"{flag} {source} holds a {model.config.to_dict()} model; "
-                         f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}")
-    what = f"the weights in {source} (exported at step {step})" if cfg.init_weights else (
-        f"the checkpoint of {source} (step {step})")
+        raise TrainError(
+            f"{flag} {source} holds a {model.config.to_dict()} model; "
+            f"pass --N {model.config.N} --M {model.config.M} --Mz {model.config.Mz}"
+        )
+    what = (
+        f"the weights in {source} (exported at step {step})"
+        if cfg.init_weights
+        else (f"the checkpoint of {source} (step {step})")
+    )
     print(f"new run from {what}", flush=True)
     return model, step
 
@@ -264,12 +277,21 @@ def restore_progress(ckpt: dict, optimiser: torch.optim.Optimizer, sampler: Crop
 
 def rng_states() -> dict:
     """The torch RNG states a checkpoint keeps (the CUDA one too: training noise is drawn on the device)."""
-    return {"torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    return {
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+    }
 
 
-def train_step(model: LcfModel, optimiser: torch.optim.Optimizer, x: torch.Tensor, level: torch.Tensor,
-               lambdas: torch.Tensor, cfg: TrainConfig, step: int) -> LossTerms:
+def train_step(
+    model: LcfModel,
+    optimiser: torch.optim.Optimizer,
+    x: torch.Tensor,
+    level: torch.Tensor,
+    lambdas: torch.Tensor,
+    cfg: TrainConfig,
+    step: int,
+) -> LossTerms:
     """One optimisation step of Eq. (1) on batch ``x`` with per-sample quality ``level`` (1..L); lr set by caller."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         out = model(x, level.float())
@@ -302,8 +324,9 @@ def train(cfg: TrainConfig) -> dict:
             raise TrainError(f"{run} was trained with {ckpt['model_config']}, not {model_cfg.to_dict()}")
         was = ckpt.get("train_config", {}).get("train_only", "")
         if module_names(was) != module_names(cfg.train_only):
-            raise TrainError(f"{run} trains --train-only {was!r}; resume it with the same option "
-                             f"(got {cfg.train_only!r})")
+            raise TrainError(
+                f"{run} trains --train-only {was!r}; resume it with the same option (got {cfg.train_only!r})"
+            )
         model.load_state_dict(ckpt["model"])
         step = restore_progress(ckpt, optimiser, sampler, files)
         print(f"resumed from {run} at step {step}", flush=True)
@@ -345,8 +368,9 @@ def train(cfg: TrainConfig) -> dict:
         window.add_per_level("bpp", level, terms.bpp_y + terms.bpp_z)
         window.add("loss", terms.loss)
         if step % cfg.log_every == 0:
-            last = window.flush(log_path, step=step, lr=learning_rate(cfg, step),
-                                minutes=(time.monotonic() - start) / 60)
+            last = window.flush(
+                log_path, step=step, lr=learning_rate(cfg, step), minutes=(time.monotonic() - start) / 60
+            )
             if not math.isfinite(last["loss"]):
                 raise TrainError(f"loss is not finite before step {step}; last checkpoint kept in {run}")
             summary = "  ".join(

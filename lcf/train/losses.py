@@ -15,11 +15,11 @@ import torch
 
 @dataclass
 class LossTerms:
-    loss: torch.Tensor          # scalar to minimise
-    mse: torch.Tensor           # (B,) per-sample MSE on [0, 1] pixels
-    bpp_y: torch.Tensor         # (B,)
-    bpp_z: torch.Tensor         # (B,)
-    l1: torch.Tensor            # (B,) ‖ŷ‖₁ per pixel
+    loss: torch.Tensor  # scalar to minimise
+    mse: torch.Tensor  # (B,) per-sample MSE on [0, 1] pixels
+    bpp_y: torch.Tensor  # (B,)
+    bpp_z: torch.Tensor  # (B,)
+    l1: torch.Tensor  # (B,) ‖ŷ‖₁ per pixel
 
     @property
     def psnr(self) -> torch.Tensor:

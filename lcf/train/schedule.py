@@ -26,17 +26,19 @@ class BudgetSchedule:
     peak: float
     warmup_steps: int
     decay_fraction: float
-    start_time: float                    # the phase's wall clock (time.monotonic) at its first step
+    start_time: float  # the phase's wall clock (time.monotonic) at its first step
     end_time: float
-    max_steps: int = 0                   # > 0: the phase ends after this many steps (the decay is planned in steps)
-    anchor_step: int | None = None       # the decay line runs from (anchor_step, anchor_lr) to (end_step, 0)
+    max_steps: int = 0  # > 0: the phase ends after this many steps (the decay is planned in steps)
+    anchor_step: int | None = None  # the decay line runs from (anchor_step, anchor_lr) to (end_step, 0)
     anchor_lr: float = 0.0
     end_step: int | None = None
 
     def __post_init__(self) -> None:
         if not self.peak > 0 or self.warmup_steps < 0 or not 0 <= self.decay_fraction <= 1 or self.max_steps < 0:
-            raise ValueError(f"bad schedule: peak {self.peak}, warm-up {self.warmup_steps}, "
-                             f"decay fraction {self.decay_fraction}, steps {self.max_steps}")
+            raise ValueError(
+                f"bad schedule: peak {self.peak}, warm-up {self.warmup_steps}, "
+                f"decay fraction {self.decay_fraction}, steps {self.max_steps}"
+            )
         if self.max_steps:
             self.anchor_step = int((1.0 - self.decay_fraction) * self.max_steps)
             self.anchor_lr = self.peak
@@ -69,8 +71,11 @@ class BudgetSchedule:
 
     def state(self) -> list[float]:
         """(anchor_step, anchor_lr, end_step) as floats, -1 for none: what rank 0 sends the other processes."""
-        return [float(self.anchor_step if self.anchor_step is not None else -1), self.anchor_lr,
-                float(self.end_step if self.end_step is not None else -1)]
+        return [
+            float(self.anchor_step if self.anchor_step is not None else -1),
+            self.anchor_lr,
+            float(self.end_step if self.end_step is not None else -1),
+        ]
 
     def set_state(self, values: list[float]) -> None:
         anchor, lr, end = values

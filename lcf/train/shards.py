@@ -24,8 +24,9 @@ PART_BYTES = 16_000_000  # the device returns files of at most 16 MiB (16,777,21
 INDEX = "checkpoint.parts.json"
 
 
-def pack(run: str | os.PathLike, out: str | os.PathLike, part_bytes: int = PART_BYTES,
-         model_only: bool = False) -> list[Path]:
+def pack(
+    run: str | os.PathLike, out: str | os.PathLike, part_bytes: int = PART_BYTES, model_only: bool = False
+) -> list[Path]:
     """Write the checkpoint of folder ``run`` as parts of at most ``part_bytes`` into folder ``out``; returns the files
     written. ``model_only`` drops the optimiser and data-sampler state (a third of the size; resuming restarts Adam)."""
     run = Path(run)
@@ -57,8 +58,11 @@ def unpack(parts: str | os.PathLike, run: str | os.PathLike) -> Path:
     parts, run = Path(parts), Path(run)
     try:
         index = json.loads((parts / INDEX).read_text())
-        data = b"".join((parts / str(name)).read_bytes() for name in index["parts"]
-                        if "/" not in str(name) and "\\" not in str(name))
+        data = b"".join(
+            (parts / str(name)).read_bytes()
+            for name in index["parts"]
+            if "/" not in str(name) and "\\" not in str(name)
+        )
         text = (parts / checkpoint.DESCRIPTION).read_bytes()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TrainError(f"cannot read the checkpoint parts in {parts}: {exc}") from None

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 StepFn = Callable[[], None]
-GRAPH_WARMUP = 3          # eager steps on a side stream before a capture (DDP needs 11: torch's CUDA graph notes)
+GRAPH_WARMUP = 3  # eager steps on a side stream before a capture (DDP needs 11: torch's CUDA graph notes)
 GRAPH_WARMUP_DDP = 11
 
 
@@ -40,7 +40,7 @@ def host_checks(model: nn.Module, enabled: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, was in zip(gains, before):
+        for m, was in zip(gains, before, strict=True):
             m.check_quality = was
 
 
@@ -82,7 +82,7 @@ class DeviceMeters:
             for lv in range(self.levels):
                 if counts[lv]:
                     row[f"{name}_q{lv + 1}"] = level_sums[i * self.levels + lv] / counts[lv]
-        for name, total in zip(self.scalars, sums):
+        for name, total in zip(self.scalars, sums, strict=True):
             row[name] = total / steps if steps else math.nan
         row["steps"] = steps
         return row
@@ -114,12 +114,12 @@ def ema_decay(decay: float, steps: int) -> float:
     return min(decay, (1.0 + steps) / (10.0 + steps))
 
 
-def fused_adam(params: Sequence[Tensor], lr: Tensor, betas: tuple[float, float] = (0.9, 0.999),
-               eps: float = 1e-8) -> torch.optim.Adam:
+def fused_adam(
+    params: Sequence[Tensor], lr: Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> torch.optim.Adam:
     """Adam as one fused kernel per step, its lr read from the device tensor ``lr`` and its step counters on the device
     (capturable on CUDA), so a graph replays it with the lr of the moment."""
-    return torch.optim.Adam(list(params), lr=lr, betas=betas, eps=eps, fused=True,
-                            capturable=lr.device.type == "cuda")
+    return torch.optim.Adam(list(params), lr=lr, betas=betas, eps=eps, fused=True, capturable=lr.device.type == "cuda")
 
 
 @dataclass
@@ -157,8 +157,9 @@ class TrainStep:
     then skips the update and the step counts in ``skipped``); the EMA follows the weights with weight
     ``ema_weight``. ``losses`` holds the last step's losses (the same tensors on every replay of a graph)."""
 
-    def __init__(self, objective: Callable[[], list[Tensor]], groups: Sequence[OptGroup], clip: float,
-                 ema_weight: Tensor) -> None:
+    def __init__(
+        self, objective: Callable[[], list[Tensor]], groups: Sequence[OptGroup], clip: float, ema_weight: Tensor
+    ) -> None:
         self.objective, self.groups, self.clip, self.ema_weight = objective, list(groups), clip, ema_weight
         self.skipped = torch.zeros((), dtype=torch.float32, device=ema_weight.device)
         self.losses: list[Tensor] = []
@@ -170,7 +171,7 @@ class TrainStep:
         if len(losses) != len(self.groups):
             raise ValueError(f"the objective returned {len(losses)} losses for {len(self.groups)} groups")
         (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
-        for g, loss in zip(self.groups, losses):
+        for g, loss in zip(self.groups, losses, strict=True):
             norm = torch.nn.utils.clip_grad_norm_(g.params, self.clip)
             g.found.copy_((~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float())
             g.optimizer.step()
@@ -249,8 +250,16 @@ def _flat(params: Sequence[Tensor]) -> Tensor:
     return torch.cat([p.detach().reshape(-1).double() for p in params])
 
 
-def compare_runs(reference: TrainStep, run_reference: StepFn, candidate: TrainStep, run_candidate: StepFn,
-                 state: StateCopy, seed: int, steps: int, prepare: Callable[[], None] | None = None) -> Comparison:
+def compare_runs(
+    reference: TrainStep,
+    run_reference: StepFn,
+    candidate: TrainStep,
+    run_candidate: StepFn,
+    state: StateCopy,
+    seed: int,
+    steps: int,
+    prepare: Callable[[], None] | None = None,
+) -> Comparison:
     """Run ``steps`` of ``run_reference`` and of ``run_candidate`` (the steps of ``reference`` and ``candidate``:
     their ``losses`` are compared) from the same state (``state``, taken here) and ``torch.manual_seed(seed)``;
     leave the state as the candidate left it. ``prepare`` runs once after the reference (e.g. a graph capture, whose
@@ -289,9 +298,16 @@ class Runner:
     note: str
 
 
-def pick_runner(step: TrainStep, seed: int, steps: int = 3, loss_tol: float = 2e-3, update_tol: float = 5e-2,
-                graphs: bool = True, warmup: int = GRAPH_WARMUP,
-                make_graph: Callable[[TrainStep, int], StepFn] = GraphedStep) -> Runner:
+def pick_runner(
+    step: TrainStep,
+    seed: int,
+    steps: int = 3,
+    loss_tol: float = 2e-3,
+    update_tol: float = 5e-2,
+    graphs: bool = True,
+    warmup: int = GRAPH_WARMUP,
+    make_graph: Callable[[TrainStep, int], StepFn] = GraphedStep,
+) -> Runner:
     """A graphed ``step`` when ``graphs`` and CUDA allow it and ``steps`` graphed steps match eager ones from the
     same state and seed (``loss_tol``, ``update_tol``: :class:`Comparison`); else the eager step, with the reason.
     The compared steps train (the candidate's are kept). ``make_graph`` is :class:`GraphedStep` (a test may pass
@@ -304,8 +320,16 @@ def pick_runner(step: TrainStep, seed: int, steps: int = 3, loss_tol: float = 2e
     state = StateCopy(step.state_tensors())
     built: list[StepFn] = []
     try:
-        comparison = compare_runs(step, step, step, lambda: built[0](), state, seed, steps,
-                                  prepare=lambda: built.append(make_graph(step, warmup)))
+        comparison = compare_runs(
+            step,
+            step,
+            step,
+            lambda: built[0](),
+            state,
+            seed,
+            steps,
+            prepare=lambda: built.append(make_graph(step, warmup)),
+        )
     except Exception as exc:  # noqa: BLE001 (a capture error of any kind: train eagerly instead)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -317,7 +341,9 @@ def pick_runner(step: TrainStep, seed: int, steps: int = 3, loss_tol: float = 2e
     return Runner(built[0], "graph", f"graphed steps match eager ones ({comparison.describe()})")
 
 
-def time_steps(run: StepFn, seconds: float, device: torch.device, before: Callable[[], None] | None = None) -> tuple[int, float]:
+def time_steps(
+    run: StepFn, seconds: float, device: torch.device, before: Callable[[], None] | None = None
+) -> tuple[int, float]:
     """Call ``run`` (after ``before`` each time) for about ``seconds``; return (steps, seconds measured with a device
     synchronisation at both ends)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)

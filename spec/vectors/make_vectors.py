@@ -71,10 +71,10 @@ def text(width: int, height: int) -> np.ndarray:
     for ch in "LCF1":
         glyph = np.array([[c == "#" for c in row] for row in _GLYPHS[ch]])
         ink = np.kron(glyph, np.ones((2, 2), dtype=bool))
-        region = page[y0:y0 + ink.shape[0], x0:x0 + ink.shape[1]]
+        region = page[y0 : y0 + ink.shape[0], x0 : x0 + ink.shape[1]]
         region[ink[: region.shape[0], : region.shape[1]]] = (20, 24, 40)
         x0 += ink.shape[1] + 2
-    page[y0 + 13:y0 + 15, 1:width - 1] = (30, 90, 200)
+    page[y0 + 13 : y0 + 15, 1 : width - 1] = (30, 90, 200)
     return page
 
 
@@ -101,8 +101,30 @@ def icc_profile() -> bytes:
     size = header_size + table_size + len(text_tag)
     header = struct.pack(
         ">I4sI4s4s4s6H4s4sI4s4sQI3i4s44s",
-        size, b"\0\0\0\0", 0x02100000, b"mntr", b"RGB ", b"XYZ ", 2024, 1, 1, 0, 0, 0, b"acsp", b"\0\0\0\0", 0,
-        b"\0\0\0\0", b"\0\0\0\0", 0, 0, 0x0000F6D6, 0x00010000, 0x0000D32D, b"\0\0\0\0", b"\0" * 44,
+        size,
+        b"\0\0\0\0",
+        0x02100000,
+        b"mntr",
+        b"RGB ",
+        b"XYZ ",
+        2024,
+        1,
+        1,
+        0,
+        0,
+        0,
+        b"acsp",
+        b"\0\0\0\0",
+        0,
+        b"\0\0\0\0",
+        b"\0\0\0\0",
+        0,
+        0,
+        0x0000F6D6,
+        0x00010000,
+        0x0000D32D,
+        b"\0\0\0\0",
+        b"\0" * 44,
     )
     table = struct.pack(">I4sII", 1, b"cprt", header_size + table_size, len(text_tag))
     return header + table + text_tag
@@ -120,14 +142,14 @@ def xmp_packet() -> bytes:
         b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>lcf conformance '
-        b"vector</dc:title></rdf:Description></rdf:RDF></x:xmpmeta>\n<?xpacket end=\"w\"?>"
+        b'vector</dc:title></rdf:Description></rdf:RDF></x:xmpmeta>\n<?xpacket end="w"?>'
     )
 
 
 @dataclass(frozen=True)
 class Vector:
     name: str
-    quality: float                 # as requested; the header stores it on the 1/256 grid
+    quality: float  # as requested; the header stores it on the 1/256 grid
     description: str
 
     def source(self):
@@ -236,8 +258,10 @@ def make_weights(out: Path = WEIGHTS) -> None:
 def chunk_table(data: bytes) -> list[dict]:
     from lcf.container import walk_chunks
 
-    return [{"type": c.type, "offset": c.offset, "length": c.length, "crc": f"{c.stored_crc:08x}"}
-            for c in walk_chunks(data)]
+    return [
+        {"type": c.type, "offset": c.offset, "length": c.length, "crc": f"{c.stored_crc:08x}"}
+        for c in walk_chunks(data)
+    ]
 
 
 def make_vector(codec, v: Vector) -> dict:
@@ -286,9 +310,9 @@ def make_vector(codec, v: Vector) -> dict:
 
 def generate(*, keep_weights: bool = False) -> dict:
     """Write every file of the conformance vectors; returns the index written to vectors.json."""
-    import lcf
     import torch
 
+    import lcf
     from lcf.codec import Codec
 
     if not keep_weights or not (WEIGHTS / "manifest.json").exists():
@@ -298,12 +322,12 @@ def generate(*, keep_weights: bool = False) -> dict:
     codec = Codec(WEIGHTS)
     index = {
         "about": "lcf conformance vectors; see spec/lcf.md, 'Conformance vectors'. Regenerate with "
-                 "`python spec/vectors/make_vectors.py` or `LCF_REGENERATE_VECTORS=1 python -m pytest "
-                 "tests/test_vectors.py`.",
+        "`python spec/vectors/make_vectors.py` or `LCF_REGENERATE_VECTORS=1 python -m pytest "
+        "tests/test_vectors.py`.",
         "format_version": 1,
         "digests": "sha256, hex. Symbols: z_hat (Mz, Hp/64, Wp/64) and y_hat (M, Hp/16, Wp/16) as int32 "
-                   "little-endian in C order; cmap: the CMAP payload. pixels: the decoder's output samples "
-                   "(H, W, 3 for RGB8, H, W, 1 for GRAY8), uint8, without alpha; alpha: the (H, W) plane.",
+        "little-endian in C order; cmap: the CMAP payload. pixels: the decoder's output samples "
+        "(H, W, 3 for RGB8, H, W, 1 for GRAY8), uint8, without alpha; alpha: the (H, W) plane.",
         "weights": {
             "folder": "weights",
             "model_id": codec.weights.model_id.hex(),
@@ -327,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     index = generate(keep_weights=args.keep_weights)
     for v in index["vectors"]:
-        print(f"{v['file']:28s} {v['bytes']:6d} bytes  {v['sha256'][:16]}  coded channels "
-              f"{len(v['symbols']['coded_channels'])}/{index['weights']['model_config']['M']}")
+        print(
+            f"{v['file']:28s} {v['bytes']:6d} bytes  {v['sha256'][:16]}  coded channels "
+            f"{len(v['symbols']['coded_channels'])}/{index['weights']['model_config']['M']}"
+        )
     return 0
 
 
