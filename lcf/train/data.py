@@ -7,6 +7,8 @@ random crop + flip of random images, drawn from a seeded generator so that a res
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from PIL import Image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
-def find_images(folders: list[str | Path]) -> list[Path]:
+def find_images(folders: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """All image files below ``folders``, sorted for reproducibility."""
     files: list[Path] = []
     for folder in folders:
@@ -55,7 +57,7 @@ class CropSampler:
         self.rng = np.random.default_rng(self.seed)
 
     def state(self) -> dict:
-        return self.rng.bit_generator.state
+        return dict(self.rng.bit_generator.state)
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state

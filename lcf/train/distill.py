@@ -38,8 +38,10 @@ import argparse
 import hashlib
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -163,7 +165,7 @@ def distill_loss(
     lam3: float,
     x_t: Tensor | None = None,
     feats_t: list[Tensor] | None = None,
-    adapters: FeatureAdapters | None = None,
+    adapters: Iterable[nn.Module] | None = None,
     mode: str = "mse",
     tau: float = 1.0,
 ) -> DistillTerms:
@@ -181,6 +183,11 @@ def distill_loss(
 
 
 # -- teacher, student, checkpoint ------------------------------------------------------------------------------------
+
+
+def teacher_g_s(model: LcfModel) -> nn.Sequential:
+    """The teacher's g_s (``model.decoders["teacher"]``, built by lcf.nn.students.build_decoder as a Sequential)."""
+    return cast(nn.Sequential, model.decoders["teacher"])
 
 
 def teacher_digest(model: LcfModel) -> str:
@@ -226,7 +233,7 @@ def make_student(cfg: DistillConfig, teacher: LcfModel) -> tuple[DecoderArch, nn
         student.load_state_dict(teacher.decoders["teacher"].state_dict())
         how = "teacher weights"
     elif init == "slice":
-        copied, left = init_from_teacher(student, arch, teacher.decoders["teacher"], teacher.decoder_archs["teacher"])
+        copied, left = init_from_teacher(student, arch, teacher_g_s(teacher), teacher.decoder_archs["teacher"])
         how = f"channel-sliced teacher ({copied} tensors copied or sliced, {left} random)"
     else:
         how = "scratch"
@@ -276,7 +283,7 @@ def distill(cfg: DistillConfig) -> dict:
     teacher = _frozen(teacher)
     student = student.to(device).train()
     M = teacher.config.M
-    adapters = FeatureAdapters(feature_channels(student, M), feature_channels(teacher.decoders["teacher"], M))
+    adapters = FeatureAdapters(feature_channels(student, M), feature_channels(teacher_g_s(teacher), M))
     adapters = adapters.to(device)
     optimiser = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=cfg.lr)
     files = find_images(cfg.data)
@@ -320,7 +327,7 @@ def distill(cfg: DistillConfig) -> dict:
             },
         )
 
-    g_t = teacher.decoders["teacher"]
+    g_t = teacher_g_s(teacher)
     lambdas = torch.tensor(teacher.config.levels, device=device)
     levels = len(teacher.config.levels)
     log_path = run / "log.jsonl"

@@ -38,9 +38,11 @@ def evaluate(run: str | Path, images: str | Path, qualities: list[float], max_im
         students.append(ckpt["name"])
     model.eval()
     files = list_images(images)[:max_images]
-    points, student_psnr = {}, {name: {} for name in students}
+    points: dict[float, tuple[float, float]] = {}
+    student_psnr: dict[str, dict[float, float]] = {name: {} for name in students}
     for q in qualities:
-        bpp, psnr, extra = [], [], {name: [] for name in students}
+        bpp, psnr = [], []
+        extra: dict[str, list[float]] = {name: [] for name in students}
         for path in files:
             x = torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1)[None].to(torch.float32).div(255.0)
             h, w = x.shape[-2:]

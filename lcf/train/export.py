@@ -107,7 +107,7 @@ def export_run(
         }
     model = LcfModel(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
-    student_info = attach_students(model, list(students))
+    student_info = attach_students(model, [Path(s) for s in students])
     model.eval()
     info = {"steps": ckpt["step"], "train_config": ckpt["train_config"], "notes": notes}
     if student_info:
@@ -121,7 +121,7 @@ def reexport(root: str | os.PathLike, out: str | os.PathLike, dtype: str = "floa
     """Write the weights folder ``root`` again at ``out`` in this lcf's layout (integer entropy networks), keeping its
     tables, decoders and info. The model id changes with the entropy networks: files of the old folder do not decode
     with the new one."""
-    model, old = model_from_folder(root)
+    model, old = model_from_folder(Path(root))
     info = {k: v for k, v in old.manifest.info.items() if k != "storage_dtype"}
     info["reexported_from"] = old.model_id.hex()
     tables = {k: v for k, v in old.entropy.items() if k.startswith("tables.")}

@@ -232,9 +232,9 @@ class Processes:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # the only buffer (ctx's mask) is a constant: no broadcast before each forward
         quiet = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-        return DistributedDataParallel(
-            module, device_ids=ids, **({"forward_sync_buffers": False} if quiet else {"broadcast_buffers": False})
-        )
+        if quiet:
+            return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
     def close(self) -> None:
         if self.world > 1:
@@ -383,7 +383,7 @@ class Lease:
         l1 = torch.tensor(cfg.l1_weight if self.start.steps < cfg.l1_steps else 0.0, device=dev)
         lr = torch.tensor(cfg.lr * TRIAL_LR, device=dev)
         ema_weight = torch.zeros((), device=dev)
-        params = list(model.parameters())
+        params: list[Tensor] = list(model.parameters())
         self.ema = ParamEMA(params)
         group = OptGroup("teacher", params, fused_adam(params, lr), self.ema)
         meters = DeviceMeters(levels, dev, ["loss", "psnr", "bpp"], ["loss"])
@@ -630,7 +630,7 @@ class Lease:
                 return
             meters.read()
             for g in groups:
-                for shadow, p in zip(g.ema.shadow, g.params, strict=True):
+                for shadow, p in zip(g.average.shadow, g.params, strict=True):
                     shadow.copy_(p.detach())
             plan = PhasePlan(
                 runner.step,
@@ -656,7 +656,7 @@ class Lease:
             raw = validate_students(teacher, {n: p.g_s for n, (_, p) in pairs.items()}, self.val, self.cfg.val_batch)
             snapshots = {g.name: [p.detach().clone() for p in g.params] for g in groups}
             for g in groups:
-                g.ema.copy_to(g.params)
+                g.average.copy_to(g.params)
             ema = validate_students(teacher, {n: p.g_s for n, (_, p) in pairs.items()}, self.val, self.cfg.val_batch)
             for g in groups:
                 use_ema = ema[f"loss_{g.name}"] < raw[f"loss_{g.name}"]

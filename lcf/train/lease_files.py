@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,10 @@ def load_teacher_file(path: Path) -> tuple[LcfModel, dict]:
     """The teacher of ``raw.safetensors`` or ``ema.safetensors`` (float32) and its description."""
     tensors, description = load_tensors(path)
     try:
-        model = LcfModel(ModelConfig.from_dict(description.get("model_config")))
+        config = description.get("model_config")
+        if not isinstance(config, dict):
+            raise TrainError(f"{path} describes no model (no model_config)")
+        model = LcfModel(ModelConfig.from_dict(config))
         model.load_state_dict(tensors)
     except (LcfError, RuntimeError, TypeError, AttributeError) as exc:
         raise TrainError(f"{path} does not hold the model it describes: {str(exc)[:300]}") from None
@@ -264,7 +268,7 @@ class StartPoint:
     """Where a lease starts: the teacher (float32), the students it has, the steps trained before, and what it is."""
 
     model: LcfModel
-    students: dict[str, tuple[DecoderArch, nn.Sequential]]
+    students: Mapping[str, tuple[DecoderArch, nn.Module]]
     steps: int
     source: str
     z_density: str

@@ -61,6 +61,8 @@ class TeacherObjective:
         self.l1_weight, self.meters, self.precision = l1_weight, meters, precision
 
     def __call__(self) -> list[Tensor]:
+        if self.crops is None:
+            raise ValueError("a TeacherObjective without crops computes loss(x, level) only")
         x = self.crops.draw(self.batch)
         level = torch.randint(1, len(self.lambdas) + 1, (self.batch,), device=x.device)
         return [self.loss(x, level)]
@@ -229,8 +231,8 @@ def run_phase(
     paused, step, result = 0.0, 0, PhaseResult(0, 0.0, 0.0)
     while True:
         lr = plan.schedule.lr(step)
-        for t in plan.lr:
-            t.fill_(lr)
+        for lr_tensor in plan.lr:
+            lr_tensor.fill_(lr)
         plan.ema_weight.fill_(1.0 - ema_decay(plan.ema_decay, step))
         plan.runner()
         step += 1

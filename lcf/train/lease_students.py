@@ -18,6 +18,8 @@ parameter in the forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +33,7 @@ from lcf.nn.students import (
     synthesis_features,
 )
 from lcf.train.device_data import DeviceCrops
-from lcf.train.distill import FeatureAdapters, distill_loss
+from lcf.train.distill import FeatureAdapters, distill_loss, teacher_g_s
 from lcf.train.lease_phase import autocast
 from lcf.train.step import DeviceMeters
 
@@ -52,11 +54,11 @@ class StudentPair(nn.Module):
 
 
 def make_students(
-    names: list[str], teacher: LcfModel, given: dict[str, tuple[DecoderArch, nn.Module]], device: torch.device
+    names: list[str], teacher: LcfModel, given: Mapping[str, tuple[DecoderArch, nn.Module]], device: torch.device
 ) -> tuple[dict[str, tuple[DecoderArch, StudentPair]], dict[str, str]]:
     """The student pairs of ``names`` (recipes cfg2..cfg4) for ``teacher``: from ``given`` (the start folder's) when
     it has that name at the recipe's shape, else a channel-sliced teacher. Returns the pairs and how each began."""
-    c, g_t = teacher.config, teacher.decoders["teacher"]
+    c, g_t = teacher.config, teacher_g_s(teacher)
     teacher_widths = feature_channels(g_t, c.M)
     pairs, how = {}, {}
     for name in names:
@@ -113,7 +115,7 @@ class StudentObjective:
         with torch.no_grad():
             y_in = torch.round(self.features[index] * gain.gain(q)) * gain.inv_gain(q)
             with autocast(dev, self.precision):
-                x_t, feats_t = synthesis_features(self.teacher.decoders["teacher"], y_in)
+                x_t, feats_t = synthesis_features(teacher_g_s(self.teacher), y_in)
         self.meters.count(level)
         self.meters.step()
         losses = []

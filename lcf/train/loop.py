@@ -22,12 +22,14 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from lcf.errors import LcfError, TrainError
 from lcf.loader import load_model
 from lcf.nn import LcfModel, ModelConfig
+from lcf.resources import place
 from lcf.train import checkpoint
 from lcf.train.data import CropSampler, find_images, load_images
 from lcf.train.lease_files import load_z_density
@@ -82,7 +84,15 @@ PRECISIONS = ("fp32", "bf16")
 CHECKPOINT_KIND = "lcf-distill"  # the kind of a distillation run's checkpoint (lcf.train.distill)
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
+class LrPlan(Protocol):
+    """What :func:`learning_rate` reads of a run's configuration (TrainConfig, DistillConfig)."""
+
+    lr: float
+    lr_decay_at: float
+    steps: int
+
+
+def learning_rate(cfg: LrPlan, step: int) -> float:
     return cfg.lr * (0.5 if step >= cfg.lr_decay_at * cfg.steps else 1.0)
 
 
@@ -314,7 +324,7 @@ def train(cfg: TrainConfig) -> dict:
     if not resuming and (cfg.init_weights or cfg.init_run):
         model, step = starting_point(cfg, model_cfg)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format)
+    place(model, device, memory_format)
     optimiser = torch.optim.Adam(trainable_parameters(model, cfg.train_only), lr=cfg.lr)
     files = find_images(cfg.data)
     sampler = CropSampler(load_images(files, cfg.crop), cfg.crop, cfg.batch, seed=cfg.seed)

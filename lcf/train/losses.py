@@ -26,8 +26,8 @@ class LossTerms:
         return -10.0 * torch.log10(self.mse.clamp_min(1e-10))
 
 
-def rate_distortion_loss(x: torch.Tensor, out: dict, lam: torch.Tensor, lam_l1: float) -> LossTerms:
-    """``lam`` is the per-sample λ of Eq. (1), shape (B,); ``lam_l1`` is λ2."""
+def rate_distortion_loss(x: torch.Tensor, out: dict, lam: torch.Tensor, lam_l1: float | torch.Tensor) -> LossTerms:
+    """``lam`` is the per-sample λ of Eq. (1), shape (B,); ``lam_l1`` is λ2 (a number, or a device scalar)."""
     batch = x.shape[0]
     pixels = x.shape[2] * x.shape[3]
     mse = (out["x_hat"].float() - x.float()).pow(2).flatten(1).mean(1)

@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ GRAPH_WARMUP_DDP = 11
 def host_checks(model: nn.Module, enabled: bool) -> Iterator[None]:
     """Turn the checks that read tensors back to the host (``QualityGain.check_quality``) on or off for the
     ``with`` block; training steps draw valid levels on the device and run without them."""
-    gains = [m for m in model.modules() if hasattr(m, "check_quality")]
+    gains: list[Any] = [m for m in model.modules() if hasattr(m, "check_quality")]  # QualityGain modules
     before = [m.check_quality for m in gains]
     for m in gains:
         m.check_quality = enabled
@@ -134,7 +135,15 @@ class OptGroup:
 
     def __post_init__(self) -> None:
         self.found = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
-        self.optimizer.found_inf = self.found  # read by Adam.step (as with a GradScaler): 1 skips the update
+        # read by Adam.step as getattr(self, "found_inf") (as with a GradScaler): 1 skips the update
+        self.optimizer.found_inf = self.found  # type: ignore[attr-defined]
+
+    @property
+    def average(self) -> ParamEMA:
+        """The group's EMA (ValueError for a group that keeps none)."""
+        if self.ema is None:
+            raise ValueError(f"the group {self.name!r} keeps no EMA of its weights")
+        return self.ema
 
     @property
     def lr(self) -> Tensor:
