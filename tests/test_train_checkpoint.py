@@ -147,3 +147,42 @@ def test_no_training_tool_unpickles_a_run_folder(tmp_path, monkeypatch):
         with pytest.raises(TrainError, match="does not unpickle"):
             call()
     assert not marker.exists() and not (tmp_path / "w").exists()
+
+
+def _saves(tmp_path):
+    """Every file the training tools write (checkpoint, checkpoint parts, lease outputs, z density): (path, save)."""
+    from lcf.nn import LcfModel, ModelConfig
+    from lcf.train import lease_files, shards
+
+    model = LcfModel(ModelConfig(N=8, M=12, Mz=8))
+    run, parts = tmp_path / "run", tmp_path / "parts"
+    return [
+        (run / DESCRIPTION, lambda: save_checkpoint(run, _checkpoint())),
+        (parts / shards.INDEX, lambda: shards.pack(run, parts)),
+        (tmp_path / "again" / TENSORS, lambda: shards.unpack(parts, tmp_path / "again")),
+        (
+            tmp_path / "raw.safetensors",
+            lambda: lease_files.save_teacher(tmp_path / "raw.safetensors", model, "float32"),
+        ),
+        (tmp_path / "summary.json", lambda: lease_files.write_json(tmp_path / "summary.json", {"steps": 1})),
+        (tmp_path / lease_files.Z_DENSITY_FILE, lambda: lease_files.save_z_density(tmp_path, model)),
+    ]
+
+
+def test_training_files_are_written_through_the_one_atomic_write_of_lcf_fileio(tmp_path):
+    """Each save claims its output as lcf.fileio does (``.NAME.lcf-tmp``, locked): while another writer holds that
+    claim it refuses and leaves the file as it was; otherwise it leaves no temporary file behind."""
+    from lcf.errors import LcfIOError
+    from lcf.fileio import claim
+
+    for path, save in _saves(tmp_path):
+        save()
+        before = path.read_bytes()
+        held = claim(path)
+        assert held is not None
+        with held, pytest.raises(LcfIOError, match="another lcf process is writing it"):
+            save()
+        assert path.read_bytes() == before, path
+        save()
+    left = [p.name for p in tmp_path.rglob("*") if "tmp" in p.name]
+    assert left == [], left

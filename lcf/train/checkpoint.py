@@ -7,7 +7,8 @@ A run folder's checkpoint is two files, written in this order, each atomically::
     checkpoint.json          everything else (steps, configs, the data sampler's state, optimiser settings), with
                              {"__tensor__": path} where a tensor was and the SHA-256 of the tensor file
 
-The JSON file is written last: a checkpoint is complete when it exists and the tensor file has its hash. Nested
+The JSON file is written last: a checkpoint is complete when it exists and the tensor file has its hash. Each file
+is written with lcf.fileio's atomic write (a claimed temporary file, renamed into place). Nested
 values are dicts (string or integer keys), lists, strings, numbers, booleans, None and tensors; tuples come back as
 lists. Loading reads the tensors with safetensors and the rest with a strict JSON parser. A ``checkpoint.pt`` of an
 older lcf (a pickle) is refused with the way out, never unpickled.
@@ -28,6 +29,7 @@ from safetensors.torch import save as save_tensors_bytes
 from torch import Tensor
 
 from lcf.errors import TrainError
+from lcf.fileio import atomic_write
 
 TENSORS = "checkpoint.safetensors"
 DESCRIPTION = "checkpoint.json"
@@ -77,12 +79,6 @@ def _unflatten(value: Any, tensors: dict[str, Tensor], where: Path) -> Any:
     return value
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def encode(checkpoint: dict) -> tuple[bytes, bytes]:
     """The two files' bytes (tensors, JSON) of ``checkpoint``."""
     tensors: dict[str, Tensor] = {}
@@ -105,8 +101,8 @@ def save_checkpoint(run: str | os.PathLike, checkpoint: dict) -> Path:
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     data, text = encode(checkpoint)
-    _write(run / TENSORS, data)
-    _write(run / DESCRIPTION, text)
+    atomic_write(run / TENSORS, data)
+    atomic_write(run / DESCRIPTION, text)
     return run / DESCRIPTION
 
 

@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_tensors_bytes
 from torch import Tensor, nn
 
 from lcf.errors import LcfError, TrainError
+from lcf.fileio import atomic_write
 from lcf.loader import load_model
 from lcf.manifest import DecoderArch
 from lcf.nn import LcfModel, ModelConfig
@@ -67,14 +68,8 @@ def _strict_json(text: str, what: str) -> Any:
         raise TrainError(f"{what} does not hold valid JSON: {exc}") from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, value: Any) -> None:
-    """JSON (NaN written as null) to ``path``, atomically."""
+    """JSON (NaN written as null) to ``path``, atomically (lcf.fileio.atomic_write)."""
 
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
@@ -85,7 +80,7 @@ def write_json(path: Path, value: Any) -> None:
             return [clean(x) for x in v]
         return v
 
-    write_atomic(path, (json.dumps(clean(value), indent=1) + "\n").encode())
+    atomic_write(path, (json.dumps(clean(value), indent=1) + "\n").encode())
 
 
 def round_to_storage(model: nn.Module, dtype: str) -> None:
@@ -116,23 +111,21 @@ def stored_bytes(tensors: dict[str, Tensor], dtype: str) -> int:
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor], description: dict, dtype: str) -> int:
-    """Write ``tensors`` (floats as ``dtype``) with ``description`` as JSON metadata, atomically; return the bytes.
-    TrainError, writing nothing, when the file would reach :data:`FILE_LIMIT`."""
+    """Write ``tensors`` (floats as ``dtype``) with ``description`` as JSON metadata, atomically (lcf.fileio); return
+    the bytes. TrainError, writing nothing, when the file would reach :data:`FILE_LIMIT`."""
     store = STORE_DTYPES[dtype]
     data = {
         k: (v.detach().to("cpu", store) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in tensors.items()
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(data, str(tmp), metadata={"lcf": json.dumps({**description, "storage_dtype": dtype})})
-    size = tmp.stat().st_size
+    content = save_tensors_bytes(data, metadata={"lcf": json.dumps({**description, "storage_dtype": dtype})})
+    size = len(content)
     if size >= FILE_LIMIT:
-        tmp.unlink()
         raise TrainError(
             f"{path.name} would take {size:,} bytes, more than a file the device returns "
             f"({FILE_LIMIT:,}); store the weights as float16 (--store-dtype float16)"
         )
-    os.replace(tmp, path)
+    atomic_write(path, content)
     return size
 
 
@@ -221,9 +214,8 @@ def load_students(path: Path) -> tuple[dict[str, tuple[DecoderArch, nn.Sequentia
 def save_z_density(folder: Path, model: LcfModel) -> None:
     """``z_density.safetensors`` beside a weights folder's files (float32): the next training starts from it."""
     tensors = {f"z_density.{k}": v.detach().cpu().float().contiguous() for k, v in model.z_density.state_dict().items()}
-    tmp = folder / (Z_DENSITY_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"lcf": json.dumps({"format": FORMAT, "kind": "z_density"})})
-    os.replace(tmp, folder / Z_DENSITY_FILE)
+    meta = {"lcf": json.dumps({"format": FORMAT, "kind": "z_density"})}
+    atomic_write(folder / Z_DENSITY_FILE, save_tensors_bytes(tensors, metadata=meta))
 
 
 def load_z_density(folder: str | os.PathLike) -> dict[str, Tensor]:

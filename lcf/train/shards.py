@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from lcf.errors import TrainError
+from lcf.fileio import atomic_write
 from lcf.train import checkpoint
 
 PART_BYTES = 16_000_000  # the device returns files of at most 16 MiB (16,777,216 bytes)
@@ -44,11 +45,11 @@ def pack(
     names = []
     for i, start in enumerate(range(0, max(len(data), 1), part_bytes)):
         name = f"checkpoint.part{i:02d}"
-        (out / name).write_bytes(data[start : start + part_bytes])
+        atomic_write(out / name, data[start : start + part_bytes])
         names.append(name)
-    (out / checkpoint.DESCRIPTION).write_bytes(text)
+    atomic_write(out / checkpoint.DESCRIPTION, text)
     index = {"parts": names, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    atomic_write(out / INDEX, (json.dumps(index, indent=1) + "\n").encode())
     return [out / n for n in names] + [out / checkpoint.DESCRIPTION, out / INDEX]
 
 
@@ -71,7 +72,5 @@ def unpack(parts: str | os.PathLike, run: str | os.PathLike) -> Path:
     checkpoint.decode(data, text, parts / checkpoint.DESCRIPTION)  # refuse what is not a checkpoint before writing
     run.mkdir(parents=True, exist_ok=True)
     for name, content in ((checkpoint.TENSORS, data), (checkpoint.DESCRIPTION, text)):
-        tmp = run / (name + ".tmp")
-        tmp.write_bytes(content)
-        os.replace(tmp, run / name)
+        atomic_write(run / name, content)
     return run
