@@ -192,6 +192,41 @@ def test_the_students_step_reads_nothing_back_to_the_host():
     assert row["steps"] == 2 and np.isfinite(row["loss_cfg2"]) and np.isfinite(row["loss_cfg4"])
 
 
+@pytest.mark.parametrize("ema_better", [True, False])
+def test_the_better_of_raw_and_ema_ships_and_a_rising_validation_loss_raises_the_alarm(
+    ema_better, shards, tmp_path, monkeypatch
+):
+    """Validation (faked here: raw's loss rises or falls from check to check, the EMA's is 0.5 below or above it)
+    decides which teacher ships; three rising checks in a row raise the overfitting alarm. The validation runs at
+    every flush once --val-seconds have passed (default 60: every minute), per level."""
+    from lcf.train import lease as lease_module
+
+    assert LeaseConfig(data=["a", "b"], out="o", minutes=1).val_seconds == 60.0
+    calls = []
+
+    def fake_validate(model, val, batch):
+        calls.append(model)
+        k = (len(calls) - 1) // 2  # raw first, then the EMA, at each check
+        raw = 1.0 + 0.1 * k if ema_better else 2.0 - 0.1 * k
+        loss = raw if len(calls) % 2 else raw + (-0.5 if ema_better else 0.5)
+        return {"loss": loss, **{f"loss_q{lv}": loss for lv in range(1, 8)}}
+
+    monkeypatch.setattr(lease_module, "validate_teacher", fake_validate)
+    out = tmp_path / "o"
+    summary = lease(_config(shards, out, val_seconds=1e-9, flush_seconds=1e-9, students=""))
+    checks = summary["validation"]
+    assert len(checks) >= 4 and [c["step"] for c in checks][:2] == [0, 1]
+    assert summary["shipped"] == ("ema" if ema_better else "raw")
+    assert summary.get("overfitting_alarm", False) == ema_better
+    assert ("OVERFITTING ALARM" in (out / "lease.log").read_text()) == ema_better
+    raw, _ = load_teacher_file(out / RAW)
+    ema, _ = load_teacher_file(out / EMA)
+    assert any(not torch.equal(a, b) for a, b in zip(raw.parameters(), ema.parameters(), strict=True))
+    start = start_point(str(out), None)  # a next lease starts from the shipped one
+    shipped = ema if ema_better else raw
+    assert all(torch.equal(a, b) for a, b in zip(start.model.parameters(), shipped.parameters(), strict=True))
+
+
 # -- files --------------------------------------------------------------------------------------------------------
 
 
@@ -290,6 +325,10 @@ def test_bad_lease_options_are_refused(shards, tmp_path):
         LeaseConfig(data=["a"], out="o", minutes=1)
     with pytest.raises(TrainError, match="start with fp32"):
         LeaseConfig(data=["a", "b"], out="o", minutes=1, precisions="bf16")
+    with pytest.raises(TrainError, match="--val-seconds must be positive, got 0"):
+        LeaseConfig(data=["a", "b"], out="o", minutes=1, val_seconds=0)
+    with pytest.raises(TrainError, match="--margin must not be negative"):
+        LeaseConfig(data=["a", "b"], out="o", minutes=1, margin=-1)
     with pytest.raises(TrainError, match="cfg9"):
         LeaseConfig(data=["a", "b"], out="o", minutes=1, students="cfg2,cfg9")
     out = tmp_path / "taken"

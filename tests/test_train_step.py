@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 
 import numpy as np
 import pytest
@@ -341,3 +342,99 @@ def test_the_schedule_warms_up_holds_then_decays_over_the_last_part_of_its_time(
     assert [other.lr(k) for k in (850, 870, 899)] == [s.lr(k) for k in (850, 870, 899)]
     with pytest.raises(ValueError):
         BudgetSchedule(peak=0.0, warmup_steps=1, decay_fraction=0.2, start_time=0.0, end_time=1.0)
+
+
+def test_the_lr_is_read_from_its_device_tensor_at_each_step():
+    """What a graph replay relies on: the schedule changes the lr by filling the tensor Adam holds."""
+    w = torch.nn.Parameter(torch.ones(2))
+    lr = torch.tensor(0.1)
+    group = OptGroup("w", [w], fused_adam([w], lr))
+    assert group.lr is lr
+    step = TrainStep(lambda: [(w * w).sum()], [group], 10.0, torch.tensor(0.0))
+    step()
+    moved = w.detach().clone()
+    assert not torch.equal(moved, torch.ones(2))
+    lr.fill_(0.0)
+    step()
+    assert torch.equal(w.detach(), moved)
+    lr.fill_(0.1)
+    step()
+    assert not torch.equal(w.detach(), moved)
+
+
+# -- a phase: the host reads at flushes, the last good weights, validation ------------------------------------------
+
+
+def test_a_phase_puts_the_last_good_weights_back_and_stops_when_they_keep_turning_non_finite():
+    from lcf.train.lease_phase import MAX_RESTORES, PhasePlan, run_phase
+
+    w = torch.nn.Parameter(torch.ones(3))
+    lr = torch.tensor(0.1)
+    group = OptGroup("w", [w], fused_adam([w], lr), ParamEMA([w]))
+    meters = DeviceMeters(1, CPU, [], ["loss"])
+
+    def objective():
+        loss = (w * w).sum()
+        meters.add("loss", loss)
+        meters.step()
+        return [loss]
+
+    step = TrainStep(objective, [group], 10.0, torch.tensor(0.0))
+    step()  # Adam's state
+    snapshots = {}
+
+    def runner():
+        step()
+        n = len(snapshots) + 1
+        snapshots[n] = w.detach().clone()
+        if n in (5, 9, 13):  # the weights turn non-finite (as an update can, from a finite gradient)
+            with torch.no_grad():
+                w[1] = math.inf
+
+    now = time.monotonic()
+    schedule = BudgetSchedule(0.1, 0, 0.2, now, now + 600, max_steps=40)
+    plan = PhasePlan(runner, step, meters, schedule, [lr], step.ema_weight, 0.9, flush_every=2)
+    lines, validated = [], []
+    result = run_phase(
+        plan,
+        broadcast=lambda values: values,
+        is_main=True,
+        val_seconds=0.0,
+        validate=validated.append,
+        save_seconds=1e9,
+        save=lambda s: None,
+        print_seconds=1e9,
+        say=lines.append,
+    )
+    assert (result.restores, result.stopped, result.steps) == (MAX_RESTORES, "non-finite", 14) == (3, "non-finite", 14)
+    assert torch.equal(w.detach(), snapshots[12])  # the state of the last good flush, Adam's moments and EMA too
+    assert all(torch.isfinite(t).all() for t in step.state_tensors())
+    assert sum("the last good weights are back" in line for line in lines) == 3
+    assert validated == [2, 4, 6, 8, 10, 12]  # at every flush when val_seconds have passed, not at the stop
+    assert [row["step"] for row in result.history] == [2, 4, 6, 8, 10, 12, 14]
+
+
+@pytest.mark.parametrize("bf16_scale, chosen", [(1.0, "bf16"), (1.5, "fp32")])
+def test_a_faster_precision_is_kept_only_when_its_loss_matches_fp32(bf16_scale, chosen):
+    """choose_config checks each non-fp32 candidate against fp32 on the same state and seed (loss within
+    PRECISION_TOL) before its speed counts. Here "bf16" is faster (fp32 sleeps); it matches, or it is 50 % off."""
+    w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 8))
+    group = OptGroup("w", [w], fused_adam([w], torch.tensor(1e-3)))
+
+    def build(precision, batch):
+        def objective():
+            if precision == "fp32":
+                time.sleep(0.01)
+            noise = torch.rand(8)
+            return [((w - noise) ** 2).sum() * (bf16_scale if precision == "bf16" else 1.0) * batch]
+
+        return TrainStep(objective, [group], 10.0, torch.tensor(0.0))
+
+    lines = []
+    choice = choose_config(
+        build, [("fp32", 2), ("bf16", 2)], seed=0, graphs=False, seconds=0.2, device=CPU, world=1, say=lines.append
+    )
+    fp32, bf16 = choice.trials
+    assert bf16.crops_per_s > fp32.crops_per_s and "against fp32: loss within" in bf16.note
+    assert bf16.matches == (bf16_scale == 1.0) and choice.precision == chosen
+    assert ("does not match fp32: not used" in lines[1]) == (chosen == "fp32")

@@ -136,6 +136,12 @@ class LeaseConfig:
         for name in ("decay_fraction", "student_share"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must lie in [0, 1), got {getattr(self, name)}")
+        for name in ("val_seconds", "save_seconds", "print_seconds", "flush_seconds"):
+            if not getattr(self, name) > 0:
+                problems.append(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("trial_seconds", "margin"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
         if self.graphs not in ("auto", "on", "off"):
