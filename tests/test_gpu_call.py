@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
@@ -144,6 +145,38 @@ def test_a_60_second_lease_call_fills_its_output_within_the_limits_and_a_second_
     assert second["init"]["source"] == f"lease folder {last} ({summary['shipped']})"
     assert [s["folder"] for s in second["shards"]["train"]] == ["shard-00", "shard-01", "shard-02"]
     assert second["init"]["steps_before"] == summary["total_steps"] and len(second["history"]) == 2
+
+
+@pytest.mark.slow
+def test_a_lease_call_stopped_at_its_limit_still_leaves_usable_weights_in_out(tmp_path, tiny_weights):
+    """The device stops a command at its time limit and returns what is under $OUT: the lease writes there itself
+    (its first weights within seconds of the start), not into a folder copied to $OUT at the end."""
+    from lcf.train.lease_files import EMA, RAW, SUMMARY, load_teacher_file
+
+    work, out = tmp_path / "repo", tmp_path / "out"
+    for k in range(2):
+        _images(work / ".data" / f"shard-0{k}", 2, 10 * k)
+    _images(work / ".data" / "val", 1, 80)
+    shutil.copytree(tiny_weights, work / "weights")
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "LCF_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    args = ["--crop", "64", "--tile", "64", "--batches", "2", "--trial-seconds", "1", "--threads", "1"]
+    call = subprocess.Popen(
+        ["bash", str(SCRIPT), "lease", "5", *args], cwd=work, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / SUMMARY).exists() and call.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)
+        assert call.poll() is None, "the call ended before it was stopped"
+    finally:
+        os.killpg(call.pid, signal.SIGKILL)  # the device's time limit
+        call.wait()
+    assert {RAW, EMA, SUMMARY} <= {p.name for p in out.iterdir()}
+    model, description = load_teacher_file(out / RAW)
+    assert description["which"] == "raw" and model.config.N == 16
+    assert json.loads((out / SUMMARY).read_text())["complete"] is False
 
 
 @pytest.mark.slow

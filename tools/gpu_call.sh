@@ -12,7 +12,8 @@
 #
 # lease: trains on every .data/shard-* folder (carried in this call or left by an earlier call of the same warm
 #   machine), validates on .data/val, starts from the output of the previous call of this machine
-#   (runs/last-lease) or else from weights/, writes runs/lease-HHMMSS and copies its files to $OUT. Give MINUTES
+#   (runs/last-lease) or else from weights/, writes its files into $OUT (so what it saved comes back even if the
+#   call is stopped at its limit) and copies them to runs/lease-HHMMSS for the next call. Give MINUTES
 #   about 0.7 less than the call's limit (python's start and the copy); 9.3 fits a 600-second call. LEASE OPTIONS
 #   are passed on (e.g. --init weights to start over, --students "" for the teacher alone).
 # check: needs the Kodak images in .data/kodak and the constriction wheel in .whl/; about 5 minutes.
@@ -79,10 +80,11 @@ lease)
     out=runs/lease-$(date +%H%M%S)
     mkdir -p runs
     status=0
-    python3 -m lcf.train lease --data $data --val .data/val --init "$init" --out "$out" --minutes "$minutes" \
+    # straight into $OUT: what the lease has saved comes back even when the call is stopped at its time limit
+    python3 -m lcf.train lease --data $data --val .data/val --init "$init" --out "$OUT" --minutes "$minutes" \
         --device "$DEVICE" "$@" || status=$?
-    if [ -f "$out/summary.json" ]; then
-        cp "$out"/* "$OUT"/
+    if [ -f "$OUT/summary.json" ]; then
+        mkdir -p "$out" && cp "$OUT"/* "$out"/
         if grep -q '"complete": true' "$out/summary.json"; then echo "$out" > runs/last-lease; fi
     fi
     ls -l "$OUT"
