@@ -99,6 +99,8 @@ def test_a_lease_leaves_usable_weights_within_the_device_limits(first_lease):
     assert [s["folder"] for s in summary["shards"]["train"]] == ["shard-00", "shard-01"]
     assert summary["shards"]["validation"] == [{"folder": "shard-02", "files": 1, "tiles": 4, "skipped": 0}]
     assert summary["shipped"] in ("raw", "ema") and summary["processes_agree"]
+    assert summary["crops_per_s"] > 0 and summary["trials"][0]["crops_per_s"] > 0
+    assert {f"loss_q{lv}" for lv in range(1, 8)} & set(summary["train_last"])  # the levels drawn in the last window
     first, last = summary["validation"][0], summary["validation"][-1]
     assert first["step"] == 0 and set(last["raw"]) >= {f"loss_q{lv}" for lv in range(1, 8)} | {"loss"}
     assert sorted(summary["students"]) == ["cfg2", "cfg3", "cfg4", "teacher"]
@@ -337,6 +339,14 @@ def test_bad_lease_options_are_refused(shards, tmp_path):
     with pytest.raises(TrainError, match="new or empty"):
         lease(_config(shards, out))
     assert (out / "mine.txt").read_text() == "keep" and len(list(out.iterdir())) == 1
+
+
+def test_a_lease_refuses_to_leave_more_files_than_the_device_returns(shards, tmp_path, monkeypatch):
+    from lcf.train import lease as lease_module
+
+    monkeypatch.setattr(lease_module, "MAX_FILES", 2)  # the lease writes raw, ema and the summary at once
+    with pytest.raises(TrainError, match="holds more than the device returns"):
+        lease(_config(shards, tmp_path / "o"))
 
 
 def test_the_command_line_runs_a_lease_and_says_what_went_wrong(shards, tmp_path, capsys):
