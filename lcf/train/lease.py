@@ -485,7 +485,7 @@ class Lease:
         if keep < val.count:
             self.say(
                 f"validation on {keep} of {val.count} tiles: a pass over all would take about "
-                f"{per_tile * val.count:.0f} s at the measured speed"
+                f"{per_tile * val.count:.1f} s at the measured speed (budget {budget:.1f} s a pass)"
             )
             self.val = DeviceCrops(val.tiles[:keep], val.crop)
         self.summary["validation_tiles"] = keep
