@@ -438,3 +438,58 @@ def test_a_faster_precision_is_kept_only_when_its_loss_matches_fp32(bf16_scale, 
     assert bf16.crops_per_s > fp32.crops_per_s and "against fp32: loss within" in bf16.note
     assert bf16.matches == (bf16_scale == 1.0) and choice.precision == chosen
     assert ("does not match fp32: not used" in lines[1]) == (chosen == "fp32")
+
+
+def test_a_phase_reads_tensors_back_to_the_host_only_at_its_flushes():
+    from lcf.train.lease_phase import PhasePlan, run_phase
+
+    torch.manual_seed(5)
+    model = LcfModel(CONFIG).train()
+    step, meters = _teacher_step(model, DeviceCrops(_pattern_tiles(3, 64), 64))
+    done, reads = [0], []
+
+    def runner():
+        step()
+        done[0] += 1
+
+    now = time.monotonic()
+    plan = PhasePlan(
+        runner,
+        step,
+        meters,
+        BudgetSchedule(1e-3, 2, 0.2, now, now + 600, max_steps=12),
+        [step.groups[0].lr],
+        step.ema_weight,
+        0.99,
+        flush_every=4,
+    )
+    names = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__array__")
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+
+    def counted(name):
+        def method(self, *args, **kwargs):
+            reads.append(done[0])
+            return saved[name](self, *args, **kwargs)
+
+        return method
+
+    with host_checks(model, False):
+        step()  # Adam's state
+        for n in names:
+            setattr(torch.Tensor, n, counted(n))
+        try:
+            result = run_phase(
+                plan,
+                broadcast=lambda values: values,
+                is_main=True,
+                val_seconds=1e9,
+                validate=lambda s: None,
+                save_seconds=1e9,
+                save=lambda s: None,
+                print_seconds=1e9,
+                say=lambda line: None,
+            )
+        finally:
+            for n, m in saved.items():
+                setattr(torch.Tensor, n, m)
+    assert result.steps == 12 and reads and set(reads) == {4, 8, 12}, sorted(set(reads))
