@@ -77,6 +77,21 @@ def plan(srcs: Sequence[Path], output: Path | None, out_dir: Path | None, suffix
     return [(job.src, job.dst) for job in plan_files(srcs, out_dir, suffix)]
 
 
+def plan_pages(srcs: Sequence[Path], pixels_of: Callable[[Path], int]) -> None:
+    """Huge pages for this process or not (:func:`lcf.hugepages.plan_for`), before its first codec, from the largest
+    of ``srcs``: ``pixels_of(path)`` reads only a header. An input from a pipe, or one whose header cannot be read
+    (the coding reports why, as before), leaves lcf's default."""
+    from lcf import hugepages
+
+    if any(is_stdio(src) for src in srcs):
+        return
+    try:
+        largest = max(pixels_of(src) for src in srcs)
+    except Exception:  # noqa: BLE001 -- only a hint: the coding reports whatever is wrong with this input
+        return
+    hugepages.plan_for(largest)
+
+
 def make_folder(out_dir: Path | None) -> None:
     """Create the folder of ``-d`` (and its parents) if needed: once the work is about to start."""
     if out_dir is not None:

@@ -15,6 +15,12 @@ environment is left as it is, so ``THP_MEM_ALLOC_ENABLE=0`` turns this off. PyTo
 first CPU allocation: a :class:`lcf.codec.Codec` calls :func:`enable` (through
 :func:`lcf.resources.use_huge_pages`) before it builds its networks, which therefore takes effect unless the program
 had already made CPU tensors before its first codec. ``import lcf`` alone changes nothing.
+
+:func:`plan_for` keeps the ordinary pages in a process that will code only smaller images: there, huge pages cost
+more than they save (on the 2-core machine of docs/BENCHMARKS.md, "Start-up of one lcf encode": a Kodak image's
+first encode in a process took about 0.3 s longer with them, the same afterwards; 3 megapixels gained nothing,
+12 megapixels encoded 17 % faster). ``lcf encode`` and ``lcf decode`` call it with their largest input before they
+load a codec.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 
 VARIABLE = "THP_MEM_ALLOC_ENABLE"
 KERNEL_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+LARGE_IMAGE_PIXELS = 8_000_000  # between the largest size measured without gain (3.1 MP) and the smallest with (12.2)
 
 
 def kernel_mode(path: str = KERNEL_SETTING) -> str | None:
@@ -42,4 +49,14 @@ def enable(path: str = KERNEL_SETTING) -> bool:
     if VARIABLE in os.environ or not sys.platform.startswith("linux") or kernel_mode(path) != "madvise":
         return False
     os.environ[VARIABLE] = "1"
+    return True
+
+
+def plan_for(pixels: int | None) -> bool:
+    """For a process that will code images of at most ``pixels`` (None: unknown, e.g. read from a pipe): below
+    LARGE_IMAGE_PIXELS, set ``THP_MEM_ALLOC_ENABLE=0`` so that the codecs made next keep PyTorch's ordinary pages
+    (:func:`enable` then leaves it). A variable already set is left as it is; True if this call set it."""
+    if pixels is None or pixels >= LARGE_IMAGE_PIXELS or VARIABLE in os.environ:
+        return False
+    os.environ[VARIABLE] = "0"
     return True

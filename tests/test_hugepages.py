@@ -64,3 +64,22 @@ def test_enable_does_nothing_off_linux(tmp_path, clean_env):
     clean_env.setattr(hugepages.sys, "platform", "darwin")
     assert hugepages.enable(_setting(tmp_path, "always [madvise] never\n")) is False
     assert hugepages.VARIABLE not in os.environ
+
+
+def test_plan_for_keeps_ordinary_pages_below_the_large_size(clean_env):
+    import os
+
+    assert hugepages.plan_for(None) is False  # unknown (a pipe): lcf's default
+    assert hugepages.VARIABLE not in os.environ
+    assert hugepages.plan_for(hugepages.LARGE_IMAGE_PIXELS) is False
+    assert hugepages.VARIABLE not in os.environ
+    assert hugepages.plan_for(768 * 512) is True
+    assert os.environ[hugepages.VARIABLE] == "0"
+
+
+def test_plan_for_leaves_the_users_setting_alone(clean_env):
+    import os
+
+    clean_env.setenv(hugepages.VARIABLE, "1")
+    assert hugepages.plan_for(768 * 512) is False
+    assert os.environ[hugepages.VARIABLE] == "1"

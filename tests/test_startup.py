@@ -75,3 +75,63 @@ def test_float_state_equals_the_float64_route_bit_for_bit() -> None:
     for key in want:
         assert got[key].dtype == torch.float32
         assert torch.equal(got[key], want[key]), key
+
+
+# runs the CLI in this process and reports the huge-page setting its codec was made under (lcf.hugepages)
+PAGES_PROBE = """
+import os, sys
+from lcf_cli.main import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code or 0
+else:
+    code = 0
+print("EXIT", code, "THP", os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"), file=sys.stderr)
+"""
+
+
+def _pages_of(args: list[str], env: dict[str, str] | None = None) -> str:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | (env or {})
+    result = subprocess.run(
+        [sys.executable, "-c", PAGES_PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=environ,
+    )
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_small_images_are_coded_without_huge_pages(tmp_path: Path) -> None:
+    # huge pages made a Kodak image's first encode ~0.3 s slower (docs/BENCHMARKS.md, issue 21): a process that codes
+    # only small images keeps PyTorch's ordinary pages; from a pipe (size unknown) or under the user's own setting,
+    # nothing changes
+    source = VECTOR.with_name("gradient-64x48-q4.source.png")
+    assert _pages_of(["encode", str(source), "-o", str(tmp_path / "a.lcf")]) == "EXIT 0 THP 0"
+    assert _pages_of(["decode", str(tmp_path / "a.lcf"), "-o", str(tmp_path / "a.png")]) == "EXIT 0 THP 0"
+    user = _pages_of(["encode", str(source), "-o", str(tmp_path / "b.lcf")], {"THP_MEM_ALLOC_ENABLE": "1"})
+    assert user == "EXIT 0 THP 1"
+    assert (tmp_path / "a.lcf").read_bytes() == (tmp_path / "b.lcf").read_bytes()
+
+
+def test_a_large_image_keeps_lcfs_default_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from lcf import hugepages
+    from lcf_cli.commands.encode import _pixels
+    from lcf_cli.files import plan_pages
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4000, 2000)).save(big)  # 8 MP, header only read
+    assert _pixels(big) == 8_000_000 >= hugepages.LARGE_IMAGE_PIXELS
+    import os
+
+    monkeypatch.delenv(hugepages.VARIABLE, raising=False)
+    plan_pages([big, VECTOR.with_name("gradient-64x48-q4.source.png")], _pixels)
+    assert hugepages.VARIABLE not in os.environ
+    plan_pages([VECTOR.with_name("gradient-64x48-q4.source.png")], _pixels)
+    assert os.environ[hugepages.VARIABLE] == "0"

@@ -30,6 +30,7 @@ from lcf_cli.files import (
     label,
     make_folder,
     plan,
+    plan_pages,
     read_stdin,
     write_stdout,
 )
@@ -119,6 +120,7 @@ def decode(
     lim = limits(max_pixels)
     formats = [_format(src, dst, to, reencode) for src, dst in pairs]
     options = {"decoder": decoder, "device": device, "weights": weights, "limits": lim, "reencode": reencode}
+    plan_pages([src for src, _ in pairs], _pixels)
     if len(pairs) == 1:
         (src, dst), fmt = pairs[0], formats[0]
         check_pipes(src, dst)
@@ -149,6 +151,15 @@ def _format(src: Path, dst: Path, to: str | None, reencode: bool) -> str:
         return api.output_format(None, to, reencode=reencode, option="--to")
     api.check_image_output(src, dst, reencode)
     return api.output_format(dst, to, reencode=reencode, option="--to")
+
+
+def _pixels(src: Path) -> int:
+    """The pixel count of an .lcf file, from its HEAD chunk."""
+    from lcf.container import Limits, read_header_only
+
+    with open(src, "rb") as f:
+        header = read_header_only(f, Limits(max_pixels=None))
+    return header.width * header.height
 
 
 def _decode_one(src: Path, dst: Path, fmt: str, options: dict) -> api.DecodeReport:

@@ -32,6 +32,7 @@ from lcf_cli.files import (
     label,
     make_folder,
     plan,
+    plan_pages,
     read_stdin,
     write_stdout,
 )
@@ -143,6 +144,7 @@ def encode(
         "target": target,
         "keep_nearest": keep_nearest,
     }
+    plan_pages([src for src, _ in pairs], _pixels)
     if len(pairs) == 1:
         src, dst = pairs[0]
         check_pipes(src, dst, json=json)
@@ -163,6 +165,19 @@ def encode(
         return asdict(report)
 
     convert_each(pairs, convert, done="encoded", json=json)
+
+
+def _pixels(src: Path) -> int:
+    """The pixel count of an image file, from its header (Pillow decodes nothing until asked; its warning about
+    large images is for lcf.image to judge, not this look)."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(src) as image:
+            return image.width * image.height
 
 
 def _encode_one(src: Path, dst: Path, options: dict) -> api.EncodeReport:
