@@ -212,8 +212,8 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
         error = fileio.io_error(exc, src)
         return BatchItem(src, dst, "failed", str(error), error.exit_code, time.perf_counter() - start, _size(src))
     except MemoryError:
-        error = LimitError(f"{src}: not enough memory to convert this file")
-        return BatchItem(src, dst, "failed", str(error), error.exit_code, time.perf_counter() - start, _size(src))
+        oom = LimitError(f"{src}: not enough memory to convert this file")
+        return BatchItem(src, dst, "failed", str(oom), oom.exit_code, time.perf_counter() - start, _size(src))
     except Exception as exc:  # noqa: BLE001  (a bug in lcf: still one file, not the batch)
         message = f"internal error ({type(exc).__name__}: {exc}); please report it"
         return BatchItem(src, dst, "failed", message, 1, time.perf_counter() - start, _size(src))
@@ -392,7 +392,7 @@ def _run_pool(
     ``work`` (a module-level function, run in the workers) converts one file; tests pass one that crashes.
     """
     pool = _Pool(settings, workers)
-    pending, suspects = deque(jobs), deque()
+    pending, suspects = deque(jobs), deque[Job]()
     running: dict[cf.Future, tuple[Job, bool]] = {}  # future -> (job, ran alone)
     try:
         while pending or suspects or running:

@@ -246,9 +246,14 @@ def _arch_fields(kind: Any, N: Any, M: Any, attention: Any, residual: Any, name:
 def _arch(value: Any, name: str) -> DecoderArch:
     d = _object(value, name)
     _known(d, name, ARCH_KEYS)
-    values = (d.get("kind", "teacher"), d.get("N"), d.get("M"), d.get("attention", True), d.get("residual", True))
-    _arch_fields(*values, name)
-    return DecoderArch(*values)
+    # Any until _arch_fields has checked them (a JSON value of any type)
+    kind: Any = d.get("kind", "teacher")
+    N: Any = d.get("N")
+    M: Any = d.get("M")
+    attention: Any = d.get("attention", True)
+    residual: Any = d.get("residual", True)
+    _arch_fields(kind, N, M, attention, residual, name)
+    return DecoderArch(kind, N, M, attention, residual)
 
 
 # -- the manifest ---------------------------------------------------------------------------------------------------
@@ -403,12 +408,13 @@ def _decoder(name: str, value: Any, config: ModelConfig) -> DecoderEntry:
     d = _object(value, where)
     _known(d, where, _DECODER_KEYS)
     file = _plain_file_name(_required(d, "file", where), f"{where}.file")
-    counts = {k: _count(d[k], f"{where}.{k}") for k in ("parameters", "bytes") if k in d}
+    # informative counts; None when absent
+    parameters, nbytes = (_count(d[k], f"{where}.{k}") if k in d else None for k in ("parameters", "bytes"))
     raw = d.get("arch")
     if raw is None and name == "teacher":  # manifests written before arch: the teacher of model_config
-        return DecoderEntry(name, file, DecoderArch("teacher", config.N, config.M), **counts)
+        return DecoderEntry(name, file, DecoderArch("teacher", config.N, config.M), parameters=parameters, bytes=nbytes)
     if raw is None:
-        return DecoderEntry(name, file, None, unsupported=f"{where} has no arch", **counts)
+        return DecoderEntry(name, file, None, unsupported=f"{where} has no arch", parameters=parameters, bytes=nbytes)
     raw = _object(raw, f"{where}.arch")
     unknown = sorted(set(raw) - set(ARCH_KEYS))
     if unknown:  # a newer lcf's decoder: refused when asked for, the others still work
@@ -419,14 +425,15 @@ def _decoder(name: str, value: Any, config: ModelConfig) -> DecoderEntry:
             unsupported=f"{where}.arch has fields this lcf does not know "
             f"{unknown} (a newer lcf made it?); known: {', '.join(ARCH_KEYS)}",
             raw_arch=raw,
-            **counts,
+            parameters=parameters,
+            bytes=nbytes,
         )
     arch = _arch(raw, f"{where}.arch")
     if arch.M != config.M:
         raise _Invalid(
             f"{where}.arch.M", f"is {arch.M}, but model_config.M is {config.M} (a decoder reads the model's latent)"
         )
-    return DecoderEntry(name, file, arch, **counts)
+    return DecoderEntry(name, file, arch, parameters=parameters, bytes=nbytes)
 
 
 __all__ = [

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import math
 import os
 import stat
@@ -46,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -89,7 +90,7 @@ MAX_TENSOR_FILE_BYTES = 256 << 20  # the shipped files are < 16 MiB; the bounds 
 MAX_HEADER_BYTES = 1 << 20  # the shipped headers are < 12 KiB
 MAX_TENSORS = 4096
 MAX_DIMS = 8
-DTYPES = {
+DTYPES: dict[str, np.dtype[Any]] = {
     "F16": np.dtype("<f2"),
     "F32": np.dtype("<f4"),
     "I16": np.dtype("<i2"),
@@ -228,7 +229,7 @@ def decoder_layout(arch: DecoderArch) -> dict[str, TensorSpec]:
     """The tensors of a decoder file for ``arch`` (spec/lcf.md, "Decoders (g_s)": the modules kept by its flags,
     numbered in order; tests/test_weights_hostile.py checks it against ``lcf.nn.students.build_decoder``)."""
     N, M, attn, res = arch.N, arch.M, arch.attention, arch.residual
-    modules = [
+    modules: list[tuple[bool, Callable[..., None], tuple[int, ...]]] = [
         (attn, _attention, (M,)),
         (res, _residual, (M, N)),
         (True, _upsampling, (N if res else M, N)),
@@ -304,7 +305,7 @@ class _RegularFile:
                 )
             raise FormatError(f"{path} ({what}) is {st.st_size:,} bytes, more than lcf allows for it ({limit:,})")
         self.size = st.st_size
-        self.file: BinaryIO = open(fd, "rb", buffering=0)  # noqa: SIM115  (closed by close())
+        self.file: io.FileIO = open(fd, "rb", buffering=0)  # noqa: SIM115  (closed by close())
 
     def read_exact(self, n: int) -> bytearray:
         buf = bytearray(n)

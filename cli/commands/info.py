@@ -50,16 +50,17 @@ def info(
     """
     if file is not None and weights is None and file.is_dir():
         file, weights = None, file  # `lcf info weights/`: a weights folder given as FILE
-    listing = _decoders(weights) if file is None or weights is not None else None
     if file is None:
+        folder = _decoders(weights)
         models = _models() if weights is None else None
         if json:
-            print_json({**listing, **({"models": models} if models is not None else {})})
+            print_json({**folder, **({"models": models} if models is not None else {})})
         else:
-            _print_decoders(listing)
+            _print_decoders(folder)
             if models is not None:
                 _print_models(models)
         return
+    listing = _decoders(weights) if weights is not None else None
     result = api.inspect_file(file, limits(max_pixels))
     model = lookup(result.header.model_id, weights)
     if json:
