@@ -79,7 +79,7 @@ def choose(
         return (DEFAULT_QUALITY if quality is None else quality), None
     name, value = given[0]
     try:
-        target = Target.size(value) if name == "--target-size" else Target(name.removeprefix("--target-"), value)
+        target = Target.size(value) if isinstance(value, str) else Target(name.removeprefix("--target-"), value)
     except UsageError as exc:
         raise UsageError(f"{name}: {exc.message}") from None
     return DEFAULT_QUALITY, target

@@ -265,9 +265,10 @@ def _next(
             k = round(lo + (hi - lo) * (-r_lo) / (r_hi - r_lo))
         return min(max(k, lo + 1), hi - 1)
     rising = _seen_slope(seen) or slope
-    if hi is None:  # everything low so far: go up
+    if lo is not None:  # everything low so far (no high point, else they would bracket): go up
         step = -seen[lo] / rising
         return min(k_max, lo + max(1, math.ceil(1.25 * step)))
+    assert hi is not None  # a probe is either low or high, and there is one
     step = seen[hi] / rising  # everything high so far: go down (to k_min at once if the residual is infinite)
     return k_min if not math.isfinite(step) else max(k_min, hi - max(1, math.ceil(1.25 * step)))
 
@@ -423,11 +424,10 @@ def _unreachable(target: Target, probes: _Probes, name: str | None) -> str:
             f"{where}no quality reaches {target.describe()}: the best is {nearest.psnr:.2f} dB ({at}, "
             f"decoder {probes.decoder})"
         )
-    bpp = nearest.bytes * 8 / probes.pixels
-    return (
-        f"{where}no quality fits in {target.describe()}: the smallest file is {nearest.bytes:,} bytes "
-        f"({bpp:.4f} bpp, {at})"
-    )
+    size = nearest.bytes
+    assert size is not None  # a size or bpp probe records its file's size
+    bpp = size * 8 / probes.pixels
+    return f"{where}no quality fits in {target.describe()}: the smallest file is {size:,} bytes ({bpp:.4f} bpp, {at})"
 
 
 __all__ = ["Outcome", "RateResult", "Probe", "Target", "encode_to_target", "parse_size", "search"]

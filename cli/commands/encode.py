@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -39,6 +39,9 @@ from lcf_cli.files import (
 from lcf_cli.targets import KeepNearest, Quality, TargetBpp, TargetPsnr, TargetSize
 from lcf_cli.targets import choose as choose_target
 from lcf_cli.targets import describe as describe_target
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 @report_errors
@@ -238,7 +241,7 @@ class _RefineBar:
             if effort
             else None
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> _RefineBar:
         return self
