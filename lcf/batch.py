@@ -12,11 +12,11 @@
    rerun resumes where the last run stopped).
 2. **Clean up**: the temporary file of a planned output (``.NAME.lcf-tmp``, :mod:`lcf.fileio`) whose writer is
    gone (a killed run) is deleted. Nothing else in DST is ever deleted.
-3. **Run** one file per task, by an :class:`Executor` (chosen in one place, :func:`executor_for`): here
-   (``workers=1``), in a pool of ``workers`` processes (forkserver, else spawn), or on a Dask cluster
-   (``scheduler``/``cluster``: :mod:`lcf.batch_dask`, imported only then). Every executor runs :func:`convert` on
-   each file; the plan, the claims and the report are the same. Each pool worker uses ``cores // workers`` PyTorch
-   threads and loads its :class:`lcf.codec.Codec` once. Each file
+3. **Run** one file per task, by an :class:`~lcf.batchwork.Executor` (chosen in one place, :func:`executor_for`):
+   here (``workers=1``), in a pool of ``workers`` processes (forkserver, else spawn), or on a Dask cluster
+   (``scheduler``/``cluster``: :mod:`lcf.batch_dask`, imported only then). Every executor runs
+   :func:`lcf.batchwork.convert` on each file; the plan, the claims and the report are the same. Each pool worker
+   uses ``cores // workers`` PyTorch threads and loads its :class:`lcf.codec.Codec` once. Each file
    first *claims* its output (:func:`lcf.fileio.claim`): a file that another lcf process is converting right now is
    skipped, and one whose output appeared meanwhile too, so two batches on one DST share the work and never write an
    output twice. A file that fails is reported with its error and the batch goes on; a worker process that dies (a
@@ -49,53 +49,25 @@ from typing import Any
 
 from lcf import codec_cache, fileio, reports
 from lcf.batchplan import Job, LeftOut, Plan, Settings, check_folders, make_plan, settings_for
-from lcf.container import Limits, snap_quality
-from lcf.errors import LcfError, LimitError, UsageError
+from lcf.batchwork import (
+    BUSY,
+    EXISTS,
+    BatchItem,
+    Done,
+    Executor,
+    abandon_claim,
+    check_decoder,
+    convert,
+    cores,
+    file_size,
+    worker_died,
+)
+from lcf.container import Limits
+from lcf.errors import LcfError, UsageError
 from lcf.fileio import is_temp_name
-from lcf.ratecontrol import Outcome, Target, encode_to_target
-
-EXISTS = "output exists"
-BUSY = "another lcf process is writing its output"
-
+from lcf.ratecontrol import Target
 
 # -- results -------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchItem(reports.BatchItem):
-    """One file of a batch (see :class:`lcf.api.BatchItem`) with sizes: ``bytes_in`` of the source, ``bytes_out`` of
-    the output; ``pixels`` = width * height and ``bpp`` = bits of the .lcf file per pixel, for converted files;
-    ``note`` says why a file was skipped (:data:`EXISTS`, :data:`BUSY`); ``notes`` what was changed in an encoded
-    image to code it (16 -> 8 bits, palette or CMYK -> RGB, ...; :mod:`lcf.image`)."""
-
-    bytes_in: int = 0
-    bytes_out: int = 0
-    pixels: int = 0
-    bpp: float | None = None
-    note: str | None = None
-    notes: tuple[str, ...] = ()
-    quality: float | None = None  # of an encoded file (a target's choice, with a target)
-    psnr: float | None = None  # of an encoded file, where known (a PSNR target)
-    target: Outcome | None = None  # what a target came to (lcf.ratecontrol), None without one
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "src": str(self.src),
-            "dst": str(self.dst),
-            "status": self.status,
-            "error": self.error,
-            "exit_code": self.exit_code,
-            "seconds": self.seconds,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "pixels": self.pixels,
-            "bpp": self.bpp,
-            "note": self.note,
-            "notes": list(self.notes),
-            "quality": self.quality,
-            "psnr": self.psnr,
-            "target": None if self.target is None else dataclasses.asdict(self.target),
-        }
 
 
 @dataclass(frozen=True)
@@ -182,115 +154,6 @@ def clean_stale_temps(outputs: Sequence[Path]) -> int:
     return removed
 
 
-# -- one file ------------------------------------------------------------------------------------------------------
-
-_current_claim: fileio.Claim | None = None  # the output this process is writing, for the exit paths of workers
-
-
-def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
-    """Convert one file; every failure becomes a "failed" item (never an exception, except KeyboardInterrupt)."""
-    global _current_claim
-    start = time.perf_counter()
-    try:
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise fileio.write_error(exc, dst.parent) from None
-        held = fileio.claim(dst)
-        if held is None:
-            return BatchItem(src, dst, "skipped", note=BUSY, bytes_in=_size(src))
-        _current_claim = held
-        with held:
-            if not settings.overwrite and os.path.lexists(dst):  # another run has just finished it
-                return BatchItem(src, dst, "skipped", note=EXISTS, bytes_in=_size(src), bytes_out=_size(dst))
-            item = _encode_one(settings, src, held) if settings.encode else _decode_one(settings, src, held)
-            if not held.publish(replace=settings.overwrite):
-                return BatchItem(src, dst, "skipped", note=EXISTS, bytes_in=_size(src), bytes_out=_size(dst))
-    except LcfError as exc:
-        return BatchItem(src, dst, "failed", str(exc), exc.exit_code, time.perf_counter() - start, _size(src))
-    except OSError as exc:
-        error = fileio.io_error(exc, src)
-        return BatchItem(src, dst, "failed", str(error), error.exit_code, time.perf_counter() - start, _size(src))
-    except MemoryError:
-        oom = LimitError(f"{src}: not enough memory to convert this file")
-        return BatchItem(src, dst, "failed", str(oom), oom.exit_code, time.perf_counter() - start, _size(src))
-    except Exception as exc:  # noqa: BLE001  (a bug in lcf: still one file, not the batch)
-        message = f"internal error ({type(exc).__name__}: {exc}); please report it"
-        return BatchItem(src, dst, "failed", message, 1, time.perf_counter() - start, _size(src))
-    finally:
-        _current_claim = None
-    return BatchItem(
-        src,
-        dst,
-        "ok",
-        seconds=time.perf_counter() - start,
-        bytes_in=item[0],
-        bytes_out=item[1],
-        pixels=item[2],
-        bpp=item[3],
-        notes=item[4],
-        **item[5],
-    )
-
-
-def _encode_one(
-    settings: Settings, src: Path, held: fileio.Claim
-) -> tuple[int, int, int, float, tuple[str, ...], dict[str, Any]]:
-    from lcf.image import load_image
-
-    size_in = src.stat().st_size
-    prepared = load_image(src, max_pixels=settings.limits.max_pixels)
-    codec = codec_cache.get_codec(settings.weights, settings.device)
-    if settings.target is None:
-        data = codec.encode(prepared, settings.quality, settings.decoder, settings.effort)
-        extra: dict[str, Any] = {"quality": snap_quality(settings.quality)}
-    else:
-        rate = encode_to_target(
-            codec,
-            prepared,
-            settings.target,
-            decoder=settings.decoder,
-            effort=settings.effort,
-            keep_nearest=settings.keep_nearest,
-            name=str(src),
-        )
-        data = rate.data
-        extra = {"quality": rate.quality, "psnr": rate.psnr, "target": rate.outcome}
-    _write_bytes(held, data)
-    pixels = prepared.width * prepared.height
-    return size_in, len(data), pixels, len(data) * 8 / pixels, prepared.notes, extra
-
-
-def _decode_one(
-    settings: Settings, src: Path, held: fileio.Claim
-) -> tuple[int, int, int, float, tuple[str, ...], dict[str, Any]]:
-    from lcf.image import write_image
-
-    data = fileio.read_bytes(src, settings.limits)
-    codec = codec_cache.codec_for_data(
-        data, settings.weights, settings.device, settings.limits
-    )  # by the file's model id
-    decoded = codec.decode(data, settings.decoder, settings.limits)
-    image = decoded.to_pil()
-    write_image(image, held.file, settings.format or "", name=str(held.path))
-    pixels = image.width * image.height
-    return len(data), held.file.tell(), pixels, len(data) * 8 / pixels, (), {}
-
-
-def _write_bytes(held: fileio.Claim, data: bytes) -> None:
-    try:
-        held.file.write(data)
-    except OSError as exc:  # the disk is full: an output error (exit code 8), whatever the input
-        raise fileio.write_error(exc, held.path) from None
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 # -- worker processes ----------------------------------------------------------------------------------------------
 
 _worker_settings: Settings | None = None
@@ -316,9 +179,7 @@ def _watch(sentinel: int) -> None:
 
 def _abandon() -> None:
     """Leave now, deleting the temporary file being written, if any."""
-    held = _current_claim
-    if held is not None:
-        held.abandon()
+    abandon_claim()
     os._exit(1)
 
 
@@ -337,24 +198,12 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _worker_died(job: Job) -> BatchItem:
-    error = LcfError("the worker process died while converting this file (a crash, or out of memory)")
-    return BatchItem(job.src, job.dst, "failed", str(error), error.exit_code)
-
-
 class _Pool:
     """A process pool (see :func:`_context`) that can be replaced when a worker dies."""
 
     def __init__(self, settings: Settings, workers: int) -> None:
         self.settings, self.workers = settings, workers
-        self.threads = max(1, _cores() // workers)
+        self.threads = max(1, cores() // workers)
         self.executor = self._new()
 
     def _new(self) -> cf.ProcessPoolExecutor:
@@ -424,7 +273,7 @@ def _run_pool(
             if broken:
                 for job, alone in broken:
                     if alone:
-                        done(job, _worker_died(job))
+                        done(job, worker_died(job))
                     else:
                         suspects.append(job)
                 pool.renew()
@@ -435,32 +284,6 @@ def _run_pool(
 
 
 # -- executors: where the files are converted --------------------------------------------------------------------
-
-Done = Callable[[Job, BatchItem], None]
-"""Called by an executor once per job with its result, in the order files finish."""
-
-
-class Executor:
-    """Where a batch converts its files. Every executor runs :func:`convert` on each job (the same code everywhere)
-    and reports each result through ``done``; planning, cleaning up and the report stay in :func:`run`.
-
-    :func:`run` calls :meth:`check` (before DST is created: fail on what would fail every file), :meth:`start` (DST
-    exists: start or reach the workers, and check them), :meth:`run`, and :meth:`close` (always, also after an
-    error or Ctrl-C), each only when there are files to convert, except :meth:`close`.
-    """
-
-    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
-        """Raise LcfError (before any file) on what would fail every file: weights, decoder name, device."""
-
-    def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
-        """Get the workers ready; raise LcfError when they cannot convert (before any file)."""
-
-    def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
-        """Convert every job and report it through ``done``; per-file problems are items, never exceptions."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the workers."""
 
 
 class LocalExecutor(Executor):
@@ -490,12 +313,6 @@ class LocalExecutor(Executor):
                 done(job, convert(settings, job.src, job.dst))
         else:
             _run_pool(jobs, settings, self.processes, done)
-
-
-def check_decoder(settings: Settings, names: Sequence[str]) -> None:
-    """UsageError when ``settings.decoder`` is not one of the weights' decoders ``names``."""
-    if settings.decoder is not None and settings.decoder not in names:
-        raise UsageError(f"no decoder named {settings.decoder!r} in these weights; available: {', '.join(names)}")
 
 
 def executor_for(workers: int = 1, scheduler: str | None = None, cluster: str | None = None) -> Executor:
@@ -602,7 +419,9 @@ def _decided(plan: Plan, dst: Path) -> list[tuple[int, BatchItem]]:
     decided = [
         (
             job.index,
-            BatchItem(job.src, job.dst, "skipped", bytes_in=_size(job.src), bytes_out=_size(job.dst), note=EXISTS),
+            BatchItem(
+                job.src, job.dst, "skipped", bytes_in=file_size(job.src), bytes_out=file_size(job.dst), note=EXISTS
+            ),
         )
         for job in plan.exists
     ]

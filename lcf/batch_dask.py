@@ -12,7 +12,7 @@ then; Dask is the optional extra ``lcf[dask]``.
                                           the client holds locked, ``.lcf-lock-probe-*.lcf-tmp``, is there and
                                           locked) and writable (a probe file ``.lcf-probe-*.lcf-tmp`` that it
                                           creates and deletes)
-    one task per file             ---->   :func:`convert_task` -> :func:`lcf.batch.convert`: the same claim,
+    one task per file             ---->   :func:`convert_task` -> :func:`lcf.batchwork.convert`: the same claim,
     as_completed -> progress,     <----   conversion and publication as the process pool; a BatchItem back
       report (lcf.batch.run)
 
@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from lcf import codec_cache, errors, fileio
-from lcf.batch import BatchItem, Done, Executor, _cores, _size, _worker_died, check_decoder, convert
 from lcf.batchplan import Job, Settings
+from lcf.batchwork import BatchItem, Done, Executor, check_decoder, convert, cores, file_size, worker_died
 from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
 
 CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler
@@ -184,7 +184,7 @@ def _use_threads(host_threads: dict[str, int]) -> None:
         sharing = host_threads.get(get_address_host(worker.address), worker.state.nthreads)
     except (ImportError, ValueError, AttributeError):
         sharing = 1
-    threads = max(1, _cores() // max(1, sharing))
+    threads = max(1, cores() // max(1, sharing))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -276,7 +276,7 @@ def _sees_lock(path: str) -> bool | str | None:
 def convert_task(
     settings: Settings, identity: Identity, host_threads: dict[str, int], src: str, dst: str
 ) -> BatchItem | WorkerProblem:
-    """One file on a worker: :func:`lcf.batch.convert`, after the worker's weights are checked (once)."""
+    """One file on a worker: :func:`lcf.batchwork.convert`, after the worker's weights are checked (once)."""
     problem = ready(settings, identity)
     if problem is not None:
         return problem
@@ -291,7 +291,7 @@ def parse_cluster(spec: str) -> int:
     """The worker processes of ``--cluster local`` (one per core) or ``local:N``; UsageError otherwise."""
     name, _, count = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if name == "local" and not count:
-        return _cores()
+        return cores()
     if name == "local" and count.isdigit() and int(count) >= 1:
         return int(count)
     raise UsageError(
@@ -389,7 +389,7 @@ class DaskExecutor(Executor):
             paths = Paths(
                 os.path.abspath(src),
                 sample,
-                _size(Path(sample)),
+                file_size(Path(sample)),
                 os.path.abspath(dst),
                 os.path.abspath(locked.temp) if locked is not None else "",
             )
@@ -543,7 +543,7 @@ class DaskExecutor(Executor):
         if isinstance(answer, BatchItem):
             return dataclasses.replace(answer, src=job.src, dst=job.dst)
         if isinstance(answer, KilledWorker):
-            return _worker_died(job)
+            return worker_died(job)
         if isinstance(answer, BaseException):
             return BatchItem(job.src, job.dst, "failed", f"internal error: {answer!r}", 1)
         raise LcfError(

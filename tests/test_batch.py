@@ -323,10 +323,10 @@ def test_a_failed_write_leaves_nothing(tmp_path, tiny_weights, monkeypatch):
 
 
 def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights, monkeypatch):
-    from lcf import batch as batch_module
+    from lcf import batchwork
 
     src = build_tree(tmp_path / "src", {f"{k}.png": to_bytes(make_rgb(8, 8, seed=k), "PNG") for k in range(3)})
-    real = batch_module._write_bytes
+    real = batchwork._write_bytes
 
     def interrupted(held, data):
         if held.path.name == "1.lcf":
@@ -334,11 +334,11 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights, monkeypatch):
             raise KeyboardInterrupt
         real(held, data)
 
-    monkeypatch.setattr(batch_module, "_write_bytes", interrupted)
+    monkeypatch.setattr(batchwork, "_write_bytes", interrupted)
     result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights)
     assert result.exit_code == 130 and "run the same command again to resume" in result.stderr
     assert set(tree(tmp_path / "out")) == {"0.lcf"}
-    monkeypatch.setattr(batch_module, "_write_bytes", real)
+    monkeypatch.setattr(batchwork, "_write_bytes", real)
     resumed = api.batch(src, tmp_path / "out", weights=tiny_weights)
     assert [i.status for i in resumed.items] == ["skipped", "ok", "ok"]
 
