@@ -135,3 +135,27 @@ def test_a_large_image_keeps_lcfs_default_pages(tmp_path: Path, monkeypatch: pyt
     assert hugepages.VARIABLE not in os.environ
     plan_pages([VECTOR.with_name("gradient-64x48-q4.source.png")], _pixels)
     assert os.environ[hugepages.VARIABLE] == "0"
+
+
+# runs the CLI in this process and lists the modules it imported that only other commands need
+UNUSED_PROBE = """
+import sys
+from lcf_cli.main import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code or 0
+else:
+    code = 0
+unused = sorted(m for m in ("lcf.batch", "lcf.batchplan", "rich.progress") if m in sys.modules)
+print("EXIT", code, "UNUSED", ",".join(unused) or "-", file=sys.stderr)
+"""
+
+
+def test_encoding_one_file_imports_nothing_for_batch_or_progress_bars(tmp_path: Path) -> None:
+    source = VECTOR.with_name("gradient-64x48-q4.source.png")
+    for args in (["--version"], ["encode", str(source), "-o", str(tmp_path / "a.lcf")]):
+        result = subprocess.run(
+            [sys.executable, "-c", UNUSED_PROBE, *args], capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.stderr.strip().splitlines()[-1] == "EXIT 0 UNUSED -", (args, result.stderr[-2000:])

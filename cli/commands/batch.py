@@ -7,16 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -209,28 +199,42 @@ def batch(
         raise typer.Exit(report.failed[0].exit_code)
 
 
-class _FileRate(ProgressColumn):
-    """Throughput: files per second (or seconds per file), and MB per second of input."""
+def _file_rate() -> Any:
+    """A progress column of the throughput: files per second (or seconds per file), and MB per second of input
+    (rich.progress is imported only by lcf batch, not by every lcf command: issue 21)."""
+    from rich.progress import ProgressColumn, Task
 
-    def render(self, task: Task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed or not task.completed:
-            return Text("-- files/s", style="progress.data.speed")
-        rate, megabytes = task.completed / elapsed, task.fields.get("bytes_in", 0) / 1e6
-        files = f"{rate:.1f} files/s" if rate >= 1 else f"{1 / rate:.1f} s/file"
-        return Text(f"{files} {megabytes / elapsed:.2f} MB/s", style="progress.data.speed")
+    class FileRate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            elapsed = task.finished_time if task.finished else task.elapsed
+            if not elapsed or not task.completed:
+                return Text("-- files/s", style="progress.data.speed")
+            rate, megabytes = task.completed / elapsed, task.fields.get("bytes_in", 0) / 1e6
+            files = f"{rate:.1f} files/s" if rate >= 1 else f"{1 / rate:.1f} s/file"
+            return Text(f"{files} {megabytes / elapsed:.2f} MB/s", style="progress.data.speed")
+
+    return FileRate()
 
 
 class _ProgressBar:
     """The ``progress`` hook of api.batch: a rich progress bar on stderr over the files to convert."""
 
     def __init__(self, decoding: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.verb = "decoding" if decoding else "encoding"
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            _FileRate(),
+            _file_rate(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),

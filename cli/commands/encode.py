@@ -41,7 +41,7 @@ from lcf_cli.targets import choose as choose_target
 from lcf_cli.targets import describe as describe_target
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
+    from rich.progress import Progress, TaskID
 
 
 @report_errors
@@ -227,10 +227,12 @@ class _RefineBar:
     """A transient progress bar on stderr over the refinement steps of --effort > 0 (nothing at effort 0)."""
 
     def __init__(self, effort: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        if effort:  # rich.progress only then (issue 21: start-up)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = (
-            Progress(
+            self.progress = Progress(
                 TextColumn(f"refining (effort {effort})"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -238,10 +240,6 @@ class _RefineBar:
                 console=err_console,
                 transient=True,
             )
-            if effort
-            else None
-        )
-        self.task: TaskID | None = None
 
     def __enter__(self) -> _RefineBar:
         return self

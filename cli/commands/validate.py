@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from lcf import api
-from lcf.batch import is_temp_name
 from lcf.errors import LcfError, UsageError
+from lcf.fileio import is_temp_name
 from lcf_cli.common import (
     Json,
     MaxPixels,
