@@ -225,6 +225,33 @@ def test_progress_is_fed_by_the_cluster(cluster, tmp_path: Path, tiny_weights: P
 
 
 @needs_dask
+def test_targets_on_the_cluster_give_the_local_files_and_json(cluster, tmp_path: Path, tiny_weights: Path) -> None:
+    local_cluster, _ = cluster
+    src = build_tree(tmp_path / "src", 3, size=(64, 48), bad=False)
+    (src / "big.png").write_bytes(to_bytes(make_rgb(160, 128, "noise"), "PNG"))
+    smallest = {p.name: len(api.encode_image(p, quality=1.0, weights=tiny_weights)) for p in src.rglob("*.png")}
+    limit = 180  # written 0.18kB: below quality 1's file of big.png only
+    assert smallest.pop("big.png") > limit >= max(smallest.values())
+    options = ("--weights", tiny_weights, "--json", "--target-size", "0.18kB", "--keep-nearest")
+    here, there = tmp_path / "here", tmp_path / "there"
+    local = lcf_cli("batch", src, here, *options)
+    remote = lcf_cli("batch", src, there, *options, "--scheduler", local_cluster.scheduler_address)
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    assert tree(there) == tree(here) and len(tree(here)) == 4
+    assert records(remote.stdout, there) == records(local.stdout, here)
+    _, files = records(remote.stdout, there)
+    assert [(Path(f["src"]).name, f["target"]["met"]) for f in files] == [
+        ("00.png", True),
+        ("02.png", True),
+        ("01.png", True),
+        ("big.png", False),  # the nearest file kept
+    ]
+    assert all(f["bytes_out"] <= limit for f in files if f["target"]["met"])
+    for f in files:
+        assert (there / f["dst"]).read_bytes() == api.encode_image(f["src"], quality=f["quality"], weights=tiny_weights)
+
+
+@needs_dask
 def test_weights_of_another_model_on_a_worker_fail_before_any_file(
     cluster, tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

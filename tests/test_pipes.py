@@ -9,6 +9,7 @@ give exit code 8, not 2).
 from __future__ import annotations
 
 import io
+import json
 import os
 import pty
 import subprocess
@@ -56,6 +57,19 @@ def test_encode_from_and_to_pipes(tmp_path: Path, png: Path, lcf_file: Path, tin
     from_file = lcf("encode", png, "-o", "-", "--weights", tiny_weights, "-v")
     assert from_file.returncode == 0 and from_file.stdout == expected
     assert "standard output: 40x24" in from_file.stderr
+
+
+def test_a_target_through_pipes_writes_the_files_target_encode(tmp_path: Path, png: Path, tiny_weights: Path) -> None:
+    expected = tmp_path / "target.lcf"
+    done = lcf("encode", png, "-o", expected, "--target-size", "0.17kB", "--weights", tiny_weights, "--json")
+    assert done.returncode == 0, done.stderr
+    both = lcf(
+        "encode", "-", "-o", "-", "--target-size", "0.17kB", "--weights", tiny_weights, "-v", input=png.read_bytes()
+    )
+    assert both.returncode == 0, both.stderr
+    assert both.stdout == expected.read_bytes() and len(both.stdout) <= 170
+    quality = json.loads(done.stdout)["quality"]
+    assert f"standard output: target 170 bytes met: quality {quality!r}" in both.stderr
 
 
 def test_decode_from_and_to_pipes(tmp_path: Path, lcf_file: Path, tiny_weights: Path, tiny_codec) -> None:
@@ -106,17 +120,22 @@ def test_what_pipes_refuse_before_any_work(
     assert names(tmp_path) == before
 
 
-def test_a_terminal_is_refused_for_binary_data(tmp_path: Path, png: Path) -> None:
+def test_a_terminal_is_refused_for_binary_data(tmp_path: Path, png: Path, lcf_file: Path) -> None:
     leader, terminal = pty.openpty()
     try:
         out = lcf("encode", png, "-o", "-", "--weights", tmp_path / "no-weights", stdout=terminal)
         assert out.returncode == 2 and "standard output is a terminal" in out.stderr
         into = lcf("encode", "-", "-o", tmp_path / "x.lcf", "--weights", tmp_path / "no-weights", stdin=terminal)
         assert into.returncode == 2 and "standard input is a terminal" in into.stderr
+        for fmt in ("png", "ppm"):  # decoding: an image is binary data too, whatever its format
+            out = lcf("decode", lcf_file, "-o", "-", "--to", fmt, "--weights", tmp_path / "no-weights", stdout=terminal)
+            assert out.returncode == 2 and "standard output is a terminal" in out.stderr
+        into = lcf("decode", "-", "-o", tmp_path / "x.png", "--weights", tmp_path / "no-weights", stdin=terminal)
+        assert into.returncode == 2 and "standard input is a terminal" in into.stderr
     finally:
         os.close(leader)
         os.close(terminal)
-    assert names(tmp_path) == ["a.png"]
+    assert names(tmp_path) == ["a.lcf", "a.png"]
 
 
 def test_a_redirection_onto_the_input_is_refused(tmp_path: Path, png: Path, lcf_file: Path) -> None:
