@@ -121,6 +121,18 @@ def test_scheduler_without_dask_installed_says_how_to_install(
     assert not (tmp_path / "out").exists()
 
 
+def test_help_teaches_the_cluster_options() -> None:
+    result = runner.invoke(app, ["batch", "--help"])
+    text = " ".join(result.stdout.split())
+    for words in (
+        "On a Dask cluster (--scheduler, or --cluster local:N on this machine)",
+        "Without --scheduler/--cluster, Dask is not used",
+        "lcf batch /shared/photos /shared/encoded --scheduler tcp://head:8786 --weights /shared/weights",
+        "lcf batch photos/ encoded/ --cluster local:2",
+    ):
+        assert words in text, words
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
@@ -262,7 +274,9 @@ def test_weights_of_another_model_on_a_worker_fail_before_any_file(
     real = batch_dask.identity_of
     # The client expects another model than the one its workers load (as when a worker's installed lcf or
     # $LCF_WEIGHTS differs): each worker compares what it loaded with what the client sent.
-    monkeypatch.setattr(batch_dask, "identity_of", lambda s: dataclasses.replace(real(s), model_id="ab" * 32))
+    monkeypatch.setattr(
+        batch_dask, "identity_of", lambda s, jobs: dataclasses.replace(real(s, jobs), model_id="ab" * 32)
+    )
     result = lcf_cli(
         "batch", src, tmp_path / "out", "--weights", tiny_weights, "--scheduler", local_cluster.scheduler_address
     )

@@ -170,3 +170,24 @@ def test_standard_input_is_read_up_to_a_limit(monkeypatch) -> None:
     with pytest.raises(LimitError, match="more than 10 bytes, the limit of a test"):
         files.read_stdin(10, "a test")
     assert files.MAX_STDIN_IMAGE == 1 << 30
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        (
+            "encode",
+            ['"-" reads the image from standard input', "convert photo.tif png:- | lcf encode - -o - > photo.lcf"],
+        ),
+        ("decode", ['"-" reads the .lcf file from standard input', "| lcf decode - -o - --to png | display"]),
+    ],
+)
+def test_help_teaches_pipes(command: str, words: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from lcf_cli.main import app
+
+    result = CliRunner().invoke(app, [command, "--help"])
+    text = " ".join(result.stdout.split())
+    for word in words:
+        assert word in text, word
