@@ -59,6 +59,7 @@ from lcf.batchwork import (
     check_decoder,
     convert,
     cores,
+    decode_models,
     file_size,
     worker_died,
 )
@@ -295,6 +296,13 @@ class LocalExecutor(Executor):
 
     def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
         self.processes = min(self.workers, len(jobs))
+        if not settings.encode:  # the models the files need, by the model ids in their headers
+            decode_models(settings, jobs)
+            if settings.device != "cpu":
+                from lcf.resources import torch_device
+
+                torch_device(settings.device)  # this machine has the device
+            return
         if self.processes <= 1:
             names = codec_cache.get_codec(settings.weights, settings.device).decoder_names
         else:

@@ -7,7 +7,8 @@ then; Dask is the optional extra ``lcf[dask]``.
     -------------------------------       -----------------------------------------------------------------------
     plan SRC -> DST (lcf.batchplan)
     probe every worker            ---->   :func:`probe`: the same lcf version; the weights loaded (once per
-                                          process) with the client's model id, and encoder id when encoding; SRC
+                                          process): encoding, with the client's model id and encoder id;
+                                          decoding, each model the files need that the client has; SRC
                                           readable and the client's; DST the client's, with locks shared (a file
                                           the client holds locked, ``.lcf-lock-probe-*.lcf-tmp``, is there and
                                           locked) and writable (a probe file ``.lcf-probe-*.lcf-tmp`` that it
@@ -50,7 +51,17 @@ from typing import Any
 
 from lcf import codec_cache, errors, fileio
 from lcf.batchplan import Job, Settings
-from lcf.batchwork import BatchItem, Done, Executor, check_decoder, convert, cores, file_size, worker_died
+from lcf.batchwork import (
+    BatchItem,
+    Done,
+    Executor,
+    check_decoder,
+    convert,
+    cores,
+    decode_models,
+    file_size,
+    worker_died,
+)
 from lcf.errors import LcfError, LcfIOError, ModelMismatchError, UsageError
 
 CONNECT_TIMEOUT = 20.0  # seconds to reach the scheduler
@@ -70,23 +81,28 @@ SHARED = (
 
 @dataclass(frozen=True)
 class Identity:
-    """What a worker must have in common with the client: lcf's version and the weights' model id (and encoder id
-    when encoding: two folders of one model id may hold different encoders, which write different valid files)."""
+    """What a worker must have in common with the client: lcf's version; when encoding, the weights' model id and
+    encoder id (two folders of one model id may hold different encoders, which write different valid files); when
+    decoding, ``models``: the model ids of the files that the client has installed (each file is decoded by the
+    folder of its own model, found by model id on each machine)."""
 
     version: str
-    model_id: str
+    model_id: str | None
     encoder_id: str | None
+    models: tuple[str, ...] = ()
 
 
-def identity_of(settings: Settings) -> Identity:
-    """The client's :class:`Identity`, from its own view of the weights (no PyTorch)."""
+def identity_of(settings: Settings, jobs: Sequence[Job] = ()) -> Identity:
+    """The client's :class:`Identity`, from its own view of the weights (no PyTorch); when decoding, of the models
+    the files of ``jobs`` need (:func:`lcf.batchwork.decode_models`, which also checks the decoder asked for)."""
     from lcf import __version__
     from lcf.weights import load_weights
 
+    if not settings.encode:
+        return Identity(__version__, None, None, tuple(sorted(m.hex() for m in decode_models(settings, jobs))))
     weights = load_weights(settings.weights)
     check_decoder(settings, weights.decoder_names)
-    encoder_id = weights.encoder_id().hex() if settings.encode else None
-    return Identity(__version__, weights.model_id.hex(), encoder_id)
+    return Identity(__version__, weights.model_id.hex(), weights.encoder_id().hex())
 
 
 @dataclass(frozen=True)
@@ -138,10 +154,12 @@ def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | Non
             "LcfError",
             f"{where} runs lcf {__version__}, this client lcf {identity.version}: install the same lcf on every worker",
         )
+    if not settings.encode:
+        return _check_decoding_worker(settings, identity, where)
     try:
         codec = codec_cache.get_codec(settings.weights, settings.device)
         model_id = codec.weights.model_id.hex()
-        encoder_id = codec.weights.encoder_id().hex() if settings.encode else None
+        encoder_id = codec.weights.encoder_id().hex()
         names = codec.decoder_names
     except LcfError as exc:
         return WorkerProblem(type(exc).__name__, f"{where}: {exc}")
@@ -153,13 +171,13 @@ def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | Non
         return WorkerProblem(
             "ModelMismatchError",
             f"{where} loads the weights {root} of model id {model_id[:16]}..., "
-            f"this client's have model id {identity.model_id[:16]}...: {advice}",
+            f"this client's have model id {(identity.model_id or '')[:16]}...: {advice}",
         )
     if encoder_id != identity.encoder_id:
         return WorkerProblem(
             "ModelMismatchError",
             f"{where} loads the weights {root} with another encoder (encoder id "
-            f"{encoder_id[:16] if encoder_id else None}..., this client's "
+            f"{encoder_id[:16]}..., this client's "
             f"{(identity.encoder_id or '')[:16]}...): its files would differ; {advice}",
         )
     if settings.decoder is not None and settings.decoder not in names:
@@ -168,6 +186,32 @@ def _check_worker(settings: Settings, identity: Identity) -> WorkerProblem | Non
             f"{where}: no decoder named {settings.decoder!r} in the weights {root}; "
             f"available there: {', '.join(names)}",
         )
+    return None
+
+
+def _check_decoding_worker(settings: Settings, identity: Identity, where: str) -> WorkerProblem | None:
+    """A decode batch: the worker loads, by model id, the weights of each model of ``identity.models`` (the same
+    search as the client's: ``settings.weights`` or ``$LCF_WEIGHTS`` when given, else the installed models), and
+    each offers the decoder asked for."""
+    for model in identity.models:
+        try:
+            codec = codec_cache.codec_for_model(bytes.fromhex(model), settings.weights, settings.device)
+        except ModelMismatchError as exc:
+            return WorkerProblem(
+                "ModelMismatchError",
+                f"{where} cannot decode the files of model {model} in this batch: {exc}; give every worker the "
+                "models the client has (the same installed lcf, the same LCF_WEIGHTS_PATH folders on a shared path)",
+            )
+        except LcfError as exc:
+            return WorkerProblem(type(exc).__name__, f"{where}: {exc}")
+        except (OSError, MemoryError) as exc:
+            return WorkerProblem("LcfIOError", f"{where}: cannot load the weights of model {model}: {exc}")
+        if settings.decoder is not None and settings.decoder not in codec.decoder_names:
+            return WorkerProblem(
+                "UsageError",
+                f"{where}: no decoder named {settings.decoder!r} in the weights {codec.weights.root} of model "
+                f"{model}; available there: {', '.join(codec.decoder_names)}",
+            )
     return None
 
 
@@ -368,7 +412,7 @@ class DaskExecutor(Executor):
 
     def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
         _distributed()
-        self.identity = identity_of(settings)  # the workers check their device themselves: the client may have no GPU
+        self.identity = identity_of(settings, jobs)  # the workers check their device: the client may have no GPU
 
     def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
         distributed = _distributed()

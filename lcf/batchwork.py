@@ -17,8 +17,8 @@ from typing import Any
 
 from lcf import codec_cache, fileio, reports
 from lcf.batchplan import Job, Settings
-from lcf.container import snap_quality
-from lcf.errors import LcfError, LimitError, UsageError
+from lcf.container import Limits, read_header_only, snap_quality
+from lcf.errors import LcfError, LimitError, ModelMismatchError, UsageError
 from lcf.ratecontrol import Outcome, encode_to_target
 
 EXISTS = "output exists"
@@ -231,6 +231,46 @@ def check_decoder(settings: Settings, names: Sequence[str]) -> None:
         raise UsageError(f"no decoder named {settings.decoder!r} in these weights; available: {', '.join(names)}")
 
 
+def models_of(jobs: Sequence[Job], limits: Limits) -> dict[bytes, Path]:
+    """The model ids in the headers of the .lcf files of ``jobs`` (HEAD only is read), each with its first file. A
+    file whose header cannot be read is left out: its conversion reports the problem."""
+    found: dict[bytes, Path] = {}
+    for job in jobs:
+        try:
+            with open(job.src, "rb") as f:
+                model_id = read_header_only(f, limits).model_id
+        except (LcfError, OSError):
+            continue
+        found.setdefault(model_id, job.src)
+    return found
+
+
+def decode_models(settings: Settings, jobs: Sequence[Job]) -> dict[bytes, Path]:
+    """Before a decode batch: the models its files need (:func:`models_of`) that are installed here, each with the
+    weights folder that decodes its files (:func:`lcf.models.decoding_root`: ``settings.weights`` or
+    ``$LCF_WEIGHTS`` when given, else found by model id; manifests only, no PyTorch). With a decoder asked for,
+    UsageError unless each of them offers it. The files of a model not installed here fail one by one, each
+    naming the model and where to get it."""
+    from lcf.models import decoding_root
+    from lcf.weights import read_manifest
+
+    roots: dict[bytes, Path] = {}
+    for model_id, example in models_of(jobs, settings.limits).items():
+        try:
+            root = decoding_root(model_id, settings.weights)
+        except ModelMismatchError:
+            continue
+        if settings.decoder is not None:
+            names = list(read_manifest(root).decoders)
+            if settings.decoder not in names:
+                raise UsageError(
+                    f"no decoder named {settings.decoder!r} in the weights {root} of model {model_id.hex()}, which "
+                    f"{example} and the other files of that model need; available there: {', '.join(names)}"
+                )
+        roots[model_id] = root
+    return roots
+
+
 __all__ = [
     "BUSY",
     "EXISTS",
@@ -241,6 +281,8 @@ __all__ = [
     "check_decoder",
     "convert",
     "cores",
+    "decode_models",
     "file_size",
+    "models_of",
     "worker_died",
 ]

@@ -250,7 +250,7 @@ def decoding_root(model_id: bytes, weights: str | os.PathLike | None = None) -> 
         root, how = forced
         have = _weights.read_manifest(root).model_id
         if have != model_id:
-            raise _forced_mismatch(model_id, have, root, how)
+            raise weights_mismatch(model_id, have, root, how)
         return root
     found = find_model(model_id)
     if found is None:
@@ -262,12 +262,21 @@ def decoding_root(model_id: bytes, weights: str | os.PathLike | None = None) -> 
     return found.root
 
 
-def _forced_mismatch(need: bytes, have: bytes, root: Path, how: str) -> ModelMismatchError:
+def weights_mismatch(need: bytes, have: bytes, root: Path, how: str) -> ModelMismatchError:
+    """The error for a file of model ``need`` given to the weights ``root`` of model ``have`` (chosen by ``how``:
+    "--weights", "LCF_WEIGHTS", or "Codec(weights)" for a :class:`lcf.codec.Codec` used directly): it names the
+    model the file needs and where it is installed, or where to get it."""
     found = find_model(need)
-    if found is not None:
+    if found is not None and how in ("--weights", FORCE_VARIABLE):
         hint = (
             f"model {need.hex()} is installed at {found.root} ({found.source}): leave out --weights and "
             f"{FORCE_VARIABLE}, and lcf picks it by the file's model id"
+        )
+    elif found is not None:
+        hint = (
+            f"model {need.hex()} is installed at {found.root} ({found.source}): decode it with Codec({found.root}), "
+            "or with lcf.api.decode_bytes / lcf.codec_cache.codec_for_data, which pick the weights by the file's "
+            "model id"
         )
     else:
         hint = f"model {need.hex()} is not installed: {where_to_get(need)}"

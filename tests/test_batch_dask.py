@@ -358,6 +358,35 @@ def test_a_worker_checks_its_weights_against_the_clients(tmp_path: Path, tiny_we
     assert not (tmp_path / "00.lcf").exists()
 
 
+def test_a_decode_batch_worker_accepts_the_installed_models_its_files_need(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding, a worker is checked against the models the files need (found by the model ids in their headers),
+    not the packaged one: a worker with the files' model (here on LCF_WEIGHTS_PATH, with a decoder the packaged
+    model lacks) is ready; one without it stops the batch, naming the model."""
+    import lcf.batch_dask as batch_dask
+    from lcf.batchplan import make_plan
+
+    legacy = _with_legacy_decoder(tiny_weights, tmp_path / "legacy")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x.lcf").write_bytes(api.encode_image(make_rgb(24, 20, "mixed"), quality=4.0, weights=legacy))
+    model = api.inspect_file(src / "x.lcf").header.model_id.hex()
+    monkeypatch.delenv("LCF_WEIGHTS", raising=False)
+    monkeypatch.setenv("LCF_WEIGHTS_PATH", str(legacy))
+    monkeypatch.setattr(batch_dask, "_ready", {})
+    settings = settings_for("png", 4.0, "legacy", "cpu", None, None)
+    jobs = make_plan(src, tmp_path / "out", settings, (), (), False).jobs
+    identity = batch_dask.identity_of(settings, jobs)
+    assert identity.models == (model,)
+    assert batch_dask.ready(settings, identity) is None
+    monkeypatch.setattr(batch_dask, "_ready", {})
+    monkeypatch.delenv("LCF_WEIGHTS_PATH")  # a worker without that model
+    problem = batch_dask.ready(settings, identity)
+    assert problem is not None and isinstance(problem.exception(), ModelMismatchError)
+    assert f"cannot decode the files of model {model}" in problem.message and "not installed" in problem.message
+
+
 def test_the_probe_checks_src_and_dst_are_the_clients_and_leaves_nothing(tmp_path: Path, tiny_weights: Path) -> None:
     from lcf import fileio
     from lcf.batch_dask import identity_of, probe
@@ -412,6 +441,24 @@ def _other_weights(out: Path) -> Path:
 
     torch.manual_seed(99)
     export_model(LcfModel(ModelConfig(N=16, M=24, Mz=16)).eval(), out)
+    return out
+
+
+def _with_legacy_decoder(weights: Path, out: Path) -> Path:
+    """``weights`` (the same model id) with a second decoder, "legacy", which the packaged model does not have."""
+    import numpy as np
+
+    from lcf.weights import load_weights, save_weights
+
+    w = load_weights(weights)
+    teacher = (w.decoder_arch("teacher"), {k: np.array(v) for k, v in w.decoder("teacher").items()})
+    save_weights(
+        out,
+        model_config=w.manifest.model_config,
+        encoder={k: np.array(v) for k, v in w.encoder().items()},
+        entropy={k: np.array(v) for k, v in w.entropy.items()},
+        decoders={"teacher": teacher, "legacy": teacher},
+    )
     return out
 
 

@@ -59,6 +59,24 @@ def files(folders: tuple[Path, Path]) -> tuple[bytes, bytes]:
     return tuple(api.encode_image(image, quality=5, weights=folder) for folder in folders)
 
 
+@pytest.fixture(scope="module")
+def legacy(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model B's weights with a second decoder, "legacy", that the packaged model does not have (as an older release
+    may offer a decoder the newest lacks). The same entropy model: the model id of B."""
+    w = load_weights(folders[1])
+    teacher = (w.decoder_arch("teacher"), {k: np.array(v) for k, v in w.decoder("teacher").items()})
+    out = tmp_path_factory.mktemp("legacy") / "b-legacy"
+    save_weights(
+        out,
+        model_config=w.manifest.model_config,
+        encoder={k: np.array(v) for k, v in w.encoder().items()},
+        entropy={k: np.array(v) for k, v in w.entropy.items()},
+        decoders={"teacher": teacher, "legacy": teacher},
+        info={"notes": "tests/test_models.py: model B with a decoder named legacy"},
+    )
+    return out
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No LCF_WEIGHTS, no LCF_WEIGHTS_PATH: only what a test sets."""
@@ -171,6 +189,49 @@ def test_a_missing_model_says_which_and_where_to_get_it(
     assert info.exit_code == 0 and f"needs     model {model_id(b).hex()}: not installed" in info.stdout
     assert json.loads(cli("info", src, "--json").stdout)["model"]["installed"] is False
     assert cli("validate", src, "--deep").exit_code == 6
+
+
+def test_a_codec_given_a_file_of_another_model_names_it_and_where_to_get_it(
+    folders: tuple[Path, Path], files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch
+) -> None:
+    """lcf.codec.Codec used directly (not through lcf.api, which picks the weights by model id) says what the CLI
+    says: the model the file needs, and where it is installed or where to get it."""
+    from lcf.codec import Codec
+
+    a, b = folders
+    codec = Codec(a)
+    clean_env.setenv(models.PATH_VARIABLE, str(b))
+    with pytest.raises(ModelMismatchError) as caught:
+        codec.decode(files[1])
+    message = str(caught.value)
+    assert f"encoded with model {model_id(b).hex()}" in message and f"are model {model_id(a).hex()}" in message
+    assert f"installed at {b} (LCF_WEIGHTS_PATH)" in message and f"Codec({b})" in message
+    clean_env.delenv(models.PATH_VARIABLE)
+    with pytest.raises(ModelMismatchError, match="lcf does not know this model") as caught:
+        codec.decode(files[1])
+    assert model_id(b).hex() in str(caught.value) and models.PATH_VARIABLE in str(caught.value)
+
+
+def test_a_decode_batch_uses_the_decoders_of_its_files_model(
+    legacy: Path, files: tuple[bytes, bytes], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    """lcf batch --to png --decoder NAME checks NAME against the model of the files (found by the model id in their
+    headers), not the packaged model: a decoder only an older model offers works, and one the files' model lacks is
+    refused before any file, naming that model."""
+    clean_env.setenv(models.PATH_VARIABLE, str(legacy))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "b.lcf").write_bytes(files[1])
+    result = cli("batch", src, tmp_path / "out", "--to", "png", "--decoder", "legacy")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
+    packaged = load_weights(models.packaged_root()).decoder_names
+    other = next(n for n in packaged if n not in ("teacher", "legacy"))  # the packaged model has it, B has not
+    result = cli("batch", src, tmp_path / "out2", "--to", "png", "--decoder", other)
+    assert result.exit_code == 2, result.output
+    assert f"model {model_id(legacy).hex()}" in result.stderr and str(src / "b.lcf") in result.stderr
+    assert "available there: teacher, legacy" in result.stderr
+    assert not (tmp_path / "out2").exists()  # refused before any work
 
 
 def test_a_known_release_is_named(files: tuple[bytes, bytes], clean_env: pytest.MonkeyPatch) -> None:
