@@ -44,6 +44,7 @@ from lcf.errors import CorruptDataError, LcfError, LimitError, ModelMismatchErro
 from lcf.image import PreparedImage, load_image
 from lcf.latent_codec import LatentCodec, Streams, Symbols, coded_channels
 from lcf.nn import LcfModel
+from lcf.nn.model import weights_to_load
 from lcf.nn.refine import EntropyOnDevice, refine_latents
 from lcf.options import EFFORT_ITERATIONS, check_effort, check_quality
 from lcf.weights import Weights, load_weights
@@ -132,7 +133,8 @@ class Codec:
         self.analysis_tile: int | None = resources.analysis_tile(self.device)
         self.synthesis_tile: int | None = resources.synthesis_tile(self.device)
         self.config = self.weights.manifest.model_config  # load_weights checked entropy.safetensors against it
-        self.model = LcfModel(self.config).eval()
+        with weights_to_load():  # each network is loaded before it runs (the encoder and decoders when first needed)
+            self.model = LcfModel(self.config).eval()
         self.latent_codec: LatentCodec = loader.load_latent_codec(self.model, self.weights)
         self._encoder_loaded = False
         self._decoders_loaded: set[str] = set()

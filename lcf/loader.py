@@ -16,6 +16,7 @@ import torch
 from lcf.errors import ModelMismatchError
 from lcf.nn import IntegerEntropyNet, LcfModel
 from lcf.nn.integer import INTEGER_PREFIXES, check_integer_arrays, float_state
+from lcf.nn.model import weights_to_load
 from lcf.weights import ENCODER_PREFIXES, ENTROPY_PREFIXES, Weights, float_layout
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ def load_decoder(model: LcfModel, weights: Weights, name: str) -> None:
     arch = weights.decoder_arch(name)
     arrays = weights.decoder(name)  # its tensors checked against the arch before being read
     if name not in model.decoders or not arch.same_network(model.decoder_archs[name]):
-        model.add_decoder(name, arch)
+        with weights_to_load():  # every parameter of it is loaded below
+            model.add_decoder(name, arch)
     prefix = f"decoders.{name}."
     load_part(
         model, {prefix + k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, f"decoder {name!r}", (prefix,)

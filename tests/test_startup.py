@@ -159,3 +159,41 @@ def test_encoding_one_file_imports_nothing_for_batch_or_progress_bars(tmp_path: 
             [sys.executable, "-c", UNUSED_PROBE, *args], capture_output=True, text=True, timeout=300, check=False
         )
         assert result.stderr.strip().splitlines()[-1] == "EXIT 0 UNUSED -", (args, result.stderr[-2000:])
+
+
+def test_networks_built_for_loading_skip_random_init_only_in_their_thread() -> None:
+    import threading
+
+    from lcf.nn.model import weights_to_load
+
+    seen = {}
+
+    def elsewhere() -> None:
+        seen["other"] = torch.nn.Conv2d(4, 4, 3).weight.detach().clone()
+
+    with weights_to_load():
+        conv = torch.nn.Conv2d(4, 4, 3)
+        other = threading.Thread(target=elsewhere)
+        other.start()
+        other.join()
+    assert torch.isnan(conv.weight).all() and torch.isnan(conv.bias).all()
+    assert torch.isfinite(seen["other"]).all() and seen["other"].abs().sum() > 0  # PyTorch's random init
+    assert torch.isfinite(torch.nn.Conv2d(4, 4, 3).weight).all()  # and after the block
+    assert torch.nn.init.uniform_.__module__ == "torch.nn.init"
+
+
+def test_a_codec_runs_only_loaded_parameters(tmp_path: Path) -> None:
+    # the codec's model is built without random initialisation (NaN until loaded): every network it ran to encode
+    # and decode must be finite, and the bytes are those of the spec's vectors (tests/test_vectors.py checks them all)
+    import lcf
+
+    codec = lcf.Codec()
+    source = VECTOR.with_name("gradient-64x48-q4.source.png")
+    data = codec.encode(source, 4)
+    codec.decode(data)
+    model = codec.model
+    ran = [model.g_a, model.h_a, model.h_s, model.ctx, model.pen_anchor, model.pen_nonanchor, model.gain]
+    ran += [model.decoders[name] for name in codec._decoders_loaded]
+    for network in ran:
+        for name, param in network.named_parameters():
+            assert torch.isfinite(param).all(), name

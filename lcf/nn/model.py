@@ -12,6 +12,9 @@ computes them. In eval mode the rates use the rounded values.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -28,6 +31,56 @@ from .pen import AnchorPEN, MixtureTensors, NonAnchorPEN
 from .students import build_decoder, check_decoder_name, teacher_arch
 from .tiling import analyse_tiled, synthesise_tiled
 from .transforms import analysis_transform
+
+_INITS = (
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "zeros_",
+    "ones_",
+    "constant_",
+)  # the nn.init functions that modules' constructors call
+_INIT_LOCK = threading.Lock()
+_SKIPPING = threading.local()
+
+
+def _nan_unless_skipping(init: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    def wrapper(tensor: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if not getattr(_SKIPPING, "on", False):
+            return init(tensor, *args, **kwargs)
+        if tensor.device.type == "cpu":  # through NumPy: one thread (PyTorch's fill_ is parallel, which costs here)
+            tensor.detach().numpy().fill(float("nan"))
+        else:
+            with torch.no_grad():
+                tensor.fill_(float("nan"))
+        return tensor
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def weights_to_load() -> Iterator[None]:
+    """Modules built in this thread inside the block get NaN where ``torch.nn.init`` would draw their random
+    initial parameters (Conv2d, ConvTranspose2d, the deformable convolutions...): for networks whose every parameter
+    is then loaded from a weights folder, it saves PyTorch's random number generation (about 30 ms of a codec's
+    start-up, issue 21), and a parameter that was not loaded makes NaN rather than a plausible output. Values that
+    constructors compute themselves (GDN's β and γ, the gains, the factorized density) are kept. Other threads are
+    unaffected: ``torch.nn.init``'s functions are wrapped only for the block and call through outside this thread."""
+    with _INIT_LOCK:
+        saved = {name: getattr(nn.init, name) for name in _INITS}
+        for name, init in saved.items():
+            setattr(nn.init, name, _nan_unless_skipping(init))
+        _SKIPPING.on = True
+        try:
+            yield
+        finally:
+            _SKIPPING.on = False
+            for name, init in saved.items():
+                setattr(nn.init, name, init)
 
 
 def ste_round(v: Tensor) -> Tensor:
