@@ -253,3 +253,35 @@ def test_escape_split_join(values, seed):
     assert escape.group_sizes(head) == [g.size for g in groups]
     u2, below2 = escape.join(head, groups)
     assert np.array_equal(u2, u) and np.array_equal(below2, below)
+
+
+def test_family_cdf_rows_and_reach_follow_their_definitions():
+    # from_arrays builds the padded CDF rows and the reach table fast (issue 21: a codec's start-up); checked here
+    # against their definitions, row by row
+    from lcf.entropy.params import FAMILIES, MEAN_SCALE, SCALE_LEVELS, WEIGHT_BITS
+    from lcf.entropy.tables import PAD, REACH_TAIL, FamilyTables, build_family_tables
+
+    tables = FamilyTables.from_arrays(build_family_tables())
+    start = 0
+    for f in range(len(FAMILIES)):
+        for s in range(SCALE_LEVELS):
+            d = int(tables.half_width[f, s])
+            totals = []
+            for r in range(MEAN_SCALE):
+                row = tables.pmf[start : start + 2 * d + 1].astype(np.int64)
+                start += 2 * d + 1
+                i, total = int(tables.row_start[f, s, r]), int(row.sum())
+                want = np.concatenate([np.zeros(PAD + 1), np.cumsum(row), np.full(PAD, total)])
+                assert np.array_equal(tables.cdf[i - PAD : i + 2 * d + 2 + PAD], want), (f, s, r)
+                totals.append(total)
+            for b in range(WEIGHT_BITS + 2):
+                bound = REACH_TAIL << (WEIGHT_BITS + 1 - b) if b else 0
+                if b == 0 or max(totals) <= bound:
+                    assert tables.reach[f, s, b] == -1
+                    continue
+                rows = [
+                    tables.cdf[int(tables.row_start[f, s, r]) :][: 2 * d + 2].astype(np.int64)
+                    for r in range(MEAN_SCALE)
+                ]
+                outside = [max(int(c[-1] - c[d + k + 1] + c[d - k]) for c in rows) for k in range(d + 1)]
+                assert tables.reach[f, s, b] == next(k for k in range(d + 1) if outside[k] <= bound), (f, s, b)

@@ -166,7 +166,7 @@ class FamilyTables:
         REACH_TAIL << (15 - b); -1 if the whole row mass is within that bound (b = bit length of the weight; b = 0,
         weight 0, always -1)."""
         reach = np.full((len(FAMILIES), SCALE_LEVELS, WEIGHT_BITS + 2), -1, dtype=np.int32)
-        limit = np.array([0] + [REACH_TAIL << (WEIGHT_BITS + 1 - b) for b in range(1, WEIGHT_BITS + 2)])
+        limit = np.array([REACH_TAIL << (WEIGHT_BITS + 1 - b) for b in range(1, WEIGHT_BITS + 2)])  # b = 1, 2, ...
         for f in range(len(FAMILIES)):
             for s in range(SCALE_LEVELS):
                 d = int(self.half_width[f, s])
@@ -174,10 +174,10 @@ class FamilyTables:
                 radius = np.arange(0, d + 1)
                 total = rows[:, -1:]
                 outside = (total - rows[:, d + radius + 1] + rows[:, d - radius]).max(axis=0)  # (D + 1,)
-                for b in range(1, WEIGHT_BITS + 2):
-                    if int(total.max()) <= limit[b]:
-                        continue  # the whole component is lighter than the bound: never widens a window
-                    reach[f, s, b] = int(np.argmax(outside <= limit[b]))  # outside[d] = 0, so it exists
+                # per b: the first radius whose outside mass is within the bound (outside[d] = 0, so one exists);
+                # -1 where the whole component is lighter than the bound: it never widens a window
+                first = np.argmax(outside[None, :] <= limit[:, None], axis=1)
+                reach[f, s, 1:] = np.where(int(total.max()) <= limit, -1, first)
         return reach
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -190,16 +190,13 @@ class FamilyTables:
 
 def _padded_cdf(pmf: np.ndarray, lengths: np.ndarray, pmf_start: np.ndarray, row_sums: np.ndarray):
     """Rows [PAD zeros | cdf (len + 1) | PAD totals] back to back; returns (int32 array, int64 index of each cdf[0])."""
-    nrows = lengths.size
     padded_len = lengths + 1 + 2 * PAD
     padded_start = np.concatenate([[0], np.cumsum(padded_len)])
     row_start = padded_start[:-1] + PAD
-    cdf = np.zeros(int(padded_start[-1]), dtype=np.int32)
-    row_id = np.repeat(np.arange(nrows), lengths)
-    running = np.cumsum(pmf, dtype=np.int64) - np.concatenate([[0], np.cumsum(row_sums)[:-1]])[row_id]
-    cdf[np.arange(pmf.size) - pmf_start[row_id] + row_start[row_id] + 1] = running
-    tail_pos = (row_start + lengths + 1)[:, None] + np.arange(PAD)[None, :]
-    cdf[tail_pos] = row_sums[:, None]
+    cdf = np.repeat(row_sums.astype(np.int32), padded_len)  # every entry its row's total; then each head and cdf
+    for start, first, n in zip(row_start.tolist(), pmf_start[:-1].tolist(), lengths.tolist(), strict=True):
+        cdf[start - PAD : start + 1] = 0
+        np.cumsum(pmf[first : first + n], out=cdf[start + 1 : start + 1 + n])  # a row sums to <= TABLE_TOTAL
     return cdf, row_start
 
 
