@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import sys
 from typing import Annotated
@@ -82,6 +83,11 @@ def run() -> None:
     except KeyboardInterrupt:  # outside a command (they handle it themselves)
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        # the command is done (its files written and closed): let the interpreter's exit skip the garbage collector's
+        # passes over every object PyTorch made (about 0.2 s of each lcf encode/decode; issue 21). atexit handlers,
+        # flushing and closing still run.
+        gc.freeze()
 
 
 if __name__ == "__main__":
