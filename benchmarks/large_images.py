@@ -12,7 +12,10 @@ these settings (``lcf.hugepages``, ``lcf.resources.synthesis_memory_format``):
 - ``huge pages``: huge pages only;   ``g_s channels_last``: the layout only;
 - ``after``: both (lcf from commit f3a9966 until g_s ran in tiles);
 - ``tiles``: both, and g_a's first and g_s's last modules in tiles (``Codec.analysis_tile``,
-  ``Codec.synthesis_tile``, ``lcf.nn.tiling``): what lcf does now on a Linux CPU.
+  ``Codec.synthesis_tile``, ``lcf.nn.tiling``), the whole g_s at once (lcf until the blocks below);
+- ``blocks``: tiles, and the whole g_s in blocks of 128 latent pixels with its reach around each, written into the
+  uint8 output block by block, glibc's mmap threshold fixed at 1 MiB (``Codec.synthesis_block``,
+  ``lcf.resources.bound_heap``): what lcf does now on a Linux CPU.
 
 Times are ``Codec.encode`` (image file -> bytes) and ``Codec.decode`` (bytes -> pixels) inside the process, best of
 ``--repeats``; loading PyTorch and the weights, and writing a PNG, are not in them. Memory is the process's peak
@@ -33,12 +36,13 @@ from pathlib import Path
 
 from lcf.bench.scripts import command_line, write_fragment
 
-CONFIGS = {  # name: (huge pages, g_s channels_last, g_s tiles)
-    "before": (False, False, False),
-    "huge pages": (True, False, False),
-    "g_s channels_last": (False, True, False),
-    "after": (True, True, False),
-    "tiles": (True, True, True),
+CONFIGS = {  # name: (huge pages, g_s channels_last, g_s tiles, g_s in blocks)
+    "before": (False, False, False, False),
+    "huge pages": (True, False, False, False),
+    "g_s channels_last": (False, True, False, False),
+    "after": (True, True, False, False),
+    "tiles": (True, True, True, False),
+    "blocks": (True, True, True, True),
 }
 
 CHILD = r"""
@@ -54,6 +58,8 @@ torch.set_num_threads(args["threads"])
 codec = codec_module.Codec(args["weights"])
 if not args["tiles"]:
     codec.analysis_tile = codec.synthesis_tile = None
+if not args["blocks"]:
+    codec.synthesis_block = None
 times = []
 for _ in range(args["repeats"]):
     start = time.perf_counter()
@@ -79,7 +85,7 @@ def sizes(text: str) -> list[tuple[int, int]]:
 
 
 def run_child(op: str, config: str, src: Path, dst: Path, args: argparse.Namespace, work: Path) -> dict:
-    huge, channels_last, tiles = CONFIGS[config]
+    huge, channels_last, tiles, blocks = CONFIGS[config]
     report = work / "report.json"
     env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if huge else "0"}
     child = {
@@ -92,6 +98,7 @@ def run_child(op: str, config: str, src: Path, dst: Path, args: argparse.Namespa
         "weights": args.weights,
         "channels_last": channels_last,
         "tiles": tiles,
+        "blocks": blocks,
         "report": str(report),
     }
     subprocess.run([sys.executable, "-c", CHILD, json.dumps(child)], env=env, check=True)

@@ -116,7 +116,10 @@ class Codec:
     modules run in tiles of this many of their input pixels (at H/4 for the shipped decoders; at H/8 for images
     beyond DEEP_TILES_PIXELS, :func:`lcf.resources.synthesis_upsamplings`), so a large image's decoding peaks at one
     tile of them (same pixels up to float rounding, ``lcf.nn.tiling``); None runs the whole image at once. Default:
-    :func:`lcf.resources.synthesis_tile` of the device.
+    :func:`lcf.resources.synthesis_tile` of the device. ``synthesis_block``: the whole g_s runs on blocks of at most
+    this many latent pixels a side, each with g_s's reach around it (``lcf.nn.tiling.synthesise_blocks``), and the
+    pixels are written block by block into the uint8 output, so a decode's synthesis memory does not grow with the
+    image (same pixels up to float rounding); None runs it whole. Default: :func:`lcf.resources.synthesis_block`.
     ``analysis_tile``: the same for g_a's modules from full resolution to H/8, in their output pixels (H/8); the
     latents equal the whole pass's up to float rounding (see ``lcf.nn.tiling.analyse_tiled``).
     """
@@ -132,6 +135,7 @@ class Codec:
         self.device = resources.torch_device(device)
         self.analysis_tile: int | None = resources.analysis_tile(self.device)
         self.synthesis_tile: int | None = resources.synthesis_tile(self.device)
+        self.synthesis_block: int | None = resources.synthesis_block(self.device)
         self.config = self.weights.manifest.model_config  # load_weights checked entropy.safetensors against it
         with weights_to_load():  # each network is loaded before it runs (the encoder and decoders when first needed)
             self.model = LcfModel(self.config).eval()
@@ -399,17 +403,24 @@ class Codec:
         y_hat = torch.from_numpy(symbols.y_hat.astype(np.float32))[None].to(self.device)
         y_hat = y_hat.contiguous(memory_format=resources.synthesis_memory_format(self.device))
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
+        block = self.synthesis_block
+        side = LATENT_STRIDE * block if block else max(header.padded_width, header.padded_height)
+        upsamplings = resources.synthesis_upsamplings(min(header.padded_width, side), min(header.padded_height, side))
+        height, width = header.height, header.width
+        if block and max(header.padded_width, header.padded_height) > side:
+            resources.bound_heap()  # in blocks: what each block frees must go back to the system
+        out = np.empty((height, width, 3), np.uint8)  # written block by block: no whole-image float x̂
         with torch.inference_mode():
-            x_hat = self.model.synthesise(
-                y_hat,
-                q,
-                decoder,
-                coded=coded,
-                tile=self.synthesis_tile,
-                upsamplings=resources.synthesis_upsamplings(header.padded_width, header.padded_height),
+            parts = self.model.synthesise_blocks(
+                y_hat, q, decoder, coded=coded, tile=self.synthesis_tile, upsamplings=upsamplings, block=block
             )
-            x = x_hat[0, :, : header.height, : header.width].mul_(255.0).round_().to("cpu", torch.uint8)
-        return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+            for top, left, part in parts:
+                bottom, right = min(height, top + part.shape[-2]), min(width, left + part.shape[-1])
+                if bottom > top and right > left:
+                    x = part[0, :, : bottom - top, : right - left].mul_(255.0).round_().to("cpu", torch.uint8)
+                    out[top:bottom, left:right] = x.permute(1, 2, 0).numpy()
+                del part
+        return out
 
     def decode(self, data: bytes, decoder: str | None = None, limits: Limits | None = None) -> Decoded:
         """The bytes of a .lcf file -> a :class:`Decoded` image (``.to_pil()`` for a PIL image)."""

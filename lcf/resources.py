@@ -6,7 +6,9 @@ docs/BENCHMARKS.md, "Large images and start-up on the CPU".
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 
 import torch
 
@@ -139,16 +141,50 @@ def synthesis_tile(device: torch.device) -> int:
     return 64 if device.type == "cpu" else 256
 
 
+def bound_heap() -> None:
+    """Serve every allocation of 1 MiB or more with its own ``mmap`` from now on in this process (glibc's
+    ``mallopt(M_MMAP_THRESHOLD)``; nothing elsewhere), so that what a large decode frees goes back to the system.
+    By default glibc raises that threshold (up to 32 MiB) each time a large block is freed, so after a decode's first
+    layers its tensors of a few megabytes come from the heap and what they free stays resident, phase after phase
+    and block after block of g_s: the 4096x4096 bomb of docs/SECURITY.md peaked at 1.36 GiB with blocks and this
+    off, 0.86 GiB with it (and 1.0 GiB with a 4 MiB threshold), for about 20 % more synthesis time there (page faults;
+    docs/BENCHMARKS.md, "Large images"). The codec calls it only for images larger than one block of g_s."""
+    global _heap_bounded
+    if _heap_bounded or not sys.platform.startswith("linux"):
+        return
+    _heap_bounded = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+    mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+_heap_bounded = False
+
+
+def synthesis_block(device: torch.device) -> int:
+    """Side of the blocks the whole g_s runs in (``lcf.nn.tiling.synthesise_blocks``), in latent pixels: 128 (2048 x
+    2048 output pixels; images up to that size run whole), so that a decode's synthesis peaks at one block's
+    activations (~0.35 GiB with the teacher) however large the image. Each block also reads g_s's reach around it (11
+    latent pixels for the teacher), which costs a larger image 10-20 % of g_s's time (docs/BENCHMARKS.md, "Large
+    images"). The same on CUDA (not measured)."""
+    return 128
+
+
 __all__ = [
     "DEEP_TILES_PIXELS",
     "DEFAULT_MAX_MEMORY",
     "analysis_memory_format",
     "analysis_tile",
+    "bound_heap",
     "check_memory",
     "default_max_memory",
     "memory_needed",
     "place",
     "refine_memory_needed",
+    "synthesis_block",
     "synthesis_memory_format",
     "synthesis_tile",
     "synthesis_upsamplings",

@@ -18,10 +18,12 @@ from lcf.nn.tiling import (
     analyse_tiled,
     dependency_radius,
     run_tiled,
+    synthesis_reach,
+    synthesise_blocks,
     synthesise_tiled,
     tile_plan,
 )
-from lcf.resources import analysis_tile, synthesis_tile
+from lcf.resources import analysis_tile, synthesis_block, synthesis_tile
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,6 +101,43 @@ def test_codec_decodes_in_tiles_within_the_specs_rounding(tiny_weights):
     for name in tiled.decoder_names:
         a, b = tiled.decode(data, decoder=name), whole.decode(data, decoder=name)
         assert np.array_equal(a.symbols.y_hat, b.symbols.y_hat)
+        assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["teacher", "cfg2", "cfg3", "cfg4"])
+def test_blocks_of_the_whole_g_s_with_its_reach_give_the_whole_pass(name):
+    """Blocks of 3x3 latent pixels (each read with g_s's reach around it) cover every output pixel once and give the
+    whole pass's values up to float rounding; a latent within one block runs whole."""
+    g_s = _decoders()[name]
+    y = torch.randn(1, 12, 8, 10)
+    radius, scale = synthesis_reach(g_s, 12) or (None, None)
+    assert scale == 16 and radius == dependency_radius(g_s, 12, 16)
+    with torch.no_grad():
+        whole = g_s(y)
+        out, seen = torch.full_like(whole, float("nan")), torch.zeros(whole.shape[-2:], dtype=torch.int32)
+        parts = list(synthesise_blocks(g_s, y, 3, 4))
+        for top, left, part in parts:
+            out[:, :, top : top + part.shape[-2], left : left + part.shape[-1]] = part
+            seen[top : top + part.shape[-2], left : left + part.shape[-1]] += 1
+        assert len(parts) == 3 * 4 and bool((seen == 1).all())
+        assert torch.allclose(out, whole, atol=1e-4)
+        ((top, left, part),) = synthesise_blocks(g_s, y, 10, None)
+        assert (top, left) == (0, 0) and torch.equal(part, whole)
+
+
+def test_codec_decodes_in_blocks_within_the_specs_rounding(tiny_weights):
+    """The whole g_s in blocks of 4 latent pixels (64 output pixels, 12 blocks) on a 200x150 image against the whole
+    pass: the same symbols, pixels within ±1, every decoder."""
+    img = make_rgb_array(150, 200, kind="mixed", seed=22)
+    blocked = Codec(tiny_weights)
+    assert blocked.synthesis_block == synthesis_block(torch.device("cpu"))
+    blocked.synthesis_block = 4
+    whole = Codec(tiny_weights)
+    whole.synthesis_block = None
+    data = blocked.encode(img, 4.0)
+    for name in blocked.decoder_names:
+        a, b = blocked.decode(data, decoder=name), whole.decode(data, decoder=name)
+        assert np.array_equal(a.symbols.y_hat, b.symbols.y_hat) and a.rgb.shape == b.rgb.shape == img.shape
         assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
 
 

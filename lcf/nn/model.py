@@ -29,7 +29,7 @@ from .hyper import FactorizedDensity, hyper_analysis, hyper_synthesis
 from .likelihood import mixture_likelihood
 from .pen import AnchorPEN, MixtureTensors, NonAnchorPEN
 from .students import build_decoder, check_decoder_name, teacher_arch
-from .tiling import analyse_tiled, synthesise_tiled
+from .tiling import analyse_tiled, synthesise_blocks, synthesise_tiled
 from .transforms import analysis_transform
 
 _INITS = (
@@ -177,6 +177,23 @@ class LcfModel(nn.Module):
         g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
         out = synthesise_tiled(g_s, y, tile, coded, upsamplings)
         return out.clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
+
+    def synthesise_blocks(
+        self,
+        y_hat: Tensor,
+        quality: Tensor,
+        decoder: str = "teacher",
+        coded: Tensor | None = None,
+        tile: int | None = None,
+        upsamplings: int | None = None,
+        block: int | None = None,
+    ) -> Iterator[tuple[int, int, Tensor]]:
+        """:meth:`synthesise` a block of at most ``block`` x ``block`` latent pixels at a time
+        (lcf.nn.tiling.synthesise_blocks): ``(top, left, part)`` with ``part`` x̂ from output pixel ``(top, left)``,
+        clamped to [0, 1]; the same result up to float rounding at the peak memory of one block."""
+        g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
+        for top, left, part in synthesise_blocks(g_s, y, block, tile, coded, upsamplings):
+            yield top, left, part.clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
 
     def add_decoder(self, name: str, arch: DecoderArch) -> nn.Module:
         """Register (or replace) decoder ``name``: a g_s built from ``arch`` (lcf.nn.students.build_decoder)."""

@@ -24,6 +24,7 @@ deformable offsets are learnt.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +149,65 @@ def synthesise_tiled(
     if f.shape[-2] <= tile and f.shape[-1] <= tile:
         return tail(f)
     return run_tiled(tail, f, tile, plan.halo, scale=plan.scale)
+
+
+_RADII: weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[int, int] | None]] = weakref.WeakKeyDictionary()
+
+
+def synthesis_reach(g_s: nn.Sequential, latent_channels: int) -> tuple[int, int] | None:
+    """(radius, scale) of the whole ``g_s`` (cached per module object): how many latent pixels away its output still
+    depends on ŷ (:func:`dependency_radius`; 11 for the shipped teacher, 3 to 11 for its students) and its output
+    pixels per latent pixel (16). None when the reach is not local (beyond :func:`dependency_radius`'s limit): such a
+    g_s runs whole."""
+    cached = _RADII.setdefault(g_s, {})
+    if latent_channels not in cached:
+        param = next(g_s.parameters())
+        with torch.no_grad():
+            probe = torch.zeros(1, latent_channels, 1, 1, dtype=param.dtype, device=param.device)
+            scale = g_s(probe).shape[-1]
+        try:
+            cached[latent_channels] = (dependency_radius(g_s, latent_channels, scale), scale)
+        except ValueError:
+            cached[latent_channels] = None
+    return cached[latent_channels]
+
+
+def synthesise_blocks(
+    g_s: nn.Sequential,
+    y: Tensor,
+    block: int | None,
+    tile: int | None,
+    coded: Tensor | None = None,
+    upsamplings: int | None = None,
+) -> Iterator[tuple[int, int, Tensor]]:
+    """g_s(y) a block at a time: ``(top, left, part)``, ``part`` the output at output pixel ``(top, left)``. The
+    latent is cut into the fewest blocks of at most ``block`` x ``block`` latent pixels (evenly sized); each block is
+    read with g_s's whole reach (:func:`synthesis_reach`) more on every side that has a neighbour and synthesised by
+    :func:`synthesise_tiled`, and its core kept: the whole pass's output up to float rounding, at a peak memory of
+    one block's activations however large the image (docs/BENCHMARKS.md, "Large images"). One block (the whole
+    image) when ``block`` is None, the latent fits in one or g_s's reach is not local."""
+    _, _, h, w = y.shape
+    reach = synthesis_reach(g_s, y.shape[1]) if block and (h > block or w > block) else None
+    if reach is None:
+        yield 0, 0, synthesise_tiled(g_s, y, tile, coded, upsamplings)
+        return
+    assert block is not None
+    halo, scale = reach
+    layout = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    bh, bw = -(-h // -(-h // block)), -(-w // -(-w // block))
+    for top in range(0, h, bh):
+        bottom, t0 = min(h, top + bh), max(0, top - halo)
+        t1 = min(h, bottom + halo)
+        for left in range(0, w, bw):
+            right, l0 = min(w, left + bw), max(0, left - halo)
+            l1 = min(w, right + halo)
+            piece = y[:, :, t0:t1, l0:l1].contiguous(memory_format=layout)  # a slice: not in the layout the
+            part = synthesise_tiled(g_s, piece, tile, coded, upsamplings)  # convolutions' fast paths expect
+            yield (
+                top * scale,
+                left * scale,
+                part[:, :, (top - t0) * scale : (bottom - t0) * scale, (left - l0) * scale : (right - l0) * scale],
+            )
 
 
 # -- g_a ---------------------------------------------------------------------------------------------------------------
