@@ -390,6 +390,8 @@ class Codec:
                 chunk="HEAD",
             )
         self.check_memory(h.padded_width, h.padded_height, decoding=True, chunk="HEAD")
+        if self.synthesis_block and max(h.padded_width, h.padded_height) > LATENT_STRIDE * self.synthesis_block:
+            resources.bound_heap()  # a decode in blocks: what each phase and block frees goes back to the system
         coded = np.array(decode_channel_bitmap(container.bitmap, self.config.M), dtype=bool)
         streams = Streams(container.hyper, container.anchor, container.nonanchor)
         return self.latent_codec.decode(
@@ -407,8 +409,6 @@ class Codec:
         side = LATENT_STRIDE * block if block else max(header.padded_width, header.padded_height)
         upsamplings = resources.synthesis_upsamplings(min(header.padded_width, side), min(header.padded_height, side))
         height, width = header.height, header.width
-        if block and max(header.padded_width, header.padded_height) > side:
-            resources.bound_heap()  # in blocks: what each block frees must go back to the system
         out = np.empty((height, width, 3), np.uint8)  # written block by block: no whole-image float x̂
         with torch.inference_mode():
             parts = self.model.synthesise_blocks(
