@@ -147,8 +147,8 @@ def bound_heap() -> None:
     By default glibc raises that threshold (up to 32 MiB) each time a large block is freed, so after a decode's first
     layers its tensors of a few megabytes come from the heap and what they free stays resident, phase after phase
     and block after block of g_s: the 4096x4096 bomb of docs/SECURITY.md peaked at 1.36 GiB with blocks and this
-    off, 0.86 GiB with it (and 1.0 GiB with a 4 MiB threshold), for about 20 % more synthesis time there (page faults;
-    docs/BENCHMARKS.md, "Large images"). The codec calls it only for images larger than one block of g_s."""
+    off, 0.92 GiB with it (1.02 GiB with a 4 MiB threshold); more page faults, whose time was not measured apart
+    (docs/BENCHMARKS.md, "Decoding in bounded memory"). The codec calls it only for images beyond one block of g_s."""
     global _heap_bounded
     if _heap_bounded or not sys.platform.startswith("linux"):
         return
@@ -167,9 +167,9 @@ _heap_bounded = False
 def synthesis_block(device: torch.device) -> int:
     """Side of the blocks the whole g_s runs in (``lcf.nn.tiling.synthesise_blocks``), in latent pixels: 128 (2048 x
     2048 output pixels; images up to that size run whole), so that a decode's synthesis peaks at one block's
-    activations (~0.35 GiB with the teacher) however large the image. Each block also reads g_s's reach around it (11
-    latent pixels for the teacher), which costs a larger image 10-20 % of g_s's time (docs/BENCHMARKS.md, "Large
-    images"). The same on CUDA (not measured)."""
+    activations (~0.4 GiB with the teacher, one block measured alone) however large the image. Each block also reads
+    g_s's reach around it (11 latent pixels for the teacher): ~21 % more of g_s's work for a 12-megapixel image
+    (docs/BENCHMARKS.md, "Decoding in bounded memory"). The same on CUDA (not measured)."""
     return 128
 
 
