@@ -50,9 +50,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import save as save_tensors_bytes
 
 from lcf.errors import FormatError, LcfIOError, ModelMismatchError
+from lcf.fileio import atomic_write
 from lcf.manifest import (
     MANIFEST,
     MAX_MANIFEST_BYTES,
@@ -591,24 +592,24 @@ def save_weights(
     default_decoder: str = "teacher",
     info: dict | None = None,
 ) -> Weights:
-    """Write a weights folder. ``decoders`` maps a name to (its architecture, its tensors)."""
+    """Write a weights folder. ``decoders`` maps a name to (its architecture, its tensors).
+
+    Each file is written through lcf.fileio's atomic write, the manifest last: an export that fails or is interrupted
+    leaves each file complete (new or as it was) or absent, never half written. Raises LcfIOError (disk full, ...)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    save_file(encoder, str(root / ENCODER_FILE))
-    save_file(entropy, str(root / ENTROPY_FILE))
+    atomic_write(root / ENCODER_FILE, save_tensors_bytes(encoder))
+    atomic_write(root / ENTROPY_FILE, save_tensors_bytes(entropy))
     entries = {}
     for name, (arch, tensors) in decoders.items():
         fname = f"decoder-{name}.safetensors"
-        save_file(tensors, str(root / fname))
+        data = save_tensors_bytes(tensors)
+        atomic_write(root / fname, data)
         entries[name] = DecoderEntry(
-            name,
-            fname,
-            arch,
-            parameters=int(sum(t.size for t in tensors.values())),
-            bytes=(root / fname).stat().st_size,
+            name, fname, arch, parameters=int(sum(t.size for t in tensors.values())), bytes=len(data)
         )
     manifest = Manifest(
         model_config, model_id_of(entropy), ENCODER_FILE, ENTROPY_FILE, entries, default_decoder, info or {}
     )
-    (root / MANIFEST).write_text(manifest.dumps())
+    atomic_write(root / MANIFEST, manifest.dumps().encode())
     return load_weights(root)

@@ -140,3 +140,75 @@ def test_an_encoder_only_run_ships_into_a_copy_with_the_same_model_id(tmp_path, 
     train(TrainConfig(data=[str(data)], run=str(other), N=16, M=24, Mz=16, crop=64, batch=2, steps=1))
     with pytest.raises(TrainError, match="was not started from"):
         export_encoder(other, tiny_weights, tmp_path / "x")
+
+
+_WRITE_PAST_LIMIT = """
+import json, resource, signal, sys
+from pathlib import Path
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from lcf.train.export import export_encoder
+from lcf.weights import load_weights, save_weights
+
+def attempt(call):
+    try:
+        call()
+    except Exception as exc:
+        return f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+    return "no error"
+
+src, again, run, out = (Path(a) for a in sys.argv[2:6])
+w = load_weights(src)
+decoders = {name: (w.decoder_arch(name), w.decoder(name)) for name in w.decoder_names}
+doubled = {k: 2 * v for k, v in w.encoder().items()}
+print(json.dumps([
+    attempt(lambda: save_weights(again, model_config=w.manifest.model_config, encoder=doubled, entropy=w.entropy,
+                                 decoders=decoders, default_decoder=w.default_decoder)),
+    attempt(lambda: export_encoder(run, src, out)),
+]))
+"""
+
+
+def test_an_export_that_fails_midway_leaves_no_partial_file(tmp_path, tiny_weights):
+    """save_weights (export_model, reexport) and export_encoder write each file through lcf.fileio's atomic write:
+    when a write fails midway (here a file-size limit, as a full disk would), the export stops with an LcfIOError
+    naming the file, and every file of the folder is either complete or absent (or as it was); no temporary file."""
+    import json
+    import os
+    import resource  # noqa: F401  (POSIX; the subprocess sets RLIMIT_FSIZE)
+    import subprocess
+    import sys
+
+    from lcf.train.checkpoint import save_checkpoint
+    from lcf.train.export import export_encoder
+    from lcf.train.loop import model_from_folder
+    from lcf.weights import load_weights
+
+    model, weights = model_from_folder(tiny_weights)
+    with torch.no_grad():
+        model.g_a[0].conv.weight.mul_(1.5)  # the encoder-only run moved the encoder
+    run = tmp_path / "run"
+    ckpt = {"model": model.state_dict(), "model_config": weights.manifest.model_config.to_dict(), "step": 1}
+    save_checkpoint(run, {**ckpt, "train_config": {"train_only": "g_a,h_a"}})
+    reference = tmp_path / "reference"
+    export_encoder(run, tiny_weights, reference)  # what a complete export holds
+    again = tmp_path / "again"
+    _float_layout_copy(load_weights(tiny_weights), again)  # an existing folder that a new export replaces
+    before = {p.name: p.read_bytes() for p in again.iterdir()}
+    limit = min(p.stat().st_size for p in tiny_weights.glob("*.safetensors")) // 2
+
+    out = tmp_path / "out"
+    args = [str(limit), str(tiny_weights), str(again), str(run), str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _WRITE_PAST_LIMIT, *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    replaced, copied = json.loads(done.stdout.splitlines()[-1])
+    assert replaced.startswith("lcf.errors.LcfIOError: cannot write ") and "File too large" in replaced, replaced
+    assert copied.startswith("lcf.errors.LcfIOError: cannot write ") and "File too large" in copied, copied
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == before  # the old folder, untouched
+    assert sorted(p.name for p in out.iterdir()) == sorted(  # what was written is complete, nothing else
+        p.name for p in reference.iterdir() if (out / p.name).exists()
+    )
+    for path in out.iterdir():
+        assert path.read_bytes() == (reference / path.name).read_bytes(), f"{path.name} is incomplete"

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import save_file
+from safetensors.numpy import save as save_tensors_bytes
 
 from lcf.entropy import build_family_tables, build_z_tables
 from lcf.errors import LcfError, TrainError
+from lcf.fileio import atomic_output, atomic_write, io_error
 from lcf.nn import LcfModel, ModelConfig
 from lcf.nn.integer import integer_arrays
 from lcf.train.checkpoint import load_checkpoint
@@ -164,8 +165,8 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
     out.mkdir(parents=True, exist_ok=True)
     for path in root.iterdir():
         if path.is_file() and path.name not in (ENCODER_FILE, MANIFEST):
-            shutil.copy2(path, out / path.name)
-    save_file(encoder, str(out / ENCODER_FILE))
+            _copy(path, out / path.name)
+    atomic_write(out / ENCODER_FILE, save_tensors_bytes(encoder))
     encoder_info = {
         "run": str(run),
         "steps": int(ckpt["step"]),
@@ -173,10 +174,24 @@ def export_encoder(run: str | os.PathLike, root: str | os.PathLike, out: str | o
         "notes": notes,
     }
     manifest = dataclasses.replace(weights.manifest, info={**weights.manifest.info, "encoder": encoder_info})
-    (out / MANIFEST).write_text(manifest.dumps())
+    atomic_write(out / MANIFEST, manifest.dumps().encode())  # last: the folder is complete when it has one
     result = load_weights(out)
     print(
         f"encoder of {run} (step {ckpt['step']}) with the rest of {root} in {out}: model id "
         f"{result.model_id.hex()} (unchanged)"
     )
     return result
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """``src`` to ``dst`` byte for byte (with its times, as shutil.copy2), through lcf.fileio's atomic write."""
+    try:
+        f = open(src, "rb")  # noqa: SIM115  (closed below; only its errors are about src)
+    except OSError as exc:
+        raise io_error(exc, src) from None
+    with f, atomic_output(dst) as g:
+        shutil.copyfileobj(f, g)
+    try:
+        shutil.copystat(src, dst)
+    except OSError as exc:
+        raise io_error(exc, dst) from None
