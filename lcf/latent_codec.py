@@ -36,6 +36,7 @@ from lcf.entropy import (
     int_params,
 )
 from lcf.nn import IntegerEntropyNet
+from lcf.nn.integer import H_S
 
 PARAM_BLOCK = 1 << 18  # elements per block of integer parameters (_stream_params); any value gives the same result
 
@@ -84,11 +85,8 @@ class LatentCodec:
         m, lh, lw = s.y_hat.shape
         anchors, nonanchors = checkerboard(lh, lw)
         flat = s.y_hat.reshape(m, -1)[s.coded]
-        t1 = self._hyper(s.z_hat)
-        p1 = self._anchor_params(t1, s.coded, anchors)
-        y_anchor = s.y_hat.reshape(m, -1).copy()
-        y_anchor[:, nonanchors] = 0
-        p2 = self._nonanchor_params(t1, y_anchor.reshape(m, lh, lw), s.coded, nonanchors)
+        p1 = self._params(s.z_hat, s.coded, anchors, lh, lw)
+        p2 = self._params(s.z_hat, s.coded, nonanchors, lh, lw, y_anchor=s.y_hat)
         sym1 = flat[:, anchors].reshape(-1)
         sym2 = flat[:, nonanchors].reshape(-1)
         streams = Streams(
@@ -109,38 +107,62 @@ class LatentCodec:
         """Streams -> the exact symbols the encoder coded, for an image of ``latent_height`` x ``latent_width``
         latent positions (Hp/16 x Wp/16) whose coded channels are ``coded`` (M,). A stream that does not decode
         exactly is a CorruptDataError."""
-        m, mc = coded.size, int(coded.sum())
+        m = coded.size
         lh, lw = latent_height, latent_width
         z_hat = decode_z_stream(streams.hyper, (self.z_tables.channels, lh // 4, lw // 4), self.z_tables)
         anchors, nonanchors = checkerboard(lh, lw)
-        t1 = self._hyper(z_hat)
-        p1 = self._anchor_params(t1, coded, anchors)
         y = np.zeros((m, lh * lw), dtype=np.int32)
-        y_coded = np.zeros((mc, lh * lw), dtype=np.int32)
-        y_coded[:, anchors] = decode_mixture_stream(streams.anchor, p1, self.family_tables, "anchor stream").reshape(
-            mc, anchors.size
+        p1 = self._params(z_hat, coded, anchors, lh, lw)
+        y[coded[:, None] & _at(anchors, lh * lw)] = decode_mixture_stream(
+            streams.anchor, p1, self.family_tables, "anchor stream"
         )
-        y[coded] = y_coded
-        p2 = self._nonanchor_params(t1, y.reshape(m, lh, lw), coded, nonanchors)
-        y_coded[:, nonanchors] = decode_mixture_stream(
+        del p1
+        p2 = self._params(z_hat, coded, nonanchors, lh, lw, y_anchor=y.reshape(m, lh, lw))
+        y[coded[:, None] & _at(nonanchors, lh * lw)] = decode_mixture_stream(
             streams.nonanchor, p2, self.family_tables, "non-anchor stream"
-        ).reshape(mc, nonanchors.size)
-        y[coded] = y_coded
+        )
         return Symbols(z_hat=z_hat, y_hat=y.reshape(m, lh, lw), coded=coded)
 
     # -- the exact path ------------------------------------------------------------------------------------------
 
-    def _hyper(self, z_hat: np.ndarray) -> torch.Tensor:
-        return self.net.hyper(z_hat[None])
-
-    def _anchor_params(self, t1: torch.Tensor, coded: np.ndarray, anchors: np.ndarray) -> IntParams:
-        return _stream_params(self.net.anchor, (t1,), coded, anchors)
-
-    def _nonanchor_params(
-        self, t1: torch.Tensor, y_anchor: np.ndarray, coded: np.ndarray, nonanchors: np.ndarray
+    def _params(
+        self,
+        z_hat: np.ndarray,
+        coded: np.ndarray,
+        positions: np.ndarray,
+        lh: int,
+        lw: int,
+        y_anchor: np.ndarray | None = None,
     ) -> IntParams:
-        ctx = self.net.context(y_anchor[None], nonanchors)
-        return _stream_params(self.net.pen2, (t1, ctx), coded, nonanchors)
+        """Integer parameters of one stream in stream order (coded channel, then position): PEN1(T1) at the anchor
+        ``positions``, or with ``y_anchor`` (M, lh, lw; only its anchors are read) PEN2([T1, ctx]) at the
+        non-anchor ones. A band of latent rows at a time (:func:`band_rows`): T1 and ctx of a band are computed
+        from the rows of ẑ and ŷ that reach it (:data:`HYPER_REACH`, ctx's 5x5 window), so that whatever the image
+        size only one band's float64 features exist at once, and the integers are those of the whole image."""
+        mc = int(coded.sum())
+        if mc == 0:  # no element: no network to run (the streams must then be empty)
+            return _no_params()
+        hz = z_hat.shape[1]
+        zrows = band_rows(lw, self.net)
+        parts = _StreamParams(mc, positions.size)
+        for z0 in range(0, hz, zrows):
+            z1 = min(hz, z0 + zrows)
+            r0, r1 = 4 * z0, min(lh, 4 * z1)
+            lo, hi = np.searchsorted(positions, (r0 * lw, r1 * lw))
+            if lo == hi:
+                continue
+            zt = max(0, z0 - HYPER_REACH)
+            t1 = self.net.hyper(z_hat[None, :, zt : min(hz, z1 + HYPER_REACH)])
+            t1 = t1[:, :, 4 * (z0 - zt) : 4 * (z0 - zt) + (r1 - r0)]
+            local = positions[lo:hi] - r0 * lw
+            if y_anchor is None:
+                parts.add(lo, _stream_params(self.net.anchor, (t1,), coded, local))
+                continue
+            c0 = max(0, r0 - CTX_REACH)  # even (r0 is a multiple of 4): the checkerboard's phase is kept
+            ctx = self.net.context(y_anchor[None, :, c0 : min(lh, r1 + CTX_REACH)], local + (r0 - c0) * lw)
+            ctx = ctx[:, :, r0 - c0 : r1 - c0]
+            parts.add(lo, _stream_params(self.net.pen2, (t1, ctx), coded, local))
+        return parts.result()
 
 
 def _stream_params(
@@ -171,6 +193,55 @@ def _stream_params(
             whole[:, i : i + block.size] = part.reshape(channels.size, block.size, p.k)
     weights, means, scale_idx = (a.reshape(-1, len(families)) for a in out)
     return IntParams(weights, means, scale_idx, families)
+
+
+HYPER_REACH = 4  # rows of ẑ around a band that reach its T1: traced back through h_s (3x3 at H/16; shuffle; 3x3,
+# 3x3 at H/32; shuffle; 3x3, 3x3 at H/64), latent rows [4a - 1, 4b + 1) need ẑ rows [a - 4, b + 4)
+CTX_REACH = 2  # rows of ŷ around a band that ctx's 5x5 window reads
+BAND_BYTES = 1 << 24  # T1 (float64, 2M channels) of one band of latent rows stays near this size
+
+
+def band_rows(latent_width: int, net: IntegerEntropyNet) -> int:
+    """Rows of ẑ per band of :meth:`LatentCodec._params` (4 latent rows each): T1 of a band about BAND_BYTES. Any
+    value gives the same integers; it bounds the memory of a large image's entropy parameters."""
+    t1_channels = net.layers[H_S[-1].key][0].shape[0]
+    return max(1, BAND_BYTES // (8 * t1_channels * 4 * max(1, latent_width)))
+
+
+def _at(positions: np.ndarray, size: int) -> np.ndarray:
+    """A (1, size) mask of ``positions``: with the (M, 1) channel bitmap it selects a stream's elements of ŷ (M, size)
+    in stream order (coded channel, then position)."""
+    mask = np.zeros((1, size), dtype=bool)
+    mask[0, positions] = True
+    return mask
+
+
+def _no_params() -> IntParams:
+    empty = np.zeros((0, 0), np.int32)
+    return IntParams(empty, empty, empty, ())
+
+
+class _StreamParams:
+    """The stream-order parameter arrays of one stream (mc coded channels x n positions), filled a band of positions
+    at a time."""
+
+    def __init__(self, channels: int, positions: int) -> None:
+        self.shape = (channels, positions)
+        self.arrays: list[np.ndarray] = []
+        self.families: tuple[str, ...] = ()
+
+    def add(self, start: int, p: IntParams) -> None:
+        mc, n = self.shape
+        if not self.arrays:
+            self.families = p.families
+            self.arrays = [np.empty((mc, n, len(p.families)), np.int32) for _ in range(3)]
+        block = p.weights.shape[0] // mc
+        for whole, part in zip(self.arrays, (p.weights, p.means, p.scale_idx), strict=True):
+            whole[:, start : start + block] = part.reshape(mc, block, -1)
+
+    def result(self) -> IntParams:
+        weights, means, scale_idx = (a.reshape(-1, len(self.families)) for a in self.arrays)
+        return IntParams(weights, means, scale_idx, self.families)
 
 
 __all__ = ["PARAM_BLOCK", "LatentCodec", "Streams", "Symbols", "checkerboard", "coded_channels"]

@@ -75,3 +75,34 @@ def test_damaged_streams_are_corrupt_data(latent) -> None:
     ):
         with pytest.raises(CorruptDataError):
             latent.decode(damaged, s.coded, 4, 4)
+
+
+def test_parameters_built_in_bands_of_rows_equal_the_whole_image(latent, monkeypatch) -> None:
+    """LatentCodec._params runs h_s, ctx and the PENs a band of latent rows at a time (issue 20: bounded memory):
+    one row of ẑ per band gives the integers of the whole image at once, and the same stream bytes. A band that read
+    one row of ẑ fewer than HYPER_REACH around it would not (this test sees it)."""
+    import lcf.latent_codec as lc
+    from lcf.latent_codec import _stream_params
+
+    s = _symbols(11, 24, 8)  # 6 rows of ẑ: six bands
+    anchors, nonanchors = checkerboard(24, 8)
+    t1 = latent.net.hyper(s.z_hat[None])
+    whole1 = _stream_params(latent.net.anchor, (t1,), s.coded, anchors)
+    whole2 = _stream_params(latent.net.pen2, (t1, latent.net.context(s.y_hat[None], nonanchors)), s.coded, nonanchors)
+    streams, _ = latent.encode(s)
+    assert lc.band_rows(8, latent.net) >= 6  # by default, one band
+    monkeypatch.setattr(lc, "BAND_BYTES", 1)
+    assert lc.band_rows(8, latent.net) == 1
+
+    def params(reach: int):
+        monkeypatch.setattr(lc, "HYPER_REACH", reach)
+        p1 = latent._params(s.z_hat, s.coded, anchors, 24, 8)
+        p2 = latent._params(s.z_hat, s.coded, nonanchors, 24, 8, y_anchor=s.y_hat)
+        return [a for p in (p1, p2) for a in (p.weights, p.means, p.scale_idx)]
+
+    expected = [a for p in (whole1, whole2) for a in (p.weights, p.means, p.scale_idx)]
+    assert all(np.array_equal(a, b) for a, b in zip(params(lc.HYPER_REACH), expected, strict=True))
+    assert latent.encode(s)[0] == streams
+    back = latent.decode(streams, s.coded, 24, 8)
+    assert np.array_equal(back.y_hat, s.y_hat) and np.array_equal(back.z_hat, s.z_hat)
+    assert not all(np.array_equal(a, b) for a, b in zip(params(lc.HYPER_REACH - 1), expected, strict=True))
