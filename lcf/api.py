@@ -411,6 +411,7 @@ def batch(
     cluster: str | None = None,
     target: Target | None = None,
     keep_nearest: bool = False,
+    measure: bool = False,
 ) -> BatchReport:
     """Convert every file under the folder ``src`` into the folder ``dst``, keeping relative paths.
 
@@ -435,7 +436,10 @@ def batch(
     ``pip install "lcf[dask]"``; see :mod:`lcf.batch_dask`.
 
     ``target`` (encoding only) and ``keep_nearest``: as for :func:`encode_file`, per file; a file whose target no
-    quality meets fails with UnreachableTargetError's exit code (9) unless ``keep_nearest``.
+    quality meets fails with UnreachableTargetError's exit code (9) unless ``keep_nearest``. Each file's item says
+    what its target came to (``item.target``: met, and the nearest reachable value when not) and the report's
+    summary counts the files whose target was not met. ``measure`` (encoding): every file's PSNR, as for
+    :func:`encode_file`.
     """
     from lcf.batch import run
 
@@ -459,6 +463,7 @@ def batch(
         cluster=cluster,
         target=target,
         keep_nearest=keep_nearest,
+        measure=measure,
     )
 
 

@@ -82,6 +82,7 @@ class BatchReport(reports.BatchReport):
     ignored: int = 0
     cleaned: int = 0
     left_out: tuple[LeftOut, ...] = ()
+    target: Target | None = None  # the batch's rate-control target, if any
 
     @property
     def done(self) -> tuple[reports.BatchItem, ...]:
@@ -131,7 +132,15 @@ class BatchReport(reports.BatchReport):
             "mean_bpp": self.mean_bpp,
             "seconds": self.seconds,
             "cleaned_temp_files": self.cleaned,
+            **(self._target_summary() if self.target is not None else {}),
         }
+
+    def _target_summary(self) -> dict[str, int]:
+        """With a target: the files whose target no quality meets (each item's ``target.nearest`` says how near
+        they come), and of those, the ones written at their nearest value (keep_nearest)."""
+        outcomes = [(item, getattr(item, "target", None)) for item in self.items]
+        unmet = [item for item, outcome in outcomes if outcome is not None and not outcome.met]
+        return {"target_not_met": len(unmet), "nearest_kept": sum(item.status == "ok" for item in unmet)}
 
 
 Progress = Callable[[reports.BatchItem], None]
@@ -365,13 +374,15 @@ def run(
     cluster: str | None = None,
     target: Target | None = None,
     keep_nearest: bool = False,
+    measure: bool = False,
 ) -> BatchReport:
     """Convert the folder tree ``src`` into ``dst`` (see the module docstring and :func:`lcf.api.batch`).
 
     ``scheduler`` (a Dask scheduler's address, "tcp://HOST:8786") or ``cluster`` ("local" or "local:N") converts the
     files on a Dask cluster instead of ``workers`` local processes (:mod:`lcf.batch_dask`). ``target`` (encoding
     only; :class:`lcf.ratecontrol.Target`) chooses each file's quality instead of ``quality``: a file whose target no
-    quality meets fails (exit code 9) unless ``keep_nearest``, which writes its nearest file.
+    quality meets fails (exit code 9) unless ``keep_nearest``, which writes its nearest file. ``measure`` (encoding)
+    reports every file's PSNR (one more synthesis, or decode, per file).
 
     Raises (before converting anything) UsageError for bad options and for the plan's refusals (see
     :mod:`lcf.batchplan`), LcfIOError when ``src`` is not a folder or ``dst`` cannot be created (or a Dask worker
@@ -379,7 +390,9 @@ def run(
     loading the weights raises; every per-file problem is in the report.
     """
     start = time.perf_counter()
-    settings = settings_for(to, quality, decoder, device, weights, limits, effort, overwrite, target, keep_nearest)
+    settings = settings_for(
+        to, quality, decoder, device, weights, limits, effort, overwrite, target, keep_nearest, measure
+    )
     executor = executor_for(workers, scheduler, cluster)
     src_path, dst_path = Path(src), Path(dst)
     check_folders(src_path, dst_path)
@@ -419,6 +432,7 @@ def run(
         ignored=plan.ignored,
         cleaned=cleaned,
         left_out=plan.left_out,
+        target=settings.target,
     )
 
 

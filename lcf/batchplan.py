@@ -60,6 +60,7 @@ class Settings:
     overwrite: bool = False
     target: Target | None = None  # rate control (lcf.ratecontrol): the quality chosen per file instead of ``quality``
     keep_nearest: bool = False  # a target no quality meets: write the nearest file instead of failing it
+    measure: bool = False  # encoding: the PSNR of every file written (one more synthesis or decode per file)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def settings_for(
     overwrite: bool = False,
     target: Target | None = None,
     keep_nearest: bool = False,
+    measure: bool = False,
 ) -> Settings:
     """Check the options (UsageError) and fix what each conversion needs."""
     check_quality(quality)
@@ -142,6 +144,7 @@ def settings_for(
         overwrite=bool(overwrite),
         target=target,
         keep_nearest=bool(keep_nearest),
+        measure=bool(measure),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from lcf import codec_cache, fileio, reports
 from lcf.batchplan import Job, Settings
 from lcf.container import Limits, read_header_only, snap_quality
-from lcf.errors import LcfError, LimitError, ModelMismatchError, UsageError
+from lcf.errors import LcfError, LimitError, ModelMismatchError, UnreachableTargetError, UsageError
 from lcf.ratecontrol import Outcome, encode_to_target
 
 EXISTS = "output exists"
@@ -42,8 +42,8 @@ class BatchItem(reports.BatchItem):
     note: str | None = None
     notes: tuple[str, ...] = ()
     quality: float | None = None  # of an encoded file (a target's choice, with a target)
-    psnr: float | None = None  # of an encoded file, where known (a PSNR target)
-    target: Outcome | None = None  # what a target came to (lcf.ratecontrol), None without one
+    psnr: float | None = None  # of an encoded file, where known (a PSNR target, or measured: lcf batch -v)
+    target: Outcome | None = None  # what a target came to (lcf.ratecontrol; also of a file failed for it), or None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,7 +90,10 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
             if not held.publish(replace=settings.overwrite):
                 return BatchItem(src, dst, "skipped", note=EXISTS, bytes_in=file_size(src), bytes_out=file_size(dst))
     except LcfError as exc:
-        return BatchItem(src, dst, "failed", str(exc), exc.exit_code, time.perf_counter() - start, file_size(src))
+        outcome = exc.outcome if isinstance(exc, UnreachableTargetError) else None
+        return BatchItem(
+            src, dst, "failed", str(exc), exc.exit_code, time.perf_counter() - start, file_size(src), target=outcome
+        )
     except OSError as exc:
         error = fileio.io_error(exc, src)
         return BatchItem(src, dst, "failed", str(error), error.exit_code, time.perf_counter() - start, file_size(src))
@@ -134,6 +137,8 @@ def _encode_one(
     if settings.target is None:
         data = codec.encode(prepared, settings.quality, settings.decoder, settings.effort)
         extra: dict[str, Any] = {"quality": snap_quality(settings.quality)}
+        if settings.measure:  # as lcf encode -v measures it (lcf.api.encode_file)
+            extra["psnr"] = reports.psnr(prepared.rgb, codec.decode(data).rgb)
     else:
         rate = encode_to_target(
             codec,
@@ -142,6 +147,7 @@ def _encode_one(
             decoder=settings.decoder,
             effort=settings.effort,
             keep_nearest=settings.keep_nearest,
+            measure=settings.measure,
             name=str(src),
         )
         data = rate.data

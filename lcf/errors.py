@@ -21,6 +21,11 @@ handler that catches ``LcfError`` before ``OSError``/``ValueError`` (as the ``lc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lcf.ratecontrol import Outcome
+
 
 class LcfError(Exception):
     """Root of every error lcf raises on purpose."""
@@ -101,9 +106,14 @@ class DecoderFallbackWarning(UserWarning):
 class UnreachableTargetError(LcfError):
     """A rate-control target (``--target-size``, ``--target-bpp``, ``--target-psnr``) that no quality meets: a size
     below the smallest file or a PSNR above the best one. The message gives the nearest reachable value
-    (``--keep-nearest`` writes that file instead, :mod:`lcf.ratecontrol`)."""
+    (``--keep-nearest`` writes that file instead, :mod:`lcf.ratecontrol`); ``outcome`` the same for reports
+    (:class:`lcf.ratecontrol.Outcome`: ``met`` False, ``nearest`` the value)."""
 
     exit_code = 9
+
+    def __init__(self, message: str, *, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class TrainError(LcfError):

@@ -149,13 +149,15 @@ class Probe:
 @dataclass(frozen=True)
 class Outcome:
     """What a target came to, for reports (``EncodeReport.target``, ``--json``): the target, whether it was met,
-    the number of probes, and why not when it was not (the nearest file kept)."""
+    the number of probes, and when it was not, why (``message``) and the nearest reachable value (``nearest``, in the
+    target's unit: the smallest file's bytes or bpp, the best PSNR in dB)."""
 
     kind: str
     value: float
     met: bool
     probes: int
     message: str | None = None
+    nearest: float | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class RateResult:
     psnr: float | None
     probes: tuple[Probe, ...]
     message: str | None = None  # why the target was not met (with keep_nearest), else None
+    nearest: float | None = None  # the nearest reachable value when the target was not met (Outcome.nearest)
 
     @property
     def bytes(self) -> int:
@@ -186,7 +189,7 @@ class RateResult:
 
     @property
     def outcome(self) -> Outcome:
-        return Outcome(self.target.kind, self.target.value, self.met, len(self.probes), self.message)
+        return Outcome(self.target.kind, self.target.value, self.met, len(self.probes), self.message, self.nearest)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +203,7 @@ class RateResult:
             "psnr": _json_float(self.psnr),
             "probes": len(self.probes),
             "message": self.message,
+            "nearest": _json_float(self.nearest),
         }
 
 
@@ -384,11 +388,12 @@ def encode_to_target(
         search(probes.residual, start=start, slope=_seen_slope(seen) or prior / QUALITY_SCALE)
         log += probes.log
     best = probes.best()
-    message = None
+    message, nearest = None, None
     if best is None:
-        message = _unreachable(target, probes, name)
+        message, nearest = _unreachable(target, probes, name)
         if not keep_nearest:
-            raise UnreachableTargetError(message + "; --keep-nearest writes that file instead")
+            outcome = Outcome(target.kind, target.value, False, len(log), message, nearest)
+            raise UnreachableTargetError(message + "; --keep-nearest writes that file instead", outcome=outcome)
     k = best if best is not None else probes.nearest()
     data, symbols = probes.payloads[k]
     quality = k / QUALITY_SCALE
@@ -412,22 +417,28 @@ def encode_to_target(
         psnr=value,
         probes=tuple(log),
         message=message,
+        nearest=nearest,
     )
 
 
-def _unreachable(target: Target, probes: _Probes, name: str | None) -> str:
+def _unreachable(target: Target, probes: _Probes, name: str | None) -> tuple[str, float]:
+    """Why no quality meets ``target``, and the nearest reachable value in its unit (bytes, bpp or dB)."""
     nearest = next(p for p in reversed(probes.log) if _k(p) == probes.nearest())
     at = f"quality {nearest.quality:g}" + (f", effort {nearest.effort}" if nearest.effort else "")
     where = f"{name}: " if name else ""
     if target.kind == "psnr":
-        return (
+        assert nearest.psnr is not None  # a PSNR probe records its PSNR
+        message = (
             f"{where}no quality reaches {target.describe()}: the best is {nearest.psnr:.2f} dB ({at}, "
             f"decoder {probes.decoder})"
         )
+        return message, nearest.psnr
     size = nearest.bytes
     assert size is not None  # a size or bpp probe records its file's size
     bpp = size * 8 / probes.pixels
-    return f"{where}no quality fits in {target.describe()}: the smallest file is {size:,} bytes ({bpp:.4f} bpp, {at})"
+    message = f"{where}no quality fits in {target.describe()}: the smallest file is {size:,} bytes"
+    message += f" ({bpp:.4f} bpp, {at})"
+    return message, (size if target.kind == "size" else bpp)
 
 
 __all__ = ["Outcome", "RateResult", "Probe", "Target", "encode_to_target", "parse_size", "search"]

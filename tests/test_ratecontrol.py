@@ -307,6 +307,7 @@ def test_cli_target_size_writes_a_plain_encode_at_the_quality_it_reports(tmp_pat
         "met": True,
         "probes": report["target"]["probes"],
         "message": None,
+        "nearest": None,
     }
     assert out.stat().st_size == report["bytes"] <= limit and report["quality"] >= 3.0
     assert report["psnr"] == api.psnr(np.asarray(Image.open(source)), lcf_decode(out, tiny_weights))  # -v measures
@@ -439,6 +440,108 @@ def test_cli_batch_targets(tmp_path, tiny_weights):
     assert result.exit_code == 2 and "applies to encoding" in result.stderr
 
 
+def _two_images(tmp_path: Path, weights: Path) -> tuple[Path, dict[Path, int]]:
+    """SRC with a.png and sub/b.png, and each one's file size at quality 1 (the smallest file)."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    make_rgb(64, 48, "text").save(src / "a.png")
+    make_rgb(80, 40, "edges").save(src / "sub" / "b.png")
+    return src, {p: len(api.encode_image(p, quality=1.0, weights=weights)) for p in sorted(src.rglob("*.png"))}
+
+
+def test_cli_batch_verbose_reports_quality_size_bpp_and_psnr_as_encode_does(tmp_path, tiny_weights):
+    """-v (as lcf encode's): each file's PSNR is measured whatever the target (size and bpp targets too), listed in
+    --json with its quality, size and bpp, and printed on stderr with what its target came to."""
+    src, sizes = _two_images(tmp_path, tiny_weights)
+    limit = max(sizes.values()) + 100
+    for option, value, described in (
+        ("--target-size", str(limit), f"{limit:,} bytes"),
+        ("--target-bpp", "3", "3 bpp"),
+    ):
+        out = tmp_path / option
+        result = lcf_cli("batch", src, out, option, value, "--weights", tiny_weights, "--json", "-v")
+        assert result.exit_code == 0, result.output
+        files = json.loads(result.stdout)["files"]
+        assert [f["status"] for f in files] == ["ok", "ok"]
+        for f in files:
+            dst = Path(f["dst"])
+            assert f["bytes_out"] == dst.stat().st_size and f["bpp"] == f["bytes_out"] * 8 / f["pixels"]
+            assert f["psnr"] == api.psnr(np.asarray(Image.open(f["src"])), lcf_decode(dst, tiny_weights)), option
+            assert f["target"]["met"] and f["target"]["nearest"] is None
+            line = (
+                f"{dst}: {f['bytes_out']} bytes, {f['bpp']:.4f} bpp, PSNR {f['psnr']:.2f} dB, quality {f['quality']!r}"
+            )
+            assert line in result.stderr, line
+            assert f"{dst}: target {described} met: quality {f['quality']!r}" in result.stderr
+    result = lcf_cli("batch", src, tmp_path / "plain", "-q", "3", "--weights", tiny_weights, "--json", "-v")
+    for f in json.loads(result.stdout)["files"]:  # -v measures without a target too, as lcf encode -v does
+        assert f["psnr"] == api.psnr(np.asarray(Image.open(f["src"])), lcf_decode(Path(f["dst"]), tiny_weights))
+        assert f"{f['dst']}: {f['bytes_out']} bytes, {f['bpp']:.4f} bpp, PSNR {f['psnr']:.2f} dB" in result.stderr
+
+
+def test_cli_batch_reports_unmet_targets_with_their_nearest_value(tmp_path, tiny_weights):
+    """A target no quality meets: the nearest reachable value per file ("target": "met" false, "nearest") in --json,
+    for the files kept at it (--keep-nearest, NEAREST) and for those failed (exit code 9), and counted in the
+    summary; lcf encode's --json says it the same way."""
+    src, sizes = _two_images(tmp_path, tiny_weights)
+    small = min(sizes.values()) - 1
+    kept = lcf_cli(
+        "batch", src, tmp_path / "kept", "--target-size", str(small), "--keep-nearest", "--weights", tiny_weights,
+        "--json",
+    )  # fmt: skip
+    failed = lcf_cli(
+        "batch", src, tmp_path / "failed", "--target-size", str(small), "--weights", tiny_weights, "--json"
+    )
+    assert (kept.exit_code, failed.exit_code) == (0, 9)
+    for result, status in ((kept, "ok"), (failed, "failed")):
+        doc = json.loads(result.stdout)
+        assert doc["summary"]["target_not_met"] == 2
+        assert doc["summary"]["nearest_kept"] == (2 if status == "ok" else 0)
+        for f in doc["files"]:
+            smallest = sizes[Path(f["src"])]
+            assert f["status"] == status and f["target"]["met"] is False, f
+            assert (
+                f["target"]["nearest"] == smallest
+                and f"the smallest file is {smallest:,} bytes" in f["target"]["message"]
+            )
+            assert f["bytes_out"] == (smallest if status == "ok" else 0)
+    text = lcf_cli(
+        "batch", src, tmp_path / "kept2", "--target-size", str(small), "--keep-nearest", "--weights", tiny_weights
+    )
+    assert text.exit_code == 0 and text.stderr.count("NEAREST") == 2  # one line per file, as before
+    assert "target not met, nearest kept" in text.stderr
+    text = lcf_cli("batch", src, tmp_path / "failed2", "--target-size", str(small), "--weights", tiny_weights)
+    assert text.exit_code == 9 and "target not met, nothing written" in text.stderr and text.stderr.count("FAIL") == 2
+
+    source = next(iter(sizes))
+    result = lcf_cli(
+        "encode", source, "-o", tmp_path / "e.lcf", "--target-psnr", "99", "--keep-nearest", "--weights", tiny_weights,
+        "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["target"]["met"] is False and report["target"]["nearest"] == report["psnr"] < 99
+
+
+def test_cli_batch_without_a_target_reports_as_before(tmp_path, tiny_weights):
+    """No new keys, lines or measurements for a batch without a target and without -v."""
+    src, _ = _two_images(tmp_path, tiny_weights)
+    result = lcf_cli("batch", src, tmp_path / "out", "--weights", tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc["summary"]) == {
+        "files", "done", "skipped", "skipped_busy", "failed", "ignored", "left_out", "bytes_in", "bytes_out",
+        "mean_bpp", "seconds", "cleaned_temp_files",
+    }  # fmt: skip
+    for f in doc["files"]:
+        assert list(f) == [
+            "src", "dst", "status", "error", "exit_code", "seconds", "bytes_in", "bytes_out", "pixels", "bpp", "note",
+            "notes", "quality", "psnr", "target",
+        ]  # fmt: skip
+        assert (f["quality"], f["psnr"], f["target"]) == (4.0, None, None)
+    text = lcf_cli("batch", src, tmp_path / "out2", "--weights", tiny_weights)
+    assert "PSNR" not in text.stderr and "target" not in text.stderr and "NEAREST" not in text.stderr
+
+
 @pytest.mark.parametrize(
     "command, words",
     [
@@ -453,7 +556,18 @@ def test_cli_batch_targets(tmp_path, tiny_weights):
                 "lcf encode photo.png -o photo.lcf --target-size 30KB -v",
             ],
         ),
-        ("batch", ["--target-size", "--target-psnr", "--keep-nearest", "lcf batch photos/ small/ --target-size 50KB"]),
+        (
+            "batch",
+            [
+                "--target-size",
+                "--target-psnr",
+                "--keep-nearest",
+                "lcf batch photos/ small/ --target-size 50KB",
+                "--verbose",
+                '"nearest": the nearest reachable value',
+                '"target_not_met"',
+            ],
+        ),
     ],
 )
 def test_cli_help_teaches_targets(command, words):

@@ -26,6 +26,7 @@ from lcf_cli.common import (
 )
 from lcf_cli.targets import KeepNearest, Quality, TargetBpp, TargetPsnr, TargetSize
 from lcf_cli.targets import choose as choose_target
+from lcf_cli.targets import describe as describe_target
 
 
 @report_errors
@@ -102,6 +103,15 @@ def batch(
     weights: Weights = None,
     json: Json = False,
     max_pixels: MaxPixels = api.DEFAULT_MAX_PIXELS,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Print each file's size, rate (bpp) and time as it is done; encoding: also its quality and PSNR "
+            "(one more decode per file) and what its target came to.",
+        ),
+    ] = False,
 ) -> None:
     """Encode every image of a folder tree into .lcf files, or decode every .lcf file (--to png).
 
@@ -132,8 +142,11 @@ def batch(
 
     --target-size, --target-bpp or --target-psnr (encoding; instead of --quality) chooses each file's quality as lcf
     encode does; a file whose target no quality meets fails with exit code 9 (the others go on) unless
-    --keep-nearest, which writes its nearest file and lists it (NEAREST). --json gives each file's "quality",
-    "psnr" (for a PSNR target) and "target".
+    --keep-nearest, which writes its nearest file and lists it (NEAREST); either way the message names the nearest
+    reachable value and the summary counts those files. --json gives each file's "quality", "bytes_out", "bpp",
+    "psnr" (a PSNR target's; any file's with -v) and "target" ("met"; "nearest": the nearest reachable value in the
+    target's unit when not met, also for a file that failed for it), and "target_not_met" and "nearest_kept" in
+    the summary. -v prints each file's size, bpp, PSNR, quality and target as lcf encode -v does.
 
     [bold]Examples[/]
       lcf batch photos/ encoded/ --quality 5
@@ -143,10 +156,11 @@ def batch(
       lcf batch photos/ encoded/ --cluster local:2
       lcf batch photos/ small/ --target-size 50KB --keep-nearest
       lcf batch photos/ encoded/ --target-psnr 32 --json
+      lcf batch photos/ small/ --target-bpp 0.5 -v  (each file's quality, size, bpp and PSNR)
     """
     quality, target = choose_target(quality, target_size, target_bpp, target_psnr, keep_nearest)
     refuse_stdio(src, dst)
-    bar = _ProgressBar(decoding=to.lower() != "lcf")
+    bar = _ProgressBar(decoding=to.lower() != "lcf", verbose=verbose, effort=effort)
     try:
         with bar:
             report = api.batch(
@@ -169,6 +183,7 @@ def batch(
                 cluster=cluster,
                 target=target,
                 keep_nearest=keep_nearest,
+                measure=verbose,
             )
     except KeyboardInterrupt:
         err_console.print(
@@ -219,7 +234,7 @@ def _file_rate() -> Any:
 class _ProgressBar:
     """The ``progress`` hook of api.batch: a rich progress bar on stderr over the files to convert."""
 
-    def __init__(self, decoding: bool) -> None:
+    def __init__(self, decoding: bool, verbose: bool = False, effort: int = 0) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -240,6 +255,7 @@ class _ProgressBar:
             TimeRemainingColumn(),
             console=err_console,
         )
+        self.verbose, self.effort = verbose, effort
         self.task: Any = None
         self.finished = 0
         self.decided = {"skipped": 0, "failed": 0}
@@ -268,6 +284,27 @@ class _ProgressBar:
             self.progress.console.print(f"FAIL  {item.src}: {item.error}", markup=False, highlight=False)
         for note in getattr(item, "notes", ()):  # what lcf changed in an image to encode it, as lcf encode says it
             self.progress.console.print(f"note: {item.src}: {note}", markup=False, highlight=False)
+        if self.verbose and item.status == "ok":
+            for line in _verbose_lines(item, self.effort, self.verb == "decoding"):
+                self.progress.console.print(line, markup=False, highlight=False)
+
+
+def _verbose_lines(item: api.BatchItem, effort: int, decoding: bool) -> list[str]:
+    """-v: a converted file's size, rate, PSNR, quality and time, and what its target came to (as lcf encode -v);
+    decoding, the size and rate of the .lcf file read."""
+    bpp = getattr(item, "bpp", None)
+    rate = f", {bpp:.4f} bpp" if bpp is not None else ""
+    if decoding:
+        return [f"{item.dst}: from {getattr(item, 'bytes_in', 0)} bytes{rate}, {item.seconds:.2f} s"]
+    psnr, quality = getattr(item, "psnr", None), getattr(item, "quality", None)
+    measured = f", PSNR {psnr:.2f} dB" if psnr is not None else ""
+    chosen = f", quality {quality!r}" if quality is not None else ""
+    level = f", effort {effort}" if effort and quality is not None else ""
+    lines = [f"{item.dst}: {getattr(item, 'bytes_out', 0)} bytes{rate}{measured}{chosen}{level}, {item.seconds:.2f} s"]
+    outcome = getattr(item, "target", None)
+    if outcome is not None:
+        lines.append(f"{item.dst}: {describe_target(outcome, quality, effort)}")
+    return lines
 
 
 def _summary(report: api.BatchReport) -> dict[str, Any]:
@@ -310,6 +347,10 @@ def _print_summary(report: api.BatchReport) -> None:
     if busy:
         table.add_row("skipped (another lcf run converts it)", str(busy))
     table.add_row("failed", f"[red]{s['failed']}[/]" if s["failed"] else "0")
+    if s.get("nearest_kept"):
+        table.add_row("target not met, nearest kept", str(s["nearest_kept"]))
+    if s.get("target_not_met", 0) - s.get("nearest_kept", 0):
+        table.add_row("target not met, nothing written", str(s["target_not_met"] - s["nearest_kept"]))
     if s.get("ignored"):
         table.add_row("ignored (not an input type)", str(s["ignored"]))
     if s.get("left_out"):
