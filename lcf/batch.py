@@ -15,13 +15,14 @@
 3. **Run** one file per task, by an :class:`~lcf.batchwork.Executor` (chosen in one place, :func:`executor_for`):
    here (``workers=1``), in a pool of ``workers`` processes (forkserver, else spawn), or on a Dask cluster
    (``scheduler``/``cluster``: :mod:`lcf.batch_dask`, imported only then). Every executor runs
-   :func:`lcf.batchwork.convert` on each file; the plan, the claims and the report are the same. Each pool worker
-   uses ``cores // workers`` PyTorch threads and loads its :class:`lcf.codec.Codec` once. Each file
-   first *claims* its output (:func:`lcf.fileio.claim`): a file that another lcf process is converting right now is
-   skipped, and one whose output appeared meanwhile too, so two batches on one DST share the work and never write an
-   output twice. A file that fails is reported with its error and the batch goes on; a worker process that dies (a
-   crash, the OOM killer) is replaced and the files it held are retried one at a time, so only the file that kills a
-   worker is reported failed.
+   :func:`lcf.batchwork.convert` on each file; the plan, the claims and the report are the same. Decoding, a file
+   whose model is not installed here fails before that, whatever the executor (:func:`lcf.batchwork.decode_models`:
+   never sent to a worker). Each pool worker uses ``cores // workers`` PyTorch threads and loads its
+   :class:`lcf.codec.Codec` once. Each file first *claims* its output (:func:`lcf.fileio.claim`): a file that
+   another lcf process is converting right now is skipped, and one whose output appeared meanwhile too, so two
+   batches on one DST share the work and never write an output twice. A file that fails is reported with its error
+   and the batch goes on; a worker process that dies (a crash, the OOM killer) is replaced and the files it held are
+   retried one at a time, so only the file that kills a worker is reported failed.
 
 Safety: an output is written to its temporary file, flushed to disk, and moved into place only when complete (by a
 hard link when not ``overwrite``, so an existing file is never replaced); on an error or Ctrl-C the temporary file
@@ -303,15 +304,16 @@ class LocalExecutor(Executor):
         self.workers = workers
         self.processes = workers
 
-    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
+    def check(self, settings: Settings, jobs: Sequence[Job]) -> Sequence[tuple[Job, BatchItem]]:
         self.processes = min(self.workers, len(jobs))
         if not settings.encode:  # the models the files need, by the model ids in their headers
-            decode_models(settings, jobs)
+            models = decode_models(settings, jobs)
+            self.processes = min(self.workers, len(jobs) - len(models.refused))
             if settings.device != "cpu":
                 from lcf.resources import torch_device
 
                 torch_device(settings.device)  # this machine has the device
-            return
+            return models.refused
         if self.processes <= 1:
             names = codec_cache.get_codec(settings.weights, settings.device).decoder_names
         else:
@@ -323,6 +325,7 @@ class LocalExecutor(Executor):
 
                 torch_device(settings.device)  # this machine has the device
         check_decoder(settings, names)
+        return ()
 
     def run(self, settings: Settings, jobs: Sequence[Job], done: Done) -> None:
         if self.processes <= 1:
@@ -400,6 +403,8 @@ def run(
     outputs = [job.dst for job in (*plan.jobs, *plan.exists)]
     cleaned = clean_stale_temps(outputs) if dst_path.is_dir() else 0
     items: dict[int, reports.BatchItem] = {}
+    jobs: Sequence[Job] = plan.jobs
+    refused: Sequence[tuple[Job, BatchItem]] = ()  # failed before any worker (decoding: a model not installed)
 
     def report(index: int, item: reports.BatchItem) -> None:
         items[index] = item
@@ -408,19 +413,23 @@ def run(
 
     try:
         if plan.jobs:
-            executor.check(settings, plan.jobs)
+            refused = executor.check(settings, plan.jobs)
+            gone = {job.index for job, _ in refused}
+            jobs = [job for job in plan.jobs if job.index not in gone]
             try:
                 dst_path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise fileio.io_error(exc, dst_path) from None
-            executor.start(settings, src_path, dst_path, plan.jobs)
-        for index, item in _decided(plan, dst_path):
+            if jobs:
+                executor.start(settings, src_path, dst_path, jobs)
+        decided = _decided(plan, dst_path) + [(job.index, item) for job, item in refused]
+        for index, item in sorted(decided, key=lambda pair: pair[0]):
             report(index, item)
         start_hook = getattr(progress, "start", None)
         if callable(start_hook):
-            start_hook(len(plan.jobs))
-        if plan.jobs:
-            executor.run(settings, plan.jobs, lambda job, item: report(job.index, item))
+            start_hook(len(jobs))
+        if jobs:
+            executor.run(settings, jobs, lambda job, item: report(job.index, item))
     finally:
         executor.close()
         clean_stale_temps(outputs)  # after an interruption: what stopped workers could not delete themselves

@@ -6,6 +6,10 @@ then; Dask is the optional extra ``lcf[dask]``.
     this process (the client)             each worker process of the cluster
     -------------------------------       -----------------------------------------------------------------------
     plan SRC -> DST (lcf.batchplan)
+    decoding: the files' models
+      (lcf.batchwork.decode_models);
+      a file of a model not
+      installed here fails here
     probe every worker            ---->   :func:`probe`: the same lcf version; the weights loaded (once per
                                           process): encoding, with the client's model id and encoder id;
                                           decoding, each model the files need that the client has; SRC
@@ -53,6 +57,7 @@ from lcf import codec_cache, errors, fileio
 from lcf.batchplan import Job, Settings
 from lcf.batchwork import (
     BatchItem,
+    DecodeModels,
     Done,
     Executor,
     check_decoder,
@@ -99,10 +104,16 @@ def identity_of(settings: Settings, jobs: Sequence[Job] = ()) -> Identity:
     from lcf.weights import load_weights
 
     if not settings.encode:
-        return Identity(__version__, None, None, tuple(sorted(m.hex() for m in decode_models(settings, jobs))))
+        return _decoding_identity(decode_models(settings, jobs))
     weights = load_weights(settings.weights)
     check_decoder(settings, weights.decoder_names)
     return Identity(__version__, weights.model_id.hex(), weights.encoder_id().hex())
+
+
+def _decoding_identity(models: DecodeModels) -> Identity:
+    from lcf import __version__
+
+    return Identity(__version__, None, None, tuple(sorted(m.hex() for m in models.roots)))
 
 
 @dataclass(frozen=True)
@@ -410,9 +421,16 @@ class DaskExecutor(Executor):
     def where(self) -> str:
         return f"the Dask scheduler at {self.scheduler}" if self.scheduler else "the local Dask cluster"
 
-    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
+    def check(self, settings: Settings, jobs: Sequence[Job]) -> Sequence[tuple[Job, BatchItem]]:
+        """The client's identity (the workers check their device: the client may have no GPU); decoding, the files
+        of a model not installed here fail here, as in a local batch (lcf.batchwork.decode_models), unshipped."""
         _distributed()
-        self.identity = identity_of(settings, jobs)  # the workers check their device: the client may have no GPU
+        if settings.encode:
+            self.identity = identity_of(settings, jobs)
+            return ()
+        models = decode_models(settings, jobs)
+        self.identity = _decoding_identity(models)
+        return models.refused
 
     def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
         distributed = _distributed()

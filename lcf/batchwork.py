@@ -89,20 +89,8 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
             item = _encode_one(settings, src, held) if settings.encode else _decode_one(settings, src, held)
             if not held.publish(replace=settings.overwrite):
                 return BatchItem(src, dst, "skipped", note=EXISTS, bytes_in=file_size(src), bytes_out=file_size(dst))
-    except LcfError as exc:
-        outcome = exc.outcome if isinstance(exc, UnreachableTargetError) else None
-        return BatchItem(
-            src, dst, "failed", str(exc), exc.exit_code, time.perf_counter() - start, file_size(src), target=outcome
-        )
-    except OSError as exc:
-        error = fileio.io_error(exc, src)
-        return BatchItem(src, dst, "failed", str(error), error.exit_code, time.perf_counter() - start, file_size(src))
-    except MemoryError:
-        oom = LimitError(f"{src}: not enough memory to convert this file")
-        return BatchItem(src, dst, "failed", str(oom), oom.exit_code, time.perf_counter() - start, file_size(src))
-    except Exception as exc:  # noqa: BLE001  (a bug in lcf: still one file, not the batch)
-        message = f"internal error ({type(exc).__name__}: {exc}); please report it"
-        return BatchItem(src, dst, "failed", message, 1, time.perf_counter() - start, file_size(src))
+    except Exception as exc:  # noqa: BLE001  (every failure is one file's, not the batch's)
+        return _failed(src, dst, exc, start)
     finally:
         _current_claim = None
     return BatchItem(
@@ -117,6 +105,22 @@ def convert(settings: Settings, src: Path, dst: Path) -> BatchItem:
         notes=item[4],
         **item[5],
     )
+
+
+def _failed(src: Path, dst: Path, exc: Exception, start: float) -> BatchItem:
+    """The "failed" item of a file whose conversion (from ``start``, a perf_counter time) raised ``exc``."""
+    seconds, size = time.perf_counter() - start, file_size(src)
+    if isinstance(exc, LcfError):
+        outcome = exc.outcome if isinstance(exc, UnreachableTargetError) else None
+        return BatchItem(src, dst, "failed", str(exc), exc.exit_code, seconds, size, target=outcome)
+    if isinstance(exc, OSError):
+        error = fileio.io_error(exc, src)
+        return BatchItem(src, dst, "failed", str(error), error.exit_code, seconds, size)
+    if isinstance(exc, MemoryError):
+        oom = LimitError(f"{src}: not enough memory to convert this file")
+        return BatchItem(src, dst, "failed", str(oom), oom.exit_code, seconds, size)
+    message = f"internal error ({type(exc).__name__}: {exc}); please report it"  # a bug in lcf: still one file
+    return BatchItem(src, dst, "failed", message, 1, seconds, size)
 
 
 def abandon_claim() -> None:
@@ -212,13 +216,17 @@ class Executor:
     """Where a batch converts its files. Every executor runs :func:`convert` on each job (the same code everywhere)
     and reports each result through ``done``; planning, cleaning up and the report stay in :func:`lcf.batch.run`.
 
-    :func:`lcf.batch.run` calls :meth:`check` (before DST is created: fail on what would fail every file),
-    :meth:`start` (DST exists: start or reach the workers, and check them), :meth:`run`, and :meth:`close` (always,
-    also after an error or Ctrl-C), each only when there are files to convert, except :meth:`close`.
+    :func:`lcf.batch.run` calls :meth:`check` (before DST is created: fail on what would fail every file, and
+    decide the files that no worker is to convert), :meth:`start` (DST exists: start or reach the workers, and check
+    them), :meth:`run` with the files left, and :meth:`close` (always, also after an error or Ctrl-C), each only
+    when there are files to convert, except :meth:`close`.
     """
 
-    def check(self, settings: Settings, jobs: Sequence[Job]) -> None:
-        """Raise LcfError (before any file) on what would fail every file: weights, decoder name, device."""
+    def check(self, settings: Settings, jobs: Sequence[Job]) -> Sequence[tuple[Job, BatchItem]]:
+        """Raise LcfError (before any file) on what would fail every file: weights, decoder name, device. Return the
+        files of ``jobs`` that fail here without a worker, each with its "failed" item (decoding: the files of a
+        model not installed here, :func:`decode_models`)."""
+        return ()
 
     def start(self, settings: Settings, src: Path, dst: Path, jobs: Sequence[Job]) -> None:
         """Get the workers ready; raise LcfError when they cannot convert (before any file)."""
@@ -237,44 +245,71 @@ def check_decoder(settings: Settings, names: Sequence[str]) -> None:
         raise UsageError(f"no decoder named {settings.decoder!r} in these weights; available: {', '.join(names)}")
 
 
-def models_of(jobs: Sequence[Job], limits: Limits) -> dict[bytes, Path]:
-    """The model ids in the headers of the .lcf files of ``jobs`` (HEAD only is read), each with its first file. A
-    file whose header cannot be read is left out: its conversion reports the problem."""
-    found: dict[bytes, Path] = {}
+def models_of(jobs: Sequence[Job], limits: Limits) -> dict[bytes, list[Job]]:
+    """The model ids in the headers of the .lcf files of ``jobs`` (HEAD only is read), each with its files, in
+    order. A file whose header cannot be read is left out: its conversion reports the problem."""
+    found: dict[bytes, list[Job]] = {}
     for job in jobs:
         try:
             with open(job.src, "rb") as f:
                 model_id = read_header_only(f, limits).model_id
         except (LcfError, OSError):
             continue
-        found.setdefault(model_id, job.src)
+        found.setdefault(model_id, []).append(job)
     return found
 
 
-def decode_models(settings: Settings, jobs: Sequence[Job]) -> dict[bytes, Path]:
-    """Before a decode batch: the models its files need (:func:`models_of`) that are installed here, each with the
-    weights folder that decodes its files (:func:`lcf.models.decoding_root`: ``settings.weights`` or
-    ``$LCF_WEIGHTS`` when given, else found by model id; manifests only, no PyTorch). With a decoder asked for,
-    UsageError unless each of them offers it. The files of a model not installed here fail one by one, each
-    naming the model and where to get it."""
+@dataclass(frozen=True)
+class DecodeModels:
+    """What the files of a decode batch need (:func:`decode_models`): ``roots``, each model installed here with the
+    weights folder that decodes its files; ``refused``, the files of the models not installed here, each with its
+    "failed" item, in plan order."""
+
+    roots: dict[bytes, Path]
+    refused: tuple[tuple[Job, BatchItem], ...] = ()
+
+
+def decode_models(settings: Settings, jobs: Sequence[Job]) -> DecodeModels:
+    """Before a decode batch, whatever runs it (a process pool, a Dask cluster): the models its files need
+    (:func:`models_of`) and the weights folder of each that is installed here (:func:`lcf.models.decoding_root`:
+    ``settings.weights`` or ``$LCF_WEIGHTS`` when given, else found by model id; manifests only, no PyTorch). With a
+    decoder asked for, UsageError unless each of them offers it. The files of a model not installed here are
+    refused one by one, here, never given to a worker (whose installed models may differ): each fails as its
+    conversion would, naming the model and where to get it (ModelMismatchError, exit code 6), or the damage of a
+    damaged file (:func:`_refuse`)."""
     from lcf.models import decoding_root
     from lcf.weights import read_manifest
 
     roots: dict[bytes, Path] = {}
-    for model_id, example in models_of(jobs, settings.limits).items():
+    refused: list[tuple[Job, BatchItem]] = []
+    for model_id, files in models_of(jobs, settings.limits).items():
         try:
             root = decoding_root(model_id, settings.weights)
         except ModelMismatchError:
+            refused += [(job, item) for job in files if (item := _refuse(settings, job)) is not None]
             continue
         if settings.decoder is not None:
             names = list(read_manifest(root).decoders)
             if settings.decoder not in names:
                 raise UsageError(
                     f"no decoder named {settings.decoder!r} in the weights {root} of model {model_id.hex()}, which "
-                    f"{example} and the other files of that model need; available there: {', '.join(names)}"
+                    f"{files[0].src} and the other files of that model need; available there: {', '.join(names)}"
                 )
         roots[model_id] = root
-    return roots
+    return DecodeModels(roots, tuple(sorted(refused, key=lambda pair: pair[0].index)))
+
+
+def _refuse(settings: Settings, job: Job) -> BatchItem | None:
+    """The "failed" item of a file whose model is not installed: what :func:`convert` reports for it (the file read
+    whole by :func:`lcf.codec_cache.codec_for_data`, so that damage is reported as damage), without claiming its
+    output. None if its model can be loaded after all (installed meanwhile): it is converted as any file."""
+    start = time.perf_counter()
+    try:
+        data = fileio.read_bytes(job.src, settings.limits)
+        codec_cache.codec_for_data(data, settings.weights, settings.device, settings.limits)
+    except Exception as exc:  # noqa: BLE001  (as convert: every failure is the file's)
+        return _failed(job.src, job.dst, exc, start)
+    return None
 
 
 __all__ = [
@@ -282,6 +317,7 @@ __all__ = [
     "EXISTS",
     "BatchItem",
     "Done",
+    "DecodeModels",
     "Executor",
     "abandon_claim",
     "check_decoder",

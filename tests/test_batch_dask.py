@@ -358,6 +358,53 @@ def test_a_worker_checks_its_weights_against_the_clients(tmp_path: Path, tiny_we
     assert not (tmp_path / "00.lcf").exists()
 
 
+@needs_dask
+def test_files_of_a_model_not_installed_fail_on_the_client_as_in_a_local_batch(
+    cluster, tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding on a cluster, the files whose model is not installed here fail before any task, each with the local
+    batch's message (the model id and where to get it, what this machine searched) and exit code 6: they are never
+    shipped to a worker, whose installed models may differ; a damaged one is reported as damaged, as locally. The
+    files of installed models decode on the workers."""
+    import lcf.batch_dask as batch_dask
+
+    local_cluster, _ = cluster
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    image = make_rgb(24, 20, "mixed")
+    (src / "p.lcf").write_bytes(api.encode_image(image, quality=4.0))  # the packaged model: installed everywhere
+    missing = api.encode_image(image, quality=4.0, weights=tiny_weights)  # a model installed nowhere
+    (src / "sub" / "x.lcf").write_bytes(missing)
+    (src / "y.lcf").write_bytes(missing)
+    (src / "z.lcf").write_bytes(missing[:-7])  # damaged: reported as damage, as a local batch reports it
+    model = api.inspect_file(src / "y.lcf").header.model_id.hex()
+    monkeypatch.delenv("LCF_WEIGHTS", raising=False)
+    (tmp_path / "more-models").mkdir()
+    monkeypatch.setenv("LCF_WEIGHTS_PATH", str(tmp_path / "more-models"))  # searched here, not on the workers
+    shipped: list[str] = []
+    real_run = batch_dask.DaskExecutor.run
+
+    def run(self, settings, jobs, done) -> None:  # noqa: ANN001
+        shipped.extend(job.src.name for job in jobs)
+        real_run(self, settings, jobs, done)
+
+    monkeypatch.setattr(batch_dask.DaskExecutor, "run", run)
+    here, there = tmp_path / "here", tmp_path / "there"
+    local = lcf_cli("batch", src, here, "--to", "png", "--json")
+    remote = lcf_cli("batch", src, there, "--to", "png", "--json", "--scheduler", local_cluster.scheduler_address)
+    assert local.exit_code == remote.exit_code == 6, remote.output
+    assert shipped == ["p.lcf"]
+    assert records(remote.stdout, there) == records(local.stdout, here)
+    assert tree(there) == tree(here) and list(tree(here)) == ["p.png"]
+    summary, files = records(remote.stdout, there)
+    assert (summary["done"], summary["failed"]) == (1, 3)
+    *unknown, damaged = (f for f in files if f["status"] == "failed")
+    assert damaged["exit_code"] not in (0, 6) and "not installed" not in damaged["error"], damaged
+    for f in unknown:
+        assert f["exit_code"] == 6 and f"encoded with model {model}, which is not installed" in f["error"]
+        assert "lcf does not know this model" in f["error"] and str(tmp_path / "more-models") in f["error"]
+
+
 def test_a_decode_batch_worker_accepts_the_installed_models_its_files_need(
     tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
