@@ -229,9 +229,13 @@ class _StreamParams:
         self.shape = (channels, positions)
         self.arrays: list[np.ndarray] = []
         self.families: tuple[str, ...] = ()
+        self.whole: IntParams | None = None
 
     def add(self, start: int, p: IntParams) -> None:
         mc, n = self.shape
+        if p.weights.shape[0] == mc * n:  # one band held them all (a T1 within BAND_BYTES): no copy
+            self.whole = p
+            return
         if not self.arrays:
             self.families = p.families
             self.arrays = [np.empty((mc, n, len(p.families)), np.int32) for _ in range(3)]
@@ -240,6 +244,8 @@ class _StreamParams:
             whole[:, start : start + block] = part.reshape(mc, block, -1)
 
     def result(self) -> IntParams:
+        if self.whole is not None:
+            return self.whole
         weights, means, scale_idx = (a.reshape(-1, len(self.families)) for a in self.arrays)
         return IntParams(weights, means, scale_idx, self.families)
 
