@@ -402,8 +402,7 @@ class Codec:
         """Symbols -> (H, W, 3) uint8 pixels through the named synthesis transform."""
         self._ensure_decoder(decoder)
         q = torch.tensor([header.quality], dtype=torch.float32, device=self.device)
-        y_hat = torch.from_numpy(symbols.y_hat.astype(np.float32))[None].to(self.device)
-        y_hat = y_hat.contiguous(memory_format=resources.synthesis_memory_format(self.device))
+        y_hat = torch.from_numpy(symbols.y_hat)[None].to(self.device)  # int32: made float a block at a time
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
         block = self.synthesis_block
         side = LATENT_STRIDE * block if block else max(header.padded_width, header.padded_height)
@@ -412,7 +411,14 @@ class Codec:
         out = np.empty((height, width, 3), np.uint8)  # written block by block: no whole-image float x̂
         with torch.inference_mode():
             parts = self.model.synthesise_blocks(
-                y_hat, q, decoder, coded=coded, tile=self.synthesis_tile, upsamplings=upsamplings, block=block
+                y_hat,
+                q,
+                decoder,
+                coded=coded,
+                tile=self.synthesis_tile,
+                upsamplings=upsamplings,
+                block=block,
+                layout=resources.synthesis_memory_format(self.device),
             )
             for top, left, part in parts:
                 bottom, right = min(height, top + part.shape[-2]), min(width, left + part.shape[-1])

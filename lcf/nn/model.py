@@ -187,12 +187,19 @@ class LcfModel(nn.Module):
         tile: int | None = None,
         upsamplings: int | None = None,
         block: int | None = None,
+        layout: torch.memory_format = torch.contiguous_format,
     ) -> Iterator[tuple[int, int, Tensor]]:
         """:meth:`synthesise` a block of at most ``block`` x ``block`` latent pixels at a time
         (lcf.nn.tiling.synthesise_blocks): ``(top, left, part)`` with ``part`` x̂ from output pixel ``(top, left)``,
-        clamped to [0, 1]; the same result up to float rounding at the peak memory of one block."""
-        g_s, y = self._decoder(decoder), y_hat * self.gain.inv_gain(quality)
-        for top, left, part in synthesise_blocks(g_s, y, block, tile, coded, upsamplings):
+        clamped to [0, 1]; the same result up to float rounding at the peak memory of one block. ``y_hat`` may be
+        the integer symbols: each block is made float, scaled by the quality's gain and put in ``layout`` on its own
+        (the same values as scaling the whole ŷ at once)."""
+        g_s, gain = self._decoder(decoder), self.gain.inv_gain(quality)
+
+        def prepare(piece: Tensor) -> Tensor:
+            return piece.to(torch.float32, memory_format=layout) * gain
+
+        for top, left, part in synthesise_blocks(g_s, y_hat, block, tile, coded, upsamplings, prepare):
             yield top, left, part.clamp_(0.0, 1.0)  # in place: g_s's own output, read by nothing
 
     def add_decoder(self, name: str, arch: DecoderArch) -> nn.Module:

@@ -24,7 +24,7 @@ deformable offsets are learnt.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -179,17 +179,20 @@ def synthesise_blocks(
     tile: int | None,
     coded: Tensor | None = None,
     upsamplings: int | None = None,
+    prepare: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[tuple[int, int, Tensor]]:
     """g_s(y) a block at a time: ``(top, left, part)``, ``part`` the output at output pixel ``(top, left)``. The
     latent is cut into the fewest blocks of at most ``block`` x ``block`` latent pixels (evenly sized); each block is
     read with g_s's whole reach (:func:`synthesis_reach`) more on every side that has a neighbour and synthesised by
     :func:`synthesise_tiled`, and its core kept: the whole pass's output up to float rounding, at a peak memory of
     one block's activations however large the image (docs/BENCHMARKS.md, "Large images"). One block (the whole
-    image) when ``block`` is None, the latent fits in one or g_s's reach is not local."""
+    image) when ``block`` is None, the latent fits in one or g_s's reach is not local. ``prepare``: what g_s reads
+    of a piece of ``y`` (the whole or one block with its reach), in the layout it wants; then ``y`` itself may be the
+    integer symbols, and no whole-image float copy of them is made."""
     _, _, h, w = y.shape
     reach = synthesis_reach(g_s, y.shape[1]) if block and (h > block or w > block) else None
     if reach is None:
-        yield 0, 0, synthesise_tiled(g_s, y, tile, coded, upsamplings)
+        yield 0, 0, synthesise_tiled(g_s, y if prepare is None else prepare(y), tile, coded, upsamplings)
         return
     assert block is not None
     halo, scale = reach
@@ -201,8 +204,10 @@ def synthesise_blocks(
         for left in range(0, w, bw):
             right, l0 = min(w, left + bw), max(0, left - halo)
             l1 = min(w, right + halo)
-            piece = y[:, :, t0:t1, l0:l1].contiguous(memory_format=layout)  # a slice: not in the layout the
-            part = synthesise_tiled(g_s, piece, tile, coded, upsamplings)  # convolutions' fast paths expect
+            piece = y[:, :, t0:t1, l0:l1]
+            # a slice is not in the layout the convolutions' fast paths expect
+            piece = piece.contiguous(memory_format=layout) if prepare is None else prepare(piece)
+            part = synthesise_tiled(g_s, piece, tile, coded, upsamplings)
             yield (
                 top * scale,
                 left * scale,
