@@ -404,7 +404,7 @@ class Codec:
         q = torch.tensor([header.quality], dtype=torch.float32, device=self.device)
         y_hat = torch.from_numpy(symbols.y_hat)[None].to(self.device)  # int32: made float a block at a time
         coded = torch.from_numpy(symbols.coded) if self.skip_zero_channels else None
-        block = self.synthesis_block
+        block = resources.image_synthesis_block(self.synthesis_block, header.padded_width * header.padded_height)
         side = LATENT_STRIDE * block if block else max(header.padded_width, header.padded_height)
         upsamplings = resources.synthesis_upsamplings(min(header.padded_width, side), min(header.padded_height, side))
         height, width = header.height, header.width

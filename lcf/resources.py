@@ -173,15 +173,31 @@ def synthesis_block(device: torch.device) -> int:
     return 128
 
 
+HUGE_IMAGE_PIXELS = 40 << 20  # padded pixels beyond which g_s's blocks shrink to 3/4 of their side
+
+
+def image_synthesis_block(block: int | None, padded_pixels: int) -> int | None:
+    """The side of g_s's blocks for one image: the codec's ``block`` (None: g_s runs whole), or 3/4 of it for images
+    beyond HUGE_IMAGE_PIXELS. There the output and ŷ (~4.7 B a pixel) leave little of 1 GiB for one block's
+    activations: with blocks of 96 latent pixels instead of 128, the 8192x8192 all-zero bomb's synthesis peaked at
+    0.80 GB instead of 1.03 GB, for 13 % more of its time (one run each; docs/BENCHMARKS.md, "Decoding in bounded
+    memory"). A real photo that large peaks in its entropy decoding instead, whatever the block."""
+    if block is None or padded_pixels <= HUGE_IMAGE_PIXELS:
+        return block
+    return max(1, block * 3 // 4)
+
+
 __all__ = [
     "DEEP_TILES_PIXELS",
     "DEFAULT_MAX_MEMORY",
+    "HUGE_IMAGE_PIXELS",
     "analysis_memory_format",
     "analysis_tile",
     "bound_heap",
     "check_memory",
     "default_max_memory",
     "memory_needed",
+    "image_synthesis_block",
     "place",
     "refine_memory_needed",
     "synthesis_block",

@@ -177,3 +177,29 @@ def test_codec_encodes_in_tiles_to_the_same_symbols(tiny_weights):
     assert tiled.encode(img, 4.0) == data
     a, b = tiled.decode(data).symbols, whole.decode(whole.encode(img, 4.0)).symbols
     assert np.array_equal(a.y_hat, b.y_hat) and np.array_equal(a.z_hat, b.z_hat)
+
+
+def test_huge_images_synthesise_in_smaller_blocks(tiny_weights, monkeypatch):
+    """Beyond HUGE_IMAGE_PIXELS the codec runs g_s in blocks of 3/4 of its side (issue 20: the output and ŷ leave
+    less of 1 GiB for a block's activations); below, in its own blocks; None stays whole."""
+    import lcf.resources as resources
+
+    assert resources.image_synthesis_block(128, resources.HUGE_IMAGE_PIXELS) == 128
+    assert resources.image_synthesis_block(128, resources.HUGE_IMAGE_PIXELS + 1) == 96
+    assert resources.image_synthesis_block(None, 1 << 40) is None
+    img = make_rgb_array(150, 200, kind="mixed", seed=22)
+    codec = Codec(tiny_weights)
+    codec.synthesis_block = 8
+    data = codec.encode(img, 4.0)
+    seen = []
+    real = codec.model.synthesise_blocks
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["block"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(codec.model, "synthesise_blocks", spy)
+    codec.decode(data)
+    monkeypatch.setattr(resources, "HUGE_IMAGE_PIXELS", 200 * 150)
+    codec.decode(data)
+    assert seen == [8, 6]
