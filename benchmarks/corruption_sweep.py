@@ -178,14 +178,16 @@ def synthetic(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(rgb.astype(np.uint8))
 
 
-def bomb(codec, side: int) -> bytes:
-    """A valid file of a ``side`` x ``side`` image whose z and y are all zero (no channel coded)."""
+def bomb(codec, side: int, coded_channels: int = 0) -> bytes:
+    """A valid file of a ``side`` x ``side`` image whose z and y are all zero, with the first ``coded_channels``
+    channels marked coded (their zeros coded in ANCH/NANC: a decoder builds their entropy parameters; 0: none)."""
     from lcf.codec import Symbols
     from lcf.container import Chunk, Header, encode_channel_bitmap, write_container
 
     m, mz, cells = codec.config.M, codec.config.Mz, -(-side // 64)
     z, y = np.zeros((mz, cells, cells), np.int32), np.zeros((m, 4 * cells, 4 * cells), np.int32)
     coded = np.zeros(m, bool)
+    coded[:coded_channels] = True
     hyper, anchor, nonanchor, _ = codec.code_symbols(Symbols(z, y, coded), estimate=False)
     header = Header(
         width=side,

@@ -229,7 +229,7 @@ def decode_file(
     data = read_bytes(src, limits)
     container = read_container(data, limits)
     require_parent(dst)
-    decoded = codec_for_model(container.header.model_id, weights, device).decode(data, decoder, limits)
+    decoded = codec_for_model(container.header.model_id, weights, device).decode(data, decoder, limits, symbols=False)
     save_image(decoded.to_pil(), dst, format=fmt)
     h, w = decoded.rgb.shape[:2]
     return DecodeReport(Path(src), Path(dst), w, h, decoded.decoder, time.perf_counter() - start, decoded.notes)
@@ -258,7 +258,7 @@ def decode_to_bytes(
     data = bytes(src) if isinstance(src, _BYTES) else read_bytes(src, limits)
     limits.check_file_size(len(data))
     container = read_container(data, limits)
-    decoded = codec_for_model(container.header.model_id, weights, device).decode(data, decoder, limits)
+    decoded = codec_for_model(container.header.model_id, weights, device).decode(data, decoder, limits, symbols=False)
     out = io.BytesIO()
     write_image(decoded.to_pil(), out, fmt, name="standard output")
     h, w = decoded.rgb.shape[:2]
@@ -352,7 +352,8 @@ def decode_bytes(
     """The bytes of a .lcf file -> a PIL image (mode RGB, RGBA, L or LA as the file says). Warns
     (:class:`DecoderFallbackWarning`) when the file's recommended decoder is missing from the weights."""
     data = bytes(data)
-    return _warn_notes(codec_for_data(data, weights, device, limits).decode(data, decoder, limits)).to_pil()
+    codec = codec_for_data(data, weights, device, limits)
+    return _warn_notes(codec.decode(data, decoder, limits, symbols=False)).to_pil()
 
 
 def decode_array(
@@ -366,7 +367,8 @@ def decode_array(
     """The bytes of a .lcf file -> an (H, W, 3) uint8 numpy array (alpha and metadata dropped). Warns as
     :func:`decode_bytes` does."""
     data = bytes(data)
-    return _warn_notes(codec_for_data(data, weights, device, limits).decode(data, decoder, limits)).rgb
+    codec = codec_for_data(data, weights, device, limits)
+    return _warn_notes(codec.decode(data, decoder, limits, symbols=False)).rgb
 
 
 def _warn_notes(decoded):

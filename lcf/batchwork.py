@@ -170,8 +170,7 @@ def _decode_one(
     codec = codec_cache.codec_for_data(
         data, settings.weights, settings.device, settings.limits
     )  # by the file's model id
-    decoded = codec.decode(data, settings.decoder, settings.limits)
-    image = decoded.to_pil()
+    image = codec.decode(data, settings.decoder, settings.limits, symbols=False).to_pil()
     write_image(image, held.file, settings.format or "", name=str(held.path))
     pixels = image.width * image.height
     return len(data), held.file.tell(), pixels, len(data) * 8 / pixels, (), {}

@@ -61,7 +61,7 @@ class Decoded:
     exif: bytes | None  # with the "Exif\\0\\0" prefix, as Pillow wants it
     xmp: bytes | None
     decoder: str
-    symbols: Symbols
+    symbols: Symbols | None  # None where the caller asked for none (Codec.decode's ``symbols``)
     notes: tuple[str, ...] = ()  # what a user should know: the recommended decoder missing (DecoderFallbackWarning)
 
     @property
@@ -428,12 +428,16 @@ class Codec:
                 del part
         return out
 
-    def decode(self, data: bytes, decoder: str | None = None, limits: Limits | None = None) -> Decoded:
-        """The bytes of a .lcf file -> a :class:`Decoded` image (``.to_pil()`` for a PIL image)."""
+    def decode(
+        self, data: bytes, decoder: str | None = None, limits: Limits | None = None, symbols: bool = True
+    ) -> Decoded:
+        """The bytes of a .lcf file -> a :class:`Decoded` image (``.to_pil()`` for a PIL image). ``symbols=False``:
+        without the decoded symbols (``Decoded.symbols`` None), so that ŷ (1.5 B a pixel) is freed before the caller
+        converts the pixels (a PIL image is a copy of 4 B a pixel): lcf's own writers ask for none."""
         with _damaged_data_is_corrupt():
-            return self._decode(data, decoder, limits)
+            return self._decode(data, decoder, limits, symbols)
 
-    def _decode(self, data: bytes, decoder: str | None, limits: Limits | None) -> Decoded:
+    def _decode(self, data: bytes, decoder: str | None, limits: Limits | None, keep: bool = True) -> Decoded:
         container = read_container(data, limits or Limits())
         header = container.header
         name = self.resolve_decoder(decoder, header.decoder)
@@ -450,7 +454,7 @@ class Codec:
             exif=None if exif is None else EXIF_PREFIX + exif,
             xmp=container.xmp,
             decoder=name,
-            symbols=symbols,
+            symbols=symbols if keep else None,
             notes=notes,
         )
 

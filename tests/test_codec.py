@@ -277,3 +277,31 @@ def memory_needed_at(pixels: int, decoding: bool = False) -> int:
     from lcf.resources import memory_needed
 
     return memory_needed(64, pixels // 64, 16, 24, decoding)
+
+
+def test_writers_decode_without_the_symbols(tiny_codec, tiny_weights, tmp_path, monkeypatch):
+    """Codec.decode(symbols=False) gives the same pixels without ŷ, and lcf's own writers (decode_file,
+    decode_to_bytes, decode_bytes, decode_array) ask for none, so that ŷ is freed before the pixels become a PIL
+    image (issue 20: a huge image's ŷ and its PIL copy need not coexist)."""
+    import lcf.codec as codec_module
+    from lcf import api
+
+    img = make_rgb_array(90, 70, kind="mixed", seed=31)
+    data = tiny_codec.encode(img, 4.0)
+    full, bare = tiny_codec.decode(data), tiny_codec.decode(data, symbols=False)
+    assert bare.symbols is None and full.symbols is not None and np.array_equal(full.rgb, bare.rgb)
+    asked = []
+    real = codec_module.Codec.decode
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("symbols", True))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(codec_module.Codec, "decode", spy)
+    src = tmp_path / "a.lcf"
+    src.write_bytes(data)
+    api.decode_file(src, tmp_path / "a.png", weights=tiny_weights)
+    api.decode_to_bytes(src, "png", weights=tiny_weights)
+    api.decode_bytes(data, weights=tiny_weights)
+    api.decode_array(data, weights=tiny_weights)
+    assert len(asked) == 4 and not any(asked), asked

@@ -110,3 +110,19 @@ def test_fuzz_container_harness_passes_on_mutants_and_flags_a_bug(monkeypatch):
     monkeypatch.setattr(lcf.container, "read_container", broken)
     with pytest.raises(harness.Finding, match="IndexError escaped"):
         harness.check(seeds[0])
+
+
+def test_decode_bombs_reports_each_bomb_and_budget(tiny_weights, tmp_path):
+    """benchmarks/decode_bombs.py: a row per claimed size, coded channels and budget, each decoded in a fresh
+    process; a budget too small for the claim is a LimitError (exit 5), never a crash."""
+    bombs = load("benchmarks/decode_bombs.py")
+    out = tmp_path / "bombs.md"
+    args = ["--weights", str(tiny_weights), "--sides", "128", "--coded", "0,1,999", "--budgets", "default,0.000001"]
+    assert bombs.main([*args, "--out", str(out)]) == 0
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| 128x128")]
+    every = str(bombs.api.get_codec(str(tiny_weights)).config.M)  # 999 channels: all the model has
+    assert [(r[1], r[3], r[4]) for r in rows] == [
+        (coded, budget, outcome)
+        for coded in ("0", "1", every)
+        for budget, outcome in (("unset (8 GiB)", "decoded"), ("0.000001", "LimitError (exit 5)"))
+    ], rows
