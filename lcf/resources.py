@@ -146,8 +146,7 @@ def bound_heap() -> None:
     ``mallopt(M_MMAP_THRESHOLD)``; nothing elsewhere), so that what a large decode frees goes back to the system.
     By default glibc raises that threshold (up to 32 MiB) each time a large block is freed, so after a decode's first
     layers its tensors of a few megabytes come from the heap and what they free stays resident, phase after phase
-    and block after block of g_s: the 4096x4096 bomb of docs/SECURITY.md peaked at 1.36 GiB with blocks and this
-    off, 0.92 GiB with it (1.02 GiB with a 4 MiB threshold); more page faults, whose time was not measured apart
+    and block after block of g_s; with it set, a decode in blocks stays near one block's memory, for more page faults
     (docs/BENCHMARKS.md, "Decoding in bounded memory"). The codec calls it only for images beyond one block of g_s."""
     global _heap_bounded
     if _heap_bounded or not sys.platform.startswith("linux"):
@@ -179,9 +178,8 @@ HUGE_IMAGE_PIXELS = 40 << 20  # padded pixels beyond which g_s's blocks shrink t
 def image_synthesis_block(block: int | None, padded_pixels: int) -> int | None:
     """The side of g_s's blocks for one image: the codec's ``block`` (None: g_s runs whole), or 3/4 of it for images
     beyond HUGE_IMAGE_PIXELS. There the output and ŷ (~4.7 B a pixel) leave little of 1 GiB for one block's
-    activations: with blocks of 96 latent pixels instead of 128, the 8192x8192 all-zero bomb's synthesis peaked at
-    0.80 GB instead of 1.03 GB, for 13 % more of its time (one run each; docs/BENCHMARKS.md, "Decoding in bounded
-    memory"). A real photo that large peaks in its entropy decoding instead, whatever the block."""
+    activations; smaller blocks cost more of g_s's time (their reach), measured in docs/BENCHMARKS.md ("Decoding in
+    bounded memory"). A real photo that large peaks in its entropy decoding instead, whatever the block."""
     if block is None or padded_pixels <= HUGE_IMAGE_PIXELS:
         return block
     return max(1, block * 3 // 4)
