@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 
 from lcf.api import io_error
-from lcf.errors import LcfError, LcfIOError, LimitError, UsageError
+from lcf.errors import LcfError, LcfIOError, LimitError, UnreachableTargetError, UsageError
 from lcf_cli.common import err_console, error_dict, print_json
 
 STDIO = "-"
@@ -179,6 +179,16 @@ def _silence_stdout() -> None:
 # -- several inputs ------------------------------------------------------------------------------------------------
 
 
+def failure_record(src: Path, dst: Path, error: LcfError) -> dict[str, Any]:
+    """The --json record of a file lcf encode or decode could not convert: ``status`` "failed", ``error`` (type,
+    message, exit code, ...) and, for a rate-control target no quality meets, ``target`` as a written file's record
+    and lcf batch's carry it (``met`` false, ``nearest``: :meth:`lcf.ratecontrol.Outcome.as_dict`)."""
+    record: dict[str, Any] = {"src": str(src), "dst": str(dst), "status": "failed", "error": error_dict(error)}
+    if isinstance(error, UnreachableTargetError) and error.outcome is not None:
+        record["target"] = error.outcome.as_dict()
+    return record
+
+
 def convert_each(
     pairs: Sequence[tuple[Path, Path]], convert: Callable[[Path, Path], dict[str, Any]], *, done: str, json: bool
 ) -> None:
@@ -195,7 +205,7 @@ def convert_each(
             error = exc if isinstance(exc, LcfError) else io_error(exc)
             first = first or error
             err_console.print(f"FAIL  {escape(str(src))}: {escape(str(error))}")
-            records.append({"src": str(src), "dst": str(dst), "status": "failed", "error": error_dict(error)})
+            records.append(failure_record(src, dst, error))
     failed = sum(record["status"] == "failed" for record in records)
     err_console.print(f"{len(records) - failed} {done}, {failed} failed")
     if json:

@@ -7,7 +7,6 @@ Dask cluster), so the executors share the per-file work without an import cycle.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +60,7 @@ class BatchItem(reports.BatchItem):
             "notes": list(self.notes),
             "quality": self.quality,
             "psnr": self.psnr,
-            "target": None if self.target is None else dataclasses.asdict(self.target),
+            "target": None if self.target is None else self.target.as_dict(),
         }
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +158,12 @@ class Outcome:
     probes: int
     message: str | None = None
     nearest: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``"target"`` object of the ``--json`` records: lcf batch's (every file), lcf encode's for a file failed
+        for its target; a written file's (``asdict`` of its EncodeReport) has the same fields. ``kind``, ``value``,
+        ``met``, ``probes``, ``message``, ``nearest``."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,71 @@ def test_cli_unreachable_target_exits_9_and_writes_nothing(tmp_path, source, tin
     assert "warning:" in result.stderr and "wrote the nearest file" in result.stderr
 
 
+def test_cli_unreachable_target_json_is_the_failed_files_record(tmp_path, source, tiny_weights):
+    """One SRC with --json: a target no quality meets prints the file's record on stdout ("status" "failed", the
+    "error" with its message and exit code, and "target" as lcf batch --json gives it: "met" false, "nearest"); the
+    message stays on stderr, the exit code 9, nothing is written. Another failure prints its record too."""
+    smallest = len(api.encode_image(source, quality=1.0, weights=tiny_weights))
+    out = tmp_path / "u.lcf"
+    result = lcf_cli("encode", source, "-o", out, "--target-size", "50", "--weights", tiny_weights, "--json")
+    assert result.exit_code == 9 and not out.exists()
+    assert f"no quality fits in 50 bytes: the smallest file is {smallest:,} bytes" in result.stderr
+    record = json.loads(result.stdout)
+    assert (record["src"], record["dst"], record["status"]) == (str(source), str(out), "failed")
+    assert record["error"]["type"] == "UnreachableTargetError" and record["error"]["exit_code"] == 9
+    assert f"the smallest file is {smallest:,} bytes" in record["error"]["message"]
+    target = record["target"]
+    assert (target["kind"], target["value"], target["met"], target["nearest"]) == ("size", 50, False, smallest)
+    assert target["message"] in record["error"]["message"] and target["probes"] >= 1
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / source.name).write_bytes(source.read_bytes())
+    batch = lcf_cli(
+        "batch", tmp_path / "dir", tmp_path / "b", "--target-size", "50", "--weights", tiny_weights, "--json"
+    )
+    assert batch.exit_code == 9, batch.output
+    theirs = json.loads(batch.stdout)["files"][0]["target"]  # the same object as lcf batch's (its SRC's path)
+    assert {**theirs, "message": theirs["message"].replace(str(tmp_path / "dir"), str(tmp_path))} == target
+
+    result = lcf_cli("encode", source, "-o", out, "--target-psnr", "99", "--weights", tiny_weights, "--json")
+    assert result.exit_code == 9 and "no quality reaches 99 dB PSNR" in result.stderr
+    target = json.loads(result.stdout)["target"]
+    assert target["kind"] == "psnr" and target["met"] is False and target["nearest"] < 99
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"hello")
+    result = lcf_cli("encode", bad, "-o", out, "--target-size", "50", "--weights", tiny_weights, "--json")
+    assert result.exit_code == 7 and "error:" in result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "failed" and record["error"]["exit_code"] == 7 and "target" not in record
+
+
+def test_cli_several_files_with_unmet_targets_report_target_and_nearest(tmp_path, tiny_weights):
+    """Several SRCs with --json: a file failed for its target carries "target" ("met" false, "nearest") in its
+    record as lcf batch's does, next to its "error"; a file met and another failure keep their records."""
+    src, sizes = _two_images(tmp_path, tiny_weights)
+    (a, small), (b, large) = sorted(sizes.items(), key=lambda pair: pair[1])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"hello")
+    limit = large - 1  # b cannot fit, a can (at quality 1 at least)
+    assert small <= limit
+    result = lcf_cli(
+        "encode", a, b, bad, "-d", tmp_path / "out", "--target-size", str(limit), "--weights", tiny_weights,
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 9 and "2 failed" in result.stderr and "the smallest file is" in result.stderr
+    files = {Path(f["src"]).name: f for f in json.loads(result.stdout)["files"]}
+    assert files[a.name]["status"] == "ok" and files[a.name]["target"]["met"] is True
+    failed = files[b.name]
+    assert failed["status"] == "failed" and failed["error"]["exit_code"] == 9
+    assert failed["target"]["met"] is False and failed["target"]["nearest"] == large
+    assert failed["target"]["kind"] == "size" and failed["target"]["value"] == limit
+    assert f"the smallest file is {large:,} bytes" in failed["error"]["message"]
+    assert files[bad.name]["error"]["exit_code"] == 7 and "target" not in files[bad.name]
+    batch = lcf_cli("batch", src, tmp_path / "b", "--target-size", str(limit), "--weights", tiny_weights, "--json")
+    by_name = {Path(f["src"]).name: f for f in json.loads(batch.stdout)["files"]}
+    assert by_name[b.name]["target"] == failed["target"]  # the same object as lcf batch's
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

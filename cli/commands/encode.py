@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from lcf import api
+from lcf.errors import LcfError
 from lcf.fileio import atomic_write
 from lcf_cli.common import (
     Device,
@@ -28,6 +29,7 @@ from lcf_cli.files import (
     STDIO,
     check_pipes,
     convert_each,
+    failure_record,
     is_stdio,
     label,
     make_folder,
@@ -110,7 +112,8 @@ def encode(
     Alpha, ICC profile, EXIF and XMP are kept. lcf codes 8-bit RGB: whatever it changes to get there (16 -> 8 bits,
     CMYK or palette -> RGB, an ICC profile dropped, EXIF orientation applied) is printed as a "note:" line on stderr
     and listed in --json ("notes"). --json prints the report (size, bpp, notes; PSNR with -v) on stdout; with
-    several inputs an object with "ok" and "files", one report (or "error") per file.
+    several inputs an object with "ok" and "files", one report (or "error") per file. A file that fails has the
+    record {"src", "dst", "status": "failed", "error": {"message", "exit_code", ...}}, printed alone with one input.
 
     --max-pixels refuses larger images before decoding them (0: no limit); the memory an image needs is capped
     too (8 GiB; LCF_MAX_MEMORY=<GiB> raises it).
@@ -119,8 +122,9 @@ def encode(
     quality (on its 1/256 grid): the best quality within the size, or the smallest file whose decoded image (with
     the recommended decoder) reaches the PSNR. The file is byte for byte what -q with the chosen quality writes; -v
     and --json report the target, the quality, size, bpp and PSNR. A target no quality meets (a size below quality
-    1's file, a PSNR above the best) fails with exit code 9 and names the nearest reachable value; --keep-nearest
-    writes that file instead, with a warning. With --effort above 0 each probe of the search is refined (slow).
+    1's file, a PSNR above the best) fails with exit code 9 and names the nearest reachable value (in --json, the
+    failed file's "target": "met" false, "nearest", as lcf batch --json gives it); --keep-nearest writes that file
+    instead, with a warning. With --effort above 0 each probe of the search is refined (slow).
 
     [bold]Examples[/]
       lcf encode photo.png -o photo.lcf
@@ -152,7 +156,13 @@ def encode(
         src, dst = pairs[0]
         check_pipes(src, dst, json=json)
         make_folder(out_dir)
-        report = _encode_one(src, dst, options)
+        try:
+            report = _encode_one(src, dst, options)
+        except (LcfError, OSError) as exc:
+            error = exc if isinstance(exc, LcfError) else api.io_error(exc)
+            if json:  # the file's record on stdout, as with several inputs; the message and exit code as before
+                print_json(failure_record(src, dst, error))
+            raise error from None
         _tell(report, effort, verbose)
         if json:
             print_json(asdict(report))
