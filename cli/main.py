@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import os
 import sys
 from typing import Annotated
 
@@ -78,6 +79,11 @@ for command in (encode, decode, info, validate, batch, bench):
 
 def run() -> None:
     """Console-script entry point."""
+    # Before PyTorch loads (MKL reads it then; nothing has imported torch yet): MKL's own memory manager off. It keeps
+    # the buffers of the entropy networks' float64 matrix products (~60 MB after a decode) for the life of the
+    # process, on top of a large decode's peak (issue 20; docs/BENCHMARKS.md, "Decoding in bounded memory"). A value
+    # the user set wins. Library users decide for their own process.
+    os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
     try:
         app()
     except KeyboardInterrupt:  # outside a command (they handle it themselves)

@@ -3,6 +3,7 @@ when it is made gives the same networks as before it was made cheaper. Times are
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,22 @@ def test_the_console_script_freezes_the_garbage_collector_before_exit(tmp_path: 
     )
     assert result.stderr.strip().splitlines()[-1] == "EXIT 0 FROZEN True", result.stderr[-2000:]
     assert out.read_bytes()[:4] == VECTOR.read_bytes()[:4]
+
+
+@pytest.mark.parametrize("preset", [None, "0"])
+def test_the_console_script_turns_mkls_memory_manager_off_before_torch_loads(preset: str | None) -> None:
+    # MKL reads MKL_DISABLE_FAST_MM when PyTorch loads it: the console script sets it before any import of torch
+    # (issue 20: its cached buffers otherwise stay on top of a large decode's peak); a value the user set wins
+    probe = (
+        "import os, sys\nfrom lcf_cli.main import run\nsys.argv = ['lcf', 'info', sys.argv[1]]\n"
+        "early = 'torch' in sys.modules\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "print('MKL', os.environ.get('MKL_DISABLE_FAST_MM'), 'EARLY', early, file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DISABLE_FAST_MM"}
+    if preset is not None:
+        env["MKL_DISABLE_FAST_MM"] = preset
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(VECTOR)], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert result.stderr.strip().splitlines()[-1] == f"MKL {preset or '1'} EARLY False", result.stderr[-2000:]
