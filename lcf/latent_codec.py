@@ -139,12 +139,11 @@ class LatentCodec:
         non-anchor ones. A band of latent rows at a time (:func:`band_rows`): T1 and ctx of a band are computed
         from the rows of ẑ and ŷ that reach it (:data:`HYPER_REACH`, ctx's 5x5 window), so that whatever the image
         size only one band's float64 features exist at once, and the integers are those of the whole image."""
-        mc = int(coded.sum())
-        if mc == 0:  # no element: no network to run (the streams must then be empty)
-            return _no_params()
+        parts = StreamParams(int(coded.sum()), positions.size)
+        if not parts.size:  # no element: no network to run (the streams must then be empty)
+            return parts.result()
         hz = z_hat.shape[1]
         zrows = band_rows(lw, self.net)
-        parts = _StreamParams(mc, positions.size)
         for z0 in range(0, hz, zrows):
             z1 = min(hz, z0 + zrows)
             r0, r1 = 4 * z0, min(lh, 4 * z1)
@@ -156,43 +155,39 @@ class LatentCodec:
             t1 = t1[:, :, 4 * (z0 - zt) : 4 * (z0 - zt) + (r1 - r0)]
             local = positions[lo:hi] - r0 * lw
             if y_anchor is None:
-                parts.add(lo, _stream_params(self.net.anchor, (t1,), coded, local))
+                _stream_params(self.net.anchor, (t1,), coded, local, parts, lo)
                 continue
             c0 = max(0, r0 - CTX_REACH)  # even (r0 is a multiple of 4): the checkerboard's phase is kept
             ctx = self.net.context(y_anchor[None, :, c0 : min(lh, r1 + CTX_REACH)], local + (r0 - c0) * lw)
             ctx = ctx[:, :, r0 - c0 : r1 - c0]
-            parts.add(lo, _stream_params(self.net.pen2, (t1, ctx), coded, local))
+            _stream_params(self.net.pen2, (t1, ctx), coded, local, parts, lo)
         return parts.result()
 
 
 def _stream_params(
-    pen: Callable[..., torch.Tensor], features: tuple[torch.Tensor, ...], coded: np.ndarray, positions: np.ndarray
-) -> IntParams:
-    """Integer parameters of one stream's elements, in stream order (coded channel, then position), from the feature
-    maps (1, C, h, w) that ``pen`` (PEN1 or PEN2, pointwise) maps to raw slots (1, P·M, ·, ·). The PEN runs at
-    ``positions`` (flat indices) only, PARAM_BLOCK // M of them at a time (an element's parameters depend on its own
-    position's features only), so that a large image's float64 slots and int64 temporaries stay at about
-    PARAM_BLOCK elements."""
+    pen: Callable[..., torch.Tensor],
+    features: tuple[torch.Tensor, ...],
+    coded: np.ndarray,
+    positions: np.ndarray,
+    out: StreamParams,
+    start: int = 0,
+) -> None:
+    """Integer parameters of one stream's elements at ``positions`` (flat indices into the feature maps), written
+    into ``out`` from its position ``start`` on, from the feature maps (1, C, h, w) that ``pen`` (PEN1 or PEN2,
+    pointwise) maps to raw slots (1, P·M, ·, ·). The PEN runs at those positions only, PARAM_BLOCK // M of them at a
+    time (an element's parameters depend on its own position's features only), so that a large image's float64
+    slots and int64 temporaries stay at about PARAM_BLOCK elements."""
     m = coded.size
     channels = np.flatnonzero(coded)
     step = max(1, PARAM_BLOCK // m)
     flat = [f.flatten(2) for f in features]  # (1, C, h·w)
-    out: list[np.ndarray] = []
-    families: tuple[str, ...] = ()
-    for i in range(0, max(1, positions.size), step):
+    for i in range(0, positions.size, step):
         block = positions[i : i + step]
         index = torch.from_numpy(block)
         raw = pen(*(f[:, :, index, None] for f in flat))  # (1, P·M, n, 1), float64 holding integers
         slots = raw.shape[1] // m
         a = raw[0, :, :, 0].numpy().reshape(m, slots, block.size)[channels].astype(np.int64)  # (mc, P, n)
-        p = int_params(a.transpose(0, 2, 1).reshape(-1, slots))
-        if not out:
-            families = p.families
-            out = [np.empty((channels.size, positions.size, p.k), np.int32) for _ in range(3)]
-        for whole, part in zip(out, (p.weights, p.means, p.scale_idx), strict=True):
-            whole[:, i : i + block.size] = part.reshape(channels.size, block.size, p.k)
-    weights, means, scale_idx = (a.reshape(-1, len(families)) for a in out)
-    return IntParams(weights, means, scale_idx, families)
+        out.put(start + i, int_params(a.transpose(0, 2, 1).reshape(-1, slots)))
 
 
 HYPER_REACH = 4  # rows of ẑ around a band that reach its T1: traced back through h_s (3x3 at H/16; shuffle; 3x3,
@@ -216,36 +211,30 @@ def _at(positions: np.ndarray, size: int) -> np.ndarray:
     return mask
 
 
-def _no_params() -> IntParams:
-    empty = np.zeros((0, 0), np.int32)
-    return IntParams(empty, empty, empty, ())
-
-
-class _StreamParams:
-    """The stream-order parameter arrays of one stream (mc coded channels x n positions), filled a band of positions
-    at a time."""
+class StreamParams:
+    """The integer parameters of one stream in stream order: ``channels`` coded channels x ``positions`` positions
+    (channel-major), filled a block of positions at a time (:meth:`put`), then one :class:`IntParams`."""
 
     def __init__(self, channels: int, positions: int) -> None:
         self.shape = (channels, positions)
+        self.size = channels * positions
         self.arrays: list[np.ndarray] = []
         self.families: tuple[str, ...] = ()
-        self.whole: IntParams | None = None
 
-    def add(self, start: int, p: IntParams) -> None:
+    def put(self, start: int, p: IntParams) -> None:
+        """``p``: the parameters of every coded channel at positions ``start``, ``start + 1``, ... (channel-major)."""
         mc, n = self.shape
-        if p.weights.shape[0] == mc * n:  # one band held them all (a T1 within BAND_BYTES): no copy
-            self.whole = p
-            return
         if not self.arrays:
             self.families = p.families
             self.arrays = [np.empty((mc, n, len(p.families)), np.int32) for _ in range(3)]
-        block = p.weights.shape[0] // mc
+        block = p.n // mc
         for whole, part in zip(self.arrays, (p.weights, p.means, p.scale_idx), strict=True):
             whole[:, start : start + block] = part.reshape(mc, block, -1)
 
     def result(self) -> IntParams:
-        if self.whole is not None:
-            return self.whole
+        if not self.arrays:  # no element
+            empty = np.zeros((0, 0), np.int32)
+            return IntParams(empty, empty, empty, ())
         weights, means, scale_idx = (a.reshape(-1, len(self.families)) for a in self.arrays)
         return IntParams(weights, means, scale_idx, self.families)
 

@@ -82,13 +82,18 @@ def test_parameters_built_in_bands_of_rows_equal_the_whole_image(latent, monkeyp
     one row of ẑ per band gives the integers of the whole image at once, and the same stream bytes. A band that read
     one row of ẑ fewer than HYPER_REACH around it would not (this test sees it)."""
     import lcf.latent_codec as lc
-    from lcf.latent_codec import _stream_params
+    from lcf.latent_codec import StreamParams, _stream_params
+
+    def whole(pen, features, positions):
+        out = StreamParams(int(s.coded.sum()), positions.size)
+        _stream_params(pen, features, s.coded, positions, out)
+        return out.result()
 
     s = _symbols(11, 24, 8)  # 6 rows of ẑ: six bands
     anchors, nonanchors = checkerboard(24, 8)
     t1 = latent.net.hyper(s.z_hat[None])
-    whole1 = _stream_params(latent.net.anchor, (t1,), s.coded, anchors)
-    whole2 = _stream_params(latent.net.pen2, (t1, latent.net.context(s.y_hat[None], nonanchors)), s.coded, nonanchors)
+    whole1 = whole(latent.net.anchor, (t1,), anchors)
+    whole2 = whole(latent.net.pen2, (t1, latent.net.context(s.y_hat[None], nonanchors)), nonanchors)
     streams, _ = latent.encode(s)
     assert lc.band_rows(8, latent.net) >= 6  # by default, one band
     monkeypatch.setattr(lc, "BAND_BYTES", 1)
